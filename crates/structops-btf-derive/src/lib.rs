@@ -1,0 +1,1 @@
+//! `#[derive(Btf)]` (work in progress).

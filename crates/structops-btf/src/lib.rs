@@ -1,0 +1,1 @@
+//! structops-btf (work in progress).

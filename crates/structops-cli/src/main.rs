@@ -1,0 +1,2 @@
+//! The `structops` command-line tool.
+fn main() {}

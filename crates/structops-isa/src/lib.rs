@@ -1,0 +1,1 @@
+//! structops-isa (work in progress).

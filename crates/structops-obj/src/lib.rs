@@ -1,0 +1,1 @@
+//! structops-obj (work in progress).

@@ -22,12 +22,14 @@
 mod builder;
 mod error;
 pub mod ext;
+pub mod host;
 mod parse;
 mod query;
 mod types;
 
 pub use builder::BtfBuilder;
 pub use error::{BtfError, Result};
+pub use host::{BtfType, BtfTypes, structurally_equal};
 pub use parse::{
     BTF_MAGIC, BTF_MAX_NAME_OFFSET, BTF_MAX_SIZE, BTF_MAX_TYPE, BTF_MAX_VLEN, BTF_VERSION, Endian,
     HEADER_LEN, Header,

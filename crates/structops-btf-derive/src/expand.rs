@@ -175,7 +175,7 @@ fn fn_pointer_expr(
                 return Err(syn::Error::new(
                     lit.span(),
                     format!(
-                        "params names {} parameters but the function pointer has {}",
+                        "`params` gives {} names but the function pointer has {} parameters",
                         names.len(),
                         f.inputs.len()
                     ),

@@ -60,6 +60,11 @@ use crate::types::{
 /// [`BtfTypes`] methods and return its id; they must not call
 /// [`BtfType::btf_type`] of other types directly, but [`BtfTypes::id_of`], which
 /// memoizes.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` has no BTF description",
+    label = "no BTF for this type",
+    note = "derive it with `#[derive(Btf)]` on a `#[repr(C)]` type, or implement `BtfType` by hand"
+)]
 pub trait BtfType: 'static {
     /// Emits the BTF of `Self` (and of every type it refers to) into `b` and returns the
     /// id of `Self`. Called at most once per [`BtfTypes`] by [`BtfTypes::id_of`].
@@ -67,6 +72,11 @@ pub trait BtfType: 'static {
 }
 
 /// What a raw pointer may point to: any [`BtfType`], or `c_void` (BTF `void`, id 0).
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` has no BTF description, so pointers to it have none",
+    label = "no BTF for the pointee",
+    note = "derive it with `#[derive(Btf)]` on a `#[repr(C)]` type, or point to `c_void`"
+)]
 pub trait BtfPointee: 'static {
     /// The id of the pointee type in `b`.
     fn pointee_id(b: &mut BtfTypes) -> TypeId;

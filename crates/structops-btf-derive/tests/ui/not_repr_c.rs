@@ -1,0 +1,8 @@
+use structops_btf_derive::Btf;
+
+#[derive(Btf)]
+struct NoRepr {
+    a: u32,
+}
+
+fn main() {}

@@ -79,8 +79,12 @@
 //! let mut types = BtfTypes::new();
 //! let ops = types.id_of::<NodeOps>();
 //! let btf = types.build();
-//! assert_eq!(btf.find_by_name_kind("node_ops", Kind::Struct), None);
 //! assert_eq!(btf.find_by_name_kind("NodeOps", Kind::Struct), Some(ops));
+//!
+//! // `flags` is `u64`, a typedef of `__u64`, as in the kernel's headers.
+//! let (m, bit) = btf.member_by_name(ops, "flags").unwrap().unwrap();
+//! assert_eq!((btf.type_name(m.ty).unwrap(), bit), ("u64", 64));
+//! assert_eq!(btf.type_name(btf.resolve(m.ty).unwrap()).unwrap(), "long long unsigned int");
 //!
 //! // `visit` points to a prototype whose first parameter is `struct Node *node`.
 //! let (m, bit) = btf.member_by_name(ops, "visit").unwrap().unwrap();

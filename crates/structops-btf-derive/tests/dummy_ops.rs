@@ -157,3 +157,42 @@ fn derived_dummy_ops_equals_the_kernels() {
     let (wrong, wid) = derived::<WrongDummyOps>();
     assert!(structurally_equal(&wrong, wid, &vmlinux, kid).is_err());
 }
+
+#[test]
+fn bpftool_reads_the_derived_btf() {
+    let (ours, _) = derived::<BpfDummyOps>();
+    let path = std::env::temp_dir().join(format!("structops-dummy-ops-{}.btf", std::process::id()));
+    std::fs::write(&path, ours.encode()).unwrap();
+    let out = std::process::Command::new("bpftool")
+        .args(["btf", "dump", "file"])
+        .arg(&path)
+        .args(["format", "raw"])
+        .output();
+    let _ = std::fs::remove_file(&path);
+    let out = match out {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("skipping: cannot run bpftool: {e}");
+            return;
+        }
+    };
+    assert!(
+        out.status.success(),
+        "bpftool failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("STRUCT 'bpf_dummy_ops' size=24 vlen=3"),
+        "{text}"
+    );
+    assert!(
+        text.contains("STRUCT 'bpf_dummy_ops_state' size=4 vlen=1"),
+        "{text}"
+    );
+    assert!(text.contains("'a3' type_id="), "{text}");
+    assert!(
+        text.contains("INT 'char' size=1 bits_offset=0 nr_bits=8 encoding=(none)"),
+        "{text}"
+    );
+}

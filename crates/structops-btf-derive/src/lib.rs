@@ -1,15 +1,15 @@
 //! `#[derive(Btf)]`: BTF for Rust host types.
 //!
 //! A host declares its ops tables and state structs in Rust; the verifier types pointers
-//! into them through BTF. This derive implements [`structops_btf::BtfType`] for
+//! into them through BTF. This derive implements `structops_btf::BtfType` for
 //!
 //! - `#[repr(C)]` structs with named fields (`packed` and `align` are allowed),
 //! - `#[repr(C)]` unions,
 //! - fieldless enums with `#[repr(C)]` or an integer repr (`u8` ... `u64`, `i8` ... `i64`,
 //!   `usize`, `isize`),
 //!
-//! so that [`structops_btf::BtfTypes`] can emit them. How primitive Rust types map to
-//! BTF is documented in [`structops_btf::host`]: the names and encodings are vmlinux's.
+//! so that `structops_btf::BtfTypes` can emit them. How primitive Rust types map to
+//! BTF is documented in `structops_btf::host`: the names and encodings are vmlinux's.
 //!
 //! # Layout
 //!

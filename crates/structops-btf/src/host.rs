@@ -59,7 +59,8 @@ use crate::types::{
 /// structs, unions and fieldless enums. Manual implementations emit their type through the
 /// [`BtfTypes`] methods and return its id; they must not call
 /// [`BtfType::btf_type`] of other types directly, but [`BtfTypes::id_of`], which
-/// memoizes.
+/// memoizes. A type that can be reached again from its own members (through a pointer)
+/// must first [`BtfTypes::reserve`] its id, then fill it in, as the derive does.
 #[diagnostic::on_unimplemented(
     message = "`{Self}` has no BTF description",
     label = "no BTF for this type",

@@ -17,7 +17,9 @@
 //!   `kernel-function[M]`, and a helper call otherwise; `N` is the id.
 //!
 //! Jump and call targets are `pc+N` / `pc-N`, or a label: a line holding
-//! only `name:` labels the next instruction.
+//! only `name:` labels the next instruction. `call NAME` without `#ID`
+//! calls the helper `NAME` if there is one (`call bpf_ktime_get_ns`), and
+//! the subprogram labelled `NAME` otherwise.
 //!
 //! ```
 //! use structops_isa::{asm::assemble, Op};
@@ -871,9 +873,22 @@ fn parse_call(c: &mut Cur<'_>) -> Result<Parsed, AsmError> {
         });
     }
     let rest = c.rest();
-    let hash = rest.rfind('#').unwrap_or(rest.len());
+    let Some(hash) = rest.rfind('#') else {
+        // `call NAME`: a helper by name, otherwise a subprogram label.
+        let name = c.word();
+        if let Some(id) = helper_id(name) {
+            return Ok(Parsed::op(Op::Call(CallTarget::Helper { id })));
+        }
+        if name.is_empty() {
+            return Err(c.err("call target"));
+        }
+        return Ok(Parsed {
+            op: Op::Call(CallTarget::Local { offset: 0 }),
+            label: Some(name.to_owned()),
+        });
+    };
     let name = rest.get(..hash).unwrap_or("").trim();
-    c.pos += (hash + 1).min(rest.len());
+    c.pos += hash + 1;
     let kfunc_idx = if name == "kernel-function" {
         Some(0)
     } else if let Some(idx) = name
@@ -887,12 +902,7 @@ fn parse_call(c: &mut Cur<'_>) -> Result<Parsed, AsmError> {
     } else {
         None
     };
-    let id = if c.peek_int() {
-        c.imm32()?
-    } else {
-        // Tolerate `call bpf_map_lookup_elem` without `#1`.
-        helper_id(name).ok_or_else(|| c.err("helper id"))?
-    };
+    let id = c.imm32()?;
     Ok(Parsed::op(Op::Call(match kfunc_idx {
         Some(btf_fd_idx) => CallTarget::Kfunc {
             btf_id: id as u32,

@@ -1,0 +1,242 @@
+#!/usr/bin/env bash
+# Builds the external conformance corpus from Debian's linux-source-6.12 package:
+#
+#   conformance/build/linux-6.12/     the few parts of the kernel tree we need (extracted)
+#   conformance/build/lib/libbpf.a    libbpf 1.5 from tools/lib/bpf (static)
+#   conformance/build/include/bpf/    libbpf's headers (bpf_helpers.h, bpf_core_read.h, ...)
+#   conformance/build/vmlinux.h       `bpftool btf dump` of this machine's kernel BTF
+#   conformance/build/corpus/*.bpf.o  kernel selftest BPF objects, plus corpus/MANIFEST
+#   conformance/build/bin/libbpf_report  the libbpf oracle (conformance/tools/libbpf_report.c)
+#
+# Nothing from the kernel package is committed: it is all extracted here at build time.
+# Idempotent and incremental: every step is skipped when its output is newer than its
+# inputs, so a re-run takes well under a second. Exits 0 with "skipped: <reason>" when a
+# tool is missing, so callers (tests, bpf/Makefile, CI) can skip instead of failing.
+#
+# Usage: conformance/build.sh [--headers-only] [--clean]
+#   --headers-only  stop after libbpf headers and vmlinux.h (what bpf/Makefile needs)
+#   --clean         remove conformance/build first
+set -euo pipefail
+
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+B="$HERE/build"
+KVER=6.12
+TARBALL="${LINUX_SOURCE_TARBALL:-/usr/src/linux-source-$KVER.tar.xz}"
+TOP="linux-source-$KVER"
+SRC="$B/linux-$KVER"
+SELFTESTS="$SRC/tools/testing/selftests/bpf"
+CLANG="${CLANG:-clang-19}"
+BPFTOOL="${BPFTOOL:-bpftool}"
+VMLINUX_BTF="${VMLINUX_BTF:-/sys/kernel/btf/vmlinux}"
+JOBS="$(nproc 2>/dev/null || echo 2)"
+
+headers_only=0
+for arg in "$@"; do
+  case "$arg" in
+    --headers-only) headers_only=1 ;;
+    --clean) echo "build: removing $B"; rm -rf "$B" ;;
+    *) echo "usage: $0 [--headers-only] [--clean]" >&2; exit 2 ;;
+  esac
+done
+
+skip() { echo "skipped: $*"; exit 0; }
+say() { echo "build: $*"; }
+# newer OUT IN...: true when OUT exists and is newer than every IN.
+newer() {
+  local out="$1"; shift
+  [ -e "$out" ] || return 1
+  local f
+  for f in "$@"; do [ "$f" -nt "$out" ] && return 1; done
+  return 0
+}
+
+[ -r "$TARBALL" ] || skip "$TARBALL not found (run conformance/deps.sh as root)"
+command -v "$CLANG" >/dev/null || skip "$CLANG not found (run conformance/deps.sh)"
+command -v "$BPFTOOL" >/dev/null || skip "bpftool not found (run conformance/deps.sh)"
+command -v make >/dev/null || skip "make not found"
+command -v python3 >/dev/null || skip "python3 not found (libbpf generates bpf_helper_defs.h with it)"
+HOSTCC="${HOSTCC:-$(command -v cc || command -v gcc || command -v "$CLANG")}"
+[ -n "$HOSTCC" ] || skip "no host C compiler"
+[ -r /usr/include/libelf.h ] || [ -r /usr/include/gelf.h ] || skip "libelf headers missing (libelf-dev)"
+[ -r /usr/include/zlib.h ] || skip "zlib headers missing (zlib1g-dev)"
+
+mkdir -p "$B"
+start_us=${EPOCHREALTIME/./}
+
+# ---------------------------------------------------------------------------------------
+# 1. Extract the parts of the kernel tree we need.
+# ---------------------------------------------------------------------------------------
+EXTRACT_PATHS=(
+  "$TOP/tools/lib/bpf"
+  "$TOP/tools/include"
+  "$TOP/tools/arch/x86/include"
+  "$TOP/tools/scripts"
+  "$TOP/tools/build"
+  "$TOP/tools/testing/selftests/bpf/progs"
+  "$TOP/tools/testing/selftests/bpf/bpf_testmod/*.h"
+  "$TOP/tools/testing/selftests/bpf/*.h"
+  "$TOP/tools/testing/selftests/bpf/Makefile"
+  "$TOP/scripts/bpf_doc.py"
+  "$TOP/Makefile"
+)
+stamp="$B/.extracted-$KVER"
+if newer "$stamp" "$TARBALL" "${BASH_SOURCE[0]}"; then
+  say "kernel tree: up to date ($SRC)"
+else
+  say "extracting $(basename "$TARBALL") (tools/lib/bpf, tools/include, tools/build, selftests/bpf) -> $SRC"
+  rm -rf "$SRC" "$stamp"
+  mkdir -p "$SRC"
+  tar -xJf "$TARBALL" -C "$SRC" --strip-components=1 --wildcards "${EXTRACT_PATHS[@]}"
+  touch "$stamp"
+fi
+
+# ---------------------------------------------------------------------------------------
+# 2. libbpf: static library and headers. Debian's libbpf-dev (1.1) and linux-libc-dev are
+#    too old (no .struct_ops.link), so everything uses this one.
+# ---------------------------------------------------------------------------------------
+LIBBPF_A="$B/lib/libbpf.a"
+if newer "$LIBBPF_A" "$stamp" && [ -e "$B/include/bpf/bpf_helper_defs.h" ]; then
+  say "libbpf: up to date ($LIBBPF_A)"
+else
+  say "libbpf: building static library and installing headers"
+  mkdir -p "$B/libbpf-obj" "$B/lib"
+  make -s -C "$SRC/tools/lib/bpf" -j"$JOBS" \
+    CC="$HOSTCC" OUTPUT="$B/libbpf-obj/" DESTDIR="$B" prefix= \
+    EXTRA_CFLAGS="-g -O2 -fPIC" \
+    "$B/libbpf-obj/libbpf.a" install_headers >/dev/null
+  cp "$B/libbpf-obj/libbpf.a" "$LIBBPF_A"
+fi
+
+# ---------------------------------------------------------------------------------------
+# 3. vmlinux.h for this machine's kernel.
+# ---------------------------------------------------------------------------------------
+VMLINUX_H="$B/vmlinux.h"
+if [ ! -r "$VMLINUX_BTF" ]; then
+  skip "$VMLINUX_BTF not readable (kernel built without CONFIG_DEBUG_INFO_BTF)"
+fi
+# The BTF file's mtime is the boot time, so a new kernel regenerates the header.
+if newer "$VMLINUX_H" "$VMLINUX_BTF"; then
+  say "vmlinux.h: up to date"
+else
+  say "vmlinux.h: bpftool btf dump file $VMLINUX_BTF format c"
+  "$BPFTOOL" btf dump file "$VMLINUX_BTF" format c > "$VMLINUX_H.tmp"
+  mv "$VMLINUX_H.tmp" "$VMLINUX_H"
+fi
+# The selftests' progs include it as <vmlinux.h> or "vmlinux.h" from their include dir.
+ln -sf ../vmlinux.h "$B/include/vmlinux.h"
+
+if [ "$headers_only" = 1 ]; then
+  say "headers ready ($B/include, $VMLINUX_H)"
+  exit 0
+fi
+
+# ---------------------------------------------------------------------------------------
+# 4. The corpus: kernel selftest BPF programs compiled as the selftests Makefile does
+#    (CLANG_BPF_BUILD_RULE with TRUNNER_BPF_CFLAGS of the test_progs runner).
+# ---------------------------------------------------------------------------------------
+# struct_ops programs
+CORPUS_STRUCT_OPS=(
+  bpf_cubic bpf_cc_cubic bpf_dctcp bpf_dctcp_release
+  dummy_st_ops_success dummy_st_ops_fail
+  tcp_ca_update tcp_ca_write_sk_pacing tcp_ca_incompl_cong_ops tcp_ca_unsupp_cong_op
+  tcp_ca_kfunc struct_ops_detach bad_struct_ops
+  struct_ops_autocreate struct_ops_maybe_null struct_ops_nulled_out_cb
+)
+# larger programs for parser coverage (maps, map-in-map, global data, CO-RE, ksyms, kconfig)
+CORPUS_OTHER=(
+  test_core_reloc_kernel test_core_reloc_bitfields_probed test_core_reloc_type_based
+  test_core_reloc_type_id test_core_reloc_enumval test_core_reloc_existence
+  test_btf_map_in_map map_ptr_kern test_global_data test_ksyms_btf test_ksyms_weak
+  test_subprogs test_core_extern linked_list
+)
+
+# Host include dirs, appended with -idirafter exactly as get_sys_includes does.
+sys_includes() {
+  "$CLANG" -v -E - </dev/null 2>&1 |
+    sed -n '/<...> search starts here:/,/End of search list./{ s| \(/.*\)|-idirafter \1|p }'
+}
+read -r -a SYS_INC <<< "$(sys_includes | tr '\n' ' ')"
+
+BPF_CFLAGS=(
+  -g -Wall -Werror -D__TARGET_ARCH_x86 -mlittle-endian
+  -I"$B/include" -I"$SELFTESTS" -I"$SRC/tools/include/uapi"
+  -Wno-compare-distinct-pointer-types
+  "${SYS_INC[@]}"
+  -DENABLE_ATOMICS_TESTS
+  # Reproducible output: no absolute build paths in DWARF.
+  -fdebug-prefix-map="$B"=conformance/build
+)
+
+mkdir -p "$B/corpus"
+say "corpus: compiling ${#CORPUS_STRUCT_OPS[@]} struct_ops + ${#CORPUS_OTHER[@]} other selftest programs with $CLANG -O2 --target=bpf -mcpu=v3"
+failed=()
+pids=()
+names=()
+compile_one() {
+  local name="$1" src="$SELFTESTS/progs/$1.c" out="$B/corpus/$1.bpf.o"
+  if newer "$out" "$src" "$VMLINUX_H" "$LIBBPF_A" "${BASH_SOURCE[0]}"; then
+    return 0
+  fi
+  if ! "$CLANG" "${BPF_CFLAGS[@]}" -O2 --target=bpf -mcpu=v3 -c "$src" -o "$out.tmp" \
+      2> "$B/corpus/$1.log"; then
+    rm -f "$out.tmp"
+    return 1
+  fi
+  mv "$out.tmp" "$out"
+  echo "  CLNG-BPF $name.bpf.o"
+}
+# Two at a time: the machine has 2 cores, each clang job is single-threaded.
+run_batch() {
+  local i
+  for i in "${!pids[@]}"; do
+    if ! wait "${pids[$i]}"; then failed+=("${names[$i]}"); fi
+  done
+  pids=(); names=()
+}
+for name in "${CORPUS_STRUCT_OPS[@]}" "${CORPUS_OTHER[@]}"; do
+  compile_one "$name" & pids+=($!); names+=("$name")
+  [ ${#pids[@]} -ge "$JOBS" ] && run_batch
+done
+run_batch
+
+{
+  echo "# conformance corpus: kernel selftest BPF objects from linux-source-$KVER"
+  echo "# compiled with $("$CLANG" --version | head -1) against vmlinux.h of $(uname -r)"
+  echo "# name<TAB>kind<TAB>sha256"
+  for name in "${CORPUS_STRUCT_OPS[@]}" "${CORPUS_OTHER[@]}"; do
+    o="$B/corpus/$name.bpf.o"
+    [ -e "$o" ] || continue
+    kind=other
+    for s in "${CORPUS_STRUCT_OPS[@]}"; do [ "$s" = "$name" ] && kind=struct_ops; done
+    printf '%s.bpf.o\t%s\t%s\n' "$name" "$kind" "$(sha256sum "$o" | cut -d' ' -f1)"
+  done
+} > "$B/corpus/MANIFEST.tmp"
+mv "$B/corpus/MANIFEST.tmp" "$B/corpus/MANIFEST"
+say "corpus: $(grep -vc '^#' "$B/corpus/MANIFEST") objects in $B/corpus (MANIFEST written)"
+if [ ${#failed[@]} -gt 0 ]; then
+  for f in "${failed[@]}"; do
+    echo "build: FAILED to compile $f:" >&2
+    head -20 "$B/corpus/$f.log" >&2
+  done
+fi
+
+# ---------------------------------------------------------------------------------------
+# 5. The libbpf oracle.
+# ---------------------------------------------------------------------------------------
+REPORT_SRC="$HERE/tools/libbpf_report.c"
+REPORT_BIN="$B/bin/libbpf_report"
+if [ -e "$REPORT_SRC" ]; then
+  if newer "$REPORT_BIN" "$REPORT_SRC" "$LIBBPF_A"; then
+    say "libbpf_report: up to date ($REPORT_BIN)"
+  else
+    say "libbpf_report: compiling $REPORT_BIN"
+    mkdir -p "$B/bin"
+    "$HOSTCC" -g -O2 -Wall -Wextra -Werror -I"$B/include" -I"$SRC/tools/include/uapi" \
+      "$REPORT_SRC" "$LIBBPF_A" -lelf -lz -o "$REPORT_BIN"
+  fi
+fi
+
+end_us=${EPOCHREALTIME/./}
+el=$(( (end_us - start_us) / 100000 ))
+say "done in $((el / 10)).$((el % 10))s"
+[ ${#failed[@]} -eq 0 ] || { echo "build: ${#failed[@]} corpus object(s) failed: ${failed[*]}" >&2; exit 1; }

@@ -953,10 +953,11 @@ fn strip_line(text: &str) -> (&str, Option<u8>) {
     };
     // `(b7) ` opcode.
     let b = text.as_bytes();
-    if b.len() >= 4 && b[0] == b'(' && b[3] == b')' {
-        if let Some(code) = text.get(1..3).and_then(|h| u8::from_str_radix(h, 16).ok()) {
-            return (text.get(4..).unwrap_or("").trim(), Some(code));
-        }
+    if b.first() == Some(&b'(')
+        && b.get(3) == Some(&b')')
+        && let Some(code) = text.get(1..3).and_then(|h| u8::from_str_radix(h, 16).ok())
+    {
+        return (text.get(4..).unwrap_or("").trim(), Some(code));
     }
     (text, None)
 }

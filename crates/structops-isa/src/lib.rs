@@ -10,7 +10,7 @@
 //! - [`insn`]: [`Insn`], the 8-byte `struct bpf_insn`, and byte parsing.
 //! - [`opcode`]: the opcode field constants (`opcode::ALU64 | opcode::ADD`).
 //! - [`op`]: [`Op`] and its operand types, and [`Op::encode`].
-//! - [`decode`](mod@decode): [`decode`] / [`Program`] with the kernel's structural
+//! - [`decode`](mod@decode): [`decode()`] / [`Program`] with the kernel's structural
 //!   checks and a typed [`DecodeError`].
 //! - [`disasm`]: [`disassemble`] and the [`Symbolizer`] trait.
 //! - [`asm`]: [`assemble`], the inverse of the disassembler.
@@ -46,6 +46,8 @@
 //! assert_eq!(again, prog);
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
+
+#![warn(missing_docs)]
 
 pub mod asm;
 pub mod decode;

@@ -505,7 +505,7 @@ pub enum CallTarget {
 
 /// One decoded eBPF instruction.
 ///
-/// Produced once by [`decode`](crate::decode) and matched on by every later
+/// Produced once by [`decode`](crate::decode()) and matched on by every later
 /// stage. Every field is one the encoding actually uses, and every value
 /// round-trips through [`Op::encode`] (for ops that [`Op::validate`] accepts).
 /// Register operands that the instruction only reads or writes are plain
@@ -778,7 +778,7 @@ const fn src_parts(src: Source) -> (u8, u8, i32) {
 
 impl Op {
     /// Encodes this op into its raw slot(s), the inverse of
-    /// [`decode`](crate::decode). Encoding never fails; an op that breaks a
+    /// [`decode`](crate::decode()). Encoding never fails; an op that breaks a
     /// constraint the type cannot express (say an atomic `add` on a byte)
     /// encodes to slots that decoding rejects. [`Op::validate`] checks that.
     pub const fn encode(&self) -> Encoded {

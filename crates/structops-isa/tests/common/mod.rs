@@ -1,7 +1,6 @@
 //! Shared proptest strategies: every valid `Op`, and raw slots biased
 //! towards almost-valid encodings.
 
-#![allow(dead_code, reason = "each test binary uses a different subset")]
 
 use proptest::prelude::*;
 use proptest::strategy::Union;

@@ -79,15 +79,18 @@ EXTRACT_PATHS=(
   "$TOP/scripts/bpf_doc.py"
   "$TOP/Makefile"
 )
+# The stamp records what was extracted, so adding a path re-extracts but editing
+# the rest of this script does not.
 stamp="$B/.extracted-$KVER"
-if newer "$stamp" "$TARBALL" "${BASH_SOURCE[0]}"; then
+want="$(printf '%s\n' "$TARBALL" "${EXTRACT_PATHS[@]}")"
+if newer "$stamp" "$TARBALL" && [ "$(cat "$stamp")" = "$want" ]; then
   say "kernel tree: up to date ($SRC)"
 else
   say "extracting $(basename "$TARBALL") (tools/lib/bpf, tools/include, tools/build, selftests/bpf) -> $SRC"
   rm -rf "$SRC" "$stamp"
   mkdir -p "$SRC"
   tar -xJf "$TARBALL" -C "$SRC" --strip-components=1 --wildcards "${EXTRACT_PATHS[@]}"
-  touch "$stamp"
+  printf '%s\n' "$want" > "$stamp"
 fi
 
 # ---------------------------------------------------------------------------------------
@@ -144,11 +147,18 @@ CORPUS_STRUCT_OPS=(
 )
 # larger programs for parser coverage (maps, map-in-map, global data, CO-RE, ksyms, kconfig)
 CORPUS_OTHER=(
-  test_core_reloc_kernel test_core_reloc_bitfields_probed test_core_reloc_type_based
-  test_core_reloc_type_id test_core_reloc_enumval test_core_reloc_existence
   test_btf_map_in_map map_ptr_kern test_global_data test_ksyms_btf test_ksyms_weak
   test_subprogs test_core_extern linked_list
 )
+
+# CO-RE: every test_core_reloc_*.c program, and every btf__core_reloc_*.c object whose
+# BTF the core_reloc selftest uses as the relocation target (libbpf's btf_custom_path).
+# core_reloc_pairs.tsv names the target of each program (its base, non-variant BTF).
+CORPUS_CORE=()
+for f in "$SELFTESTS"/progs/test_core_reloc_*.c "$SELFTESTS"/progs/btf__core_reloc_*.c; do
+  n="$(basename "$f" .c)"
+  CORPUS_CORE+=("$n")
+done
 
 # Host include dirs, appended with -idirafter exactly as get_sys_includes does.
 sys_includes() {
@@ -168,13 +178,18 @@ BPF_CFLAGS=(
 )
 
 mkdir -p "$B/corpus"
-say "corpus: compiling ${#CORPUS_STRUCT_OPS[@]} struct_ops + ${#CORPUS_OTHER[@]} other selftest programs with $CLANG -O2 --target=bpf -mcpu=v3"
+# Objects depend on the compiler and its flags through this file, rewritten only when
+# they change.
+FLAGS_STAMP="$B/corpus/.flags"
+flags_now="$("$CLANG" --version | head -1) ${BPF_CFLAGS[*]} -O2 --target=bpf -mcpu=v3"
+[ -e "$FLAGS_STAMP" ] && [ "$(cat "$FLAGS_STAMP")" = "$flags_now" ] || echo "$flags_now" > "$FLAGS_STAMP"
+say "corpus: compiling ${#CORPUS_STRUCT_OPS[@]} struct_ops + ${#CORPUS_OTHER[@]} other + ${#CORPUS_CORE[@]} CO-RE selftest programs with $CLANG -O2 --target=bpf -mcpu=v3"
 failed=()
 pids=()
 names=()
 compile_one() {
   local name="$1" src="$SELFTESTS/progs/$1.c" out="$B/corpus/$1.bpf.o"
-  if newer "$out" "$src" "$VMLINUX_H" "$LIBBPF_A" "${BASH_SOURCE[0]}"; then
+  if newer "$out" "$src" "$VMLINUX_H" "$LIBBPF_A" "$FLAGS_STAMP"; then
     return 0
   fi
   if ! "$CLANG" "${BPF_CFLAGS[@]}" -O2 --target=bpf -mcpu=v3 -c "$src" -o "$out.tmp" \
@@ -182,6 +197,7 @@ compile_one() {
     rm -f "$out.tmp"
     return 1
   fi
+  rm -f "$B/corpus/$1.log"
   mv "$out.tmp" "$out"
   echo "  CLNG-BPF $name.bpf.o"
 }
@@ -193,7 +209,7 @@ run_batch() {
   done
   pids=(); names=()
 }
-for name in "${CORPUS_STRUCT_OPS[@]}" "${CORPUS_OTHER[@]}"; do
+for name in "${CORPUS_STRUCT_OPS[@]}" "${CORPUS_OTHER[@]}" "${CORPUS_CORE[@]}"; do
   compile_one "$name" & pids+=($!); names+=("$name")
   [ ${#pids[@]} -ge "$JOBS" ] && run_batch
 done
@@ -203,15 +219,34 @@ run_batch
   echo "# conformance corpus: kernel selftest BPF objects from linux-source-$KVER"
   echo "# compiled with $("$CLANG" --version | head -1) against vmlinux.h of $(uname -r)"
   echo "# name<TAB>kind<TAB>sha256"
-  for name in "${CORPUS_STRUCT_OPS[@]}" "${CORPUS_OTHER[@]}"; do
+  for name in "${CORPUS_STRUCT_OPS[@]}" "${CORPUS_OTHER[@]}" "${CORPUS_CORE[@]}"; do
     o="$B/corpus/$name.bpf.o"
     [ -e "$o" ] || continue
-    kind=other
-    for s in "${CORPUS_STRUCT_OPS[@]}"; do [ "$s" = "$name" ] && kind=struct_ops; done
+    case "$name" in
+      test_core_reloc_*) kind=core_reloc ;;
+      btf__core_reloc_*) kind=core_btf ;;
+      *) kind=other
+         for s in "${CORPUS_STRUCT_OPS[@]}"; do [ "$s" = "$name" ] && kind=struct_ops; done ;;
+    esac
     printf '%s.bpf.o\t%s\t%s\n' "$name" "$kind" "$(sha256sum "$o" | cut -d' ' -f1)"
   done
 } > "$B/corpus/MANIFEST.tmp"
 mv "$B/corpus/MANIFEST.tmp" "$B/corpus/MANIFEST"
+# test program -> target BTF object; "vmlinux" means the running kernel's BTF.
+{
+  echo "# program<TAB>CO-RE target (libbpf_report --btf corpus/TARGET; vmlinux: none)"
+  for name in "${CORPUS_CORE[@]}"; do
+    case "$name" in test_core_reloc_*) ;; *) continue ;; esac
+    base="${name#test_core_reloc_}"
+    case "$base" in
+      kernel|module) tgt=vmlinux ;;
+      bitfields_direct|bitfields_probed) tgt=btf__core_reloc_bitfields.bpf.o ;;
+      *) tgt="btf__core_reloc_$base.bpf.o" ;;
+    esac
+    [ "$tgt" = vmlinux ] || [ -e "$B/corpus/$tgt" ] || continue
+    printf '%s.bpf.o\t%s\n' "$name" "$tgt"
+  done
+} > "$B/corpus/core_reloc_pairs.tsv"
 say "corpus: $(grep -vc '^#' "$B/corpus/MANIFEST") objects in $B/corpus (MANIFEST written)"
 if [ ${#failed[@]} -gt 0 ]; then
   for f in "${failed[@]}"; do

@@ -18,6 +18,10 @@
  *   libbpf_report load --each FILE.o
  *       --prog for every program in turn, each in a fresh bpf_object.
  *
+ * Both take --btf PATH (CO-RE relocations against the BTF of PATH instead of the
+ * kernel's, as the core_reloc selftests do) and --max-entries MAP=N (as several
+ * selftests set sizes such as a ring buffer's page size from user space).
+ *
  * Struct_ops maps are created but never updated: libbpf 1.5 writes a struct_ops
  * map value only in bpf_map__attach_struct_ops(), which this tool never calls, so
  * nothing gets registered. The object is always closed before exit, so nothing
@@ -133,6 +137,11 @@ static void json_bool(FILE *f, bool v)
  * returning, but it reports the failing program (pr_warn) before that.
  */
 static struct bpf_object *g_obj;
+
+/* Options that change what libbpf does, as the selftests' user-space halves do. */
+static const char *g_btf_custom_path;          /* --btf: CO-RE target BTF */
+static const char *g_max_entries[64];          /* --max-entries NAME=N */
+static int g_max_entries_cnt;
 static int g_map_fd[MAX_TRACKED];
 static bool g_prog_accepted[MAX_TRACKED];
 static struct sbuf g_warn;     /* every WARN-level message */
@@ -336,7 +345,7 @@ static void print_map_common(FILE *f, const struct bpf_object *obj, const struct
 
 static struct bpf_object *open_obj(const char *path, int *err)
 {
-	LIBBPF_OPTS(bpf_object_open_opts, opts);
+	LIBBPF_OPTS(bpf_object_open_opts, opts, .btf_custom_path = g_btf_custom_path);
 	struct bpf_object *obj;
 
 	obj = bpf_object__open_file(path, &opts);
@@ -562,6 +571,15 @@ static int load_one(const char *path, const char *only, bool with_insns, bool br
 	/* never pin: pinning would leave state behind in bpffs */
 	bpf_object__for_each_map(map, obj)
 		bpf_map__set_pin_path(map, NULL);
+	for (int k = 0; k < g_max_entries_cnt; k++) {
+		const char *eq = strchr(g_max_entries[k], '=');
+		char name[256];
+
+		snprintf(name, sizeof(name), "%.*s", (int)(eq - g_max_entries[k]), g_max_entries[k]);
+		map = bpf_object__find_map_by_name(obj, name);
+		if (map)
+			bpf_map__set_max_entries(map, (__u32)strtoul(eq + 1, NULL, 0));
+	}
 
 	if (only) {
 		err = restrict_to_prog(obj, only);
@@ -628,9 +646,15 @@ static int cmd_load_each(const char *path, bool with_insns)
 static void usage(void)
 {
 	fprintf(stderr,
-		"usage: libbpf_report [-v] open [--insns] FILE.o\n"
-		"       libbpf_report [-v] load [--prog NAME | --each] [--no-insns] FILE.o\n"
-		"  -v  copy libbpf's messages (all levels) to stderr\n");
+		"usage: libbpf_report [-v] open [--insns] [OPTIONS] FILE.o\n"
+		"       libbpf_report [-v] load [--prog NAME | --each] [--no-insns] [OPTIONS] FILE.o\n"
+		"  -v                     copy libbpf's messages (all levels) to stderr\n"
+		"  --insns                (open) include the instructions as they are in the ELF\n"
+		"  --no-insns             (load) leave out the relocated instructions\n"
+		"  --prog NAME            (load) load only program NAME\n"
+		"  --each                 (load) --prog for every program in turn\n"
+		"  --btf PATH             CO-RE target BTF instead of vmlinux (btf_custom_path)\n"
+		"  --max-entries MAP=N    bpf_map__set_max_entries before load (repeatable)\n");
 }
 
 int main(int argc, char **argv)
@@ -659,6 +683,11 @@ int main(int argc, char **argv)
 			insns_load = false;
 		else if (!strcmp(argv[i], "-v"))
 			g_verbose = true;
+		else if (!strcmp(argv[i], "--btf") && i + 1 < argc)
+			g_btf_custom_path = argv[++i];
+		else if (!strcmp(argv[i], "--max-entries") && i + 1 < argc &&
+			 strchr(argv[i + 1], '=') && g_max_entries_cnt < 64)
+			g_max_entries[g_max_entries_cnt++] = argv[++i];
 		else if (argv[i][0] == '-' || path) {
 			usage();
 			return 2;

@@ -944,6 +944,60 @@ mod tests {
     }
 
     #[test]
+    fn rejects_bad_pseudo_sources() {
+        // call with src_reg 3 selects nothing.
+        assert_eq!(
+            one(0x85, 0, 3, 0, 1),
+            Err(DecodeError::UnknownPseudoSrc {
+                pc: 0,
+                code: 0x85,
+                src: 3
+            })
+        );
+        // JCOND with a condition other than may_goto.
+        assert!(matches!(
+            one(0xe5, 0, 1, 1, 0),
+            Err(DecodeError::UnknownPseudoSrc { src: 1, .. })
+        ));
+        // addr_space_cast only converts between address spaces 0 and 1.
+        assert!(matches!(
+            one(0xbf, 1, 2, 1, 2),
+            Err(DecodeError::InvalidField { field: Field::Imm, value: 2, .. })
+        ));
+        // The kernel-internal per-cpu move (off -1) is not public encoding.
+        assert!(matches!(
+            one(0xbf, 1, 2, -1, 0),
+            Err(DecodeError::InvalidField { field: Field::Off, value: -1, .. })
+        ));
+        // kfunc calls keep their module BTF index in off.
+        assert_eq!(
+            one(0x85, 0, 2, 4, 99),
+            Ok(Op::Call(CallTarget::Kfunc {
+                btf_id: 99,
+                btf_fd_idx: 4
+            }))
+        );
+        // ld_ind uses src_reg; ld_abs must not.
+        assert_eq!(
+            one(0x40, 0, 7, 0, -2),
+            Ok(Op::LdInd {
+                width: Width::W,
+                src: Reg::R7,
+                imm: -2
+            })
+        );
+        assert!(matches!(
+            one(0x20, 0, 7, 0, 0),
+            Err(DecodeError::ReservedField { field: Field::SrcReg, .. })
+        ));
+        // exit's off is ignored by the kernel but must be 0 here.
+        assert!(matches!(
+            one(0x95, 0, 0, 1, 0),
+            Err(DecodeError::ReservedField { field: Field::Off, .. })
+        ));
+    }
+
+    #[test]
     fn rejects_bad_registers() {
         assert_eq!(
             one(0xbf, 11, 1, 0, 0),

@@ -67,6 +67,12 @@ impl Insn {
         self.regs = (self.regs & 0x0f) | ((src & 0x0f) << 4);
     }
 
+    /// Whether this slot is the first half of a two-slot `LD_IMM64`
+    /// (the check loaders use to step over the second half).
+    pub const fn is_ld_imm64(&self) -> bool {
+        self.code == crate::opcode::LD_IMM64
+    }
+
     /// Decodes one slot from its 8 little-endian bytes.
     pub const fn from_bytes(b: [u8; INSN_SIZE]) -> Self {
         Self {
@@ -172,6 +178,7 @@ mod tests {
         assert_eq!((insn.dst_reg(), insn.src_reg()), (3, 1));
         insn.set_dst_reg(0x1f);
         assert_eq!((insn.dst_reg(), insn.src_reg()), (15, 1));
+        assert!(insn.is_ld_imm64());
     }
 
     #[test]

@@ -119,6 +119,18 @@ pub enum Source {
     Reg(Reg),
 }
 
+impl From<Reg> for Source {
+    fn from(r: Reg) -> Source {
+        Source::Reg(r)
+    }
+}
+
+impl From<i32> for Source {
+    fn from(imm: i32) -> Source {
+        Source::Imm(imm)
+    }
+}
+
 /// A two-operand ALU operation (`BPF_OP` of the `ALU`/`ALU64` classes).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum AluOp {

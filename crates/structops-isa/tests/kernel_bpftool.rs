@@ -122,7 +122,8 @@ fn works(cmd: &str, arg: &str) -> bool {
 /// `__bpf_call_base + imm`, then that address in hex.
 struct Kallsyms {
     call_base: u64,
-    by_addr: HashMap<u64, String>,
+    /// Every name at each address; the first one is the one we print.
+    by_addr: HashMap<u64, Vec<String>>,
 }
 
 impl Kallsyms {
@@ -143,7 +144,10 @@ impl Kallsyms {
                 call_base = Some(addr);
             }
             if addr != 0 {
-                by_addr.entry(addr).or_insert_with(|| name.to_owned());
+                by_addr
+                    .entry(addr)
+                    .or_insert_with(Vec::new)
+                    .push(name.to_owned());
             }
         }
         call_base
@@ -157,13 +161,38 @@ impl Symbolizer for Kallsyms {
         if let Some(name) = helper_name(id) {
             return Some(name.to_owned());
         }
-        let addr = self.call_base.wrapping_add(i64::from(id) as u64);
+        let addr = self.helper_addr(id);
         Some(
             self.by_addr
                 .get(&addr)
+                .and_then(|names| names.first())
                 .cloned()
                 .unwrap_or_else(|| format!("{addr:#x}")),
         )
+    }
+}
+
+impl Kallsyms {
+    fn helper_addr(&self, id: i32) -> u64 {
+        self.call_base.wrapping_add(i64::from(id) as u64)
+    }
+
+    /// Whether two helper-call lines differ only in which of several
+    /// symbols at the same address was picked (bpftool's bsearch over a
+    /// sort with duplicates may pick any of them).
+    fn same_call(&self, theirs: &str, ours: &str) -> bool {
+        let split = |l: &str| -> Option<(String, String, i32)> {
+            let (head, rest) = l.split_once(" call ")?;
+            let (name, id) = rest.rsplit_once('#')?;
+            Some((head.to_owned(), name.to_owned(), id.parse().ok()?))
+        };
+        match (split(theirs), split(ours)) {
+            (Some((h1, n1, i1)), Some((h2, _, i2))) if h1 == h2 && i1 == i2 => self
+                .by_addr
+                .get(&self.helper_addr(i1))
+                .is_some_and(|names| names.contains(&n1)),
+            _ => false,
+        }
     }
 }
 
@@ -197,7 +226,8 @@ fn compare(name: &str, pin: &Path, raw_path: &Path, syms: &Kallsyms) -> Result<u
     let mut diffs = Vec::new();
     for i in 0..theirs.len().max(ours.len()) {
         let (t, o) = (theirs.get(i), ours.get(i));
-        if t != o {
+        let alias = matches!((t, o), (Some(t), Some(o)) if syms.same_call(t, o));
+        if t != o && !alias {
             diffs.push(format!("bpftool: {t:?}\n   ours: {o:?}"));
         }
     }

@@ -962,12 +962,20 @@ mod tests {
         // addr_space_cast only converts between address spaces 0 and 1.
         assert!(matches!(
             one(0xbf, 1, 2, 1, 2),
-            Err(DecodeError::InvalidField { field: Field::Imm, value: 2, .. })
+            Err(DecodeError::InvalidField {
+                field: Field::Imm,
+                value: 2,
+                ..
+            })
         ));
         // The kernel-internal per-cpu move (off -1) is not public encoding.
         assert!(matches!(
             one(0xbf, 1, 2, -1, 0),
-            Err(DecodeError::InvalidField { field: Field::Off, value: -1, .. })
+            Err(DecodeError::InvalidField {
+                field: Field::Off,
+                value: -1,
+                ..
+            })
         ));
         // kfunc calls keep their module BTF index in off.
         assert_eq!(
@@ -988,12 +996,18 @@ mod tests {
         );
         assert!(matches!(
             one(0x20, 0, 7, 0, 0),
-            Err(DecodeError::ReservedField { field: Field::SrcReg, .. })
+            Err(DecodeError::ReservedField {
+                field: Field::SrcReg,
+                ..
+            })
         ));
         // exit's off is ignored by the kernel but must be 0 here.
         assert!(matches!(
             one(0x95, 0, 0, 1, 0),
-            Err(DecodeError::ReservedField { field: Field::Off, .. })
+            Err(DecodeError::ReservedField {
+                field: Field::Off,
+                ..
+            })
         ));
     }
 

@@ -1,7 +1,6 @@
 //! Shared proptest strategies: every valid `Op`, and raw slots biased
 //! towards almost-valid encodings.
 
-
 use proptest::prelude::*;
 use proptest::strategy::Union;
 use structops_isa::{

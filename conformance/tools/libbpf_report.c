@@ -13,8 +13,9 @@
  *       normalize the fds inside ld_imm64 instructions.
  *       --prog NAME loads only NAME: every other program gets autoload=false and
  *       every struct_ops map that does not reference NAME gets autocreate=false;
- *       in the maps that do reference it, the other members' programs are set
- *       to NULL (libbpf's shadow-type mechanism), so they are not force-loaded.
+ *       the maps that do reference it get autocreate=true (also from
+ *       "?.struct_ops") and the other members' programs set to NULL (libbpf's
+ *       shadow-type mechanism), so that they are not force-loaded.
  *   libbpf_report load --each FILE.o
  *       --prog for every program in turn, each in a fresh bpf_object.
  *
@@ -473,8 +474,8 @@ static int restrict_to_prog(struct bpf_object *obj, const char *name)
 	bpf_object__for_each_map(map, obj) {
 		if (bpf_map__type(map) != BPF_MAP_TYPE_STRUCT_OPS)
 			continue;
-		if (!st_ops_references(obj, map, target, true))
-			bpf_map__set_autocreate(map, false);
+		/* a struct_ops program gets its attach type only from a created map */
+		bpf_map__set_autocreate(map, st_ops_references(obj, map, target, true));
 	}
 	return 0;
 }

@@ -517,13 +517,17 @@ static void print_load_result(FILE *f, struct bpf_object *obj, const char *only,
 		print_prog_common(f, prog);
 		fputs(",\"loaded\":", f);
 		json_bool(f, accepted);
+		/* errno of this program's BPF_PROG_LOAD: 0 accepted, the error when the
+		 * kernel (or libbpf, just before the syscall) rejected it, null when it
+		 * was never tried because the object failed first or autoload is off.
+		 */
 		fputs(",\"errno\":", f);
 		if (failed)
 			fprintf(f, "%d", g_failed_err < 0 ? -g_failed_err : g_failed_err);
-		else if (!accepted && attempted && err)
-			fprintf(f, "%d", -err); /* object failed before this program was tried */
+		else if (accepted)
+			fputs("0", f);
 		else
-			fputs(accepted || !attempted ? "0" : "null", f);
+			fputs("null", f);
 		if (with_insns && attempted) {
 			fputs(",\"insns\":", f);
 			print_insns(f, prog);

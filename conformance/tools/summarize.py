@@ -37,12 +37,13 @@ def main():
         each = run("load", "--no-insns", "--each", f)
         ok, rej = [], []
         for e in each["each"]:
-            p = e["programs"][0] if e["programs"] else None
+            p = e["programs"][0] if e["programs"] else {}
             name = e["prog_filter"]
-            if e["ok"]:
+            # the kernel accepted the program even if the object failed afterwards
+            if p.get("loaded"):
                 ok.append(name)
             else:
-                en = (p or {}).get("errno") or e["errno"]
+                en = p.get("errno") or e["errno"]
                 rej.append("%s(%s)" % (name, ERRNAMES.get(en, en)))
         whole_s = "ok" if whole["ok"] else "fails errno %d (%s)" % (
             whole["errno"], whole["failed_prog"] or "before prog load")

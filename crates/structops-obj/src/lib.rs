@@ -1,1 +1,3 @@
 //! structops-obj (work in progress).
+
+pub mod core_relo;

@@ -272,12 +272,8 @@ pub fn parse_spec(btf: &Btf, type_id: TypeId, kind: CoreReloKind, access: &str) 
     spec.raw = match parse_access(access) {
         Ok(raw) => raw,
         Err(AccessError::Invalid(reason)) => return Err(invalid(reason)),
-        Err(AccessError::TooLong) => {
-            return Err(CoreError::SpecTooLong {
-                type_id,
-                max: SPEC_MAX_LEN,
-            });
-        }
+        // libbpf fails every parse error with -EINVAL, this one too.
+        Err(AccessError::TooLong) => return Err(invalid("more than 64 indices")),
     };
     let Some(&first) = spec.raw.first() else {
         return Err(invalid("no index"));

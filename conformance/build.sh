@@ -174,14 +174,18 @@ sys_includes() {
 }
 read -r -a SYS_INC <<< "$(sys_includes | tr '\n' ' ')"
 
+# Paths are relative to (a mirror of) $B, where clang runs: with -fdebug-compilation-dir=.
+# no absolute path lands in the objects, and the mirror at a fixed-length path keeps
+# clang 19's BTF type order stable (tools/repro-cc.sh), so the objects and MANIFEST's
+# hashes are the same in every checkout on machines with the same kernel BTF.
+REL_SELFTESTS="linux-$KVER/tools/testing/selftests/bpf"
 BPF_CFLAGS=(
   -g -Wall -Werror -D__TARGET_ARCH_x86 -mlittle-endian
-  -I"$B/include" -I"$SELFTESTS" -I"$SRC/tools/include/uapi"
+  -Iinclude -I"$REL_SELFTESTS" -I"linux-$KVER/tools/include/uapi"
   -Wno-compare-distinct-pointer-types
   "${SYS_INC[@]}"
   -DENABLE_ATOMICS_TESTS
-  # Reproducible output: no absolute build paths in DWARF.
-  -fdebug-prefix-map="$B"=conformance/build
+  -fdebug-compilation-dir=.
 )
 
 mkdir -p "$B/corpus"
@@ -190,17 +194,26 @@ mkdir -p "$B/corpus"
 FLAGS_STAMP="$B/corpus/.flags"
 flags_now="$("$CLANG" --version | head -1) ${BPF_CFLAGS[*]} -O2 --target=bpf -mcpu=v3"
 [ -e "$FLAGS_STAMP" ] && [ "$(cat "$FLAGS_STAMP")" = "$flags_now" ] || echo "$flags_now" > "$FLAGS_STAMP"
-say "corpus: compiling ${#CORPUS_STRUCT_OPS[@]} struct_ops + ${#CORPUS_OTHER[@]} other + ${#CORPUS_CORE[@]} CO-RE selftest programs with $CLANG -O2 --target=bpf -mcpu=v3"
 failed=()
 pids=()
 names=()
+stale=()
+for name in "${CORPUS_STRUCT_OPS[@]}" "${CORPUS_OTHER[@]}" "${CORPUS_CORE[@]}"; do
+  newer "$B/corpus/$name.bpf.o" "$SELFTESTS/progs/$name.c" "$VMLINUX_H" "$LIBBPF_A" "$FLAGS_STAMP" ||
+    stale+=("$name")
+done
+say "corpus: compiling ${#CORPUS_STRUCT_OPS[@]} struct_ops + ${#CORPUS_OTHER[@]} other + ${#CORPUS_CORE[@]} CO-RE selftest programs (${#stale[@]} out of date) with $CLANG -O2 --target=bpf -mcpu=v3"
+# clang runs in a mirror of its inputs at a fixed-length path (see tools/repro-cc.sh).
+scratch=""
+if [ ${#stale[@]} -gt 0 ]; then
+  scratch="$("$HERE/tools/repro-cc.sh" mirror "$B" include vmlinux.h \
+    "linux-$KVER/tools/include/uapi" "$REL_SELFTESTS")"
+  trap 'rm -rf "$scratch"' EXIT
+fi
 compile_one() {
-  local name="$1" src="$SELFTESTS/progs/$1.c" out="$B/corpus/$1.bpf.o"
-  if newer "$out" "$src" "$VMLINUX_H" "$LIBBPF_A" "$FLAGS_STAMP"; then
-    return 0
-  fi
-  if ! "$CLANG" "${BPF_CFLAGS[@]}" -O2 --target=bpf -mcpu=v3 -c "$src" -o "$out.tmp" \
-      2> "$B/corpus/$1.log"; then
+  local name="$1" out="$B/corpus/$1.bpf.o"
+  if ! (cd "$scratch/w" && "$CLANG" "${BPF_CFLAGS[@]}" -O2 --target=bpf -mcpu=v3 \
+          -c "$REL_SELFTESTS/progs/$1.c" -o "$out.tmp") 2> "$B/corpus/$1.log"; then
     rm -f "$out.tmp"
     return 1
   fi
@@ -216,7 +229,7 @@ run_batch() {
   done
   pids=(); names=()
 }
-for name in "${CORPUS_STRUCT_OPS[@]}" "${CORPUS_OTHER[@]}" "${CORPUS_CORE[@]}"; do
+for name in "${stale[@]}"; do
   compile_one "$name" & pids+=($!); names+=("$name")
   [ ${#pids[@]} -ge "$JOBS" ] && run_batch
 done

@@ -9,7 +9,8 @@ PKGS=(
   clang-19 llvm-19          # compile BPF C (fixtures and the kernel selftest corpus)
   bpftool                   # the oracle for `btf dump` and vmlinux.h generation
   libelf-dev zlib1g-dev     # to build libbpf from linux-source-6.12
-  pkg-config make
+  pkg-config make gcc      # host compiler for libbpf and conformance/tools
+  python3                   # libbpf's build generates bpf_helper_defs.h with it
   linux-source-6.12         # kernel selftests, libbpf, reference sources
   linux-source-6.1          # the older test_verifier corpus
   xz-utils

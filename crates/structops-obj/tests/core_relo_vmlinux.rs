@@ -618,3 +618,88 @@ fn target_index_is_shared() {
     let local_btf = b.build();
     assert_eq!(target.candidates(&local_btf, local).unwrap(), vec![task]);
 }
+
+/// Self-consistency on the whole kernel BTF: with vmlinux as both the local and the
+/// target BTF, every member of every named struct and union relocates to itself (or
+/// fails with a typed error when the kernel has several differing types of that name),
+/// and nothing panics.
+#[test]
+fn vmlinux_against_itself() {
+    let Some((_, vm)) = vmlinux() else {
+        return;
+    };
+    let mut b = structops_btf::BtfBuilder::from_btf(&vm);
+    let max_members = vm
+        .types()
+        .iter()
+        .filter_map(|t| t.composite())
+        .map(|c| c.members.len())
+        .max()
+        .unwrap_or(0);
+    let access: Vec<u32> = (0..max_members)
+        .map(|i| b.add_string(&format!("0:{i}")))
+        .collect();
+    let zero = b.add_string("0");
+    let local = b.build();
+    let target = CoreTarget::new(&vm);
+    let mut rel = CoreRelocator::new(&local, &target);
+    let (mut same, mut ambiguous, mut checked_types) = (0usize, 0usize, 0usize);
+    for (id, t) in vm.types().iter().enumerate() {
+        let Some(c) = t.composite() else { continue };
+        if t.name_off == 0 {
+            continue;
+        }
+        let id = id as u32;
+        checked_types += 1;
+        let r = CoreRelo {
+            insn_off: 0,
+            type_id: id,
+            access_str_off: zero,
+            kind: structops_btf::ext::CoreReloKind::TypeSize,
+        };
+        match rel.resolve(&r) {
+            Ok(res) => assert_eq!(res.values.orig_val, res.values.new_val, "size of [{id}]"),
+            // several kernel types of this name with different sizes
+            Err(CoreError::DecisionAmbiguity { .. }) => {
+                let name = vm.type_name(id).unwrap();
+                assert!(vm.ids_by_name(name).len() > 1, "[{id}] {name}");
+                ambiguous += 1;
+            }
+            Err(e) => panic!("type [{id}]: {e}"),
+        }
+        for (i, m) in c.members.iter().enumerate() {
+            // Relocations never end at an anonymous member (clang names the member
+            // inside it), and libbpf would give nonsense for one.
+            if m.name_off == 0 {
+                continue;
+            }
+            for kind in [
+                structops_btf::ext::CoreReloKind::FieldByteOffset,
+                structops_btf::ext::CoreReloKind::FieldLshiftU64,
+            ] {
+                let r = CoreRelo {
+                    insn_off: 0,
+                    type_id: id,
+                    access_str_off: access[i],
+                    kind,
+                };
+                match rel.resolve(&r) {
+                    Ok(res) => {
+                        assert!(!res.values.poison, "[{id}] member {i} {kind:?}");
+                        assert_eq!(res.values.orig_val, res.values.new_val, "[{id}] member {i}");
+                        same += 1;
+                    }
+                    Err(
+                        CoreError::FieldOffsetAmbiguity { .. }
+                        | CoreError::DecisionAmbiguity { .. },
+                    ) => ambiguous += 1,
+                    Err(e) => panic!("[{id}] member {i} {kind:?}: {e}"),
+                }
+            }
+        }
+    }
+    println!(
+        "vmlinux against itself: {checked_types} types, {same} relocations equal, {ambiguous} ambiguous"
+    );
+    assert!(same > 10_000);
+}

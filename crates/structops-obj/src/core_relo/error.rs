@@ -150,6 +150,12 @@ pub enum CoreError {
         /// Its value.
         other_val: u64,
     },
+    /// A relocation whose instruction byte offset is not a multiple of 8.
+    #[error("CO-RE relocation: insn_off {insn_off} is not a multiple of 8")]
+    MisalignedInsnOff {
+        /// The record's `insn_off`.
+        insn_off: u32,
+    },
     /// The relocation's instruction index is past the end of the program.
     #[error("CO-RE relocation: insn #{insn_idx} out of range (program has {len} insns)")]
     InsnOutOfRange {

@@ -67,7 +67,9 @@ use structops_isa::Insn;
 
 pub use calc::ReloValues;
 pub use error::{CoreError, E2BIG, EINVAL, ERANGE, Result};
-pub use patch::{POISON_IMM, PatchOutcome, PatchedField, PoisonReason, check_insn, patch};
+pub use patch::{
+    POISON_IMM, PatchOutcome, PatchedField, PoisonReason, check_insn, patch, relo_insn_index,
+};
 pub use spec::{Accessor, SPEC_MAX_LEN, Spec, parse_spec};
 
 use compat::kind_core_compat;

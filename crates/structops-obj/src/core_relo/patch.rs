@@ -2,6 +2,7 @@
 //! poisoning instructions whose relocation could not be resolved
 //! (`bpf_core_poison_insn`).
 
+use structops_btf::ext::CoreRelo;
 use structops_isa::{Insn, opcode};
 
 use super::calc::ReloValues;
@@ -90,6 +91,17 @@ fn size_code(bytes: u32) -> Option<u8> {
         1 => Some(opcode::B),
         _ => None,
     }
+}
+
+/// The section-relative instruction index a relocation record names (`insn_off / 8`);
+/// libbpf rejects offsets that are not a multiple of 8.
+pub fn relo_insn_index(relo: &CoreRelo) -> Result<usize> {
+    if !relo.insn_off.is_multiple_of(8) {
+        return Err(CoreError::MisalignedInsnOff {
+            insn_off: relo.insn_off,
+        });
+    }
+    Ok((relo.insn_off / 8) as usize)
 }
 
 /// Checks that the instruction at `insn_idx` exists and, for an `LD_IMM64`, that its

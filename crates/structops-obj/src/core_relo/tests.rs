@@ -1413,3 +1413,79 @@ fn func_and_var_roots_have_no_candidates_of_other_kinds() {
     assert_eq!(res.values.new_val, 0);
     assert!(res.matched.is_empty());
 }
+
+#[test]
+fn relocation_insn_index() {
+    let mut r = relo(1, 0, FieldByteOffset);
+    r.insn_off = 24;
+    assert_eq!(relo_insn_index(&r).unwrap(), 3);
+    r.insn_off = 12;
+    assert_eq!(
+        relo_insn_index(&r).unwrap_err(),
+        CoreError::MisalignedInsnOff { insn_off: 12 }
+    );
+}
+
+mod prop {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn kind_strategy() -> impl Strategy<Value = CoreReloKind> {
+        (0u32..13).prop_map(|k| CoreReloKind::from_raw(k).unwrap())
+    }
+
+    proptest! {
+        /// Any access string, relocation kind and root type: a value or a typed error,
+        /// never a panic; errors carry libbpf's errnos.
+        #[test]
+        fn resolve_never_panics(
+            access in "[0-9: +-]{0,24}",
+            kind in kind_strategy(),
+            type_id in 0u32..16,
+        ) {
+            let (target, _) = simple_target();
+            let (mut l, _, _) = sample_local();
+            let off = l.s(&access);
+            l.b.add_enum("state", 4, true, &[("A", -1), ("B", 2)]);
+            let local = l.b.build();
+            match resolve1(&local, &target, &relo(type_id, off, kind)) {
+                Ok(res) => {
+                    // poisoning only for field and enumerator value relocations
+                    if res.values.poison {
+                        prop_assert!(kind.is_field() || kind == EnumvalValue);
+                    }
+                }
+                Err(e) => prop_assert!([EINVAL, E2BIG].contains(&e.errno()), "{e}"),
+            }
+        }
+
+        /// Patching arbitrary instructions with arbitrary values never panics, and a
+        /// failed patch changes nothing.
+        #[test]
+        fn patch_never_panics(
+            raw in proptest::collection::vec(any::<[u8; 8]>(), 1..4),
+            idx in 0usize..5,
+            orig in any::<u64>(),
+            new in any::<u64>(),
+            flags in any::<(bool, bool, bool)>(),
+            sizes in (0u32..10, 0u32..10),
+        ) {
+            let mut insns: Vec<Insn> = raw.iter().map(|b| Insn::from_bytes(*b)).collect();
+            let before = insns.clone();
+            let v = ReloValues {
+                orig_val: orig,
+                new_val: new,
+                poison: flags.0,
+                validate: flags.1,
+                fail_memsz_adjust: flags.2,
+                orig_sz: sizes.0,
+                new_sz: sizes.1,
+                ..ReloValues::default()
+            };
+            match patch(&mut insns, idx, &v) {
+                Ok(_) => prop_assert_eq!(insns.len(), before.len()),
+                Err(_) => prop_assert_eq!(insns, before),
+            }
+        }
+    }
+}

@@ -459,88 +459,203 @@ fn objects() -> Vec<PathBuf> {
     v
 }
 
+/// Counts of what a comparison with libbpf covered.
+#[derive(Default)]
+struct Compared {
+    insns: usize,
+    progs: usize,
+    failures: usize,
+}
+
+/// Relocates every entry program of `obj` against `target` and compares with libbpf's
+/// report for the same object and target: every instruction we patch must equal
+/// libbpf's, nothing else may change, and where we fail libbpf must fail CO-RE with the
+/// same errno. With `whole`, every program must equal libbpf's instruction for
+/// instruction (for objects libbpf changes in no other way).
+fn compare_with_libbpf(
+    what: &str,
+    obj: &Obj,
+    target: &CoreTarget<'_>,
+    report: &Json,
+    whole: bool,
+    seen: &mut Compared,
+) {
+    let libbpf = libbpf_programs(report);
+    for (name, prog) in &obj.progs {
+        let Some(lb) = libbpf.get(name) else {
+            panic!("{what}: libbpf reports no program {name}");
+        };
+        match relocate_prog(obj, target, prog) {
+            Ok((insns, touched)) => {
+                let Some(lb_insns) = &lb.insns else {
+                    panic!(
+                        "{what}: {name}: we relocated it, libbpf did not: {}",
+                        lb.error
+                    );
+                };
+                assert!(
+                    !lb.error.contains("failed to relocate"),
+                    "{what}: {name}: we relocated it, libbpf failed CO-RE: {}",
+                    lb.error
+                );
+                for &k in &touched {
+                    assert_eq!(
+                        Some(&insns[k]),
+                        lb_insns.get(k),
+                        "{what}: {name}: insn #{k} differs from libbpf's"
+                    );
+                    seen.insns += 1;
+                }
+                for (k, (a, b)) in insns.iter().zip(&prog.insns).enumerate() {
+                    if !touched.contains(&k) {
+                        assert_eq!(a, b, "{what}: {name}: insn #{k} changed");
+                    }
+                }
+                if whole {
+                    assert_eq!(
+                        &insns, lb_insns,
+                        "{what}: {name}: program differs from libbpf's"
+                    );
+                }
+            }
+            Err(e) => {
+                assert!(
+                    !lb.ok
+                        && lb.errno == i64::from(e.errno())
+                        && lb.error.contains("failed to relocate"),
+                    "{what}: {name}: we failed ({e}, errno {}), libbpf: ok={} errno={} {}",
+                    e.errno(),
+                    lb.ok,
+                    lb.errno,
+                    lb.error
+                );
+                seen.failures += 1;
+            }
+        }
+        seen.progs += 1;
+    }
+}
+
 #[test]
 fn relocations_equal_libbpf() {
     let Some((vm_bytes, vm)) = vmlinux() else {
         return;
     };
     let target = CoreTarget::new(&vm);
-    let mut compared_relos = 0usize;
-    let mut compared_progs = 0usize;
+    let mut seen = Compared::default();
     for path in objects() {
         let obj = load_obj(&path);
         let Some(report) = libbpf_oracle(&path, &vm_bytes) else {
             continue;
         };
-        let libbpf = libbpf_programs(&report);
         println!(
             "{}: {} programs, {} CO-RE relocations",
             path.display(),
             obj.progs.len(),
             obj.relos.values().map(Vec::len).sum::<usize>()
         );
-        for (name, prog) in &obj.progs {
-            let Some(lb) = libbpf.get(name) else {
-                panic!("{}: libbpf reports no program {name}", path.display());
-            };
-            let ours = relocate_prog(&obj, &target, prog);
-            match ours {
-                Ok((insns, touched)) => {
-                    let Some(lb_insns) = &lb.insns else {
-                        panic!(
-                            "{}: {name}: we relocated it, libbpf did not: {}",
-                            path.display(),
-                            lb.error
-                        );
-                    };
-                    assert!(
-                        !lb.error.contains("failed to relocate"),
-                        "{}: {name}: libbpf failed CO-RE: {}",
-                        path.display(),
-                        lb.error
-                    );
-                    for &k in &touched {
-                        assert_eq!(
-                            Some(&insns[k]),
-                            lb_insns.get(k),
-                            "{}: {name}: insn #{k} differs from libbpf's",
-                            path.display()
-                        );
-                        compared_relos += 1;
-                    }
-                    // Everything we did not touch is unchanged, and for programs
-                    // libbpf leaves otherwise alone, the whole program is equal.
-                    for (k, (a, b)) in insns.iter().zip(&prog.insns).enumerate() {
-                        if !touched.contains(&k) {
-                            assert_eq!(a, b);
-                        }
-                    }
-                    if path.starts_with(data_dir()) {
-                        assert_eq!(
-                            &insns,
-                            lb_insns,
-                            "{}: {name}: program differs from libbpf's",
-                            path.display()
-                        );
-                    }
-                    compared_progs += 1;
-                }
-                Err(e) => {
-                    assert!(
-                        !lb.ok && lb.errno == i64::from(e.errno()),
-                        "{}: {name}: we failed ({e}, errno {}), libbpf: ok={} errno={} {}",
-                        path.display(),
-                        e.errno(),
-                        lb.ok,
-                        lb.errno,
-                        lb.error
-                    );
-                    compared_progs += 1;
-                }
+        let whole = path.starts_with(data_dir());
+        compare_with_libbpf(
+            &path.display().to_string(),
+            &obj,
+            &target,
+            &report,
+            whole,
+            &mut seen,
+        );
+    }
+    println!(
+        "compared {} relocated insns in {} programs with libbpf",
+        seen.insns, seen.progs
+    );
+}
+
+/// libbpf's own CO-RE conformance suite: the kernel selftests' `test_core_reloc_*`
+/// programs, each relocated against every `btf__core_reloc_<name>*` target BTF (the
+/// variants with different layouts, flavors, missing and incompatible members,
+/// ambiguous duplicates, ...), as `prog_tests/core_reloc.c` does with
+/// `btf_custom_path`. Objects come from `conformance/build.sh`'s corpus; libbpf is run
+/// live through `libbpf_report --btf`.
+#[test]
+fn selftest_core_reloc_suite_equals_libbpf() {
+    let corpus = repo_root().join("conformance/build/corpus");
+    let Ok(dir) = std::fs::read_dir(&corpus) else {
+        println!(
+            "skipped: no {} (run conformance/build.sh)",
+            corpus.display()
+        );
+        return;
+    };
+    let Some(bin) = libbpf_report_bin() else {
+        println!("skipped: conformance/build/bin/libbpf_report unavailable");
+        return;
+    };
+    let mut names: Vec<String> = dir
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .collect();
+    names.sort();
+    let progs: Vec<&String> = names
+        .iter()
+        .filter(|n| n.starts_with("test_core_reloc_") && n.ends_with(".bpf.o"))
+        .collect();
+    let vm = vmlinux();
+    let mut seen = Compared::default();
+    let mut pairs = 0usize;
+    for prog in progs {
+        let base = prog
+            .trim_start_matches("test_core_reloc_")
+            .trim_end_matches(".bpf.o");
+        let base = base
+            .strip_suffix("_direct")
+            .or_else(|| base.strip_suffix("_probed"))
+            .unwrap_or(base);
+        let prefix = format!("btf__core_reloc_{base}");
+        let mut targets: Vec<PathBuf> = names
+            .iter()
+            .filter(|n| {
+                n.strip_prefix(&prefix)
+                    .is_some_and(|rest| rest == ".bpf.o" || rest.starts_with("__"))
+            })
+            .map(|n| corpus.join(n))
+            .collect();
+        if targets.is_empty() {
+            // test_core_reloc_kernel and _module: relocated against the kernel
+            if vm.is_none() {
+                continue;
             }
+            targets.push(PathBuf::from(VMLINUX));
+        }
+        let obj = load_obj(&corpus.join(prog));
+        for target_path in targets {
+            let target_btf = if target_path == Path::new(VMLINUX) {
+                vm.as_ref().map(|(_, b)| b.clone()).unwrap()
+            } else {
+                let data = std::fs::read(&target_path).unwrap();
+                let file = object::File::parse(&*data).unwrap();
+                Btf::parse(file.section_by_name(".BTF").unwrap().data().unwrap()).unwrap()
+            };
+            let target = CoreTarget::new(&target_btf);
+            let mut cmd = Command::new(&bin);
+            cmd.arg("load").arg("--each");
+            if target_path != Path::new(VMLINUX) {
+                cmd.arg("--btf").arg(&target_path);
+            }
+            let out = cmd.arg(corpus.join(prog)).output().unwrap();
+            assert!(out.status.success(), "libbpf_report on {prog}");
+            let report = parse_json(&String::from_utf8_lossy(&out.stdout));
+            let what = format!(
+                "{prog} against {}",
+                target_path.file_name().unwrap().to_string_lossy()
+            );
+            compare_with_libbpf(&what, &obj, &target, &report, false, &mut seen);
+            pairs += 1;
         }
     }
-    println!("compared {compared_relos} relocated insns in {compared_progs} programs with libbpf");
+    println!(
+        "core_reloc suite: {pairs} (program, target) pairs, {} programs, {} relocated insns equal, {} failures agreed",
+        seen.progs, seen.insns, seen.failures
+    );
+    assert!(pairs > 50, "only {pairs} pairs");
 }
 
 /// Independent of libbpf: the offsets patched into `fields.bpf.o`'s loads equal the

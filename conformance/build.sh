@@ -213,12 +213,11 @@ fi
 compile_one() {
   local name="$1" out="$B/corpus/$1.bpf.o"
   if ! (cd "$scratch/w" && "$CLANG" "${BPF_CFLAGS[@]}" -O2 --target=bpf -mcpu=v3 \
-          -c "$REL_SELFTESTS/progs/$1.c" -o "$out.tmp") 2> "$B/corpus/$1.log"; then
-    rm -f "$out.tmp"
+          -c "$REL_SELFTESTS/progs/$1.c" -o "$scratch/o/$1.bpf.o") 2> "$B/corpus/$1.log"; then
     return 1
   fi
   rm -f "$B/corpus/$1.log"
-  mv "$out.tmp" "$out"
+  mv "$scratch/o/$1.bpf.o" "$out"
   echo "  CLNG-BPF $name.bpf.o"
 }
 # Two at a time: the machine has 2 cores, each clang job is single-threaded.

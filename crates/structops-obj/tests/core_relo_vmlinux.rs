@@ -529,6 +529,7 @@ fn compare_with_libbpf(
                     lb.errno,
                     lb.error
                 );
+                println!("{what}: {name}: both fail: {e}");
                 seen.failures += 1;
             }
         }

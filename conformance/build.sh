@@ -251,21 +251,26 @@ run_batch
   done
 } > "$B/corpus/MANIFEST.tmp"
 mv "$B/corpus/MANIFEST.tmp" "$B/corpus/MANIFEST"
-# test program -> target BTF object; "vmlinux" means the running kernel's BTF.
+# How the selftests' user-space halves load each object, as libbpf_report options:
+# the core_reloc test relocates test_core_reloc_X against the BTF of
+# btf__core_reloc_X.bpf.o (btf_custom_path), and map_ptr sizes its ring buffer to the
+# page size before load. Paths are relative to the corpus directory.
 {
-  echo "# program<TAB>CO-RE target (libbpf_report --btf corpus/TARGET; vmlinux: none)"
+  echo "# object<TAB>libbpf_report options (paths relative to this directory)"
   for name in "${CORPUS_CORE[@]}"; do
     case "$name" in test_core_reloc_*) ;; *) continue ;; esac
     base="${name#test_core_reloc_}"
     case "$base" in
-      kernel|module) tgt=vmlinux ;;
+      kernel|module) continue ;;  # relocated against the running kernel
       bitfields_direct|bitfields_probed) tgt=btf__core_reloc_bitfields.bpf.o ;;
       *) tgt="btf__core_reloc_$base.bpf.o" ;;
     esac
-    [ "$tgt" = vmlinux ] || [ -e "$B/corpus/$tgt" ] || continue
-    printf '%s.bpf.o\t%s\n' "$name" "$tgt"
+    [ -e "$B/corpus/$tgt" ] || continue
+    printf '%s.bpf.o\t--btf %s\n' "$name" "$tgt"
   done
-} > "$B/corpus/core_reloc_pairs.tsv"
+  printf 'map_ptr_kern.bpf.o\t--max-entries m_ringbuf=%s\n' "$(getconf PAGESIZE)"
+} > "$B/corpus/LOAD_OPTIONS"
+rm -f "$B/corpus/core_reloc_pairs.tsv"
 say "corpus: $(grep -vc '^#' "$B/corpus/MANIFEST") objects in $B/corpus (MANIFEST written)"
 if [ ${#failed[@]} -gt 0 ]; then
   for f in "${failed[@]}"; do

@@ -1,0 +1,2 @@
+//! Parse + relocate benchmark (filled in below).
+fn main() {}

@@ -118,6 +118,16 @@ pub enum BtfError {
         /// What is wrong.
         reason: &'static str,
     },
+    /// The kernel's `BPF_BTF_LOAD` checks reject this BTF (see `Btf::validate`).
+    #[error("BTF rejected (errno {errno}) at type [{id}]: {log}")]
+    Rejected {
+        /// The errno the kernel returns (`EINVAL` is 22, `ENOTSUPP` 524, ...).
+        errno: i32,
+        /// The type being checked (0 for header, string and whole-table errors).
+        id: TypeId,
+        /// The kernel's log lines for the error.
+        log: String,
+    },
     /// A `.BTF.ext` problem.
     #[error("BTF.ext: {reason} (at byte {offset})")]
     BadExt {

@@ -26,6 +26,8 @@ pub mod host;
 mod parse;
 mod query;
 mod types;
+mod validate;
+pub mod value;
 
 pub use builder::BtfBuilder;
 pub use error::{BtfError, Result};
@@ -35,6 +37,7 @@ pub use parse::{
     HEADER_LEN, Header,
 };
 pub use types::*;
+pub use validate::{BtfLoadError, Errno};
 
 use std::collections::HashMap;
 use std::sync::OnceLock;

@@ -1,0 +1,1 @@
+//! Pretty-printing values of BTF types.

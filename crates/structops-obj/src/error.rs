@@ -280,6 +280,12 @@ pub enum MapError {
         /// Bytes the globals need.
         data_size: usize,
     },
+    /// A zero-initialised map too large to materialise.
+    #[error("{size} bytes of zero-initialised data exceed the parser's limit")]
+    TooLarge {
+        /// Bytes requested.
+        size: usize,
+    },
     /// A DATASEC fixup failed (`btf_fixup_datasec`).
     #[error("DATASEC '{section}': {reason}")]
     Datasec {
@@ -945,6 +951,7 @@ impl Error {
                 MapError::NoMapsDatasec | MapError::NoArenaMap => ENOENT,
                 MapError::Datasec { .. } => ENOENT,
                 MapError::ArenaTooSmall { .. } => E2BIG,
+                MapError::TooLarge { .. } => ENOMEM,
                 MapError::Inner { source } => Error::Map {
                     map: String::new(),
                     source: (**source).clone(),

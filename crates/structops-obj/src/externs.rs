@@ -144,6 +144,15 @@ impl Extern {
 
 /// libbpf's `find_kcfg_type`: the kconfig class of BTF type `id`, with its signedness.
 pub fn find_kcfg_type(btf: &Btf, id: TypeId) -> (Option<KcfgType>, bool) {
+    find_kcfg_type_depth(btf, id, 0)
+}
+
+fn find_kcfg_type_depth(btf: &Btf, id: TypeId, depth: usize) -> (Option<KcfgType>, bool) {
+    // libbpf recurses only through one array level that matters (a char array's
+    // element); bound the recursion for hostile BTF.
+    if depth > 8 {
+        return (None, false);
+    }
     let Ok((_, t)) = btf.resolved_ty(id) else {
         return (None, false);
     };
@@ -180,7 +189,7 @@ pub fn find_kcfg_type(btf: &Btf, id: TypeId) -> (Option<KcfgType>, bool) {
             false,
         ),
         TypeKind::Array { elem, len, .. } => {
-            if *len == 0 || find_kcfg_type(btf, *elem).0 != Some(KcfgType::Char) {
+            if *len == 0 || find_kcfg_type_depth(btf, *elem, depth + 1).0 != Some(KcfgType::Char) {
                 return (None, false);
             }
             (Some(KcfgType::CharArr), false)

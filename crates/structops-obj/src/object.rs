@@ -23,6 +23,10 @@ use crate::types::{AttachType, MapType, ProgType, map_flags};
 /// `BPF_INSN_SZ`.
 pub(crate) const INSN_SZ: usize = 8;
 
+/// The largest `.bss`/`.kconfig` value this parser materialises. libbpf would try to
+/// mmap any size; a hostile `sh_size` must not make us allocate gigabytes.
+pub const MAX_ZEROED_MAP_SIZE: usize = 64 << 20;
+
 /// Options of [`Object::parse_with`] (the parts of `bpf_object_open_opts` that matter
 /// to a pure parser, plus the host page size libbpf reads with `sysconf`).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -198,7 +202,7 @@ impl Object {
         }
         obj.init_user_maps(&elf, c.maps_shndx, opts, c.arena)?;
         obj.init_global_data_maps(&elf, &c.sec_types)?;
-        obj.init_kconfig_map(&elf);
+        obj.init_kconfig_map(&elf)?;
         obj.init_struct_ops_maps(&elf, &c.sec_types)?;
         for p in &mut obj.programs {
             p.sec_def = find_sec_def(&p.section);
@@ -493,8 +497,8 @@ impl Object {
             let mut off = 0u32;
             for e in &mut self.externs {
                 if let ExternKind::Kconfig(k) = &mut e.kind {
-                    k.data_off = off.div_ceil(k.align) * k.align;
-                    off = k.data_off + k.size;
+                    k.data_off = off.div_ceil(k.align).saturating_mul(k.align);
+                    off = k.data_off.saturating_add(k.size);
                 }
             }
             let mut sec = bb
@@ -733,7 +737,15 @@ impl Object {
                     idx,
                     sec.data.unwrap_or(&[]).to_vec(),
                 ),
-                SecType::Bss => self.add_internal_map(MapKind::Bss, name, idx, vec![0; size]),
+                SecType::Bss => {
+                    if size > MAX_ZEROED_MAP_SIZE {
+                        return Err(Error::Map {
+                            map: name.to_string(),
+                            source: MapError::TooLarge { size },
+                        });
+                    }
+                    self.add_internal_map(MapKind::Bss, name, idx, vec![0; size])
+                }
                 _ => {}
             }
         }
@@ -741,13 +753,20 @@ impl Object {
     }
 
     /// `bpf_object__init_kconfig_map`.
-    fn init_kconfig_map(&mut self, elf: &ElfFile<'_>) {
+    fn init_kconfig_map(&mut self, elf: &ElfFile<'_>) -> Result<(), Error> {
         let last = self.externs.iter().rev().find_map(|e| e.kcfg().copied());
         if let Some(k) = last {
-            let size = (k.data_off + k.size) as usize;
+            let size = k.data_off as usize + k.size as usize;
+            if size > MAX_ZEROED_MAP_SIZE {
+                return Err(Error::Map {
+                    map: ".kconfig".into(),
+                    source: MapError::TooLarge { size },
+                });
+            }
             self.add_internal_map(MapKind::Kconfig, ".kconfig", elf.symtab, vec![0; size]);
             self.kconfig_map = Some(self.maps.len() - 1);
         }
+        Ok(())
     }
 
     /// `bpf_object_init_struct_ops` / `init_struct_ops_maps`.

@@ -20,6 +20,7 @@
 //! ```
 
 mod builder;
+pub mod dump;
 mod error;
 pub mod ext;
 pub mod host;

@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Rebuilds the BTF dumper fixtures (*.bpf.o) from their C sources with clang-19.
+# -fdebug-prefix-map keeps the checkout's path out of the objects, so rebuilding in any
+# checkout gives the same bytes.
+set -euo pipefail
+cd "$(dirname "$0")"
+CLANG=${CLANG:-clang-19}
+for src in *.bpf.c; do
+	"$CLANG" -g -O2 --target=bpf -mcpu=v3 -Wall -Werror -Wno-unused-function \
+		-fdebug-prefix-map="$PWD"=. -c "$src" -o "${src%.c}.o"
+done

@@ -339,7 +339,8 @@ fn host() -> Option<Host> {
 }
 
 /// Mirrors libbpf_report's `restrict_to_prog`: only `name` is loaded, struct_ops maps
-/// not naming it are not created, and in those that do its siblings are unbound.
+/// naming it are created and the others are not, and in those that do its siblings
+/// are unbound.
 fn restrict_to(obj: &mut Object, name: &str) -> Option<usize> {
     let target = obj.program_index(name)?;
     for (i, p) in obj.programs_mut().iter_mut().enumerate() {
@@ -352,8 +353,8 @@ fn restrict_to(obj: &mut Object, name: &str) -> Option<usize> {
         let refs = m
             .struct_ops()
             .is_some_and(|s| s.programs().contains(&Some(target)));
+        m.set_autocreate(refs);
         if !refs {
-            m.set_autocreate(false);
             continue;
         }
         if let Some(st) = m.struct_ops_mut() {
@@ -459,17 +460,25 @@ fn load_matches_libbpf() {
             };
             let relocated = theirs["loaded"].as_bool() == Some(true)
                 || e["failed_prog"].as_str() == Some(name.as_str());
-            if !relocated || theirs.get("insns").is_none() {
-                let why = e["error"]
-                    .as_str()
-                    .unwrap_or("")
-                    .lines()
-                    .last()
-                    .unwrap_or("")
-                    .to_string();
-                skipped.push(format!("{id}: libbpf did not relocate it: {why}"));
+            let libbpf_error = e["error"]
+                .as_str()
+                .unwrap_or("")
+                .lines()
+                .rev()
+                .find(|l| !l.contains("failed to load object"))
+                .unwrap_or("")
+                .to_string();
+            // libbpf failed after relocation but before loading (map creation, prog
+            // array setup): nothing of ours to compare.
+            let kernel_stage = libbpf_error.contains("failed to create")
+                || libbpf_error.contains("failed to initialize slot");
+            let pre_relocation_failure =
+                !relocated && !kernel_stage && e["ok"].as_bool() == Some(false);
+            if (!relocated || theirs.get("insns").is_none()) && !pre_relocation_failure {
+                skipped.push(format!("{id}: libbpf did not relocate it: {libbpf_error}"));
                 continue;
             }
+            let libbpf_errno = e["errno"].as_i64().unwrap_or(0);
             let fd_to_map: HashMap<i64, i64> = e["maps"]
                 .as_array()
                 .cloned()
@@ -512,18 +521,29 @@ fn load_matches_libbpf() {
                 map_handle: &|m| m as i32,
             };
             let linked = match obj.load(&load_host) {
+                Ok(l) if pre_relocation_failure => {
+                    let _ = l;
+                    mismatched.push(format!(
+                        "{id}: libbpf fails ({libbpf_errno}: {libbpf_error}), we load"
+                    ));
+                    continue;
+                }
                 Ok(l) => l,
                 Err(err) => {
-                    // libbpf's own per-program checks fail after relocation too.
-                    let libbpf_errno = theirs["errno"].as_i64().unwrap_or(0);
-                    if e["failed_prog"].as_str() == Some(name.as_str())
-                        && i64::from(err.libbpf_errno()) == libbpf_errno
+                    // Both refuse the object, or libbpf's own per-program checks
+                    // (unknown type, unreferenced struct_ops) fail after relocation.
+                    let refused_prog = e["failed_prog"].as_str() == Some(name.as_str())
                         && theirs["loaded"].as_bool() != Some(true)
-                        && matches!(err, structops_obj::Error::Link { .. })
+                        && matches!(err, structops_obj::Error::Link { .. });
+                    if (pre_relocation_failure || refused_prog)
+                        && i64::from(err.libbpf_errno()) == libbpf_errno
                     {
-                        matched.push(format!("{id} (both refuse: {err})"));
+                        matched.push(format!("{id} (both fail with errno {libbpf_errno}: {err})"));
                     } else {
-                        mismatched.push(format!("{id}: we fail: {err}"));
+                        mismatched.push(format!(
+                            "{id}: we fail: {err} (errno {}); libbpf: errno {libbpf_errno} {libbpf_error}",
+                            err.libbpf_errno()
+                        ));
                     }
                     continue;
                 }

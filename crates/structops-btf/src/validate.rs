@@ -145,10 +145,6 @@ impl<'a> Strings<'a> {
         off <= BTF_MAX_NAME_OFFSET && (off as usize) < self.0.len()
     }
 
-    fn byte(self, i: usize) -> u8 {
-        self.0.get(i).copied().unwrap_or(0)
-    }
-
     /// The C string at `off` (empty when out of range; callers check validity first).
     fn cstr(self, off: u32) -> &'a [u8] {
         let tail = self.0.get(off as usize..).unwrap_or(&[]);
@@ -156,36 +152,52 @@ impl<'a> Strings<'a> {
         tail.get(..end).unwrap_or(&[])
     }
 
+    /// The bytes the kernel's name checks may look at: up to `KSYM_NAME_LEN` characters
+    /// and the byte after them.
+    fn window(self, off: u32) -> &'a [u8] {
+        let tail = self.0.get(off as usize..).unwrap_or(&[]);
+        tail.get(..=KSYM_NAME_LEN).unwrap_or(tail)
+    }
+
     /// `btf_name_valid_identifier` (the offset must already be valid).
     fn valid_identifier(self, off: u32) -> bool {
-        let base = off as usize;
-        if !name_char_ok(self.byte(base), true) {
+        let w = self.window(off);
+        let Some((&first, rest)) = w.split_first() else {
+            return false;
+        };
+        if !name_char_ok(first, true) {
             return false;
         }
-        let mut i = 1;
-        while i < KSYM_NAME_LEN && self.byte(base + i) != 0 {
-            if !name_char_ok(self.byte(base + i), false) {
+        // Characters 1..KSYM_NAME_LEN, then the terminator must follow.
+        for (i, &c) in rest.iter().enumerate() {
+            if c == 0 {
+                return true;
+            }
+            if i + 1 == KSYM_NAME_LEN {
                 return false;
             }
-            i += 1;
+            if !name_char_ok(c, false) {
+                return false;
+            }
         }
-        self.byte(base + i) == 0
+        false
     }
 
     /// `btf_name_valid_section`: any printable characters.
     fn valid_section(self, off: u32) -> bool {
-        let base = off as usize;
-        if self.byte(base) == 0 {
+        let w = self.window(off);
+        if w.first().is_none_or(|&c| c == 0) {
             return false;
         }
-        let mut i = 0;
-        while i < KSYM_NAME_LEN && self.byte(base + i) != 0 {
-            if !k_isprint(self.byte(base + i)) {
+        for (i, &c) in w.iter().enumerate() {
+            if c == 0 {
+                return true;
+            }
+            if i == KSYM_NAME_LEN || !k_isprint(c) {
                 return false;
             }
-            i += 1;
         }
-        self.byte(base + i) == 0
+        false
     }
 
     /// `__btf_name_by_offset`, as the log prints names.

@@ -1926,6 +1926,12 @@ fn vmlinux_validates() {
         return;
     };
     let start = std::time::Instant::now();
+    let lenient = Btf::parse(&data).map(|b| b.len());
+    println!(
+        "parse(vmlinux) (libbpf-lenient, for scale): {lenient:?} in {:?}",
+        start.elapsed()
+    );
+    let start = std::time::Instant::now();
     let btf = Btf::parse_for_load(&data);
     let elapsed = start.elapsed();
     println!(

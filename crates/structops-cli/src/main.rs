@@ -1,2 +1,68 @@
-//! The `structops` command-line tool.
-fn main() {}
+//! `structops`: inspect BPF objects and BTF the way bpftool does, before (and, with the
+//! runtime, after) they are loaded into an embedding host.
+//!
+//! Exit codes: 0 on success, 1 when the command failed (the error names the step, the
+//! errno where there is one, and a hint), 2 for usage errors (from clap).
+
+mod btf;
+mod error;
+mod host;
+mod object;
+mod output;
+mod prog;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::error::CliError;
+use crate::output::Output;
+
+/// The structops command line, modelled on bpftool's `NOUN VERB` layout.
+#[derive(Debug, Parser)]
+#[command(name = "structops", version, about, long_about = None)]
+struct Cli {
+    /// Print JSON instead of text (bpftool's `-j`).
+    #[arg(short = 'j', long, global = true)]
+    json: bool,
+    /// Print pretty JSON (bpftool's `-p`; implies --json).
+    #[arg(short = 'p', long, global = true)]
+    pretty: bool,
+    #[command(subcommand)]
+    noun: Noun,
+}
+
+#[derive(Debug, Subcommand)]
+enum Noun {
+    /// Inspect BPF ELF objects.
+    #[command(subcommand)]
+    Object(object::ObjectCmd),
+    /// Dump BTF from raw BTF files or BPF objects.
+    #[command(subcommand)]
+    Btf(btf::BtfCmd),
+    /// Inspect the programs of a BPF object.
+    #[command(subcommand)]
+    Prog(prog::ProgCmd),
+}
+
+fn run(cli: Cli) -> Result<(), CliError> {
+    let out = Output::new(cli.json || cli.pretty, cli.pretty);
+    match cli.noun {
+        Noun::Object(cmd) => object::run(cmd, &out),
+        Noun::Btf(cmd) => btf::run(cmd, &out),
+        Noun::Prog(cmd) => prog::run(cmd, &out),
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let json = cli.json || cli.pretty;
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(CliError::BrokenPipe) => ExitCode::SUCCESS,
+        Err(e) => {
+            e.report(json);
+            ExitCode::FAILURE
+        }
+    }
+}

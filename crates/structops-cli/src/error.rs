@@ -1,0 +1,156 @@
+//! The CLI's error type: every failure names the step that failed and the file it was
+//! working on, and carries a hint where one helps.
+
+use std::io;
+use std::path::PathBuf;
+
+/// A failed command.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    /// Reading an input file failed.
+    #[error("reading {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: io::Error,
+    },
+    /// The object file could not be parsed.
+    #[error("parsing object {path}: {source}")]
+    Object {
+        /// The file.
+        path: String,
+        /// The loader's error.
+        source: Box<structops_obj::Error>,
+    },
+    /// Relocating the object against the host failed.
+    #[error("relocating {path}: {source}")]
+    Relocate {
+        /// The file.
+        path: String,
+        /// The loader's error.
+        source: Box<structops_obj::Error>,
+    },
+    /// A BTF blob could not be parsed.
+    #[error("parsing BTF of {path}: {source}")]
+    Btf {
+        /// The file.
+        path: String,
+        /// The BTF error.
+        source: structops_btf::BtfError,
+    },
+    /// Dumping BTF failed.
+    #[error("dumping BTF of {path}: {source}")]
+    Dump {
+        /// The file.
+        path: String,
+        /// The dump error.
+        source: structops_btf::dump::DumpError,
+    },
+    /// The file is not a readable ELF object.
+    #[error("reading ELF {path}: {source}")]
+    Elf {
+        /// The file.
+        path: String,
+        /// The ELF reader's error.
+        source: object::Error,
+    },
+    /// The object has no BTF.
+    #[error("{path} has no .BTF section")]
+    NoBtf {
+        /// The file.
+        path: String,
+    },
+    /// A named program does not exist.
+    #[error("no program named '{name}' in {path}")]
+    NoSuchProgram {
+        /// The requested name.
+        name: String,
+        /// The file.
+        path: String,
+        /// The programs that do exist.
+        available: Vec<String>,
+    },
+    /// A named type does not exist.
+    #[error("no type named '{name}' in the BTF of {path}")]
+    NoSuchType {
+        /// The requested name.
+        name: String,
+        /// The file.
+        path: String,
+    },
+    /// The decoded program is malformed.
+    #[error("decoding program '{name}': {source}")]
+    Decode {
+        /// Program name.
+        name: String,
+        /// The decode error.
+        source: structops_isa::DecodeError,
+    },
+    /// Writing output failed.
+    #[error("writing output: {0}")]
+    Write(io::Error),
+    /// stdout was closed by the reader (`| head`): not an error.
+    #[error("broken pipe")]
+    BrokenPipe,
+}
+
+impl From<io::Error> for CliError {
+    fn from(e: io::Error) -> Self {
+        if e.kind() == io::ErrorKind::BrokenPipe {
+            CliError::BrokenPipe
+        } else {
+            CliError::Write(e)
+        }
+    }
+}
+
+impl CliError {
+    /// The Linux errno name that best describes the failure, as bpftool prints it.
+    pub fn errno_name(&self) -> &'static str {
+        match self {
+            CliError::Read { source, .. } => match source.kind() {
+                io::ErrorKind::NotFound => "ENOENT",
+                io::ErrorKind::PermissionDenied => "EACCES",
+                _ => "EIO",
+            },
+            CliError::NoSuchProgram { .. } | CliError::NoSuchType { .. } => "ENOENT",
+            CliError::NoBtf { .. } => "ENOENT",
+            CliError::Write(_) | CliError::BrokenPipe => "EIO",
+            _ => "EINVAL",
+        }
+    }
+
+    /// A hint for the user, when there is something useful to say.
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            CliError::NoSuchProgram { available, .. } if !available.is_empty() => {
+                Some(format!("programs: {}", available.join(", ")))
+            }
+            CliError::NoSuchProgram { .. } => Some("the object has no programs".into()),
+            CliError::NoBtf { .. } => Some("compile with `clang -g` to emit BTF".into()),
+            CliError::Relocate { .. } => Some(
+                "relocation runs against the host BTF (--btf, default /sys/kernel/btf/vmlinux)"
+                    .into(),
+            ),
+            _ => None,
+        }
+    }
+
+    /// Prints the error on stderr (text) or stdout (JSON, like bpftool's `{"error": ...}`).
+    pub fn report(&self, json: bool) {
+        if json {
+            let v = serde_json::json!({
+                "error": self.to_string(),
+                "errno": self.errno_name(),
+                "hint": self.hint(),
+            });
+            println!("{v}");
+        } else {
+            eprintln!("Error: {self} ({})", self.errno_name());
+            if let Some(h) = self.hint() {
+                eprintln!("Hint: {h}");
+            }
+        }
+    }
+}

@@ -1,0 +1,146 @@
+//! `structops prog dump`: a program's instructions as the loader would submit them —
+//! externs resolved, struct_ops bound, CO-RE relocated against the host BTF, subprograms
+//! appended — disassembled in bpftool's `dump xlated` style.
+
+use std::path::PathBuf;
+
+use clap::Subcommand;
+use serde_json::json;
+use structops_btf::Btf;
+use structops_isa::{Imm64, Symbolizer, decode, disassemble};
+use structops_obj::core_relo::CoreTarget;
+use structops_obj::{BtfKsyms, CoreEngine, ExternHost, LinkedProgram, LoadHost, Object};
+
+use crate::error::CliError;
+use crate::host;
+use crate::object::open;
+use crate::output::Output;
+
+/// `prog` verbs.
+#[derive(Debug, Subcommand)]
+pub enum ProgCmd {
+    /// Disassemble a program after relocation.
+    Dump {
+        /// The BPF object.
+        file: PathBuf,
+        /// The program's name.
+        #[arg(long = "prog", value_name = "NAME")]
+        name: String,
+        /// Target BTF for CO-RE and struct_ops (default: /sys/kernel/btf/vmlinux).
+        #[arg(long, value_name = "PATH")]
+        btf: Option<PathBuf>,
+    },
+}
+
+/// Runs a `prog` verb.
+pub fn run(cmd: ProgCmd, out: &Output) -> Result<(), CliError> {
+    match cmd {
+        ProgCmd::Dump { file, name, btf } => {
+            let path = file.display().to_string();
+            let bytes = host::read(&file)?;
+            let mut obj = open(&path, &bytes)?;
+            let target = host::target_btf(btf.as_deref())?;
+            let linked = relocate(&path, &mut obj, &target)?;
+            let Some(prog) = linked.iter().find(|l| l.name == name) else {
+                return Err(CliError::NoSuchProgram {
+                    name,
+                    path,
+                    available: linked.iter().map(|l| l.name.clone()).collect(),
+                });
+            };
+            let decoded = decode(&prog.insns).map_err(|source| CliError::Decode {
+                name: name.clone(),
+                source,
+            })?;
+            let sym = ObjectSymbols {
+                obj: &obj,
+                target: &target,
+            };
+            let text = disassemble(&decoded, &sym);
+            if out.json {
+                let insns: Vec<_> = prog
+                    .insns
+                    .iter()
+                    .map(|i| json!([i.code, i.dst_reg(), i.src_reg(), i.off, i.imm]))
+                    .collect();
+                out.json(&json!({
+                    "name": prog.name,
+                    "insn_cnt": prog.insns.len(),
+                    "insns": insns,
+                    "xlated": text.lines().map(str::trim_start).collect::<Vec<_>>(),
+                }))
+            } else {
+                out.text(&text)
+            }
+        }
+    }
+}
+
+/// Runs every load-time step of the loader with this host's facts. Map references get
+/// the map's index as their handle, so the disassembly can name them.
+pub fn relocate(
+    path: &str,
+    obj: &mut Object,
+    target: &Btf,
+) -> Result<Vec<LinkedProgram>, CliError> {
+    let kconfig = host::system_kconfig();
+    let ksyms = BtfKsyms { btf: target };
+    let core_target = CoreTarget::new(target);
+    let core = CoreEngine::new(&core_target);
+    let host = LoadHost {
+        target_btf: target,
+        externs: ExternHost {
+            kernel_version: host::kernel_version(),
+            has_bpf_cookie: true,
+            has_syscall_wrapper: true,
+            extra_kconfig: None,
+            system_kconfig: kconfig.as_deref(),
+            ksyms: &ksyms,
+        },
+        core: &core,
+        map_handle: &|idx| idx as i32,
+    };
+    obj.load(&host).map_err(|source| CliError::Relocate {
+        path: path.to_string(),
+        source: Box::new(source),
+    })
+}
+
+/// Names maps by the object's map names and kfuncs by the target BTF.
+struct ObjectSymbols<'a> {
+    obj: &'a Object,
+    target: &'a Btf,
+}
+
+impl ObjectSymbols<'_> {
+    fn map_name(&self, handle: i32) -> String {
+        usize::try_from(handle)
+            .ok()
+            .and_then(|i| self.obj.maps().get(i))
+            .map_or_else(|| format!("idx:{handle}"), |m| m.name().to_string())
+    }
+}
+
+impl Symbolizer for ObjectSymbols<'_> {
+    fn kfunc(&self, _pc: usize, btf_id: u32, btf_fd_idx: i16) -> Option<String> {
+        if btf_fd_idx != 0 {
+            return None;
+        }
+        self.target.type_name(btf_id).ok().map(str::to_owned)
+    }
+
+    fn imm64(&self, _pc: usize, imm: &Imm64) -> Option<String> {
+        match *imm {
+            Imm64::MapFd { fd } => Some(format!("map[{}]", self.map_name(fd))),
+            Imm64::MapValue { fd, offset } => {
+                Some(format!("map[{}][0]+{offset}", self.map_name(fd)))
+            }
+            Imm64::BtfId { btf_id, btf_fd: 0 } => self
+                .target
+                .type_name(btf_id)
+                .ok()
+                .map(|n| format!("btf[{n}]")),
+            _ => None,
+        }
+    }
+}

@@ -15,7 +15,10 @@ fn bench(c: &mut Criterion) {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../../conformance/build/corpus/bpf_cubic.bpf.o");
     let Ok(bytes) = std::fs::read(&path) else {
-        eprintln!("skipped: {} not built (run conformance/build.sh)", path.display());
+        eprintln!(
+            "skipped: {} not built (run conformance/build.sh)",
+            path.display()
+        );
         return;
     };
     let opts = ParseOptions::for_path("bpf_cubic.bpf.o");

@@ -525,16 +525,20 @@ impl std::fmt::Debug for ExternHost<'_> {
 /// `kcfg_data` (the `.kconfig` map's value).
 pub(crate) fn resolve(
     externs: &mut [Extern],
-    mut kcfg_data: Option<&mut Vec<u8>>,
+    kcfg_data: Option<&mut Vec<u8>>,
     host: &ExternHost<'_>,
 ) -> Result<(), ExternError> {
     if externs.is_empty() {
         return Ok(());
     }
+    let mut fallback = Vec::new();
+    let data: &mut Vec<u8> = match kcfg_data {
+        Some(d) => d,
+        None => &mut fallback,
+    };
     let mut need_config = false;
     let mut need_kallsyms = false;
     let mut need_btf = false;
-    let mut empty = Vec::new();
     for ext in externs.iter_mut() {
         match ext.kind {
             ExternKind::Ksym(k) => {
@@ -565,19 +569,11 @@ pub(crate) fn resolve(
                     }
                     _ => 0,
                 };
-                let data = match kcfg_data.as_deref_mut() {
-                    Some(d) => d,
-                    None => &mut empty,
-                };
                 set_num(ext, data, value)?;
             }
         }
     }
     if need_config && let Some(text) = host.extra_kconfig {
-        let data = match kcfg_data.as_deref_mut() {
-            Some(d) => d,
-            None => &mut empty,
-        };
         for line in text.split_inclusive('\n') {
             apply_kconfig_line(externs, data, line)?;
         }
@@ -587,10 +583,6 @@ pub(crate) fn resolve(
     }
     if need_config {
         let text = host.system_kconfig.ok_or(ExternError::NoKconfig)?;
-        let data = match kcfg_data.as_deref_mut() {
-            Some(d) => d,
-            None => &mut empty,
-        };
         for line in text.split_inclusive('\n') {
             apply_kconfig_line(externs, data, line)?;
         }

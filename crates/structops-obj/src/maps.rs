@@ -314,7 +314,7 @@ pub fn adjust_ringbuf_size(sz: u32, page_size: u32) -> u32 {
     if sz == 0 || page_size == 0 {
         return sz;
     }
-    if sz % page_size == 0 && (sz / page_size).is_power_of_two() {
+    if sz.is_multiple_of(page_size) && (sz / page_size).is_power_of_two() {
         return sz;
     }
     let mut mul: u32 = 1;
@@ -341,7 +341,7 @@ pub const OBJ_NAME_LEN: usize = 16;
 pub fn internal_map_name(obj_name: &str, real_name: &str) -> String {
     let real = real_name.as_bytes();
     let obj = obj_name.as_bytes();
-    let sfx_len = real.len().max(7).min(OBJ_NAME_LEN - 1);
+    let sfx_len = real.len().clamp(7, OBJ_NAME_LEN - 1);
     let pfx_len = if real.get(1..).is_some_and(|r| r.contains(&b'.')) {
         0
     } else {

@@ -126,10 +126,10 @@ fn ignore_section(sec: &ElfSection<'_>, name: &str) -> bool {
     if name.starts_with(".debug_") {
         return true;
     }
-    if let Some(rest) = name.strip_prefix(".rel") {
-        if rest.starts_with(".debug_") || rest == ".BTF" || rest == ".BTF.ext" {
-            return true;
-        }
+    if let Some(rest) = name.strip_prefix(".rel")
+        && (rest.starts_with(".debug_") || rest == ".BTF" || rest == ".BTF.ext")
+    {
+        return true;
     }
     false
 }
@@ -1055,7 +1055,7 @@ impl Object {
                     section: elf.section_name(shndx).unwrap_or("").to_string(),
                 });
             }
-            if sym.value % INSN_SZ as u64 != 0 {
+            if !sym.value.is_multiple_of(INSN_SZ as u64) {
                 return Err(RelocError::BadCallOffset {
                     symbol: sym_name.to_string(),
                     value: sym.value,
@@ -1070,7 +1070,7 @@ impl Object {
             });
         }
         if sym.is_subprog(self.text_shndx) {
-            if sym.value % INSN_SZ as u64 != 0 || insn.imm % INSN_SZ as i32 != 0 {
+            if !sym.value.is_multiple_of(INSN_SZ as u64) || insn.imm % INSN_SZ as i32 != 0 {
                 return Err(RelocError::BadSubprogAddr {
                     symbol: sym_name.to_string(),
                     value: sym.value,
@@ -1323,7 +1323,7 @@ impl Object {
                     shndx: sym.shndx,
                 }));
             }
-            if sym.value % INSN_SZ as u64 != 0 {
+            if !sym.value.is_multiple_of(INSN_SZ as u64) {
                 return Err(so_err(StructOpsError::RelocBadTarget { value: sym.value }));
             }
             let insn_idx = (sym.value / INSN_SZ as u64) as usize;

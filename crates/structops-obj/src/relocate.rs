@@ -155,8 +155,8 @@ impl InsnOff for LineInfo {
 /// its section's records) with offsets converted to instructions in the main program.
 /// `Err(())` is libbpf's `-ENOENT`.
 #[expect(
-    clippy::result_unit_err,
-    reason = "the only failure is libbpf's -ENOENT"
+    clippy::too_many_arguments,
+    reason = "one info kind's state, as libbpf passes it"
 )]
 fn adjust_ext<T: InsnOff>(
     secs: &[structops_btf::ext::SecInfo<T>],
@@ -875,7 +875,7 @@ impl Object {
                         index: i,
                         source,
                     };
-                    if rec.insn_off as usize % INSN_SZ != 0 {
+                    if !(rec.insn_off as usize).is_multiple_of(INSN_SZ) {
                         return Err(cerr(
                             sec_name,
                             CoreError::BadOffset {

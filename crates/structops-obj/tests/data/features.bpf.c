@@ -59,7 +59,7 @@ extern char CONFIG_LOCALVERSION[16] __kconfig __weak;
 extern unsigned int LINUX_KERNEL_VERSION __kconfig;
 extern int CONFIG_STRUCTOPS_DOES_NOT_EXIST __kconfig __weak;
 
-extern const void bpf_prog_active __ksym;
+extern const void bpf_prog_active __ksym __weak;
 extern void bpf_rcu_read_lock(void) __ksym;
 extern void bpf_rcu_read_unlock(void) __ksym;
 extern void bpf_structops_no_such_kfunc(void) __ksym __weak;

@@ -1671,7 +1671,54 @@ fn invalid_blobs() -> Vec<(String, Vec<u8>)> {
     v
 }
 
+/// The bytes of section `name` of a little-endian ELF64 file.
+fn elf_section(data: &[u8], name: &str) -> Option<Vec<u8>> {
+    let u16_at = |o: usize| Some(u16::from_le_bytes(data.get(o..o + 2)?.try_into().ok()?));
+    let u32_at = |o: usize| Some(u32::from_le_bytes(data.get(o..o + 4)?.try_into().ok()?));
+    let u64_at = |o: usize| Some(u64::from_le_bytes(data.get(o..o + 8)?.try_into().ok()?));
+    let shoff = u64_at(0x28)? as usize;
+    let shentsize = u16_at(0x3a)? as usize;
+    let shnum = u16_at(0x3c)? as usize;
+    let shstrndx = u16_at(0x3e)? as usize;
+    let sh = |i: usize| shoff + i * shentsize;
+    let strtab = u64_at(sh(shstrndx) + 24)? as usize;
+    for i in 0..shnum {
+        let name_off = u32_at(sh(i))? as usize;
+        let n = data.get(strtab + name_off..)?;
+        let end = n.iter().position(|&b| b == 0)?;
+        if &n[..end] == name.as_bytes() {
+            let off = u64_at(sh(i) + 24)? as usize;
+            let size = u64_at(sh(i) + 32)? as usize;
+            return data.get(off..off + size).map(<[u8]>::to_vec);
+        }
+    }
+    None
+}
+
+/// The `.BTF` sections of the project's own BPF objects (`bpf/*.bpf.o`), as clang wrote
+/// them (before any libbpf fix-ups).
+fn object_btfs() -> Vec<(String, Vec<u8>)> {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../bpf");
+    let mut out = Vec::new();
+    let Ok(entries) = std::fs::read_dir(&dir) else {
+        return out;
+    };
+    let mut paths: Vec<_> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
+    paths.sort();
+    for p in paths {
+        if p.to_string_lossy().ends_with(".bpf.o")
+            && let Ok(data) = std::fs::read(&p)
+            && let Some(btf) = elf_section(&data, ".BTF")
+        {
+            out.push((p.file_name().unwrap().to_string_lossy().into_owned(), btf));
+        }
+    }
+    out
+}
+
 struct Tally {
+    /// Distinct kernel error messages seen (digits and names blanked).
+    messages: std::collections::BTreeSet<String>,
     total: usize,
     errno_agree: usize,
     log_agree: usize,
@@ -1682,6 +1729,7 @@ struct Tally {
 impl Tally {
     fn new() -> Tally {
         Tally {
+            messages: std::collections::BTreeSet::new(),
             total: 0,
             errno_agree: 0,
             log_agree: 0,
@@ -1710,6 +1758,15 @@ impl Tally {
         }
         let k = kernel_load(blob, LOG_SIZE);
         self.total += 1;
+        if let (Err(e), Some(_)) = (&ours, &k.log)
+            && let Some(last) = e.log.lines().last()
+        {
+            // "[5] STRUCT foo size=8 vlen=2 Member exceeds struct_size" -> the message.
+            let msg = last
+                .rsplit_once(|c: char| c.is_ascii_digit())
+                .map_or(last, |(_, m)| m);
+            self.messages.insert(format!("{} {}", e.errno, msg.trim()));
+        }
         let errno_ok = k.errno == our_errno;
         if errno_ok {
             self.errno_agree += 1;
@@ -1744,8 +1801,13 @@ impl Tally {
 
     fn report(&self, what: &str) {
         println!(
-            "{what}: {} blobs, errno agreement {}/{}, log agreement {}/{}",
-            self.total, self.errno_agree, self.total, self.log_agree, self.log_compared
+            "{what}: {} blobs, errno agreement {}/{}, log agreement {}/{}, {} distinct errors",
+            self.total,
+            self.errno_agree,
+            self.total,
+            self.log_agree,
+            self.log_compared,
+            self.messages.len()
         );
         for f in self.failures.iter().take(40) {
             println!("  MISMATCH {f}");
@@ -1806,6 +1868,78 @@ fn invalid_blobs_agree_with_kernel() {
     assert!(t.failures.is_empty(), "{} mismatches", t.failures.len());
 }
 
+/// Roughly what libbpf does before loading an object's BTF: extern functions and
+/// variables become global, and each `DATASEC` gets the size its entries span.
+fn sanitize(raw: &[u8]) -> Option<Vec<u8>> {
+    use structops_btf::{Type, TypeKind};
+    let btf = Btf::parse(raw).ok()?;
+    let mut b = BtfBuilder::from_btf(&btf);
+    for (id, t) in btf.types().iter().enumerate().skip(1) {
+        let kind = match &t.kind {
+            TypeKind::Func { proto, linkage } if *linkage == Linkage::Extern => TypeKind::Func {
+                proto: *proto,
+                linkage: Linkage::Global,
+            },
+            TypeKind::Var { ty, linkage } if *linkage == Linkage::Extern => TypeKind::Var {
+                ty: *ty,
+                linkage: Linkage::Global,
+            },
+            TypeKind::Datasec { size: 0, vars } => {
+                let mut vars = vars.clone();
+                let mut off = 0;
+                for v in &mut vars {
+                    v.offset = v.offset.max(off);
+                    off = v.offset + v.size;
+                }
+                TypeKind::Datasec {
+                    size: off.max(1),
+                    vars,
+                }
+            }
+            _ => continue,
+        };
+        b.set(
+            id as u32,
+            Type {
+                name_off: t.name_off,
+                kind,
+            },
+        );
+    }
+    Some(b.encode())
+}
+
+#[test]
+fn object_btf_agrees_with_kernel() {
+    if skip() {
+        return;
+    }
+    let objs = object_btfs();
+    if objs.is_empty() {
+        println!("skipping: no bpf/*.bpf.o objects");
+        return;
+    }
+    let mut t = Tally::new();
+    for (name, b) in &objs {
+        let errno = t.check(name, b);
+        let why = Btf::parse_for_load(b)
+            .err()
+            .map(|e| e.log)
+            .unwrap_or_default();
+        println!("  {name}: errno {errno} {why:?}");
+        if let Some(fixed) = sanitize(b) {
+            let errno = t.check(&format!("{name} (sanitized)"), &fixed);
+            let why = Btf::parse_for_load(&fixed)
+                .err()
+                .map(|e| e.log)
+                .unwrap_or_default();
+            println!("  {name} sanitized: errno {errno} {why:?}");
+        }
+    }
+    t.report("object .BTF");
+    assert!(t.failures.is_empty(), "{} mismatches", t.failures.len());
+}
+
 /// Applies one random edit to `b`.
 fn mutate(rng: &mut Rng, b: &mut Vec<u8>) {
     let interesting = [
@@ -1835,15 +1969,17 @@ fn mutate(rng: &mut Rng, b: &mut Vec<u8>) {
         0xffff_ffff,
     ];
     let len = b.len();
-    match rng.below(10) {
-        0..=2 => {
-            let bit = rng.below(len as u64 * 8) as usize;
-            b[bit / 8] ^= 1 << (bit % 8);
+    // The type section of the (unmutated) header, for edits that keep the header intact.
+    let type_words = if len >= 28 { (len - 24) / 4 } else { 0 };
+    match rng.below(20) {
+        0..=6 if type_words > 0 => {
+            // A bit of the type or string section.
+            let bit = rng.below((len as u64 - 24) * 8) as usize;
+            b[24 + bit / 8] ^= 1 << (bit % 8);
         }
-        3..=5 if len >= 28 => {
-            // An aligned word of the type section (most of the structure lives there).
-            let words = (len - 24) / 4;
-            let off = 24 + 4 * rng.below(words as u64) as usize;
+        7..=12 if type_words > 0 => {
+            // An aligned word (most of the structure lives in the type section).
+            let off = 24 + 4 * rng.below(type_words as u64) as usize;
             let v = if rng.below(2) == 0 {
                 interesting[rng.below(interesting.len() as u64) as usize]
             } else {
@@ -1852,13 +1988,12 @@ fn mutate(rng: &mut Rng, b: &mut Vec<u8>) {
             };
             put32(b, off, v);
         }
-        6 if len >= 28 => {
-            // The kind byte or vlen of some word, as if it were a type's info.
-            let words = (len - 24) / 4;
-            let off = 24 + 4 * rng.below(words as u64) as usize;
+        13 | 14 if type_words > 0 => {
+            // The kind byte of some word, as if it were a type's info.
+            let off = 24 + 4 * rng.below(type_words as u64) as usize;
             b[off + 3] = rng.below(21) as u8 | if rng.below(4) == 0 { 0x80 } else { 0 };
         }
-        7 if len >= 24 => {
+        15 if len >= 24 => {
             // A header field.
             let off = 4 * (1 + rng.below(5) as usize);
             let cur = u32::from_le_bytes(b[off..off + 4].try_into().unwrap());
@@ -1869,9 +2004,14 @@ fn mutate(rng: &mut Rng, b: &mut Vec<u8>) {
             };
             put32(b, off, v);
         }
-        8 => {
+        16 => {
             let cut = rng.below(len as u64 + 1) as usize;
             b.truncate(cut);
+        }
+        17 => {
+            // Any bit, header included.
+            let bit = rng.below(len as u64 * 8) as usize;
+            b[bit / 8] ^= 1 << (bit % 8);
         }
         _ => {
             let at = rng.below(len as u64 + 1) as usize;
@@ -1896,10 +2036,16 @@ fn random_mutations_agree_with_kernel() {
                 .map(|(_, b)| b)
                 .filter(|b| b.len() > 40),
         )
+        .chain(
+            object_btfs()
+                .into_iter()
+                .flat_map(|(_, b)| sanitize(&b).into_iter().chain([b])),
+        )
         .collect();
+    println!("{} seed blobs", seeds.len());
     let mut rng = Rng(0x5eed_b7f0);
     let mut t = Tally::new();
-    let n = 4000;
+    let n = 6000;
     let mut accepted = 0;
     for i in 0..n {
         let mut b = seeds[rng.below(seeds.len() as u64) as usize].clone();
@@ -1944,7 +2090,9 @@ fn vmlinux_validates() {
     println!("validate(vmlinux): {:?}", start.elapsed());
     // The kernel agrees (when we may ask it).
     if kernel_unavailable().is_none() {
+        let start = std::time::Instant::now();
         let k = kernel_load(&data, 0);
+        println!("the kernel's BPF_BTF_LOAD(vmlinux): {:?}", start.elapsed());
         assert_eq!(
             k.errno, 0,
             "the kernel rejects its own vmlinux BTF as user BTF"

@@ -221,3 +221,50 @@ fn every_byte_prefix_is_handled() {
         );
     }
 }
+
+/// A deterministic splitmix64 generator for the mutation test.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+}
+
+#[test]
+fn mutations_never_panic_and_paths_agree() {
+    // Without a kernel: random edits of a valid blob must give a typed answer, and
+    // whatever passes must also pass the model check and libbpf-lenient parsing.
+    let good = sample().encode();
+    let mut rng = Rng(7);
+    let mut accepted = 0;
+    for _ in 0..20_000 {
+        let mut b = good.clone();
+        for _ in 0..1 + rng.next() % 3 {
+            let i = 24 + (rng.next() as usize) % (b.len() - 24);
+            match rng.next() % 3 {
+                0 => b[i] ^= 1 << (rng.next() % 8),
+                1 => b[i] = rng.next() as u8,
+                _ => b[i & !3] = (rng.next() % 20) as u8,
+            }
+        }
+        let mut log = String::new();
+        match Btf::parse_for_load_with_log(&b, &mut log) {
+            Ok(btf) => {
+                accepted += 1;
+                assert_eq!(btf.check_load(), Ok(()));
+                assert!(Btf::parse(&b).is_ok(), "kernel-valid but libbpf-invalid");
+            }
+            Err(e) => {
+                let last = e.log.lines().last().unwrap_or("");
+                assert!(log.contains(last), "{last:?} not in the log");
+                assert_ne!(e.errno.0, 0);
+            }
+        }
+    }
+    assert!(accepted > 100, "only {accepted} accepted");
+}

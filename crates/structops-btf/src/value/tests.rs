@@ -326,3 +326,130 @@ fn writer_matches_bpftool_layout() {
     assert_eq!(f16_to_f64(0x0001), 2f64.powi(-24));
     assert!(f16_to_f64(0x7e00).is_nan());
 }
+
+/// A deterministic splitmix64 generator.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+/// Random, unvalidated type tables (cycles, dangling ids, odd sizes) with random bytes:
+/// formatting gives a value or a typed error, never a panic or a hang.
+#[test]
+fn random_types_never_panic() {
+    let mut rng = Rng(99);
+    let mut ok = 0;
+    for _ in 0..3000 {
+        let mut b = BtfBuilder::new();
+        let n = 1 + rng.below(10) as u32;
+        let ids: Vec<TypeId> = (0..n).map(|_| b.reserve()).collect();
+        let names = ["", "char", "x", "y"];
+        for &id in &ids {
+            let mut r = |m: u64| rng.below(m) as u32;
+            let target = r(u64::from(n) + 3);
+            let name_off = b.add_string(names[r(4) as usize]);
+            let sizes = [0, 1, 2, 3, 4, 8, 12, 16, 0xffff_ffff];
+            let size = sizes[r(sizes.len() as u64) as usize];
+            let kind = match r(16) {
+                0 => TypeKind::Int {
+                    size,
+                    encoding: [0, 1, 2, 4, 3][r(5) as usize],
+                    offset: r(140) as u8,
+                    bits: r(140) as u8,
+                },
+                1 => TypeKind::Ptr { target },
+                2 => TypeKind::Array {
+                    elem: target,
+                    index: 1,
+                    len: [0, 1, 3, 64, 1000][r(5) as usize],
+                },
+                3 | 4 => {
+                    let members = (0..r(4))
+                        .map(|_| Member {
+                            name_off: 0,
+                            ty: r(u64::from(n) + 2),
+                            offset: r(1 << 10) | if r(2) == 0 { r(64) << 24 } else { 0 },
+                        })
+                        .collect();
+                    TypeKind::Struct(Composite {
+                        size,
+                        kflag: r(2) == 0,
+                        members,
+                    })
+                }
+                5 => TypeKind::Enum(EnumBody {
+                    size,
+                    signed: r(2) == 0,
+                    values: vec![Enumerator {
+                        name_off,
+                        value: u64::from(r(4)),
+                    }],
+                }),
+                6 => TypeKind::Enum64(EnumBody {
+                    size,
+                    signed: false,
+                    values: vec![],
+                }),
+                7 => TypeKind::Typedef { target },
+                8 => TypeKind::Const { target },
+                9 => TypeKind::TypeTag {
+                    target,
+                    kflag: false,
+                },
+                10 => TypeKind::Var {
+                    ty: target,
+                    linkage: Linkage::Global,
+                },
+                11 => TypeKind::Datasec {
+                    size,
+                    vars: vec![VarSecInfo {
+                        ty: target,
+                        offset: r(32),
+                        size: r(16),
+                    }],
+                },
+                12 => TypeKind::Float { size },
+                13 => TypeKind::Fwd { union: false },
+                14 => TypeKind::FuncProto {
+                    ret: target,
+                    params: vec![],
+                },
+                _ => TypeKind::Union(Composite {
+                    size,
+                    kflag: false,
+                    members: vec![Member {
+                        name_off,
+                        ty: target,
+                        offset: 0,
+                    }],
+                }),
+            };
+            b.set(id, Type { name_off, kind });
+        }
+        let btf = b.build();
+        let names = |_: u32| Some("p".to_string());
+        let p = ValuePrinter::new(&btf).with_prog_id_func_ptrs(&names);
+        for id in 0..n + 2 {
+            let len = rng.below(80) as usize;
+            let data: Vec<u8> = (0..len).map(|_| rng.next() as u8).collect();
+            if let Ok(v) = p.format(id, &data) {
+                ok += 1;
+                let _ = v.to_text(Style::Plain);
+                let _ = v.to_text(Style::Json);
+                let _ = v.to_json();
+            }
+        }
+    }
+    assert!(ok > 1000, "only {ok} values formatted");
+}

@@ -27,6 +27,21 @@ const MAX_DEPTH: usize = 256;
 /// Size of a pointer (and of `long`) on the BPF target.
 const PTR_BITS: i64 = 64;
 
+/// Work allowed per type id in the whole dump (plus [`BASE_STEPS`]): real BTF needs a
+/// few steps per type (vmlinux about 6), hostile BTF could need exponentially many.
+const STEPS_PER_TYPE: u64 = 256;
+
+/// Work allowed regardless of the number of types.
+const BASE_STEPS: u64 = 1 << 20;
+
+/// The most bytes one [`CDumper::dump_type`] call may write (vmlinux's largest single
+/// type with all it needs is a few hundred kilobytes).
+const OUT_LIMIT: usize = 64 << 20;
+
+/// Padding gaps longer than this many bits are written as a `char` array member rather
+/// than a run of `long: 64;` lines, so output stays proportional to the BTF.
+const BIG_GAP_BITS: i64 = 64 * 64;
+
 /// The longest indentation written, as libbpf caps it.
 const MAX_INDENT: usize = 13;
 
@@ -124,6 +139,11 @@ pub struct CDumper<'a> {
     /// Layout decisions for composites, by type id, once computed.
     layouts: Vec<Option<Layout>>,
     queue: Vec<TypeId>,
+    /// Steps taken so far and the most allowed.
+    steps: u64,
+    budget: u64,
+    /// Output length at which the current `dump_type` call fails.
+    out_limit_at: usize,
 }
 
 /// How a struct or union is written so that the compiler reproduces its BTF layout.
@@ -199,6 +219,9 @@ impl<'a> CDumper<'a> {
             ident_names: HashMap::new(),
             layouts: vec![None; n],
             queue: Vec::new(),
+            steps: 0,
+            budget: BASE_STEPS.saturating_add(STEPS_PER_TYPE.saturating_mul(n as u64)),
+            out_limit_at: OUT_LIMIT,
         }
     }
 
@@ -207,6 +230,7 @@ impl<'a> CDumper<'a> {
     /// define nothing in C (`FUNC`, `VAR`, `DATASEC`, `DECL_TAG`) write nothing.
     pub fn dump_type(&mut self, id: TypeId, out: &mut Vec<u8>) -> Result<(), DumpError> {
         self.ty(id)?;
+        self.out_limit_at = out.len().saturating_add(OUT_LIMIT);
         self.queue.clear();
         self.order_type(id, false, 0)?;
         let queue = std::mem::take(&mut self.queue);
@@ -238,6 +262,24 @@ impl<'a> CDumper<'a> {
         self.btf
             .name(off)
             .map_err(|source| DumpError::Name { id, source })
+    }
+
+    /// Counts one step of work and checks the output size, failing past either limit.
+    fn tick(&mut self, id: TypeId, b: &[u8]) -> Result<(), DumpError> {
+        self.steps += 1;
+        if self.steps > self.budget {
+            return Err(DumpError::TooComplex {
+                id,
+                budget: self.budget,
+            });
+        }
+        if b.len() > self.out_limit_at {
+            return Err(DumpError::TooLarge {
+                id,
+                limit: OUT_LIMIT,
+            });
+        }
+        Ok(())
     }
 
     fn depth_check(id: TypeId, depth: usize, what: &'static str) -> Result<(), DumpError> {
@@ -314,6 +356,7 @@ impl<'a> CDumper<'a> {
         depth: usize,
     ) -> Result<bool, DumpError> {
         Self::depth_check(id, depth, "type ordering")?;
+        self.tick(id, &[])?;
         let t = self.ty(id)?;
         let order = self.st(id)?.order;
         if order == Order::Done {
@@ -402,6 +445,7 @@ impl<'a> CDumper<'a> {
         depth: usize,
     ) -> Result<(), DumpError> {
         Self::depth_check(id, depth, "type emission")?;
+        self.tick(id, b)?;
         let top_level = cont_id == 0;
         let t = self.ty(id)?;
         let st = *self.st(id)?;
@@ -678,7 +722,9 @@ impl<'a> CDumper<'a> {
         b.extend_from_slice(b" {");
         let mut off: i64 = 0;
         let mut prev_bitfield = false;
+        let mut pads = 0;
         for m in &c.members {
+            self.tick(id, b)?;
             let fname = self.raw_name(id, m.name_off)?;
             let (m_sz, m_off) = self.member_bits(c, m)?;
             let m_align = if packed {
@@ -687,14 +733,15 @@ impl<'a> CDumper<'a> {
                 self.align_of(m.ty, depth + 1)?
             };
             let in_bitfield = prev_bitfield && m_sz != 0;
-            bit_padding(
-                b,
-                off,
-                i64::from(m_off),
-                i64::from(m_align),
+            let gap = Gap {
+                id,
+                cur: off,
+                next: i64::from(m_off),
+                next_align: i64::from(m_align),
                 in_bitfield,
-                lvl + 1,
-            );
+                lvl: lvl + 1,
+            };
+            gap.write(b, &mut pads);
             b.push(b'\n');
             pfx(b, lvl + 1);
             self.type_decl(m.ty, fname, lvl + 1, b, depth + 1)?;
@@ -711,8 +758,15 @@ impl<'a> CDumper<'a> {
             b.push(b';');
         }
         if is_struct {
-            let align = i64::from(layout.align);
-            bit_padding(b, off, i64::from(c.size) * 8, align, false, lvl + 1);
+            let gap = Gap {
+                id,
+                cur: off,
+                next: i64::from(c.size) * 8,
+                next_align: i64::from(layout.align),
+                in_bitfield: false,
+                lvl: lvl + 1,
+            };
+            gap.write(b, &mut pads);
         } else if layout.pad_member {
             // An unnamed bitfield cannot be wider than its type, so a union reaches a
             // size no alignment gives with a named byte array.
@@ -769,6 +823,7 @@ impl<'a> CDumper<'a> {
         let wide = t.kind() == Kind::Enum64;
         b.extend_from_slice(b" {");
         for v in &e.values {
+            self.tick(id, b)?;
             let vname = self.raw_name(id, v.name_off)?;
             // Enumerators share the ordinary identifier namespace with typedefs.
             let dups = self.name_dups(Ns::Ident, vname);
@@ -864,6 +919,7 @@ impl<'a> CDumper<'a> {
         depth: usize,
     ) -> Result<(), DumpError> {
         Self::depth_check(id, depth, "declaration")?;
+        self.tick(id, b)?;
         let mut stack = Vec::with_capacity(4);
         let mut cur = id;
         for step in 0usize.. {
@@ -937,6 +993,7 @@ impl<'a> CDumper<'a> {
         // Whether the last thing written was `*`, so that `int **p` has no inner spaces.
         let mut last_was_ptr = true;
         while let Some(id) = decls.pop() {
+            self.tick(id, b)?;
             if id == 0 {
                 self.mods(decls, b);
                 b.extend_from_slice(b"void");
@@ -1073,73 +1130,110 @@ fn array_dim(b: &mut Vec<u8>, len: u32) {
     b.push(b']');
 }
 
-/// Fills the gap from bit `cur` to bit `next` with unnamed bitfields so the compiler
-/// places the next member at `next` (libbpf's `btf_dump_emit_bit_padding`): first up to
-/// the largest of long/int/short/char boundaries that fits, then whole units, then the
-/// smallest type that holds the rest. `next_align` is the next member's alignment in
-/// bytes; inside a run of bitfields the padding is bit-exact.
-fn bit_padding(
-    b: &mut Vec<u8>,
+/// A gap between members to fill with padding.
+struct Gap {
+    /// The composite, to name a padding array.
+    id: TypeId,
+    /// Bit where the previous member ends.
     cur: i64,
+    /// Bit where the next member (or the end) is.
     next: i64,
+    /// The next member's alignment in bytes.
     next_align: i64,
+    /// Inside a run of bitfields, where padding must be bit-exact.
     in_bitfield: bool,
+    /// Indentation.
     lvl: usize,
-) {
-    const PADS: [(&[u8], i64); 4] = [
-        (b"long", PTR_BITS),
-        (b"int", 32),
-        (b"short", 16),
-        (b"char", 8),
-    ];
-    if cur >= next {
-        return;
-    }
-    let mut cur = cur;
-    let (mut pad_type, mut pad_bits, mut new_off) = (PADS[3].0, PADS[3].1, 0);
-    for (name, bits) in PADS {
-        pad_type = name;
-        pad_bits = bits;
-        new_off = roundup(cur, bits);
-        if new_off <= next {
-            break;
-        }
-    }
-    let line = |b: &mut Vec<u8>, name: &[u8], bits: i64| {
+}
+
+impl Gap {
+    fn line(&self, b: &mut Vec<u8>, name: &[u8], bits: i64) {
         b.push(b'\n');
-        pfx(b, lvl);
+        pfx(b, self.lvl);
         b.extend_from_slice(name);
         b.extend_from_slice(b": ");
         put_i64(b, bits);
         b.push(b';');
-    };
-    if new_off > cur && new_off <= next {
-        // An explicit `type: 0` is needed when the compiler would not align the next
-        // member to new_off by itself, or when a `type: N` would fit in the hole and so
-        // be placed without moving to new_off.
-        if in_bitfield
-            || (new_off == next && roundup(cur, next_align.max(1) * 8) != new_off)
-            || (new_off != next && next - new_off <= new_off - cur)
-        {
-            line(b, pad_type, if in_bitfield { new_off - cur } else { 0 });
-        }
-        cur = new_off;
     }
-    while cur < next {
-        let bits = (next - cur).min(pad_bits);
-        if bits == pad_bits {
-            line(b, pad_type, pad_bits);
-            cur += bits;
-            continue;
+
+    /// Writes unnamed bitfields so the compiler places the next member at `next`
+    /// (libbpf's `btf_dump_emit_bit_padding`): first up to the largest of
+    /// long/int/short/char boundaries that fits, then whole units, then the smallest type
+    /// that holds the rest. Gaps longer than [`BIG_GAP_BITS`] become a `char` array
+    /// (numbered by `pads`) between bit-exact edges.
+    fn write(&self, b: &mut Vec<u8>, pads: &mut u32) {
+        const PADS: [(&[u8], i64); 4] = [
+            (b"long", PTR_BITS),
+            (b"int", 32),
+            (b"short", 16),
+            (b"char", 8),
+        ];
+        let next = self.next;
+        let mut cur = self.cur;
+        if cur >= next {
+            return;
         }
-        // The remainder: the smallest type that can hold it.
-        let (name, _) = PADS
-            .iter()
-            .rev()
-            .find(|(_, pb)| *pb >= bits)
-            .copied()
-            .unwrap_or(PADS[0]);
-        line(b, name, bits);
-        cur += bits;
+        let mut in_bitfield = self.in_bitfield;
+        if next - cur > BIG_GAP_BITS {
+            let start = roundup(cur, 8);
+            if start > cur {
+                self.line(b, b"char", start - cur);
+            }
+            let end = next - next % 8;
+            b.push(b'\n');
+            pfx(b, self.lvl);
+            b.extend_from_slice(b"char __pad_");
+            put_u64(b, u64::from(self.id));
+            b.push(b'_');
+            put_u64(b, u64::from(*pads));
+            b.push(b'[');
+            put_i64(b, (end - start) / 8);
+            b.extend_from_slice(b"];");
+            *pads += 1;
+            cur = end;
+            // What is left is under a byte, before a bitfield: pad it exactly.
+            in_bitfield = true;
+            if cur >= next {
+                return;
+            }
+        }
+        let (mut pad_type, mut pad_bits, mut new_off) = (PADS[3].0, PADS[3].1, 0);
+        for (name, bits) in PADS {
+            pad_type = name;
+            pad_bits = bits;
+            new_off = roundup(cur, bits);
+            if new_off <= next {
+                break;
+            }
+        }
+        if new_off > cur && new_off <= next {
+            // An explicit `type: 0` is needed when the compiler would not align the next
+            // member to new_off by itself, or when a `type: N` would fit in the hole and
+            // so be placed without moving to new_off.
+            if in_bitfield
+                || (new_off == next && roundup(cur, self.next_align.max(1) * 8) != new_off)
+                || (new_off != next && next - new_off <= new_off - cur)
+            {
+                self.line(b, pad_type, if in_bitfield { new_off - cur } else { 0 });
+            }
+            cur = new_off;
+        }
+        while cur < next {
+            let bits = (next - cur).min(pad_bits);
+            if bits == pad_bits {
+                self.line(b, pad_type, pad_bits);
+                cur += bits;
+                continue;
+            }
+            // The remainder: the smallest type that can hold it.
+            let (name, _) = PADS
+                .iter()
+                .rev()
+                .find(|(_, pb)| *pb >= bits)
+                .copied()
+                .unwrap_or(PADS[0]);
+            self.line(b, name, bits);
+            cur += bits;
+        }
     }
 }

@@ -44,7 +44,7 @@ where
     match format {
         RawFormat::Text => {
             for id in ids {
-                text_type(btf, id, &mut sink.buf)?;
+                text_type(btf, id, &mut sink)?;
                 sink.maybe_flush()?;
             }
         }
@@ -54,7 +54,7 @@ where
             j.name(&mut sink.buf, b"types");
             j.begin(&mut sink.buf, b'[');
             for id in ids {
-                json_type(btf, id, &mut j, &mut sink.buf)?;
+                json_type(btf, id, &mut j, &mut sink)?;
                 sink.maybe_flush()?;
             }
             j.end(&mut sink.buf, b']');
@@ -117,8 +117,13 @@ fn kflag_fields(c: &Composite, m: &Member) -> (u32, u32) {
     (m.bit_offset(c.kflag), m.bitfield_size(c.kflag))
 }
 
-fn text_type(btf: &Btf, id: TypeId, b: &mut Vec<u8>) -> Result<(), DumpError> {
+fn text_type<W: Write + ?Sized>(
+    btf: &Btf,
+    id: TypeId,
+    sink: &mut Sink<'_, W>,
+) -> Result<(), DumpError> {
     let t = lookup(btf, id)?;
+    let b = &mut sink.buf;
     b.push(b'[');
     put_u64(b, id as u64);
     b.extend_from_slice(b"] ");
@@ -166,6 +171,8 @@ fn text_type(btf: &Btf, id: TypeId, b: &mut Vec<u8>) -> Result<(), DumpError> {
             b.extend_from_slice(b" vlen=");
             put_u64(b, c.members.len() as u64);
             for m in &c.members {
+                sink.maybe_flush()?;
+                let b = &mut sink.buf;
                 let (off, bits) = kflag_fields(c, m);
                 b.extend_from_slice(b"\n\t'");
                 b.extend_from_slice(str_at(btf, m.name_off));
@@ -182,6 +189,8 @@ fn text_type(btf: &Btf, id: TypeId, b: &mut Vec<u8>) -> Result<(), DumpError> {
         TypeKind::Enum(e) => {
             enum_header(b, e);
             for v in &e.values {
+                sink.maybe_flush()?;
+                let b = &mut sink.buf;
                 b.extend_from_slice(b"\n\t'");
                 b.extend_from_slice(str_at(btf, v.name_off));
                 b.extend_from_slice(b"' val=");
@@ -196,6 +205,8 @@ fn text_type(btf: &Btf, id: TypeId, b: &mut Vec<u8>) -> Result<(), DumpError> {
         TypeKind::Enum64(e) => {
             enum_header(b, e);
             for v in &e.values {
+                sink.maybe_flush()?;
+                let b = &mut sink.buf;
                 b.extend_from_slice(b"\n\t'");
                 b.extend_from_slice(str_at(btf, v.name_off));
                 b.extend_from_slice(b"' val=");
@@ -227,6 +238,8 @@ fn text_type(btf: &Btf, id: TypeId, b: &mut Vec<u8>) -> Result<(), DumpError> {
             b.extend_from_slice(b" vlen=");
             put_u64(b, params.len() as u64);
             for p in params {
+                sink.maybe_flush()?;
+                let b = &mut sink.buf;
                 b.extend_from_slice(b"\n\t'");
                 b.extend_from_slice(str_at(btf, p.name_off));
                 b.extend_from_slice(b"' type_id=");
@@ -246,6 +259,8 @@ fn text_type(btf: &Btf, id: TypeId, b: &mut Vec<u8>) -> Result<(), DumpError> {
             b.extend_from_slice(b" vlen=");
             put_u64(b, vars.len() as u64);
             for v in vars {
+                sink.maybe_flush()?;
+                let b = &mut sink.buf;
                 b.extend_from_slice(b"\n\ttype_id=");
                 put_u64(b, v.ty as u64);
                 b.extend_from_slice(b" offset=");
@@ -276,7 +291,7 @@ fn text_type(btf: &Btf, id: TypeId, b: &mut Vec<u8>) -> Result<(), DumpError> {
             put_i64(b, *component_idx as i64);
         }
     }
-    b.push(b'\n');
+    sink.buf.push(b'\n');
     Ok(())
 }
 
@@ -388,8 +403,14 @@ fn put_json_str(b: &mut Vec<u8>, s: &[u8]) {
     b.push(b'"');
 }
 
-fn json_type(btf: &Btf, id: TypeId, j: &mut Json, b: &mut Vec<u8>) -> Result<(), DumpError> {
+fn json_type<W: Write + ?Sized>(
+    btf: &Btf,
+    id: TypeId,
+    j: &mut Json,
+    sink: &mut Sink<'_, W>,
+) -> Result<(), DumpError> {
     let t = lookup(btf, id)?;
+    let b = &mut sink.buf;
     j.begin(b, b'{');
     j.uint(b, b"id", id as u64);
     j.string(b, b"kind", t.kind().as_str().as_bytes());
@@ -424,6 +445,8 @@ fn json_type(btf: &Btf, id: TypeId, j: &mut Json, b: &mut Vec<u8>) -> Result<(),
             j.name(b, b"members");
             j.begin(b, b'[');
             for m in &c.members {
+                sink.maybe_flush()?;
+                let b = &mut sink.buf;
                 let (off, bits) = kflag_fields(c, m);
                 j.begin(b, b'{');
                 j.string(b, b"name", str_at(btf, m.name_off));
@@ -434,7 +457,7 @@ fn json_type(btf: &Btf, id: TypeId, j: &mut Json, b: &mut Vec<u8>) -> Result<(),
                 }
                 j.end(b, b'}');
             }
-            j.end(b, b']');
+            j.end(&mut sink.buf, b']');
         }
         TypeKind::Enum(e) | TypeKind::Enum64(e) => {
             let wide = t.kind() == Kind::Enum64;
@@ -444,6 +467,8 @@ fn json_type(btf: &Btf, id: TypeId, j: &mut Json, b: &mut Vec<u8>) -> Result<(),
             j.name(b, b"values");
             j.begin(b, b'[');
             for v in &e.values {
+                sink.maybe_flush()?;
+                let b = &mut sink.buf;
                 j.begin(b, b'{');
                 j.string(b, b"name", str_at(btf, v.name_off));
                 // An ENUM value is an `__s32` widened to bpftool's 64-bit JSON integer,
@@ -462,7 +487,7 @@ fn json_type(btf: &Btf, id: TypeId, j: &mut Json, b: &mut Vec<u8>) -> Result<(),
                 }
                 j.end(b, b'}');
             }
-            j.end(b, b']');
+            j.end(&mut sink.buf, b']');
         }
         TypeKind::Fwd { union } => {
             j.string(b, b"fwd_kind", if *union { b"union" } else { b"struct" });
@@ -477,12 +502,14 @@ fn json_type(btf: &Btf, id: TypeId, j: &mut Json, b: &mut Vec<u8>) -> Result<(),
             j.name(b, b"params");
             j.begin(b, b'[');
             for p in params {
+                sink.maybe_flush()?;
+                let b = &mut sink.buf;
                 j.begin(b, b'{');
                 j.string(b, b"name", str_at(btf, p.name_off));
                 j.uint(b, b"type_id", p.ty as u64);
                 j.end(b, b'}');
             }
-            j.end(b, b']');
+            j.end(&mut sink.buf, b']');
         }
         TypeKind::Var { ty, linkage } => {
             j.uint(b, b"type_id", *ty as u64);
@@ -494,13 +521,15 @@ fn json_type(btf: &Btf, id: TypeId, j: &mut Json, b: &mut Vec<u8>) -> Result<(),
             j.name(b, b"vars");
             j.begin(b, b'[');
             for v in vars {
+                sink.maybe_flush()?;
+                let b = &mut sink.buf;
                 j.begin(b, b'{');
                 j.uint(b, b"type_id", v.ty as u64);
                 j.uint(b, b"offset", v.offset as u64);
                 j.uint(b, b"size", v.size as u64);
                 j.end(b, b'}');
             }
-            j.end(b, b']');
+            j.end(&mut sink.buf, b']');
         }
         TypeKind::Float { size } => j.uint(b, b"size", *size as u64),
         TypeKind::DeclTag {
@@ -512,6 +541,6 @@ fn json_type(btf: &Btf, id: TypeId, j: &mut Json, b: &mut Vec<u8>) -> Result<(),
             j.int(b, b"component_idx", *component_idx as i64);
         }
     }
-    j.end(b, b'}');
+    j.end(&mut sink.buf, b'}');
     Ok(())
 }

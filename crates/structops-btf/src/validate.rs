@@ -2159,9 +2159,24 @@ fn encoded_len(types: &[Type], strings: &[u8]) -> usize {
 }
 
 impl Btf {
-    /// Parses `data` exactly as the kernel's `BPF_BTF_LOAD` does, accepting only what the
-    /// kernel accepts (see the [module docs](self)). The blob is read little-endian, as a
-    /// little-endian kernel reads it.
+    /// Parses `data` exactly as the kernel's `BPF_BTF_LOAD` does (`btf_parse` in
+    /// `kernel/bpf/btf.c`), accepting only what the kernel accepts, and on rejection
+    /// returning the kernel's errno and log lines.
+    ///
+    /// Unlike the libbpf-lenient [`Btf::parse`], this checks: the header and section
+    /// layout (`btf_parse_hdr`, `btf_check_sec_info`: no gaps, overlaps or trailing
+    /// bytes, strings last), the string section, every record's `check_meta` (names,
+    /// `vlen` and kind flag rules, `INT` encodings and widths, member offsets, enum sizes,
+    /// `FUNC` and `VAR` linkage, sorted in-bounds `DATASEC` entries, `DECL_TAG` component
+    /// indexes), then resolution of every type with the kernel's iterative 32-deep
+    /// resolver (missing ids, loops, sizes, members and bitfields that fit, array
+    /// overflow, prototypes and functions), and the type tag ordering. The blob is read
+    /// little-endian, as a little-endian kernel reads it.
+    ///
+    /// The kind flag on `DECL_TAG`/`TYPE_TAG` is accepted, as kernels after 6.12 do. Not
+    /// reproduced: the checks `btf_parse_struct_metas` makes on structs embedding
+    /// `bpf_spin_lock`, `bpf_list_head`, `bpf_rb_root`, `bpf_refcount` or `__kptr`
+    /// fields (some depend on the running kernel's own BTF).
     pub fn parse_for_load(data: &[u8]) -> Result<Btf, BtfLoadError> {
         load(data, None).map_err(into_error)
     }

@@ -400,6 +400,38 @@ pub fn map_dump_plain<'v>(
     s
 }
 
+/// [`map_dump_plain`] for per-CPU maps: each entry has one value per possible CPU, shown
+/// as `"values": [{"cpu": 0, "value": ...}, ...]`.
+pub fn map_dump_plain_percpu<'v>(
+    entries: impl IntoIterator<Item = (Option<&'v Formatted>, &'v [Formatted])>,
+) -> String {
+    let mut w = JsonWriter::new(true);
+    w.start_array();
+    for (key, values) in entries {
+        w.start_object();
+        if let Some(k) = key {
+            w.name("key");
+            k.write(&mut w, Style::Plain);
+        }
+        w.name("values");
+        w.start_array();
+        for (cpu, v) in values.iter().enumerate() {
+            w.start_object();
+            w.name("cpu");
+            w.raw(&cpu.to_string());
+            w.name("value");
+            v.write(&mut w, Style::Plain);
+            w.end_object();
+        }
+        w.end_array();
+        w.end_object();
+    }
+    w.end_array();
+    let mut s = w.into_string();
+    s.push('\n');
+    s
+}
+
 /// Prints values of the types of one [`Btf`] (bpftool's `struct btf_dumper`).
 pub struct ValuePrinter<'a> {
     btf: &'a Btf,

@@ -6,7 +6,9 @@ mod common;
 use std::process::Command;
 
 use common::*;
-use structops_btf::value::{Formatted, Style, ValuePrinter, map_dump_plain, map_entry_json};
+use structops_btf::value::{
+    Formatted, Style, ValuePrinter, map_dump_plain, map_dump_plain_percpu, map_entry_json,
+};
 use structops_btf::{
     Btf, BtfBuilder, Composite, INT_BOOL, INT_CHAR, INT_SIGNED, Linkage, Member, Type, TypeId,
     TypeKind, VarSecInfo,
@@ -302,4 +304,38 @@ fn ours_matches_bpftool_map_dump() {
         serde_json::from_str::<serde_json::Value>(&text).unwrap(),
         fv.to_json()
     );
+
+    // A per-CPU map of the section type: one value per possible CPU.
+    let Some(ncpu) = possible_cpus() else {
+        println!("skipping the per-CPU part: no /sys/devices/system/cpu/possible");
+        return;
+    };
+    let map = create_map(
+        &btf_fd,
+        6,
+        "so_percpu",
+        [4, f.datasec_size, 2, f.key, f.datasec],
+    )
+    .expect("percpu map create");
+    let stride = (f.datasec_size as usize).div_ceil(8) * 8;
+    let mut expected = Vec::new();
+    for k in 0..2u32 {
+        let mut buf = vec![0u8; stride * ncpu];
+        let mut values = Vec::new();
+        for cpu in 0..ncpu {
+            let mut d = datasec_bytes();
+            d[0] = (k * 16 + cpu as u32) as u8;
+            buf[cpu * stride..cpu * stride + d.len()].copy_from_slice(&d);
+            values.push(printer.format(f.datasec, &d).unwrap());
+        }
+        map_update(&map, &k.to_le_bytes(), &buf).expect("percpu update");
+        expected.push((printer.format(f.key, &k.to_le_bytes()).unwrap(), values));
+    }
+    let id = map_id(&map).unwrap().to_string();
+    let plain = bpftool(&["map", "dump", "id", &id]).expect("bpftool map dump");
+    let ours = map_dump_plain_percpu(expected.iter().map(|(k, v)| (Some(k), v.as_slice())));
+    if plain != ours {
+        println!("--- bpftool\n{plain}\n--- ours\n{ours}");
+    }
+    assert_eq!(plain, ours, "per-CPU plain dump differs");
 }

@@ -200,11 +200,40 @@ pub fn create_array_map(
     key_type_id: u32,
     value_type_id: u32,
 ) -> Result<OwnedFd, i32> {
+    create_map(
+        btf_fd,
+        2, // BPF_MAP_TYPE_ARRAY
+        name,
+        [
+            key_size,
+            value_size,
+            max_entries,
+            key_type_id,
+            value_type_id,
+        ],
+    )
+}
+
+/// `bpf_map_create` of `map_type` with BTF; `dims` is key size, value size, max entries,
+/// key type id and value type id.
+pub fn create_map(
+    btf_fd: &OwnedFd,
+    map_type: u32,
+    name: &str,
+    dims: [u32; 5],
+) -> Result<OwnedFd, i32> {
     use std::os::fd::AsRawFd;
+    let [
+        key_size,
+        value_size,
+        max_entries,
+        key_type_id,
+        value_type_id,
+    ] = dims;
     // union bpf_attr's map_create layout up to btf_value_type_id.
     let mut attr = [0u8; 72];
     let mut w = |off: usize, v: u32| attr[off..off + 4].copy_from_slice(&v.to_le_bytes());
-    w(0, 2); // BPF_MAP_TYPE_ARRAY
+    w(0, map_type);
     w(4, key_size);
     w(8, value_size);
     w(12, max_entries);
@@ -223,6 +252,19 @@ pub fn create_array_map(
     }
     // SAFETY: the kernel returned a new file descriptor that nothing else owns.
     Ok(unsafe { OwnedFd::from_raw_fd(r as i32) })
+}
+
+/// The number of possible CPUs (`/sys/devices/system/cpu/possible`), as libbpf counts
+/// them for per-CPU map values.
+pub fn possible_cpus() -> Option<usize> {
+    let text = std::fs::read_to_string("/sys/devices/system/cpu/possible").ok()?;
+    let mut n = 0;
+    for part in text.trim().split(',') {
+        let (a, b) = part.split_once('-').unwrap_or((part, part));
+        n = n.max(b.parse::<usize>().ok()? + 1);
+        let _ = a;
+    }
+    Some(n)
 }
 
 /// `bpf_map_update_elem`.

@@ -225,7 +225,8 @@ fn odd_btf() -> Vec<u8> {
             bits: 5,
         },
     });
-    let empty = b.add_string("");
+    // The NUL ending "int": a non-zero offset naming the empty string.
+    let empty = b.add_string("int") + 3;
     let proto = b.add_func_proto(int, &[("a", int), ("", 0)]);
     b.add_func("odd_linkage", proto, Linkage::Other(3));
     b.add_func("ext", proto, Linkage::Extern);
@@ -881,4 +882,14 @@ fn c_header_rejects_impossible_and_cyclic_btf() {
     let btf = b.build();
     let err = dump::c_header(&btf, &mut Vec::new()).unwrap_err();
     assert!(matches!(err, DumpError::TooDeep { .. }), "{err:?}");
+}
+
+#[test]
+fn snapshots() {
+    let mut header = Vec::new();
+    dump::c_header(&builder_btf(), &mut header).unwrap();
+    insta::assert_snapshot!("builder_header", String::from_utf8(header).unwrap());
+    let btf = Btf::parse(&odd_btf()).unwrap();
+    let text = String::from_utf8_lossy(&ours(&btf, RawFormat::Text)).into_owned();
+    insta::assert_snapshot!("odd_raw", text);
 }

@@ -893,3 +893,31 @@ fn snapshots() {
     let text = String::from_utf8_lossy(&ours(&btf, RawFormat::Text)).into_owned();
     insta::assert_snapshot!("odd_raw", text);
 }
+
+/// The committed fixture objects are what their sources compile to (when this clang is
+/// the one recorded in `tests/data/BUILD_INFO`; another build may differ in bytes).
+#[test]
+fn fixtures_are_up_to_date() {
+    let clang = require!(clang(), "clang-19 not installed");
+    let version = run(Command::new(&clang).arg("--version"));
+    let version = String::from_utf8_lossy(&version);
+    let first = version.lines().next().unwrap_or_default().to_string();
+    let recorded = std::fs::read_to_string(fixture_dir().join("BUILD_INFO")).unwrap();
+    let dir = scratch("rebuild");
+    run(Command::new("bash")
+        .arg(fixture_dir().join("build.sh"))
+        .env("CLANG", &clang)
+        .env("OUT", &dir));
+    if recorded.trim() != first.trim() {
+        eprintln!("skipped comparison: fixtures were built with {recorded:?}, this is {first:?}");
+        return;
+    }
+    for obj in fixtures() {
+        let rebuilt = std::fs::read(dir.join(obj.file_name().unwrap())).unwrap();
+        assert!(
+            rebuilt == std::fs::read(&obj).unwrap(),
+            "{} is stale: run tests/data/build.sh",
+            obj.display()
+        );
+    }
+}

@@ -4,12 +4,27 @@
 //! declarations, anonymous types are written inline, duplicate names get `___N`
 //! suffixes, and padding, bitfields and `packed` reproduce each layout exactly.
 //!
-//! Beyond libbpf 1.1 (bpftool 7.1) it also fixes the size of enums whose BTF size is not
-//! the compiler's default (`mode(byte)`, `mode(HI)`, `mode(word)`), treats a bitfield that
-//! straddles its storage unit as a sign of packing, writes old-style bitfields (an `INT`
-//! with fewer bits than its size, in a composite without the kind flag) as bitfields,
-//! and gives unions whose size exceeds their largest member an `aligned` attribute or
-//! trailing padding.
+//! Beyond libbpf 1.1 (bpftool 7.1), so that every layout compiles exactly (the tests check
+//! all of vmlinux's against clang-19), it also:
+//! - fixes the size of enums whose BTF size is not the compiler's default (`mode(byte)`,
+//!   `mode(HI)`, `mode(word)`, as newer libbpf does for two of them);
+//! - treats a bitfield that straddles its storage unit as a sign of packing, and packs
+//!   unions whose size is not a multiple of their alignment;
+//! - writes old-style bitfields (an `INT` with fewer bits than its size, in a composite
+//!   without the kind flag) as bitfields;
+//! - gives a union larger than its largest member the strongest `aligned(N)` that yields
+//!   its size, or failing that a `char __pad_<id>[size]` member;
+//! - writes padding gaps over 512 bytes as a `char __pad_<id>_<n>[bytes]` member instead
+//!   of thousands of `long: 64;` lines;
+//! - spells out the type behind a `__builtin_va_list` typedef instead of leaving the
+//!   compiler's (x86-64's 24-byte `struct __va_list_tag[1]` is not the BPF target's
+//!   pointer), so `va_list` members keep their size;
+//! - marks anonymous enums used as a function's return type as referenced (libbpf marks
+//!   only parameters), so they are written inline and not also at top level.
+//!
+//! Hostile BTF gets a [`DumpError`]: reference cycles C cannot express, chains deeper than
+//! [`MAX_DEPTH`], more work than a budget proportional to the type count, or a single
+//! type's output past 64 MiB.
 
 use std::borrow::Cow;
 use std::collections::HashMap;

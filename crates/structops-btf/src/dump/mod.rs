@@ -1,4 +1,4 @@
-//! Dumping a [`Btf`] as text: bpftool's `raw` listing (plain and JSON) and a compilable C
+//! Dumping a [`Btf`](crate::Btf) as text: bpftool's `raw` listing (plain and JSON) and a compilable C
 //! header (`format c`).
 //!
 //! - [`raw`] and [`raw_json`] print every type exactly as `bpftool btf dump file FILE

@@ -20,7 +20,14 @@ use crate::output::Output;
 
 /// The structops command line, modelled on bpftool's `NOUN VERB` layout.
 #[derive(Debug, Parser)]
-#[command(name = "structops", version, about, long_about = None)]
+#[command(
+    name = "structops",
+    version,
+    about,
+    long_about = None,
+    after_help = "Exit status: 0 on success; 1 when the command failed (the message names the \
+                  failing step, the errno name and a hint); 2 on a usage error."
+)]
 struct Cli {
     /// Print JSON instead of text (bpftool's `-j`).
     #[arg(short = 'j', long, global = true)]

@@ -49,9 +49,7 @@ use std::ptr::NonNull;
 
 use crate::Btf;
 use crate::builder::BtfBuilder;
-use crate::types::{
-    Composite, EnumBody, Enumerator, INT_BOOL, INT_SIGNED, Member, Type, TypeId, TypeKind,
-};
+use crate::types::{Composite, INT_BOOL, INT_SIGNED, Member, Type, TypeId, TypeKind};
 
 /// A Rust type with a BTF description.
 ///
@@ -227,15 +225,8 @@ impl BtfTypes {
         size: u32,
         members: &[(&str, TypeId, u32)],
     ) -> bool {
-        let name_off = self.builder.add_string(name);
         let c = self.composite(members, size);
-        self.set(
-            id,
-            Type {
-                name_off,
-                kind: TypeKind::Struct(c),
-            },
-        )
+        self.set_named(id, name, TypeKind::Struct(c))
     }
 
     /// Fills the reserved `id` with a `UNION` (see [`BtfTypes::set_struct`]).
@@ -246,15 +237,13 @@ impl BtfTypes {
         size: u32,
         members: &[(&str, TypeId, u32)],
     ) -> bool {
-        let name_off = self.builder.add_string(name);
         let c = self.composite(members, size);
-        self.set(
-            id,
-            Type {
-                name_off,
-                kind: TypeKind::Union(c),
-            },
-        )
+        self.set_named(id, name, TypeKind::Union(c))
+    }
+
+    fn set_named(&mut self, id: TypeId, name: &str, kind: TypeKind) -> bool {
+        let name_off = self.builder.add_string(name);
+        self.set(id, Type { name_off, kind })
     }
 
     /// Adds an enum of `size` bytes: an `ENUM64` when `size` is 8, else an `ENUM`. Values
@@ -266,25 +255,7 @@ impl BtfTypes {
         signed: bool,
         values: &[(&str, i64)],
     ) -> TypeId {
-        let name_off = self.builder.add_string(name);
-        let values = values
-            .iter()
-            .map(|&(n, v)| Enumerator {
-                name_off: self.builder.add_string(n),
-                value: if size == 8 { v as u64 } else { v as u32 as u64 },
-            })
-            .collect();
-        let body = EnumBody {
-            size,
-            signed,
-            values,
-        };
-        let kind = if size == 8 {
-            TypeKind::Enum64(body)
-        } else {
-            TypeKind::Enum(body)
-        };
-        self.builder.add_type(Type { name_off, kind })
+        self.builder.add_enum(name, size, signed, values)
     }
 
     /// An `INT` named `name` of `size` bytes with `encoding`, added once.

@@ -15,6 +15,8 @@ if [ "$target" = obj_parse ] && [ -d ../conformance/build/corpus ]; then
   extra=(../conformance/build/corpus)
 fi
 export RUSTC_BOOTSTRAP=1
+# Build first so that a compile error is shown rather than filtered out below.
+cargo fuzz build -O "$target"
 cargo fuzz run -O "$target" "corpus/$target" "seeds/$target" "${extra[@]}" -- \
   -max_total_time="$secs" -print_final_stats=1 -max_len=65536 2>&1 |
   grep -E "^(stat::|Done|#[0-9]+[[:space:]]+DONE|==|SUMMARY|.*panicked)" || true

@@ -1,0 +1,104 @@
+//! The runtime's descriptor table: small integers naming handles, for the attributes and
+//! values that the kernel face takes as file descriptors (`btf_fd`, `inner_map_fd`, the
+//! values of `ARRAY_OF_MAPS`/`HASH_OF_MAPS`/`PROG_ARRAY`, the keys of local storage).
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use crate::btf_obj::{BtfHandle, BtfObject};
+use crate::errno::Errno;
+use crate::maps::{HostObject, Map, MapHandle};
+
+/// What a descriptor names.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub enum FdObject {
+    /// A map.
+    Map(MapHandle),
+    /// A BTF object.
+    Btf(BtfHandle),
+    /// A host object (the key of local-storage maps, as a socket fd is for
+    /// `SK_STORAGE`).
+    Host(HostObject),
+}
+
+impl From<MapHandle> for FdObject {
+    fn from(h: MapHandle) -> FdObject {
+        FdObject::Map(h)
+    }
+}
+
+impl From<BtfHandle> for FdObject {
+    fn from(h: BtfHandle) -> FdObject {
+        FdObject::Btf(h)
+    }
+}
+
+impl From<HostObject> for FdObject {
+    fn from(h: HostObject) -> FdObject {
+        FdObject::Host(h)
+    }
+}
+
+/// A descriptor table. Descriptors are allocated lowest-free first, from 0.
+#[derive(Debug, Default)]
+pub(crate) struct FdTable {
+    fds: Mutex<BTreeMap<u32, FdObject>>,
+}
+
+impl FdTable {
+    fn lock(&self) -> MutexGuard<'_, BTreeMap<u32, FdObject>> {
+        self.fds.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub(crate) fn install(&self, obj: FdObject) -> Result<u32, Errno> {
+        let mut t = self.lock();
+        let mut fd = 0u32;
+        for &k in t.keys() {
+            if k != fd {
+                break;
+            }
+            fd = fd.checked_add(1).ok_or(Errno::ENOSPC)?;
+        }
+        if fd > i32::MAX as u32 {
+            return Err(Errno::ENOSPC);
+        }
+        t.insert(fd, obj);
+        Ok(fd)
+    }
+
+    pub(crate) fn close(&self, fd: u32) -> Result<FdObject, Errno> {
+        self.lock().remove(&fd).ok_or(Errno::EBADF)
+    }
+
+    pub(crate) fn get(&self, fd: u32) -> Result<FdObject, Errno> {
+        self.lock().get(&fd).cloned().ok_or(Errno::EBADF)
+    }
+
+    /// The map named by `fd` (`__bpf_map_get`): `EBADF` if unused, `EINVAL` if not a map.
+    pub(crate) fn map(&self, fd: u32) -> Result<Arc<Map>, Errno> {
+        match self.lock().get(&fd) {
+            None => Err(Errno::EBADF),
+            Some(FdObject::Map(h)) => Ok(h.object().clone()),
+            Some(_) => Err(Errno::EINVAL),
+        }
+    }
+
+    /// The BTF object named by `fd` (`btf_get_by_fd`).
+    pub(crate) fn btf(&self, fd: u32) -> Result<Arc<BtfObject>, Errno> {
+        match self.lock().get(&fd) {
+            None => Err(Errno::EBADF),
+            Some(FdObject::Btf(h)) => Ok(h.object().clone()),
+            Some(_) => Err(Errno::EINVAL),
+        }
+    }
+
+    /// The host object named by `fd` (`sockfd_lookup`): `ENOTSOCK` for other objects.
+    pub(crate) fn host(&self, fd: u32) -> Result<HostObject, Errno> {
+        match self.lock().get(&fd) {
+            None => Err(Errno::EBADF),
+            Some(FdObject::Host(h)) => Ok(h.clone()),
+            Some(_) => Err(Errno::ENOTSOCK),
+        }
+    }
+}

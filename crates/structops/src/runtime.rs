@@ -1,0 +1,353 @@
+//! The runtime and its kernel face: the `bpf(2)` commands as methods.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+
+use structops_btf::Btf;
+
+use crate::btf_obj::{BtfHandle, BtfInfo, BtfObject};
+use crate::caps::Capabilities;
+use crate::errno::Errno;
+use crate::fd::{FdObject, FdTable};
+use crate::maps::{self, HostObject, Map, MapCreateAttr, MapHandle, MapInfo, MapMmap};
+use crate::object::{AccessMode, Handle, ID_LIMIT, IdTable, ObjKind};
+
+/// How the embedder sets up a [`Runtime`].
+#[derive(Clone, Debug)]
+pub struct RuntimeConfig {
+    /// Number of CPU slots of per-CPU maps (`num_possible_cpus()`); at least 1.
+    pub ncpus: u32,
+    /// The capabilities granted to callers of the kernel face.
+    pub caps: Capabilities,
+    /// `kernel.unprivileged_bpf_disabled`: without `CAP_BPF`, map creation is refused.
+    pub unprivileged_bpf_disabled: bool,
+    /// Number of NUMA nodes accepted in `numa_node` (`nr_node_ids`).
+    pub numa_nodes: u32,
+    /// The most memory one map may need; larger maps fail with `ENOMEM`.
+    pub map_memory_limit: u64,
+}
+
+impl Default for RuntimeConfig {
+    /// As many CPU slots as the machine has threads, every capability (a host usually
+    /// trusts itself; grant less for untrusted callers), one NUMA node, 1 GiB per map.
+    fn default() -> RuntimeConfig {
+        RuntimeConfig {
+            ncpus: std::thread::available_parallelism().map_or(1, |n| n.get() as u32),
+            caps: Capabilities::ALL,
+            unprivileged_bpf_disabled: true,
+            numa_nodes: 1,
+            map_memory_limit: 1 << 30,
+        }
+    }
+}
+
+/// `BPF_OBJ_GET_INFO_BY_FD` results.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ObjInfo {
+    /// `struct bpf_map_info`.
+    Map(MapInfo),
+    /// `struct bpf_btf_info`.
+    Btf(BtfInfo),
+}
+
+/// An in-process `bpf(2)`: the object tables, the descriptor table and the commands.
+///
+/// `Send + Sync`; every command takes `&self` and may run concurrently with any other.
+#[derive(Debug)]
+pub struct Runtime {
+    ncpus: u32,
+    caps: AtomicU32,
+    unprivileged_bpf_disabled: bool,
+    numa_nodes: u32,
+    map_memory_limit: u64,
+    maps: Arc<IdTable<Map>>,
+    btfs: Arc<IdTable<BtfObject>>,
+    fds: FdTable,
+    host_btf: Mutex<Option<BtfHandle>>,
+}
+
+impl Default for Runtime {
+    fn default() -> Runtime {
+        Runtime::new(RuntimeConfig::default())
+    }
+}
+
+fn caps_bits(c: Capabilities) -> u32 {
+    [
+        Capabilities::BPF,
+        Capabilities::PERFMON,
+        Capabilities::NET_ADMIN,
+        Capabilities::SYS_ADMIN,
+    ]
+    .iter()
+    .enumerate()
+    .filter(|(_, x)| c.contains(**x))
+    .fold(0, |acc, (i, _)| acc | 1 << i)
+}
+
+fn caps_from_bits(b: u32) -> Capabilities {
+    [
+        Capabilities::BPF,
+        Capabilities::PERFMON,
+        Capabilities::NET_ADMIN,
+        Capabilities::SYS_ADMIN,
+    ]
+    .iter()
+    .enumerate()
+    .filter(|(i, _)| b & (1 << i) != 0)
+    .fold(Capabilities::NONE, |acc, (_, x)| acc | *x)
+}
+
+impl Runtime {
+    /// A runtime with no objects.
+    pub fn new(config: RuntimeConfig) -> Runtime {
+        Runtime {
+            ncpus: config.ncpus.max(1),
+            caps: AtomicU32::new(caps_bits(config.caps)),
+            unprivileged_bpf_disabled: config.unprivileged_bpf_disabled,
+            numa_nodes: config.numa_nodes.max(1),
+            map_memory_limit: config.map_memory_limit,
+            maps: IdTable::new(),
+            btfs: IdTable::new(),
+            fds: FdTable::default(),
+            host_btf: Mutex::new(None),
+        }
+    }
+
+    /// The capabilities callers have now.
+    pub fn caps(&self) -> Capabilities {
+        caps_from_bits(self.caps.load(Ordering::Acquire))
+    }
+
+    /// Changes the capabilities callers have (affects later commands).
+    pub fn set_caps(&self, caps: Capabilities) {
+        self.caps.store(caps_bits(caps), Ordering::Release);
+    }
+
+    /// Number of CPU slots of per-CPU maps.
+    pub fn ncpus(&self) -> u32 {
+        self.ncpus
+    }
+
+    // ---------------------------------------------------------------------------------
+    // BTF
+
+    /// Registers the host's BTF, the runtime's "vmlinux": a BTF object with
+    /// `kernel_btf` set and the name `"vmlinux"`, alive as long as the runtime. Maps
+    /// cannot use it as their BTF (`EACCES`), as in the kernel. Replaces a previously
+    /// registered host BTF (objects that hold the old one keep it).
+    pub fn register_host_btf(&self, btf: Btf) -> Result<BtfHandle, Errno> {
+        let raw = btf.encode().into_boxed_slice();
+        let obj = self.btfs.register(|header| {
+            BtfObject::new(header, Arc::new(btf), raw, "vmlinux".into(), true)
+        })?;
+        let h = Handle::new(obj, AccessMode::ReadWrite);
+        *self.host_btf.lock().unwrap_or_else(|p| p.into_inner()) = Some(h.clone());
+        Ok(h)
+    }
+
+    /// The host BTF, if registered.
+    pub fn host_btf(&self) -> Option<BtfHandle> {
+        self.host_btf
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// `BPF_BTF_LOAD`: validates `data` exactly as the kernel does
+    /// ([`Btf::parse_for_load`]). `EPERM` without `CAP_BPF`.
+    pub fn btf_load(&self, data: &[u8]) -> Result<BtfHandle, Errno> {
+        if !self.caps().bpf() {
+            return Err(Errno::EPERM);
+        }
+        let btf = Btf::parse_for_load(data).map_err(|e| Errno::from(e.errno))?;
+        self.publish_btf(btf, data)
+    }
+
+    /// [`Runtime::btf_load`] with the kernel's level-1 verifier log appended to `log`.
+    pub fn btf_load_with_log(&self, data: &[u8], log: &mut String) -> Result<BtfHandle, Errno> {
+        if !self.caps().bpf() {
+            return Err(Errno::EPERM);
+        }
+        let btf = Btf::parse_for_load_with_log(data, log).map_err(|e| Errno::from(e.errno))?;
+        self.publish_btf(btf, data)
+    }
+
+    fn publish_btf(&self, btf: Btf, data: &[u8]) -> Result<BtfHandle, Errno> {
+        let obj = self.btfs.register(|header| {
+            BtfObject::new(header, Arc::new(btf), data.into(), String::new(), false)
+        })?;
+        Ok(Handle::new(obj, AccessMode::ReadWrite))
+    }
+
+    // ---------------------------------------------------------------------------------
+    // Descriptors and host objects
+
+    /// Gives `obj` a descriptor (the lowest free number), for attributes and values
+    /// that name objects by descriptor (`btf_fd`, `inner_map_fd`, map-in-map values,
+    /// local-storage keys). The table holds a user reference until [`Runtime::fd_close`].
+    pub fn fd_install(&self, obj: impl Into<FdObject>) -> Result<u32, Errno> {
+        self.fds.install(obj.into())
+    }
+
+    /// Closes a descriptor (`EBADF` if unused).
+    pub fn fd_close(&self, fd: u32) -> Result<(), Errno> {
+        self.fds.close(fd).map(drop)
+    }
+
+    /// What a descriptor names (`EBADF` if unused).
+    pub fn fd_get(&self, fd: u32) -> Result<FdObject, Errno> {
+        self.fds.get(fd)
+    }
+
+    /// A new host object, the owner of local-storage values.
+    pub fn host_object_new(&self) -> HostObject {
+        HostObject::new()
+    }
+
+    // ---------------------------------------------------------------------------------
+    // Maps
+
+    /// `BPF_MAP_CREATE`: the kernel's checks and errnos for every attribute (see
+    /// [`maps`]); the handle's access mode comes from `BPF_F_RDONLY`/`BPF_F_WRONLY`.
+    pub fn map_create(&self, attr: &MapCreateAttr) -> Result<MapHandle, Errno> {
+        let ctx = maps::CreateCtx {
+            caps: self.caps(),
+            unprivileged_bpf_disabled: self.unprivileged_bpf_disabled,
+            ncpus: self.ncpus,
+            numa_nodes: self.numa_nodes,
+            memory_limit: self.map_memory_limit,
+            fds: &self.fds,
+            table: &self.maps,
+        };
+        let map = maps::create(&ctx, attr)?;
+        let mode = AccessMode::from_flags(attr.map_flags)?;
+        Ok(Handle::new(map, mode))
+    }
+
+    /// `BPF_MAP_LOOKUP_ELEM`: copies the value (all CPUs for per-CPU maps; the element's
+    /// id for descriptor maps) into `value`. `key` is `None` for a NULL key pointer.
+    pub fn map_lookup_elem(
+        &self,
+        map: &MapHandle,
+        key: Option<&[u8]>,
+        value: &mut [u8],
+        flags: u64,
+    ) -> Result<(), Errno> {
+        map.sys_lookup(map.mode(), &self.fds, key, value, flags)
+    }
+
+    /// `BPF_MAP_UPDATE_ELEM` with `BPF_ANY`/`BPF_NOEXIST`/`BPF_EXIST` (`BPF_F_LOCK` is
+    /// refused: no value here holds a `bpf_spin_lock`).
+    pub fn map_update_elem(
+        &self,
+        map: &MapHandle,
+        key: Option<&[u8]>,
+        value: &[u8],
+        flags: u64,
+    ) -> Result<(), Errno> {
+        map.sys_update(map.mode(), &self.fds, key, value, flags)
+    }
+
+    /// `BPF_MAP_DELETE_ELEM`.
+    pub fn map_delete_elem(&self, map: &MapHandle, key: Option<&[u8]>) -> Result<(), Errno> {
+        map.sys_delete(map.mode(), &self.fds, key)
+    }
+
+    /// `BPF_MAP_GET_NEXT_KEY`: `key` `None` (or absent) gives the first key; `ENOENT`
+    /// after the last.
+    pub fn map_get_next_key(
+        &self,
+        map: &MapHandle,
+        key: Option<&[u8]>,
+        next_key: &mut [u8],
+    ) -> Result<(), Errno> {
+        map.sys_get_next_key(map.mode(), key, next_key)
+    }
+
+    /// `BPF_MAP_FREEZE`: no more syscall-side writes (programs still write).
+    pub fn map_freeze(&self, map: &MapHandle) -> Result<(), Errno> {
+        map.sys_freeze(map.mode())
+    }
+
+    /// `mmap` of an `ARRAY` created with `BPF_F_MMAPABLE`.
+    pub fn map_mmap(&self, map: &MapHandle, writable: bool) -> Result<MapMmap, Errno> {
+        map.object().mmap(map.mode(), writable)
+    }
+
+    /// `BPF_MAP_GET_FD_BY_ID`: a new handle with `open_flags` (`BPF_F_RDONLY` /
+    /// `BPF_F_WRONLY`). `EPERM` without `CAP_SYS_ADMIN`, `ENOENT` for no such map.
+    pub fn map_get_fd_by_id(&self, id: u32, open_flags: u32) -> Result<MapHandle, Errno> {
+        if open_flags & !(maps::BPF_F_RDONLY | maps::BPF_F_WRONLY) != 0 {
+            return Err(Errno::EINVAL);
+        }
+        if !self.caps().sys_admin() {
+            return Err(Errno::EPERM);
+        }
+        let mode = AccessMode::from_flags(open_flags)?;
+        Ok(Handle::new(self.maps.get(id)?, mode))
+    }
+
+    /// `BPF_BTF_GET_FD_BY_ID`.
+    pub fn btf_get_fd_by_id(&self, id: u32) -> Result<BtfHandle, Errno> {
+        if !self.caps().sys_admin() {
+            return Err(Errno::EPERM);
+        }
+        Ok(Handle::new(self.btfs.get(id)?, AccessMode::ReadWrite))
+    }
+
+    /// `BPF_*_GET_NEXT_ID`: the first id of `kind` greater than `start_id`. `EINVAL`
+    /// for `start_id >= INT_MAX`, `EPERM` without `CAP_SYS_ADMIN`, `ENOENT` past the
+    /// last. (No programs or links exist yet, so those id spaces are empty.)
+    pub fn get_next_id(&self, kind: ObjKind, start_id: u32) -> Result<u32, Errno> {
+        if start_id >= ID_LIMIT {
+            return Err(Errno::EINVAL);
+        }
+        if !self.caps().sys_admin() {
+            return Err(Errno::EPERM);
+        }
+        match kind {
+            ObjKind::Map => self.maps.next_id(start_id),
+            ObjKind::Btf => self.btfs.next_id(start_id),
+            ObjKind::Prog | ObjKind::Link => Err(Errno::ENOENT),
+        }
+    }
+
+    /// `BPF_OBJ_GET_INFO_BY_FD` on a map.
+    pub fn map_info(&self, map: &MapHandle) -> MapInfo {
+        map.info()
+    }
+
+    /// `BPF_OBJ_GET_INFO_BY_FD` on a BTF object.
+    pub fn btf_info(&self, btf: &BtfHandle) -> BtfInfo {
+        btf.info()
+    }
+
+    /// `BPF_OBJ_GET_INFO_BY_FD` on a descriptor: `EBADF` if unused, `EINVAL` for host
+    /// objects (not BPF objects).
+    pub fn obj_get_info(&self, fd: u32) -> Result<ObjInfo, Errno> {
+        match self.fds.get(fd)? {
+            FdObject::Map(m) => Ok(ObjInfo::Map(m.info())),
+            FdObject::Btf(b) => Ok(ObjInfo::Btf(b.info())),
+            FdObject::Host(_) => Err(Errno::EINVAL),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn assert_send_sync<T: Send + Sync>() {}
+
+    #[test]
+    fn runtime_is_send_sync_and_caps_round_trip() {
+        assert_send_sync::<Runtime>();
+        assert_send_sync::<MapHandle>();
+        let rt = Runtime::default();
+        assert_eq!(rt.caps(), Capabilities::ALL);
+        rt.set_caps(Capabilities::BPF | Capabilities::NET_ADMIN);
+        assert_eq!(rt.caps(), Capabilities::BPF | Capabilities::NET_ADMIN);
+    }
+}

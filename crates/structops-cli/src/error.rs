@@ -130,7 +130,8 @@ impl CliError {
             CliError::NoSuchProgram { .. } => Some("the object has no programs".into()),
             CliError::NoBtf { .. } => Some("compile with `clang -g` to emit BTF".into()),
             CliError::Relocate { .. } => Some(
-                "relocation runs against the host BTF (--btf, default /sys/kernel/btf/vmlinux)"
+                "relocation uses the host BTF (--btf, default /sys/kernel/btf/vmlinux) and the \
+                 kernel configuration (/boot/config-$(uname -r) or /proc/config.gz)"
                     .into(),
             ),
             _ => None,

@@ -48,9 +48,73 @@ pub fn kernel_version() -> u32 {
     (major << 16) | (minor.min(255) << 8) | patch.min(255)
 }
 
-/// The kernel configuration text from `/boot/config-$(uname -r)`, if present.
-/// (`/proc/config.gz` is compressed; reading it is left to the runtime's host layer.)
+/// The most kernel configuration text read from `/proc/config.gz`: far more than any
+/// real configuration, so a hostile or corrupt file cannot make us allocate without bound.
+const MAX_KCONFIG: u64 = 16 << 20;
+
+/// The kernel configuration text, found where libbpf looks for it:
+/// `/boot/config-$(uname -r)`, else `/proc/config.gz`. `None` if neither is readable.
 pub fn system_kconfig() -> Option<String> {
+    use std::io::Read as _;
     let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").ok()?;
-    std::fs::read_to_string(format!("/boot/config-{}", release.trim())).ok()
+    if let Ok(text) = std::fs::read_to_string(format!("/boot/config-{}", release.trim())) {
+        return Some(text);
+    }
+    let gz = std::fs::File::open("/proc/config.gz").ok()?;
+    let mut text = String::new();
+    flate2::read::GzDecoder::new(gz)
+        .take(MAX_KCONFIG)
+        .read_to_string(&mut text)
+        .ok()?;
+    Some(text)
+}
+
+/// `__ksym` resolution for the CLI: kfuncs and typed variables from the target BTF, and
+/// typeless symbols from `/proc/kallsyms` (read once, on first use), as libbpf does.
+pub struct HostKsyms<'a> {
+    btf: structops_obj::BtfKsyms<'a>,
+    kallsyms: std::sync::OnceLock<std::collections::HashMap<String, u64>>,
+}
+
+impl<'a> HostKsyms<'a> {
+    /// A resolver over `target`.
+    pub fn new(target: &'a Btf) -> HostKsyms<'a> {
+        HostKsyms {
+            btf: structops_obj::BtfKsyms { btf: target },
+            kallsyms: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// `/proc/kallsyms` as name → address (first occurrence wins, as libbpf's
+    /// `kallsyms_cb` keeps the first); empty if unreadable.
+    fn table(&self) -> &std::collections::HashMap<String, u64> {
+        self.kallsyms.get_or_init(|| {
+            let text = std::fs::read_to_string("/proc/kallsyms").unwrap_or_default();
+            let mut map = std::collections::HashMap::new();
+            for line in text.lines() {
+                let mut f = line.split_ascii_whitespace();
+                let (Some(addr), Some(_kind), Some(name)) = (f.next(), f.next(), f.next()) else {
+                    continue;
+                };
+                if let Ok(addr) = u64::from_str_radix(addr, 16) {
+                    map.entry(name.to_string()).or_insert(addr);
+                }
+            }
+            map
+        })
+    }
+}
+
+impl structops_obj::KsymResolver for HostKsyms<'_> {
+    fn kfunc(&self, name: &str) -> Option<structops_obj::KsymTarget> {
+        self.btf.kfunc(name)
+    }
+
+    fn var(&self, name: &str) -> Option<structops_obj::KsymTarget> {
+        self.btf.var(name)
+    }
+
+    fn kallsyms(&self, name: &str) -> Option<u64> {
+        self.table().get(name).copied()
+    }
 }

@@ -9,7 +9,7 @@ use serde_json::json;
 use structops_btf::Btf;
 use structops_isa::{Imm64, Symbolizer, decode, disassemble};
 use structops_obj::core_relo::CoreTarget;
-use structops_obj::{BtfKsyms, CoreEngine, ExternHost, LinkedProgram, LoadHost, Object};
+use structops_obj::{CoreEngine, ExternHost, LinkedProgram, LoadHost, Object};
 
 use crate::error::CliError;
 use crate::host;
@@ -39,6 +39,7 @@ pub fn run(cmd: ProgCmd, out: &Output) -> Result<(), CliError> {
             let path = file.display().to_string();
             let bytes = host::read(&file)?;
             let mut obj = open(&path, &bytes)?;
+            select(&mut obj, &name);
             let target = host::target_btf(btf.as_deref())?;
             let linked = relocate(&path, &mut obj, &target)?;
             let Some(prog) = linked.iter().find(|l| l.name == name) else {
@@ -76,6 +77,26 @@ pub fn run(cmd: ProgCmd, out: &Output) -> Result<(), CliError> {
     }
 }
 
+/// Makes sure the program named explicitly gets loaded even if its section says `?`
+/// (autoload off): sets its autoload, and — since libbpf derives a struct_ops program's
+/// autoload from its maps — creates the struct_ops maps that use it.
+fn select(obj: &mut Object, name: &str) {
+    let Some(idx) = obj.program_index(name) else {
+        return;
+    };
+    if let Some(p) = obj.program_mut(name) {
+        p.set_autoload(true);
+    }
+    for map in obj.maps_mut() {
+        let uses = map
+            .struct_ops()
+            .is_some_and(|st| st.programs().contains(&Some(idx)));
+        if uses {
+            map.set_autocreate(true);
+        }
+    }
+}
+
 /// Runs every load-time step of the loader with this host's facts. Map references get
 /// the map's index as their handle, so the disassembly can name them.
 pub fn relocate(
@@ -84,7 +105,7 @@ pub fn relocate(
     target: &Btf,
 ) -> Result<Vec<LinkedProgram>, CliError> {
     let kconfig = host::system_kconfig();
-    let ksyms = BtfKsyms { btf: target };
+    let ksyms = host::HostKsyms::new(target);
     let core_target = CoreTarget::new(target);
     let core = CoreEngine::new(&core_target);
     let host = LoadHost {

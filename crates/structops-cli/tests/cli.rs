@@ -127,9 +127,77 @@ fn prog_dump_after_relocation() {
 }
 
 #[test]
+fn prog_dump_resolves_kconfig_externs() {
+    if !std::path::Path::new("/sys/kernel/btf/vmlinux").exists() {
+        eprintln!("skipped: prog dump relocates against /sys/kernel/btf/vmlinux, absent here");
+        return;
+    }
+    let o = structops(&["-j", "object", "show", "bpf/globals.bpf.o"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("JSON");
+    let kconfig = v["externs"].as_array().expect("externs");
+    assert!(
+        kconfig.iter().any(|e| e["kind"] == "kconfig"),
+        "fixture has kconfig externs"
+    );
+    let prog = v["programs"][0]["name"]
+        .as_str()
+        .expect("a program")
+        .to_string();
+    let o = structops(&["prog", "dump", "bpf/globals.bpf.o", "--prog", &prog]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    // kconfig values are read from the program's .kconfig map.
+    assert!(
+        stdout(&o).contains("map[globals.kconfig]"),
+        "{}",
+        stdout(&o)
+    );
+}
+
+#[test]
 fn usage_errors_exit_2() {
     let o = structops(&["object", "frobnicate"]);
     assert_eq!(o.status.code(), Some(2));
     let o = structops(&["btf", "dump", "x", "--format", "yaml"]);
     assert_eq!(o.status.code(), Some(2));
+}
+
+#[test]
+fn prog_dump_every_fixture_program() {
+    if !std::path::Path::new("/sys/kernel/btf/vmlinux").exists() {
+        eprintln!("skipped: prog dump relocates against /sys/kernel/btf/vmlinux, absent here");
+        return;
+    }
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../bpf");
+    let mut dumped = 0;
+    for entry in std::fs::read_dir(&root).expect("bpf/ exists") {
+        let path = entry.expect("dir entry").path();
+        if !path.to_string_lossy().ends_with(".bpf.o") {
+            continue;
+        }
+        let p = path.to_string_lossy().into_owned();
+        let o = structops(&["-j", "object", "show", &p]);
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("JSON");
+        for prog in v["programs"].as_array().expect("programs") {
+            let name = prog["name"].as_str().expect("name");
+            let o = structops(&["-j", "prog", "dump", &p, "--prog", name]);
+            let err = stderr(&o);
+            assert!(!err.contains("panicked"), "{p} {name}: {err}");
+            if o.status.success() {
+                let d: serde_json::Value = serde_json::from_slice(&o.stdout).expect("JSON");
+                assert_eq!(
+                    d["insn_cnt"].as_u64(),
+                    Some(d["insns"].as_array().map_or(0, |a| a.len() as u64))
+                );
+                dumped += 1;
+            } else {
+                // A program the kernel cannot load here either (an absent kernel symbol)
+                // fails with a typed relocation error.
+                assert!(
+                    o.status.code() == Some(1) && err.contains("relocating"),
+                    "{p} {name}: {err}"
+                );
+            }
+        }
+    }
+    assert!(dumped >= 20, "only {dumped} fixture programs dumped");
 }

@@ -1198,6 +1198,15 @@ impl Map {
     // ---------------------------------------------------------------------------------
     // The program side: what helpers call, concurrently from many threads.
 
+    /// The calling CPU slot, for per-CPU maps only (others never need it).
+    fn prog_cpu(&self) -> u32 {
+        if self.map_type.is_percpu() {
+            current_cpu(self.ncpus)
+        } else {
+            0
+        }
+    }
+
     /// `bpf_map_lookup_elem` from a program: the value's address for the calling CPU
     /// (`ARRAY`, `PERCPU_ARRAY`, the hash maps; marks LRU elements referenced), or for
     /// map-in-maps the inner [`Map`]'s address. `None` if absent, or for map types
@@ -1208,14 +1217,14 @@ impl Map {
     pub fn lookup_ptr(&self, key: &[u8], guard: &Guard) -> Option<NonNull<u8>> {
         let k = key.get(..self.key_size as usize)?;
         let p = match &self.imp {
-            MapImpl::Array(a) => a.elem_ptr(read_u32(k), current_cpu(self.ncpus))?,
+            MapImpl::Array(a) => a.elem_ptr(read_u32(k), self.prog_cpu())?,
             MapImpl::FdArray(a) => match a.get(read_u32(k), guard)? {
                 Slot::Map(m) => Arc::as_ptr(m) as *mut u8,
                 Slot::Prog(_) => return None,
             },
             MapImpl::Hash(h) => {
                 let n = h.lookup_prog(k, guard)?;
-                h.value_ptr(n, current_cpu(self.ncpus))
+                h.value_ptr(n, self.prog_cpu())
             }
             MapImpl::Ringbuf(_) | MapImpl::Storage(_) => return None,
         };

@@ -109,7 +109,7 @@ fn hammer_hash_and_array() {
                 let slot = (rng.next() % mine.len() as u64) as usize;
                 let k = mine[slot];
                 let kb = k.to_ne_bytes();
-                let prog_side = rng.next() % 4 == 0;
+                let prog_side = rng.next().is_multiple_of(4);
                 match rng.next() % 4 {
                     0 | 1 => {
                         let flags = match hash_state[slot] {

@@ -520,7 +520,7 @@ const ALL_TYPES: [MapType; 12] = [
 
 /// Sizes and flags a map of `ty` can be created with.
 fn valid(ty: MapType) -> MapCreateAttr {
-    let a = match ty {
+    match ty {
         MapType::Array | MapType::PercpuArray => MapCreateAttr::new(ty, 4, 8, 4),
         MapType::ProgArray | MapType::ArrayOfMaps => MapCreateAttr::new(ty, 4, 4, 4),
         MapType::HashOfMaps => MapCreateAttr::new(ty, 4, 4, 4),
@@ -532,8 +532,7 @@ fn valid(ty: MapType) -> MapCreateAttr {
             a
         }
         _ => MapCreateAttr::new(ty, 4, 8, 4),
-    };
-    a
+    }
 }
 
 /// Setup every create case starts from: a BTF object (btf 0) and an inner-map template
@@ -616,7 +615,7 @@ fn create_cases() -> Vec<Case> {
             let base = a.map_flags;
             a.map_flags = f | if f == 0 { base } else { 0 };
             push(&g, format!("flags {f:#x}"), vec![with_refs(ty, a.clone())]);
-            if ty.is_local_storage_like() {
+            if is_local_storage(ty) {
                 a.map_flags |= BPF_F_NO_PREALLOC;
                 push(
                     &g,
@@ -805,14 +804,8 @@ fn create_cases() -> Vec<Case> {
     cases
 }
 
-trait LocalStorageLike {
-    fn is_local_storage_like(self) -> bool;
-}
-
-impl LocalStorageLike for MapType {
-    fn is_local_storage_like(self) -> bool {
-        matches!(self, MapType::SkStorage | MapType::TaskStorage)
-    }
+fn is_local_storage(ty: MapType) -> bool {
+    matches!(ty, MapType::SkStorage | MapType::TaskStorage)
 }
 
 /// A random operation sequence on a map of `attr` (map 1 after the prelude).
@@ -1306,7 +1299,8 @@ fn scenario_cases() -> Vec<Case> {
         );
     }
     // Local storage: sockets in the kernel, host objects here.
-    for ty in [MapType::SkStorage] {
+    {
+        let ty = MapType::SkStorage;
         let mut a = valid(ty);
         a.value_size = 8;
         let mut steps = vec![
@@ -1475,6 +1469,23 @@ fn kernel_differential_maps() {
     // both.
     assert!(kernel::pin_to_cpu(0), "sched_setaffinity");
     structops::cpu::set_current_cpu(Some(0));
+
+    // Id commands at their edges (ids themselves differ between the two).
+    let o = Ours::new(ncpus);
+    let max = i32::MAX as u32;
+    assert_eq!(
+        kernel::get_next_id(kernel::MAP_GET_NEXT_ID, max).err(),
+        o.rt.get_next_id(structops::ObjKind::Map, max).err()
+    );
+    assert_eq!(
+        kernel::get_next_id(kernel::BTF_GET_NEXT_ID, max).err(),
+        o.rt.get_next_id(structops::ObjKind::Btf, max).err()
+    );
+    assert_eq!(
+        kernel::get_fd_by_id(kernel::MAP_GET_FD_BY_ID, max - 1, 0).err(),
+        o.rt.map_get_fd_by_id(max - 1, 0).err()
+    );
+    drop(o);
 
     let mut all = create_cases();
     all.extend(sequence_cases(ncpus));

@@ -50,7 +50,7 @@ impl ValueArea {
     /// The `n` words starting at byte offset `off` (a multiple of 8), or `None` if they
     /// are not inside the area.
     pub(crate) fn words(&self, off: usize, n: usize) -> Option<&[AtomicU64]> {
-        if off % 8 != 0 || off.checked_add(n.checked_mul(8)?)? > self.layout.size() {
+        if !off.is_multiple_of(8) || off.checked_add(n.checked_mul(8)?)? > self.layout.size() {
             return None;
         }
         // SAFETY: in bounds (checked above), 8-aligned (base alignment >= 8, offset a

@@ -123,7 +123,7 @@ pub fn jhash2(key: &[u8], seed: u32) -> u32 {
 
 /// `htab_map_hash`: `jhash2` when the key is a whole number of words, else `jhash`.
 pub fn htab_hash(key: &[u8], seed: u32) -> u32 {
-    if key.len() % 4 == 0 {
+    if key.len().is_multiple_of(4) {
         jhash2(key, seed)
     } else {
         jhash(key, seed)

@@ -130,7 +130,7 @@ impl Lru {
                     if i == n {
                         break 'cpus;
                     }
-                    if i % per == 0 {
+                    if i.is_multiple_of(per) {
                         break;
                     }
                 }
@@ -535,7 +535,6 @@ impl Lru {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::HashSet;
 
     #[test]
     fn fills_then_evicts_unreferenced_first() {

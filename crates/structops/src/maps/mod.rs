@@ -739,7 +739,7 @@ fn alloc(
             if a.key_size != 0
                 || a.value_size != 0
                 || !a.max_entries.is_power_of_two()
-                || a.max_entries as usize % PAGE_SIZE != 0
+                || !(a.max_entries as usize).is_multiple_of(PAGE_SIZE)
             {
                 return Err(Errno::EINVAL);
             }

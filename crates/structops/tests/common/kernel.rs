@@ -1,8 +1,6 @@
 //! Raw `bpf(2)` for the differential tests: every command used, with the kernel's
 //! `union bpf_attr` layout, and fds closed on every path.
 
-#![allow(dead_code)]
-
 use structops::{Errno, MapCreateAttr};
 
 pub const MAP_CREATE: u32 = 0;

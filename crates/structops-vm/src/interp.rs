@@ -9,7 +9,7 @@
 
 use std::ptr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU8, AtomicU16, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU16, AtomicU32, AtomicU64, Ordering, fence};
 
 use structops_isa::{AtomicOp, Width};
 
@@ -37,6 +37,10 @@ pub const DEFAULT_STEP_LIMIT: u64 = 100_000_000;
 /// instruction index. Not an address any region can contain.
 const CALLBACK_TAG: u64 = 0xbf0c_0000_0000_0000;
 const CALLBACK_TAG_MASK: u64 = 0xffff_0000_0000_0000;
+
+// The tag lies in the non-canonical hole of x86-64 and arm64 address
+// spaces, between the user half and the kernel half.
+const _: () = assert!(CALLBACK_TAG > (1 << 47) - 1 && CALLBACK_TAG < 0xffff_8000_0000_0000);
 
 /// Settings of checked runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -782,27 +786,26 @@ impl Interpreter {
                         }
                         checked!(at, addr, len, Kind::Read);
                         let p = addr as usize;
-                        // SAFETY: valid and aligned, as for atomics.
-                        reg!(d) = unsafe {
+                        // A plain aligned load followed by an acquire fence:
+                        // unlike `AtomicU*::from_ptr`, this is also fine on
+                        // read-only regions. Racing writers are the same
+                        // accepted race as for every other load.
+                        // SAFETY: valid (checked, or the verifier's proof)
+                        // and aligned (checked above).
+                        let v = unsafe {
                             match width {
-                                Width::B => u64::from(
-                                    AtomicU8::from_ptr(ptr::with_exposed_provenance_mut(p))
-                                        .load(Ordering::Acquire),
-                                ),
-                                Width::H => u64::from(
-                                    AtomicU16::from_ptr(ptr::with_exposed_provenance_mut(p))
-                                        .load(Ordering::Acquire),
-                                ),
-                                Width::W => u64::from(
-                                    AtomicU32::from_ptr(ptr::with_exposed_provenance_mut(p))
-                                        .load(Ordering::Acquire),
-                                ),
-                                Width::DW => {
-                                    AtomicU64::from_ptr(ptr::with_exposed_provenance_mut(p))
-                                        .load(Ordering::Acquire)
+                                Width::B => u64::from(ptr::with_exposed_provenance::<u8>(p).read()),
+                                Width::H => {
+                                    u64::from(ptr::with_exposed_provenance::<u16>(p).read())
                                 }
+                                Width::W => {
+                                    u64::from(ptr::with_exposed_provenance::<u32>(p).read())
+                                }
+                                Width::DW => ptr::with_exposed_provenance::<u64>(p).read(),
                             }
                         };
+                        fence(Ordering::Acquire);
+                        reg!(d) = v;
                     }
                     Inst::StoreRelease { width, d, s, off } => {
                         let addr = reg!(d).wrapping_add(off as i64 as u64);
@@ -1135,5 +1138,42 @@ impl Caller<'_> {
         // callback (r0 to r5 are the helper's to clobber anyway).
         self.vm.regs[..6].copy_from_slice(&regs[..6]);
         result
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn assert_send<T: Send>() {}
+    fn assert_send_sync<T: Send + Sync>() {}
+
+    #[test]
+    fn interpreters_move_between_threads_and_code_is_shared() {
+        assert_send::<Interpreter>();
+        assert_send_sync::<Code>();
+        assert_send_sync::<VmError>();
+    }
+
+    #[test]
+    fn frames_deeper_than_the_limit_are_refused() {
+        let mut vm = Interpreter::new();
+        let code = Code::new(&structops_isa::Program::default());
+        vm.start(&code, 0, Mode::Checked);
+        let inner = Arc::clone(code.inner());
+        for _ in 0..MAX_CALL_FRAMES - 1 {
+            vm.push_frame(0, &inner, 0, 0, 3)
+                .expect("room for the frame");
+        }
+        let err = vm.push_frame(0, &inner, 0, 0, 3).unwrap_err();
+        assert!(matches!(
+            err,
+            VmError::CallDepthExceeded {
+                pc: 3,
+                max_frames: MAX_CALL_FRAMES
+            }
+        ));
+        // The deepest frame pointer is the end of the stack allocation.
+        assert_eq!(vm.regs[10], vm.stack.frame_pointer(MAX_CALL_FRAMES - 1));
     }
 }

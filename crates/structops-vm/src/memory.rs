@@ -182,7 +182,7 @@ impl Stack {
     /// The frame pointer (`r10`) of frame `depth`: one past its last byte.
     pub(crate) fn frame_pointer(&self, depth: usize) -> u64 {
         let top = (depth.min(MAX_CALL_FRAMES - 1) + 1) * STACK_SIZE;
-        self.base + top as u64
+        self.base.wrapping_add(top as u64)
     }
 
     /// One past the last byte of the frames `0..=depth`.

@@ -3,7 +3,8 @@
 //! A seeded generator writes random programs over every ALU/ALU64 and
 //! JMP/JMP32 opcode in both operand forms (plus neg, movsx, byte swaps,
 //! `goto`/`gotol` in if/else shapes, `may_goto`, stack stores, loads,
-//! sign-extending loads and atomics on a scratch area), with edge-case
+//! sign-extending loads, atomics, load-acquire and store-release on a
+//! scratch area), with edge-case
 //! immediates and register values. Each program:
 //!
 //! - runs in the kernel as an XDP program (`BPF_PROG_LOAD`, then
@@ -461,6 +462,24 @@ fn simple_op(rng: &mut Rng) -> Op {
                 op: rng.pick(&AtomicOp::ALL),
                 dst: Reg::R10,
                 off,
+                src: reg(rng),
+            }
+        }
+        12 => {
+            let width = rng.pick(&Width::ALL);
+            Op::LoadAcquire {
+                width,
+                dst: reg(rng),
+                src: Reg::R10,
+                off: scratch_off(rng, width),
+            }
+        }
+        13 => {
+            let width = rng.pick(&Width::ALL);
+            Op::StoreRelease {
+                width,
+                dst: Reg::R10,
+                off: plain_off(rng, width),
                 src: reg(rng),
             }
         }

@@ -4,8 +4,8 @@
 //! Semantics follow the kernel's `___bpf_prog_run` together with the
 //! verifier's rewrites that change what instructions mean at run time
 //! (`do_misc_fixups`: division by zero and by -1, `may_goto`, tail calls).
-//! See [`crate::alu`] for the arithmetic and the crate docs for the
-//! differences that remain.
+//! The crate docs list the semantics, including the arithmetic corner
+//! cases.
 
 use std::ptr;
 use std::sync::Arc;

@@ -15,7 +15,7 @@
 //!
 //! The runtime supplies helpers, kfuncs, tail-call targets and packet
 //! loads through the [`Env`] trait; helpers share one native ABI with the
-//! JIT ([`NativeFn`], see [`env`]).
+//! JIT ([`NativeFn`], see [`mod@env`]).
 //!
 //! # Semantics
 //!
@@ -23,8 +23,7 @@
 //!   masked (`& 63`, `& 31`); division by zero yields 0 and modulo by zero
 //!   leaves the destination (zero-extended for 32 bits); signed
 //!   `MIN / -1` is `MIN` and `MIN % -1` is 0, as the kernel's patched
-//!   instructions compute them ([`alu`](crate#semantics) functions are in
-//!   the private `alu` module).
+//!   instructions compute them (the verifier's `do_misc_fixups`).
 //! - Byte swaps act on the host's byte order (`le16` truncates on
 //!   little-endian hosts, `be16` and `bswap16` swap).
 //! - `may_goto`: each function invocation has a budget of

@@ -446,6 +446,20 @@ fn pointee_size(btf: &Btf, member_ty: TypeId, attr: &str) -> Result<(TypeId, u32
     Ok((target, size))
 }
 
+/// Sets a key or value size from a map definition field; libbpf refuses a definition
+/// that gives the same size twice with different values (`key_size` and `key`).
+fn set_size(slot: &mut u32, what: &'static str, sz: u32) -> Result<(), MapError> {
+    if *slot != 0 && *slot != sz {
+        return Err(MapError::ConflictingSize {
+            what,
+            old: *slot,
+            new: sz,
+        });
+    }
+    *slot = sz;
+    Ok(())
+}
+
 /// Decodes a BTF map definition struct, as libbpf's `parse_btf_map_def`. `inner` is
 /// `None` when parsing an inner map (which may not nest further or be pinned).
 pub fn parse_btf_map_def(
@@ -471,50 +485,16 @@ pub fn parse_btf_map_def(
             "max_entries" => def.max_entries = field_int(btf, m.ty, name)?,
             "map_flags" => def.map_flags = field_int(btf, m.ty, name)?,
             "numa_node" => def.numa_node = field_int(btf, m.ty, name)?,
-            "key_size" => {
-                let sz = field_int(btf, m.ty, name)?;
-                if def.key_size != 0 && def.key_size != sz {
-                    return Err(MapError::ConflictingSize {
-                        what: "key",
-                        old: def.key_size,
-                        new: sz,
-                    });
-                }
-                def.key_size = sz;
-            }
+            "key_size" => set_size(&mut def.key_size, "key", field_int(btf, m.ty, name)?)?,
             "key" => {
                 let (tid, sz) = pointee_size(btf, m.ty, name)?;
-                if def.key_size != 0 && def.key_size != sz {
-                    return Err(MapError::ConflictingSize {
-                        what: "key",
-                        old: def.key_size,
-                        new: sz,
-                    });
-                }
-                def.key_size = sz;
+                set_size(&mut def.key_size, "key", sz)?;
                 def.key_type_id = tid;
             }
-            "value_size" => {
-                let sz = field_int(btf, m.ty, name)?;
-                if def.value_size != 0 && def.value_size != sz {
-                    return Err(MapError::ConflictingSize {
-                        what: "value",
-                        old: def.value_size,
-                        new: sz,
-                    });
-                }
-                def.value_size = sz;
-            }
+            "value_size" => set_size(&mut def.value_size, "value", field_int(btf, m.ty, name)?)?,
             "value" => {
                 let (tid, sz) = pointee_size(btf, m.ty, name)?;
-                if def.value_size != 0 && def.value_size != sz {
-                    return Err(MapError::ConflictingSize {
-                        what: "value",
-                        old: def.value_size,
-                        new: sz,
-                    });
-                }
-                def.value_size = sz;
+                set_size(&mut def.value_size, "value", sz)?;
                 def.value_type_id = tid;
             }
             "values" => {

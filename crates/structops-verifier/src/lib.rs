@@ -1,0 +1,63 @@
+//! The structops verifier: the security boundary between untrusted BPF
+//! programs and the host process that runs them.
+//!
+//! JIT code runs inside the host, so a program may only run after this
+//! crate has proven it safe: every load and store in bounds and initialized,
+//! typed pointers into host structs followed through BTF, writes only where
+//! the ops type allows, termination, bounded stack and call depth. This
+//! crate will be the only one able to construct the `VerifiedProgram` that
+//! the runtime and the JIT accept; no other path produces one.
+//!
+//! Verification is the kernel's: a path-sensitive abstract interpretation
+//! whose verdicts must equal those of Linux's `kernel/bpf/verifier.c` on
+//! the same program (the running kernel is the oracle of our tests). This
+//! first part is its numeric foundation, reproduced exactly:
+//!
+//! - [`tnum`]: tristate numbers ([`Tnum`]), which bits of a value are known.
+//! - [`scalar`]: [`ScalarValue`], a tnum plus signed and unsigned bounds of
+//!   the 64-bit value and of its low 32 bits, and the kernel's
+//!   synchronisation between them ([`ScalarValue::sync`]).
+//! - [`alu`]: what every ALU and ALU64 instruction does to a scalar.
+//! - [`branch`]: whether a conditional jump is decided, and what each side
+//!   of an undecided one learns.
+//! - [`print`]: the scalar's text in the kernel's level-2 verifier log.
+//!
+//! # Example
+//!
+//! ```
+//! use structops_isa::{AluOp, Bits, Cond};
+//! use structops_verifier::{alu, branch, ScalarValue};
+//!
+//! // r0 = bpf_get_prandom_u32(); r0 &= 255
+//! let r0 = ScalarValue::unknown();
+//! let r0 = alu::alu(&r0, AluOp::And, &ScalarValue::from_imm(255), Bits::B64);
+//! assert_eq!(
+//!     r0.log().to_string(),
+//!     "scalar(smin=smin32=0,smax=umax=smax32=umax32=255,var_off=(0x0; 0xff))"
+//! );
+//!
+//! // if r0 > 100 goto ...: both sides are possible; the fall-through
+//! // side knows r0 <= 100, and the tnum learns that bit 7 is clear.
+//! let k = ScalarValue::from_imm(100);
+//! assert_eq!(branch::branch_taken(&r0, &k, Cond::Gt, Bits::B64), None);
+//! let sides = branch::refine(&r0, &k, Cond::Gt, Bits::B64);
+//! assert_eq!(
+//!     sides.not_taken.0.log().to_string(),
+//!     "scalar(smin=smin32=0,smax=umax=smax32=umax32=100,var_off=(0x0; 0x7f))"
+//! );
+//! // ... and there, r0 > 200 can never hold.
+//! let k = ScalarValue::from_imm(200);
+//! assert_eq!(branch::branch_taken(&sides.not_taken.0, &k, Cond::Gt, Bits::B64), Some(false));
+//! ```
+
+#![warn(missing_docs)]
+
+pub mod alu;
+pub mod branch;
+pub mod print;
+pub mod scalar;
+pub mod tnum;
+
+pub use print::{ScalarLog, Snum, Unum, write_scalar_ranges};
+pub use scalar::{BoundsViolation, ScalarValue};
+pub use tnum::Tnum;

@@ -64,6 +64,8 @@ errnos! {
     ENOTEMPTY = 39,
     /// Too many levels of indirection.
     ELOOP = 40,
+    /// Protocol error: a `BPF_PSEUDO_MAP_IDX` load without `fd_array`.
+    EPROTO = 71,
     /// Value too large for the data type.
     EOVERFLOW = 75,
     /// Not a socket: a local-storage key that names no host object.

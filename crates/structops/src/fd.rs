@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use crate::btf_obj::{BtfHandle, BtfObject};
 use crate::errno::Errno;
 use crate::maps::{HostObject, Map, MapHandle};
+use crate::prog::ProgHandle;
 
 /// What a descriptor names.
 #[derive(Clone, Debug)]
@@ -17,6 +18,8 @@ pub enum FdObject {
     Map(MapHandle),
     /// A BTF object.
     Btf(BtfHandle),
+    /// A program.
+    Prog(ProgHandle),
     /// A host object (the key of local-storage maps, as a socket fd is for
     /// `SK_STORAGE`).
     Host(HostObject),
@@ -31,6 +34,12 @@ impl From<MapHandle> for FdObject {
 impl From<BtfHandle> for FdObject {
     fn from(h: BtfHandle) -> FdObject {
         FdObject::Btf(h)
+    }
+}
+
+impl From<ProgHandle> for FdObject {
+    fn from(h: ProgHandle) -> FdObject {
+        FdObject::Prog(h)
     }
 }
 
@@ -91,6 +100,27 @@ impl FdTable {
             Some(FdObject::Btf(h)) => Ok(h.object().clone()),
             Some(_) => Err(Errno::EINVAL),
         }
+    }
+
+    /// The program named by `fd`, for a `PROG_ARRAY` slot (`prog_fd_array_get_ptr`):
+    /// `EBADF` if unused, `EINVAL` if not a program, an extension program, or one the
+    /// array's owner is incompatible with.
+    pub(crate) fn prog_for_array(
+        &self,
+        fd: u32,
+        map: &Map,
+    ) -> Result<Arc<dyn crate::maps::TailCallTarget>, Errno> {
+        let prog = match self.lock().get(&fd) {
+            None => return Err(Errno::EBADF),
+            Some(FdObject::Prog(h)) => h.object().clone(),
+            Some(_) => return Err(Errno::EINVAL),
+        };
+        if prog.prog_type() == crate::prog::ProgType::EXT
+            || !crate::prog::prog_map_compatible(map, &prog)
+        {
+            return Err(Errno::EINVAL);
+        }
+        Ok(prog)
     }
 
     /// The host object named by `fd` (`sockfd_lookup`): `ENOTSOCK` for other objects.

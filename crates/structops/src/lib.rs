@@ -45,23 +45,35 @@
 mod btf_obj;
 mod caps;
 pub mod cpu;
+pub mod ctx;
 mod errno;
+pub mod exec;
 mod fd;
+pub mod helpers;
+pub mod kfunc;
 pub mod maps;
 pub mod object;
+pub mod prog;
 mod runtime;
+pub mod test_run;
 
 pub use btf_obj::{BtfHandle, BtfInfo, BtfObject};
 pub use caps::Capabilities;
 pub use crossbeam_epoch::Guard;
 pub use errno::Errno;
 pub use fd::FdObject;
+pub use kfunc::{Kfunc, KfuncFlags};
 pub use maps::{
     BPF_ANY, BPF_EXIST, BPF_F_LOCK, BPF_NOEXIST, HostObject, Map, MapCreateAttr, MapHandle,
     MapInfo, MapMmap, MapType, RingBuf, Slot, TailCallTarget,
 };
 pub use object::{AccessMode, Handle, ObjKind};
+pub use prog::{
+    AttachType, Prog, ProgHandle, ProgInfo, ProgLoadAttr, ProgType, ProgVerifier, Verification,
+    VerifiedProgram,
+};
 pub use runtime::{ObjInfo, Runtime, RuntimeConfig};
+pub use test_run::{RunFault, RunMode, TestRun};
 
 /// Enters a read section (the runtime's `rcu_read_lock`): while the returned guard
 /// lives, values and objects that programs were handed are not freed. Run every program

@@ -11,6 +11,7 @@ use crate::errno::Errno;
 use crate::fd::{FdObject, FdTable};
 use crate::maps::{self, HostObject, Map, MapCreateAttr, MapHandle, MapInfo, MapMmap};
 use crate::object::{AccessMode, Handle, ID_LIMIT, IdTable, ObjKind};
+use crate::prog::{ProgInfo, ProgRegistry};
 
 /// How the embedder sets up a [`Runtime`].
 #[derive(Clone, Debug)]
@@ -25,6 +26,13 @@ pub struct RuntimeConfig {
     pub numa_nodes: u32,
     /// The most memory one map may need; larger maps fail with `ENOMEM`.
     pub map_memory_limit: u64,
+    /// Test and development only: let `prog_test_run` execute programs no verifier has
+    /// accepted, always in the interpreter's checked mode (which traps every memory
+    /// access outside the regions the run grants). Off by default; until the verifier
+    /// exists, nothing runs without it.
+    pub run_unverified: bool,
+    /// `CONFIG_HZ`: the tick rate behind `bpf_jiffies64`.
+    pub hz: u32,
 }
 
 impl Default for RuntimeConfig {
@@ -37,6 +45,8 @@ impl Default for RuntimeConfig {
             unprivileged_bpf_disabled: true,
             numa_nodes: 1,
             map_memory_limit: 1 << 30,
+            run_unverified: false,
+            hz: 250,
         }
     }
 }
@@ -49,6 +59,8 @@ pub enum ObjInfo {
     Map(MapInfo),
     /// `struct bpf_btf_info`.
     Btf(BtfInfo),
+    /// `struct bpf_prog_info`.
+    Prog(ProgInfo),
 }
 
 /// An in-process `bpf(2)`: the object tables, the descriptor table and the commands.
@@ -58,10 +70,11 @@ pub enum ObjInfo {
 pub struct Runtime {
     ncpus: u32,
     caps: AtomicU32,
-    unprivileged_bpf_disabled: bool,
+    pub(crate) unprivileged_bpf_disabled: bool,
     numa_nodes: u32,
     map_memory_limit: u64,
     maps: Arc<IdTable<Map>>,
+    pub(crate) progs: ProgRegistry,
     btfs: Arc<IdTable<BtfObject>>,
     fds: FdTable,
     host_btf: Mutex<Option<BtfHandle>>,
@@ -109,6 +122,7 @@ impl Runtime {
             numa_nodes: config.numa_nodes.max(1),
             map_memory_limit: config.map_memory_limit,
             maps: IdTable::new(),
+            progs: ProgRegistry::new(config.run_unverified, config.hz),
             btfs: IdTable::new(),
             fds: FdTable::default(),
             host_btf: Mutex::new(None),
@@ -299,7 +313,7 @@ impl Runtime {
 
     /// `BPF_*_GET_NEXT_ID`: the first id of `kind` greater than `start_id`. `EINVAL`
     /// for `start_id >= INT_MAX`, `EPERM` without `CAP_SYS_ADMIN`, `ENOENT` past the
-    /// last. (No programs or links exist yet, so those id spaces are empty.)
+    /// last. (No links exist yet, so that id space is empty.)
     pub fn get_next_id(&self, kind: ObjKind, start_id: u32) -> Result<u32, Errno> {
         if start_id >= ID_LIMIT {
             return Err(Errno::EINVAL);
@@ -310,7 +324,8 @@ impl Runtime {
         match kind {
             ObjKind::Map => self.maps.next_id(start_id),
             ObjKind::Btf => self.btfs.next_id(start_id),
-            ObjKind::Prog | ObjKind::Link => Err(Errno::ENOENT),
+            ObjKind::Prog => self.progs.table.next_id(start_id),
+            ObjKind::Link => Err(Errno::ENOENT),
         }
     }
 
@@ -330,6 +345,7 @@ impl Runtime {
         match self.fds.get(fd)? {
             FdObject::Map(m) => Ok(ObjInfo::Map(m.info())),
             FdObject::Btf(b) => Ok(ObjInfo::Btf(b.info())),
+            FdObject::Prog(p) => Ok(ObjInfo::Prog(p.info())),
             FdObject::Host(_) => Err(Errno::EINVAL),
         }
     }

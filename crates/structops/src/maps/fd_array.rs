@@ -17,7 +17,10 @@ use crate::errno::Errno;
 ///
 /// The program runtime implements this for its loaded programs; a slot keeps the program
 /// alive until it is replaced or deleted and the grace period has passed.
-pub trait TailCallTarget: Send + Sync + 'static {
+///
+/// `Any` is a supertrait so that the program subsystem can recover its own type from a
+/// slot (`&dyn TailCallTarget` upcasts to `&dyn Any`).
+pub trait TailCallTarget: std::any::Any + Send + Sync + 'static {
     /// The program's id (what a syscall-side lookup of the slot returns).
     fn prog_id(&self) -> u32;
 }

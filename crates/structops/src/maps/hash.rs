@@ -68,6 +68,11 @@ pub(crate) struct Node {
 }
 
 impl Node {
+    /// The element's key.
+    pub(crate) fn key(&self) -> &[u8] {
+        &self.key
+    }
+
     /// The element's value.
     pub(crate) fn val(&self) -> &NodeVal {
         &self.val

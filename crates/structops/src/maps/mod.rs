@@ -18,6 +18,7 @@ pub(crate) mod hash;
 pub(crate) mod jhash;
 pub(crate) mod local_storage;
 pub(crate) mod lru;
+mod prog_iter;
 pub mod ringbuf;
 
 use std::fmt;
@@ -319,6 +320,8 @@ pub struct Map {
     freeze_lock: Mutex<()>,
     writecnt: AtomicU64,
     inner_meta: Option<InnerMeta>,
+    /// The first program that used this `PROG_ARRAY` (`map->owner`).
+    prog_owner: Mutex<Option<crate::prog::ProgArrayOwner>>,
     imp: MapImpl,
 }
 
@@ -847,6 +850,7 @@ pub(crate) fn create(ctx: &CreateCtx<'_>, attr: &MapCreateAttr) -> Result<Arc<Ma
         freeze_lock: Mutex::new(()),
         writecnt: AtomicU64::new(0),
         inner_meta,
+        prog_owner: Mutex::new(None),
         imp,
     })
 }
@@ -932,6 +936,11 @@ impl Map {
     /// Number of CPU slots of per-CPU values.
     pub fn ncpus(&self) -> u32 {
         self.ncpus
+    }
+
+    /// The owner record of a `PROG_ARRAY` (`map->owner`), for the program subsystem.
+    pub(crate) fn prog_owner(&self) -> &Mutex<Option<crate::prog::ProgArrayOwner>> {
+        &self.prog_owner
     }
 
     /// `BPF_OBJ_GET_INFO_BY_FD` on a map.
@@ -1060,12 +1069,7 @@ impl Map {
                 let fd = read_u32(value);
                 let slot = match self.map_type {
                     MapType::ArrayOfMaps => Slot::Map(self.resolve_inner(fds, fd)?),
-                    // Programs are not descriptors of this table yet: nothing a
-                    // descriptor names can be a tail-call target.
-                    _ => {
-                        fds.get(fd)?;
-                        return Err(Errno::EINVAL);
-                    }
+                    _ => Slot::Prog(fds.prog_for_array(fd, self)?),
                 };
                 a.set(index, Some(slot), &guard)
             }

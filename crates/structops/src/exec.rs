@@ -1,0 +1,1121 @@
+//! Running programs: [`ProgEnv`], the runtime's [`structops_vm::Env`].
+//!
+//! While a program runs, `ProgEnv` dispatches its helper calls by id (the built-in
+//! helpers of [`crate::helpers`] and host-registered ones) and its kfunc calls by BTF id
+//! ([`crate::kfunc`]), resolves tail calls through `PROG_ARRAY`s, and serves `LD_ABS`
+//! packet loads of skb programs.
+//!
+//! Every map argument is checked against the maps the run may use (those of the
+//! programs it entered, and inner maps its lookups returned), in both modes: a map
+//! pointer is a host address, and a wrong one must never be dereferenced. In checked
+//! mode every pointer argument is also checked against the run's regions through the
+//! [`Caller`], and memory handed to the program (map values, ring buffer records) is
+//! granted as regions. In unchecked mode (verified programs only) pointer arguments are
+//! trusted, as the kernel trusts its verifier.
+//!
+//! Helpers report failure the kernel's way, as a negative errno in `r0`. Conditions the
+//! verifier rules out (an unknown map pointer, a ring buffer record submitted twice, a
+//! second `bpf_spin_lock`) end the run with a [`VmError::Env`] carrying an
+//! [`ExecError`].
+
+use std::any::Any;
+use std::ptr::NonNull;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use structops_isa::Width;
+use structops_vm::{Access, Caller, Code, Env, Mode, Region, TailCallTarget, VmError};
+use thiserror::Error;
+
+use crate::caps::Capabilities;
+use crate::ctx::{SkBuff, XdpBuff};
+use crate::errno::Errno;
+use crate::helpers::printf::{self, MemReader};
+use crate::helpers::{self as h, HostFn};
+use crate::maps::{BPF_F_RDONLY_PROG, Guard, Map, MapType};
+use crate::prog::load::clock_ns;
+use crate::prog::{Prog, ProgType, Verification};
+use crate::runtime::Runtime;
+
+/// `ETH_HLEN`.
+const ETH_HLEN: u64 = 14;
+/// `sizeof(struct xdp_frame)` on 64-bit kernels: the part of the XDP headroom that
+/// `bpf_xdp_adjust_head`/`_meta` may not move into.
+const XDP_FRAME_SIZE: u64 = 40;
+/// `SKB_DATA_ALIGN(sizeof(struct skb_shared_info))` on x86-64: the tailroom.
+pub(crate) const SKB_SHARED_INFO_SIZE: u64 = 320;
+/// `BPF_MAX_LOOPS`: most iterations of `bpf_loop`.
+const BPF_MAX_LOOPS: u64 = 1 << 23;
+/// `SKF_NET_OFF`.
+const SKF_NET_OFF: i32 = -0x10_0000;
+/// `SKF_LL_OFF`.
+const SKF_LL_OFF: i32 = -0x20_0000;
+/// Longest constant format string read for `bpf_snprintf`.
+const MAX_CONST_STR: usize = 64 * 1024;
+
+/// Why a run was stopped by the environment (inside [`VmError::Env`]).
+#[derive(Debug, Error, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ExecError {
+    /// A map argument is not a map this run may use.
+    #[error("helper #{helper}: r{arg} = {addr:#x} is not a map this program may use")]
+    UnknownMap {
+        /// Helper id.
+        helper: i32,
+        /// Argument register.
+        arg: u8,
+        /// The value passed.
+        addr: u64,
+    },
+    /// A map of the wrong type for the helper.
+    #[error("helper #{helper}: map {map_id} of type {map_type:?} is not accepted")]
+    WrongMapType {
+        /// Helper id.
+        helper: i32,
+        /// The map's id.
+        map_id: u32,
+        /// Its type.
+        map_type: MapType,
+    },
+    /// A helper the program's type may not call, or that does not exist.
+    #[error("helper #{id} is not available to {prog_type} programs")]
+    HelperNotAllowed {
+        /// Helper id.
+        id: i32,
+        /// The program type.
+        prog_type: ProgType,
+    },
+    /// A GPL-only helper called by a program whose license is not GPL-compatible.
+    #[error("helper #{id} is GPL-only and the program's license is not GPL-compatible")]
+    GplOnly {
+        /// Helper id.
+        id: i32,
+    },
+    /// A kfunc that is not registered, or not for this program type.
+    #[error("kfunc btf_id {btf_id} is not available to {prog_type} programs")]
+    KfuncNotAllowed {
+        /// BTF id of the kfunc.
+        btf_id: u32,
+        /// The program type.
+        prog_type: ProgType,
+    },
+    /// A context argument that is not the run's context.
+    #[error("helper #{helper}: {addr:#x} is not this run's context")]
+    NotContext {
+        /// Helper id.
+        helper: i32,
+        /// The value passed.
+        addr: u64,
+    },
+    /// A ring buffer record that is not an outstanding reservation of this run.
+    #[error("{addr:#x} is not an outstanding ring buffer reservation of this run")]
+    BadRingbufSample {
+        /// The value passed.
+        addr: u64,
+    },
+    /// `bpf_spin_lock` while holding a lock.
+    #[error("bpf_spin_lock at {addr:#x} while holding the lock at {held:#x}")]
+    NestedSpinLock {
+        /// The lock requested.
+        addr: u64,
+        /// The lock held.
+        held: u64,
+    },
+    /// `bpf_spin_unlock` of a lock the program does not hold.
+    #[error("bpf_spin_unlock at {addr:#x} without holding it")]
+    SpinUnlockNotHeld {
+        /// The lock.
+        addr: u64,
+    },
+    /// A lock address that is not 4-byte aligned.
+    #[error("bpf_spin_lock at misaligned address {addr:#x}")]
+    MisalignedSpinLock {
+        /// The lock.
+        addr: u64,
+    },
+    /// A tail call from an unchecked run into an unverified program.
+    #[error("tail call into unverified program {prog_id} from an unchecked run")]
+    UnverifiedTailCall {
+        /// The target's id.
+        prog_id: u32,
+    },
+    /// The program returned while holding a `bpf_spin_lock`.
+    #[error("program exited holding the bpf_spin_lock at {addr:#x}")]
+    LockHeldAtExit {
+        /// The lock (released by the runtime).
+        addr: u64,
+    },
+    /// The program returned with ring buffer records neither submitted nor discarded.
+    #[error("program exited with {count} unreleased ring buffer reservations (discarded)")]
+    UnreleasedReservations {
+        /// How many.
+        count: usize,
+    },
+}
+
+fn env_err(pc: usize, e: ExecError) -> VmError {
+    VmError::Env {
+        pc,
+        source: Box::new(e),
+    }
+}
+
+/// `-errno` as a helper's `r0`.
+fn neg(e: Errno) -> u64 {
+    (-i64::from(e.0)) as u64
+}
+
+/// The packet context of a run, for the helpers that work on it.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum PacketCtx {
+    /// No packet.
+    None,
+    /// An XDP run: the `XdpBuff` at this address.
+    Xdp(*mut XdpBuff),
+    /// An skb run: the `SkBuff` at this address.
+    Skb(*mut SkBuff),
+}
+
+/// A small buffer for helper arguments (map keys and values), on the stack when it fits.
+enum ArgBuf {
+    Small([u8; 64], usize),
+    Big(Vec<u8>),
+}
+
+impl ArgBuf {
+    fn new(len: usize) -> ArgBuf {
+        if len <= 64 {
+            ArgBuf::Small([0; 64], len)
+        } else {
+            ArgBuf::Big(vec![0; len])
+        }
+    }
+
+    fn as_mut(&mut self) -> &mut [u8] {
+        match self {
+            ArgBuf::Small(b, n) => b.get_mut(..*n).unwrap_or(&mut []),
+            ArgBuf::Big(v) => v,
+        }
+    }
+
+    fn as_ref(&self) -> &[u8] {
+        match self {
+            ArgBuf::Small(b, n) => b.get(..*n).unwrap_or(&[]),
+            ArgBuf::Big(v) => v,
+        }
+    }
+}
+
+/// Reads `len` bytes of program memory at `addr` (checked in checked mode).
+fn read_arg(caller: &mut Caller<'_>, addr: u64, len: usize) -> Result<ArgBuf, VmError> {
+    let mut b = ArgBuf::new(len);
+    caller.read(addr, b.as_mut())?;
+    Ok(b)
+}
+
+/// A per-thread xorshift generator for `bpf_get_prandom_u32`.
+fn prandom_u32(state: &mut u64) -> u32 {
+    let mut x = *state;
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    *state = x;
+    (x.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 32) as u32
+}
+
+fn seed() -> u64 {
+    use std::collections::hash_map::RandomState;
+    use std::hash::{BuildHasher, Hasher};
+    let mut hs = RandomState::new().build_hasher();
+    hs.write_u64(clock_ns(libc::CLOCK_MONOTONIC));
+    hs.finish() | 1
+}
+
+/// The runtime's environment for one run of one program (and the programs it tail-calls).
+pub struct ProgEnv<'r> {
+    rt: &'r Runtime,
+    guard: &'r Guard,
+    prog_type: ProgType,
+    caps: Capabilities,
+    gpl: bool,
+    checked: bool,
+    /// Maps the run may name: the used maps of every program entered.
+    maps: Vec<Arc<Map>>,
+    /// Inner maps lookups returned (alive while `guard` is held).
+    inner: Vec<u64>,
+    /// Programs entered by tail calls (kept for their maps).
+    entered: Vec<u32>,
+    /// Outstanding ring buffer reservations.
+    reservations: Vec<u64>,
+    /// The `bpf_spin_lock` held, if any.
+    lock_held: Option<u64>,
+    /// Keys copied for `bpf_for_each_map_elem` callbacks (stable addresses).
+    scratch: Vec<Box<[u8]>>,
+    packet: PacketCtx,
+    rng: u64,
+    hz: u64,
+}
+
+impl std::fmt::Debug for ProgEnv<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProgEnv")
+            .field("prog_type", &self.prog_type)
+            .field("checked", &self.checked)
+            .field("maps", &self.maps.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<'r> ProgEnv<'r> {
+    /// An environment for running `prog` in `mode`, under `guard` (the run's read
+    /// section: hold it until the run ends).
+    pub fn new(rt: &'r Runtime, prog: &'r Prog, guard: &'r Guard, mode: Mode) -> ProgEnv<'r> {
+        ProgEnv {
+            rt,
+            guard,
+            prog_type: prog.prog_type(),
+            caps: prog.load_caps(),
+            gpl: prog.gpl_compatible(),
+            checked: mode == Mode::Checked,
+            maps: prog.used_maps().to_vec(),
+            inner: Vec::new(),
+            entered: vec![prog.id()],
+            reservations: Vec::new(),
+            lock_held: None,
+            scratch: Vec::new(),
+            packet: PacketCtx::None,
+            rng: seed(),
+            hz: u64::from(rt.progs.hz),
+        }
+    }
+
+    /// Sets the packet context (XDP or skb runs).
+    pub(crate) fn set_packet(&mut self, p: PacketCtx) {
+        self.packet = p;
+    }
+
+    /// The regions a checked run of `prog` starts with besides its context: the value
+    /// areas of the `ARRAY` maps it (and the programs its program arrays hold) uses —
+    /// global data included — read-only for `BPF_F_RDONLY_PROG` maps.
+    pub fn initial_regions(prog: &'r Prog, guard: &'r Guard) -> Vec<Region<'r>> {
+        let mut out = Vec::new();
+        let mut seen_progs = vec![prog.id()];
+        let mut seen_maps: Vec<*const Map> = Vec::new();
+        let mut todo: Vec<&'r Prog> = vec![prog];
+        while let Some(p) = todo.pop() {
+            for m in p.used_maps() {
+                if seen_maps.contains(&Arc::as_ptr(m)) {
+                    continue;
+                }
+                seen_maps.push(Arc::as_ptr(m));
+                if let Some((base, elem)) = m.array_layout() {
+                    let len = elem as usize * m.max_entries() as usize;
+                    let access = if m.map_flags() & BPF_F_RDONLY_PROG != 0 {
+                        Access::Read
+                    } else {
+                        Access::ReadWrite
+                    };
+                    // SAFETY: an array's value area is allocated once and lives as long
+                    // as the map; `prog` holds the map for `'r`. Programs and the host
+                    // share map values by design (concurrent access is the kernel's
+                    // data race too).
+                    out.push(unsafe { Region::from_raw_parts(base.as_ptr() as u64, len, access) });
+                }
+                if m.map_type() == MapType::ProgArray {
+                    for i in 0..m.max_entries() {
+                        let Some(t) = m.tail_call_target(i, guard) else {
+                            continue;
+                        };
+                        let any: &dyn Any = &**t;
+                        if let Some(tp) = any.downcast_ref::<Prog>()
+                            && !seen_progs.contains(&tp.id())
+                        {
+                            seen_progs.push(tp.id());
+                            todo.push(tp);
+                        }
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// Ends the run: releases a lock still held and discards outstanding ring buffer
+    /// records (a verified program never leaves either), reporting them as an error.
+    ///
+    /// # Errors
+    ///
+    /// [`ExecError::LockHeldAtExit`] or [`ExecError::UnreleasedReservations`].
+    pub fn finish(&mut self) -> Result<(), ExecError> {
+        let mut err = None;
+        if let Some(addr) = self.lock_held.take() {
+            // SAFETY: the lock word was checked (region, alignment) when it was taken
+            // and lies in a map value, which outlives the run.
+            unsafe { lock_word(addr).store(0, Ordering::Release) };
+            err = Some(ExecError::LockHeldAtExit { addr });
+        }
+        let count = self.reservations.len();
+        for addr in std::mem::take(&mut self.reservations) {
+            if let Some(p) = NonNull::new(addr as *mut u8) {
+                // SAFETY: an outstanding reservation of this run, not yet committed.
+                unsafe { crate::maps::ringbuf::commit_sample(p, 0, true) };
+            }
+        }
+        if err.is_none() && count > 0 {
+            err = Some(ExecError::UnreleasedReservations { count });
+        }
+        err.map_or(Ok(()), Err)
+    }
+
+    /// The map at `addr`, if the run may use it.
+    fn map(&self, pc: usize, helper: i32, arg: u8, addr: u64) -> Result<&'r Map, VmError> {
+        if let Some(m) = self.maps.iter().find(|m| Arc::as_ptr(m) as u64 == addr) {
+            let p: *const Map = Arc::as_ptr(m);
+            // SAFETY: `self.maps` holds a reference for the whole run (entries are never
+            // removed), and the run ends before `'r`.
+            return Ok(unsafe { &*p });
+        }
+        if self.inner.contains(&addr) {
+            // SAFETY: an inner map a lookup of this run returned; it is freed only after
+            // a grace period, and `self.guard` pins the epoch for `'r`.
+            return Ok(unsafe { &*(addr as *const Map) });
+        }
+        Err(env_err(pc, ExecError::UnknownMap { helper, arg, addr }))
+    }
+
+    fn check_ctx(&self, pc: usize, helper: i32, addr: u64) -> Result<*mut XdpBuff, VmError> {
+        match self.packet {
+            PacketCtx::Xdp(p) if p as u64 == addr => Ok(p),
+            _ => Err(env_err(pc, ExecError::NotContext { helper, addr })),
+        }
+    }
+
+    /// Grants `len` bytes at `addr` unless the run may already access them.
+    fn grant(&self, caller: &mut Caller<'_>, addr: u64, len: usize, access: Access) {
+        if !self.checked || caller.check(addr, len as u64, access).is_ok() {
+            return;
+        }
+        // SAFETY: only called for memory owned by a map or ring buffer of this run,
+        // valid while the run's guard is held.
+        unsafe { caller.grant(addr, len, access) };
+    }
+
+    /// Can `len` bytes at `addr` be read for `probe_read_kernel` and `%s`?
+    fn readable(&self, caller: &mut Caller<'_>, addr: u64, len: u64) -> Readable {
+        let Some(end) = addr.checked_add(len) else {
+            return Readable::No;
+        };
+        if self.checked && caller.check(addr, len, Access::Read).is_ok() {
+            return Readable::Program;
+        }
+        let probe = self
+            .rt
+            .progs
+            .probe_memory
+            .read()
+            .unwrap_or_else(|p| p.into_inner());
+        if probe.iter().any(|&(s, e)| addr >= s && end <= e) {
+            return Readable::Host;
+        }
+        // Array values of the run's maps (global data, for strings in `.rodata`).
+        for m in &self.maps {
+            if let Some((base, elem)) = m.array_layout() {
+                let s = base.as_ptr() as u64;
+                let e = s + u64::from(elem) * u64::from(m.max_entries());
+                if addr >= s && end <= e {
+                    return Readable::Host;
+                }
+            }
+        }
+        Readable::No
+    }
+
+    /// Copies `buf.len()` bytes at `addr` if readable (see [`ProgEnv::readable`]).
+    fn probe_read(&self, caller: &mut Caller<'_>, addr: u64, buf: &mut [u8]) -> bool {
+        match self.readable(caller, addr, buf.len() as u64) {
+            Readable::No => false,
+            Readable::Program => caller.read(addr, buf).is_ok(),
+            Readable::Host => {
+                // SAFETY: inside host memory registered with `register_probe_memory`
+                // (valid for reads per its contract) or a map's value area.
+                unsafe {
+                    std::ptr::copy_nonoverlapping(
+                        std::ptr::with_exposed_provenance::<u8>(addr as usize),
+                        buf.as_mut_ptr(),
+                        buf.len(),
+                    );
+                }
+                true
+            }
+        }
+    }
+
+    fn helper(
+        &mut self,
+        pc: usize,
+        id: i32,
+        a: [u64; 5],
+        caller: &mut Caller<'_>,
+    ) -> Result<u64, VmError> {
+        let guard = self.guard;
+        match id {
+            h::BPF_FUNC_MAP_LOOKUP_ELEM => {
+                let m = self.map(pc, id, 1, a[0])?;
+                let key = read_arg(caller, a[1], m.key_size() as usize)?;
+                if matches!(m.map_type(), MapType::ArrayOfMaps | MapType::HashOfMaps) {
+                    return Ok(match m.inner_map(key.as_ref(), guard) {
+                        Some(inner) => {
+                            let addr = inner as *const Map as u64;
+                            if !self.inner.contains(&addr) {
+                                self.inner.push(addr);
+                            }
+                            addr
+                        }
+                        None => 0,
+                    });
+                }
+                Ok(match m.lookup_ptr(key.as_ref(), guard) {
+                    Some(p) => {
+                        let access = if m.map_flags() & BPF_F_RDONLY_PROG != 0 {
+                            Access::Read
+                        } else {
+                            Access::ReadWrite
+                        };
+                        self.grant(caller, p.as_ptr() as u64, m.value_size() as usize, access);
+                        p.as_ptr() as u64
+                    }
+                    None => 0,
+                })
+            }
+            h::BPF_FUNC_MAP_UPDATE_ELEM => {
+                let m = self.map(pc, id, 1, a[0])?;
+                let key = read_arg(caller, a[1], m.key_size() as usize)?;
+                let value = read_arg(caller, a[2], m.value_size() as usize)?;
+                Ok(
+                    match m.update_from_prog(key.as_ref(), value.as_ref(), a[3], guard) {
+                        Ok(()) => 0,
+                        Err(e) => neg(e),
+                    },
+                )
+            }
+            h::BPF_FUNC_MAP_DELETE_ELEM => {
+                let m = self.map(pc, id, 1, a[0])?;
+                let key = read_arg(caller, a[1], m.key_size() as usize)?;
+                Ok(match m.delete_from_prog(key.as_ref(), guard) {
+                    Ok(()) => 0,
+                    Err(e) => neg(e),
+                })
+            }
+            h::BPF_FUNC_KTIME_GET_NS => Ok(clock_ns(libc::CLOCK_MONOTONIC)),
+            h::BPF_FUNC_KTIME_GET_BOOT_NS => Ok(clock_ns(libc::CLOCK_BOOTTIME)),
+            h::BPF_FUNC_KTIME_GET_COARSE_NS => Ok(clock_ns(libc::CLOCK_MONOTONIC_COARSE)),
+            h::BPF_FUNC_JIFFIES64 => {
+                let ns = u128::from(clock_ns(libc::CLOCK_MONOTONIC));
+                Ok((ns * u128::from(self.hz) / 1_000_000_000) as u64)
+            }
+            h::BPF_FUNC_GET_PRANDOM_U32 => Ok(u64::from(prandom_u32(&mut self.rng))),
+            h::BPF_FUNC_GET_SMP_PROCESSOR_ID => {
+                Ok(u64::from(crate::cpu::current_cpu(self.rt.ncpus())))
+            }
+            h::BPF_FUNC_GET_NUMA_NODE_ID => Ok(0),
+            h::BPF_FUNC_TRACE_PRINTK => {
+                let fmt = read_arg(caller, a[0], a[1] as u32 as usize)?;
+                let mut reader = ProbeReader { env: self, caller };
+                match printf::trace_printk(fmt.as_ref(), [a[2], a[3], a[4]], &mut reader) {
+                    Ok((line, n)) => {
+                        let sink = self
+                            .rt
+                            .progs
+                            .trace_sink
+                            .read()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .clone();
+                        if let Some(sink) = sink {
+                            sink(&String::from_utf8_lossy(&line));
+                        }
+                        Ok(n as u64)
+                    }
+                    Err(e) => Ok(neg(e)),
+                }
+            }
+            h::BPF_FUNC_SNPRINTF => self.snprintf(a, caller),
+            h::BPF_FUNC_PROBE_READ_KERNEL | h::BPF_FUNC_PROBE_READ_KERNEL_STR => {
+                let size = a[1] as u32 as usize;
+                let mut buf = vec![0u8; size];
+                if id == h::BPF_FUNC_PROBE_READ_KERNEL {
+                    if self.probe_read(caller, a[2], &mut buf) {
+                        caller.write(a[0], &buf)?;
+                        return Ok(0);
+                    }
+                    caller.write(a[0], &vec![0u8; size])?;
+                    return Ok(neg(Errno::EFAULT));
+                }
+                // `strncpy_from_kernel_nofault`: up to `size - 1` bytes and a NUL.
+                if size == 0 {
+                    return Ok(0);
+                }
+                let mut n = 0usize;
+                let mut ok = true;
+                while n + 1 < size {
+                    let mut b = [0u8; 1];
+                    if !self.probe_read(caller, a[2].wrapping_add(n as u64), &mut b) {
+                        ok = false;
+                        break;
+                    }
+                    if let Some(d) = buf.get_mut(n) {
+                        *d = b[0];
+                    }
+                    if b[0] == 0 {
+                        break;
+                    }
+                    n += 1;
+                }
+                if !ok {
+                    caller.write(a[0], &vec![0u8; size])?;
+                    return Ok(neg(Errno::EFAULT));
+                }
+                if let Some(d) = buf.get_mut(n) {
+                    *d = 0;
+                }
+                caller.write(a[0], buf.get(..=n).unwrap_or(&[]))?;
+                Ok(n as u64 + 1)
+            }
+            h::BPF_FUNC_RINGBUF_OUTPUT => {
+                let m = self.map(pc, id, 1, a[0])?;
+                let rb = self.ringbuf(pc, id, m)?;
+                let data = read_arg(caller, a[1], a[2] as u32 as usize)?;
+                Ok(match rb.output(data.as_ref(), a[3]) {
+                    Ok(()) => 0,
+                    Err(e) => neg(e),
+                })
+            }
+            h::BPF_FUNC_RINGBUF_RESERVE => {
+                let m = self.map(pc, id, 1, a[0])?;
+                let rb = self.ringbuf(pc, id, m)?;
+                Ok(match rb.reserve(a[1], a[2]) {
+                    Some(p) => {
+                        let addr = p.as_ptr() as u64;
+                        self.reservations.push(addr);
+                        self.grant(caller, addr, a[1] as usize, Access::ReadWrite);
+                        addr
+                    }
+                    None => 0,
+                })
+            }
+            h::BPF_FUNC_RINGBUF_SUBMIT | h::BPF_FUNC_RINGBUF_DISCARD => {
+                let addr = a[0];
+                let Some(i) = self.reservations.iter().position(|&r| r == addr) else {
+                    return Err(env_err(pc, ExecError::BadRingbufSample { addr }));
+                };
+                self.reservations.swap_remove(i);
+                caller.revoke(addr);
+                if let Some(p) = NonNull::new(addr as *mut u8) {
+                    // SAFETY: an outstanding reservation of this run, committed once.
+                    unsafe {
+                        crate::maps::ringbuf::commit_sample(
+                            p,
+                            a[1],
+                            id == h::BPF_FUNC_RINGBUF_DISCARD,
+                        )
+                    };
+                }
+                Ok(0)
+            }
+            h::BPF_FUNC_RINGBUF_QUERY => {
+                let m = self.map(pc, id, 1, a[0])?;
+                Ok(self.ringbuf(pc, id, m)?.query(a[1]))
+            }
+            h::BPF_FUNC_SPIN_LOCK => {
+                let addr = a[0];
+                if !addr.is_multiple_of(4) {
+                    return Err(env_err(pc, ExecError::MisalignedSpinLock { addr }));
+                }
+                caller.check(addr, 4, Access::ReadWrite)?;
+                if let Some(held) = self.lock_held {
+                    return Err(env_err(pc, ExecError::NestedSpinLock { addr, held }));
+                }
+                // SAFETY: checked (or, unchecked, guaranteed by the verifier) to be a
+                // writable, aligned word of a map value that outlives the run.
+                let w = unsafe { lock_word(addr) };
+                while w
+                    .compare_exchange_weak(0, 1, Ordering::Acquire, Ordering::Relaxed)
+                    .is_err()
+                {
+                    std::hint::spin_loop();
+                }
+                self.lock_held = Some(addr);
+                Ok(0)
+            }
+            h::BPF_FUNC_SPIN_UNLOCK => {
+                let addr = a[0];
+                if self.lock_held != Some(addr) {
+                    return Err(env_err(pc, ExecError::SpinUnlockNotHeld { addr }));
+                }
+                self.lock_held = None;
+                // SAFETY: the word `bpf_spin_lock` checked and took.
+                unsafe { lock_word(addr).store(0, Ordering::Release) };
+                Ok(0)
+            }
+            h::BPF_FUNC_LOOP => {
+                if a[3] != 0 {
+                    return Ok(neg(Errno::EINVAL));
+                }
+                let nr = a[0] as u32 as u64;
+                if nr > BPF_MAX_LOOPS {
+                    return Ok(neg(Errno::E2BIG));
+                }
+                for i in 0..nr {
+                    let ret = caller.call_function(self, a[1], [i, a[2], 0, 0, 0])?;
+                    if ret != 0 {
+                        return Ok(i + 1);
+                    }
+                }
+                Ok(nr)
+            }
+            h::BPF_FUNC_FOR_EACH_MAP_ELEM => self.for_each_map_elem(pc, a, caller),
+            h::BPF_FUNC_XDP_ADJUST_HEAD
+            | h::BPF_FUNC_XDP_ADJUST_TAIL
+            | h::BPF_FUNC_XDP_ADJUST_META => {
+                let x = self.check_ctx(pc, id, a[0])?;
+                Ok(self.xdp_adjust(x, id, a[1] as u32 as i32, caller))
+            }
+            h::BPF_FUNC_XDP_GET_BUFF_LEN => {
+                let x = self.check_ctx(pc, id, a[0])?;
+                // SAFETY: the run's context, alive for the run.
+                let (data, end) = unsafe { ((*x).data, (*x).data_end) };
+                Ok(end.wrapping_sub(data))
+            }
+            h::BPF_FUNC_XDP_LOAD_BYTES | h::BPF_FUNC_XDP_STORE_BYTES => {
+                let x = self.check_ctx(pc, id, a[0])?;
+                // SAFETY: the run's context.
+                let (data, end) = unsafe { ((*x).data, (*x).data_end) };
+                let (off, len) = (a[1] as u32 as u64, a[3] as u32 as u64);
+                if off.saturating_add(len) > end.wrapping_sub(data) {
+                    return Ok(neg(Errno::EINVAL));
+                }
+                let pkt = data + off;
+                if id == h::BPF_FUNC_XDP_LOAD_BYTES {
+                    let mut buf = vec![0u8; len as usize];
+                    // SAFETY: inside the packet, which the run owns.
+                    unsafe { copy_from_addr(pkt, &mut buf) };
+                    caller.write(a[2], &buf)?;
+                } else {
+                    let buf = read_arg(caller, a[2], len as usize)?;
+                    // SAFETY: inside the packet, which the run owns.
+                    unsafe { copy_to_addr(pkt, buf.as_ref()) };
+                }
+                Ok(0)
+            }
+            _ => Err(VmError::UnknownHelper { pc, id }),
+        }
+    }
+
+    fn ringbuf(&self, pc: usize, helper: i32, m: &'r Map) -> Result<&'r crate::RingBuf, VmError> {
+        m.ringbuf().ok_or_else(|| {
+            env_err(
+                pc,
+                ExecError::WrongMapType {
+                    helper,
+                    map_id: m.id(),
+                    map_type: m.map_type(),
+                },
+            )
+        })
+    }
+
+    fn snprintf(&mut self, a: [u64; 5], caller: &mut Caller<'_>) -> Result<u64, VmError> {
+        // The format: a NUL-terminated string (`ARG_PTR_TO_CONST_STR`).
+        let mut fmt = Vec::new();
+        loop {
+            let mut b = [0u8; 1];
+            caller.read(a[2].wrapping_add(fmt.len() as u64), &mut b)?;
+            fmt.push(b[0]);
+            if b[0] == 0 || fmt.len() >= MAX_CONST_STR {
+                break;
+            }
+        }
+        let data_len = a[4] as u32;
+        let nargs = (data_len as usize / 8).min(printf::MAX_BPRINTF_VARARGS);
+        let mut args = [0u64; printf::MAX_BPRINTF_VARARGS];
+        if data_len.is_multiple_of(8) && data_len as usize <= printf::MAX_BPRINTF_VARARGS * 8 {
+            if data_len != 0 && a[3] == 0 {
+                return Ok(neg(Errno::EINVAL));
+            }
+            let raw = read_arg(caller, a[3], nargs * 8)?;
+            for (d, s) in args.iter_mut().zip(raw.as_ref().chunks_exact(8)) {
+                let mut w = [0u8; 8];
+                w.copy_from_slice(s);
+                *d = u64::from_ne_bytes(w);
+            }
+        }
+        let str_size = a[1] as u32;
+        let mut reader = ProbeReader { env: self, caller };
+        match printf::snprintf(str_size, &fmt, &args, data_len, &mut reader) {
+            Ok((out, ret)) => {
+                caller.write(a[0], &out)?;
+                Ok(ret as u64)
+            }
+            Err(e) => Ok(neg(e)),
+        }
+    }
+
+    fn for_each_map_elem(
+        &mut self,
+        pc: usize,
+        a: [u64; 5],
+        caller: &mut Caller<'_>,
+    ) -> Result<u64, VmError> {
+        let id = h::BPF_FUNC_FOR_EACH_MAP_ELEM;
+        let m = self.map(pc, id, 1, a[0])?;
+        if a[3] != 0 {
+            return Ok(neg(Errno::EINVAL));
+        }
+        let key_size = m.key_size() as usize;
+        let value_size = m.value_size() as usize;
+        let value_access = if m.map_flags() & BPF_F_RDONLY_PROG != 0 {
+            Access::Read
+        } else {
+            Access::ReadWrite
+        };
+        let scratch: Box<[u8]> = vec![0u8; key_size.max(1)].into_boxed_slice();
+        let key_addr = scratch.as_ptr() as u64;
+        self.scratch.push(scratch);
+        let slot = self.scratch.len() - 1;
+        if self.checked {
+            // SAFETY: the scratch box lives in `self.scratch` until the env is dropped,
+            // after the run; it is only written between callbacks.
+            unsafe { caller.grant(key_addr, key_size, Access::Read) };
+        }
+        let mut failure: Option<VmError> = None;
+        let guard = self.guard;
+        let walked = m.for_each_elem(guard, |key, value| {
+            if let Some(buf) = self.scratch.get_mut(slot) {
+                // SAFETY: writing the scratch box through its exposed address while no
+                // reference to its contents is held elsewhere.
+                unsafe {
+                    copy_to_addr(buf.as_mut_ptr() as u64, key.get(..key_size).unwrap_or(key))
+                };
+            }
+            self.grant(caller, value.as_ptr() as u64, value_size, value_access);
+            match caller.call_function(self, a[1], [a[0], key_addr, value.as_ptr() as u64, a[2], 0])
+            {
+                Ok(0) => true,
+                Ok(_) => false,
+                Err(e) => {
+                    failure = Some(e);
+                    false
+                }
+            }
+        });
+        caller.revoke(key_addr);
+        if let Some(e) = failure {
+            return Err(e);
+        }
+        Ok(match walked {
+            Ok(n) => u64::from(n),
+            Err(e) => neg(e),
+        })
+    }
+
+    /// `bpf_xdp_adjust_head`, `_tail` and `_meta` on the run's buffer.
+    fn xdp_adjust(
+        &mut self,
+        x: *mut XdpBuff,
+        id: i32,
+        offset: i32,
+        caller: &mut Caller<'_>,
+    ) -> u64 {
+        // SAFETY: `x` is the run's context, alive and not referenced elsewhere.
+        let b = unsafe { *x };
+        let off = i64::from(offset);
+        let frame_end = b.data_hard_start + XDP_FRAME_SIZE;
+        let metalen = b.data - b.data_meta;
+        let (meta, data, end) = match id {
+            h::BPF_FUNC_XDP_ADJUST_HEAD => {
+                let data = b.data.wrapping_add_signed(off);
+                if data < frame_end + metalen || data > b.data_end - ETH_HLEN {
+                    return neg(Errno::EINVAL);
+                }
+                let meta = b.data_meta.wrapping_add_signed(off);
+                if metalen > 0 {
+                    // SAFETY: both ranges lie inside the run's packet buffer (checked
+                    // above: `meta >= frame_end`, `meta + metalen = data <= data_end`).
+                    unsafe {
+                        std::ptr::copy(
+                            std::ptr::with_exposed_provenance::<u8>(b.data_meta as usize),
+                            std::ptr::with_exposed_provenance_mut::<u8>(meta as usize),
+                            metalen as usize,
+                        );
+                    }
+                }
+                (meta, data, b.data_end)
+            }
+            h::BPF_FUNC_XDP_ADJUST_TAIL => {
+                let hard_end = b.data_hard_start + u64::from(b.frame_sz) - SKB_SHARED_INFO_SIZE;
+                let end = b.data_end.wrapping_add_signed(off);
+                if end > hard_end || end < b.data + ETH_HLEN {
+                    return neg(Errno::EINVAL);
+                }
+                if off > 0 {
+                    // SAFETY: `[data_end, end)` is inside the buffer (end <= hard_end).
+                    unsafe { copy_to_addr(b.data_end, &vec![0u8; off as usize]) };
+                }
+                (b.data_meta, b.data, end)
+            }
+            _ => {
+                let meta = b.data_meta.wrapping_add_signed(off);
+                if meta < frame_end || meta > b.data {
+                    return neg(Errno::EINVAL);
+                }
+                let metalen = b.data - meta;
+                if !metalen.is_multiple_of(4) || metalen > 255 {
+                    return neg(Errno::EACCES);
+                }
+                (meta, b.data, b.data_end)
+            }
+        };
+        // SAFETY: as above.
+        unsafe { XdpBuff::set_pointers(x, meta, data, end) };
+        if self.checked {
+            caller.revoke(b.data_meta);
+            // SAFETY: the packet buffer is the run's and lives until it ends.
+            unsafe { caller.grant(meta, (end - meta) as usize, Access::ReadWrite) };
+        }
+        0
+    }
+}
+
+/// `probe_read` access kinds.
+enum Readable {
+    No,
+    /// Program memory (checked mode regions).
+    Program,
+    /// Registered host memory or a map value area.
+    Host,
+}
+
+/// The word of a `struct bpf_spin_lock`.
+///
+/// # Safety
+///
+/// `addr` must be a 4-aligned word valid for atomic access for `'a`.
+unsafe fn lock_word<'a>(addr: u64) -> &'a AtomicU32 {
+    // SAFETY: (caller).
+    unsafe { &*std::ptr::with_exposed_provenance::<AtomicU32>(addr as usize) }
+}
+
+/// Copies `buf.len()` bytes from `addr`.
+///
+/// # Safety
+///
+/// The range must be valid for reads.
+unsafe fn copy_from_addr(addr: u64, buf: &mut [u8]) {
+    // SAFETY: (caller).
+    unsafe {
+        std::ptr::copy_nonoverlapping(
+            std::ptr::with_exposed_provenance::<u8>(addr as usize),
+            buf.as_mut_ptr(),
+            buf.len(),
+        );
+    }
+}
+
+/// Copies `data` to `addr`.
+///
+/// # Safety
+///
+/// The range must be valid for writes and not overlap `data`.
+unsafe fn copy_to_addr(addr: u64, data: &[u8]) {
+    // SAFETY: (caller).
+    unsafe {
+        std::ptr::copy_nonoverlapping(
+            data.as_ptr(),
+            std::ptr::with_exposed_provenance_mut::<u8>(addr as usize),
+            data.len(),
+        );
+    }
+}
+
+/// Memory access for `%s` and IP conversions: what `probe_read_kernel` may read.
+struct ProbeReader<'a, 'b, 'c, 'r> {
+    env: &'a ProgEnv<'r>,
+    caller: &'b mut Caller<'c>,
+}
+
+impl MemReader for ProbeReader<'_, '_, '_, '_> {
+    fn read(&mut self, addr: u64, buf: &mut [u8]) -> bool {
+        self.env.probe_read(self.caller, addr, buf)
+    }
+}
+
+impl Env for ProgEnv<'_> {
+    fn call_helper(
+        &mut self,
+        pc: usize,
+        id: i32,
+        args: [u64; 5],
+        caller: &mut Caller<'_>,
+    ) -> Result<u64, VmError> {
+        if let Some(p) = h::func_proto(self.prog_type, id, self.caps) {
+            if p.gpl_only && !self.gpl {
+                return Err(env_err(pc, ExecError::GplOnly { id }));
+            }
+            return self.helper(pc, id, args, caller);
+        }
+        if h::builtin(id).is_some() {
+            return Err(env_err(
+                pc,
+                ExecError::HelperNotAllowed {
+                    id,
+                    prog_type: self.prog_type,
+                },
+            ));
+        }
+        let host: Option<HostFn> = {
+            let helpers = self
+                .rt
+                .progs
+                .helpers
+                .read()
+                .unwrap_or_else(|p| p.into_inner());
+            helpers
+                .iter()
+                .find(|hh| {
+                    hh.proto.id == id
+                        && (hh.prog_types.is_empty() || hh.prog_types.contains(&self.prog_type))
+                })
+                .map(|hh| {
+                    if hh.proto.gpl_only && !self.gpl {
+                        None
+                    } else {
+                        Some(hh.func.clone())
+                    }
+                })
+                .ok_or(VmError::UnknownHelper { pc, id })?
+        };
+        match host {
+            Some(f) => f(caller, args),
+            None => Err(env_err(pc, ExecError::GplOnly { id })),
+        }
+    }
+
+    fn call_kfunc(
+        &mut self,
+        pc: usize,
+        btf_id: u32,
+        off: i16,
+        args: [u64; 5],
+        caller: &mut Caller<'_>,
+    ) -> Result<u64, VmError> {
+        if off != 0 {
+            return Err(VmError::UnknownKfunc { pc, btf_id, off });
+        }
+        let f = {
+            let table = self
+                .rt
+                .progs
+                .kfuncs
+                .read()
+                .unwrap_or_else(|p| p.into_inner());
+            match table.get(btf_id) {
+                Some(k) if k.allowed_for(self.prog_type) => k.func.clone(),
+                _ => {
+                    return Err(env_err(
+                        pc,
+                        ExecError::KfuncNotAllowed {
+                            btf_id,
+                            prog_type: self.prog_type,
+                        },
+                    ));
+                }
+            }
+        };
+        f(caller, args)
+    }
+
+    fn tail_call(&mut self, pc: usize, map: u64, index: u32) -> Result<TailCallTarget, VmError> {
+        let m = self.map(pc, h::BPF_FUNC_TAIL_CALL, 2, map)?;
+        if m.map_type() != MapType::ProgArray {
+            return Err(env_err(
+                pc,
+                ExecError::WrongMapType {
+                    helper: h::BPF_FUNC_TAIL_CALL,
+                    map_id: m.id(),
+                    map_type: m.map_type(),
+                },
+            ));
+        }
+        if index >= m.max_entries() {
+            return Ok(TailCallTarget::OutOfRange);
+        }
+        let Some(t) = m.tail_call_target(index, self.guard) else {
+            return Ok(TailCallTarget::Empty);
+        };
+        let any: &dyn Any = &**t;
+        let Some(prog) = any.downcast_ref::<Prog>() else {
+            return Ok(TailCallTarget::Empty);
+        };
+        let code: Code = match prog.verification() {
+            Verification::Verified(v) => v.code().clone(),
+            Verification::Unverified => {
+                if !self.checked || !self.rt.run_unverified() {
+                    return Err(env_err(
+                        pc,
+                        ExecError::UnverifiedTailCall { prog_id: prog.id() },
+                    ));
+                }
+                prog.unverified_code().clone()
+            }
+        };
+        if !self.entered.contains(&prog.id()) {
+            self.entered.push(prog.id());
+            for um in prog.used_maps() {
+                if !self.maps.iter().any(|x| Arc::ptr_eq(x, um)) {
+                    self.maps.push(um.clone());
+                }
+            }
+        }
+        Ok(TailCallTarget::Program(code))
+    }
+
+    fn load_packet(
+        &mut self,
+        _pc: usize,
+        ctx: u64,
+        offset: i32,
+        width: Width,
+    ) -> Result<Option<u64>, VmError> {
+        let PacketCtx::Skb(skb) = self.packet else {
+            return Ok(None);
+        };
+        if skb as u64 != ctx {
+            return Ok(None);
+        }
+        // SAFETY: the run's context, alive for the run.
+        let s = unsafe { *skb };
+        let size = width.bytes() as u64;
+        let start = if offset >= 0 {
+            s.data + offset as u64
+        } else if offset >= SKF_NET_OFF {
+            s.network_header
+                .wrapping_add_signed(i64::from(offset - SKF_NET_OFF))
+        } else if offset >= SKF_LL_OFF {
+            s.mac_header
+                .wrapping_add_signed(i64::from(offset - SKF_LL_OFF))
+        } else {
+            return Ok(None);
+        };
+        // The packet's bytes run from the MAC header to `data_end`.
+        if start < s.mac_header || start.saturating_add(size) > s.data_end {
+            return Ok(None);
+        }
+        let mut b = [0u8; 8];
+        // SAFETY: inside the run's packet buffer (checked just above).
+        unsafe { copy_from_addr(start, b.get_mut(..size as usize).unwrap_or(&mut [])) };
+        let v = b
+            .iter()
+            .take(size as usize)
+            .fold(0u64, |acc, &x| acc << 8 | u64::from(x));
+        Ok(Some(v))
+    }
+}

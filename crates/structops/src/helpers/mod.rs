@@ -1,0 +1,756 @@
+//! Helper functions by id: the prototypes the verifier checks calls against, which
+//! program types may call which helper, and host-registered helpers.
+//!
+//! A [`HelperProto`] is the runtime's `struct bpf_func_proto`: the return type, the five
+//! argument types (the kernel's `ARG_*` with their `MEM_*`/`PTR_MAYBE_NULL`/`OBJ_RELEASE`
+//! flags), `gpl_only`, whether it may sleep and whether it accepts packet pointers.
+//! [`builtin`] gives the prototypes of the helpers this runtime implements, with the
+//! kernel's `BPF_FUNC_*` ids; [`func_proto`] answers "may a program of this type call
+//! helper `id`", mirroring the kernel's per-type `get_func_proto` tables
+//! (`bpf_base_func_proto`, `xdp_func_proto`, `sk_filter_func_proto`,
+//! `tc_cls_act_func_proto`) including their capability gates.
+//!
+//! The implementations live in [`crate::exec`], which dispatches calls by id while a
+//! program runs. The kernel's `bpf_snprintf`/`bpf_trace_printk` format rules are in
+//! [`printf`].
+
+pub mod printf;
+
+use std::fmt;
+use std::sync::Arc;
+
+use structops_obj::ProgType;
+use structops_vm::{Caller, VmError};
+
+use crate::caps::Capabilities;
+
+/// `BPF_FUNC_map_lookup_elem`.
+pub const BPF_FUNC_MAP_LOOKUP_ELEM: i32 = 1;
+/// `BPF_FUNC_map_update_elem`.
+pub const BPF_FUNC_MAP_UPDATE_ELEM: i32 = 2;
+/// `BPF_FUNC_map_delete_elem`.
+pub const BPF_FUNC_MAP_DELETE_ELEM: i32 = 3;
+/// `BPF_FUNC_ktime_get_ns`.
+pub const BPF_FUNC_KTIME_GET_NS: i32 = 5;
+/// `BPF_FUNC_trace_printk`.
+pub const BPF_FUNC_TRACE_PRINTK: i32 = 6;
+/// `BPF_FUNC_get_prandom_u32`.
+pub const BPF_FUNC_GET_PRANDOM_U32: i32 = 7;
+/// `BPF_FUNC_get_smp_processor_id`.
+pub const BPF_FUNC_GET_SMP_PROCESSOR_ID: i32 = 8;
+/// `BPF_FUNC_tail_call`.
+pub const BPF_FUNC_TAIL_CALL: i32 = 12;
+/// `BPF_FUNC_get_numa_node_id`.
+pub const BPF_FUNC_GET_NUMA_NODE_ID: i32 = 42;
+/// `BPF_FUNC_xdp_adjust_head`.
+pub const BPF_FUNC_XDP_ADJUST_HEAD: i32 = 44;
+/// `BPF_FUNC_xdp_adjust_meta`.
+pub const BPF_FUNC_XDP_ADJUST_META: i32 = 54;
+/// `BPF_FUNC_xdp_adjust_tail`.
+pub const BPF_FUNC_XDP_ADJUST_TAIL: i32 = 65;
+/// `BPF_FUNC_spin_lock`.
+pub const BPF_FUNC_SPIN_LOCK: i32 = 93;
+/// `BPF_FUNC_spin_unlock`.
+pub const BPF_FUNC_SPIN_UNLOCK: i32 = 94;
+/// `BPF_FUNC_probe_read_kernel`.
+pub const BPF_FUNC_PROBE_READ_KERNEL: i32 = 113;
+/// `BPF_FUNC_probe_read_kernel_str`.
+pub const BPF_FUNC_PROBE_READ_KERNEL_STR: i32 = 115;
+/// `BPF_FUNC_jiffies64`.
+pub const BPF_FUNC_JIFFIES64: i32 = 118;
+/// `BPF_FUNC_ktime_get_boot_ns`.
+pub const BPF_FUNC_KTIME_GET_BOOT_NS: i32 = 125;
+/// `BPF_FUNC_ringbuf_output`.
+pub const BPF_FUNC_RINGBUF_OUTPUT: i32 = 130;
+/// `BPF_FUNC_ringbuf_reserve`.
+pub const BPF_FUNC_RINGBUF_RESERVE: i32 = 131;
+/// `BPF_FUNC_ringbuf_submit`.
+pub const BPF_FUNC_RINGBUF_SUBMIT: i32 = 132;
+/// `BPF_FUNC_ringbuf_discard`.
+pub const BPF_FUNC_RINGBUF_DISCARD: i32 = 133;
+/// `BPF_FUNC_ringbuf_query`.
+pub const BPF_FUNC_RINGBUF_QUERY: i32 = 134;
+/// `BPF_FUNC_ktime_get_coarse_ns`.
+pub const BPF_FUNC_KTIME_GET_COARSE_NS: i32 = 160;
+/// `BPF_FUNC_for_each_map_elem`.
+pub const BPF_FUNC_FOR_EACH_MAP_ELEM: i32 = 164;
+/// `BPF_FUNC_snprintf`.
+pub const BPF_FUNC_SNPRINTF: i32 = 165;
+/// `BPF_FUNC_xdp_get_buff_len`.
+pub const BPF_FUNC_XDP_GET_BUFF_LEN: i32 = 188;
+/// `BPF_FUNC_xdp_load_bytes`.
+pub const BPF_FUNC_XDP_LOAD_BYTES: i32 = 189;
+/// `BPF_FUNC_xdp_store_bytes`.
+pub const BPF_FUNC_XDP_STORE_BYTES: i32 = 190;
+/// `BPF_FUNC_loop`.
+pub const BPF_FUNC_LOOP: i32 = 181;
+
+/// The base of an argument type (`enum bpf_arg_type` without its flag bits).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ArgType {
+    /// `ARG_DONTCARE`: the argument is unused.
+    DontCare,
+    /// `ARG_CONST_MAP_PTR`: a map reference (`LD_IMM64` of a map).
+    ConstMapPtr,
+    /// `ARG_PTR_TO_MAP_KEY`: `key_size` readable bytes.
+    PtrToMapKey,
+    /// `ARG_PTR_TO_MAP_VALUE`: `value_size` readable bytes.
+    PtrToMapValue,
+    /// `ARG_PTR_TO_MEM`: memory whose size is the next argument.
+    PtrToMem,
+    /// `ARG_CONST_SIZE`: the size of the previous memory argument, not zero.
+    ConstSize,
+    /// `ARG_CONST_SIZE_OR_ZERO`: the size of the previous memory argument.
+    ConstSizeOrZero,
+    /// `ARG_PTR_TO_CTX`: the program's context.
+    PtrToCtx,
+    /// `ARG_ANYTHING`: any initialized value.
+    Anything,
+    /// `ARG_SCALAR`: a scalar.
+    Scalar,
+    /// `ARG_PTR_TO_SPIN_LOCK`: a `struct bpf_spin_lock` in a map value.
+    PtrToSpinLock,
+    /// `ARG_PTR_TO_BTF_ID`: a typed pointer to a host struct.
+    PtrToBtfId,
+    /// `ARG_PTR_TO_RINGBUF_MEM`: a ring buffer reservation.
+    PtrToRingbufMem,
+    /// `ARG_CONST_ALLOC_SIZE_OR_ZERO`: the size of memory the helper allocates.
+    ConstAllocSizeOrZero,
+    /// `ARG_PTR_TO_FUNC`: a callback (`LD_IMM64` with `BPF_PSEUDO_FUNC`).
+    PtrToFunc,
+    /// `ARG_PTR_TO_STACK`: a pointer into the program's stack.
+    PtrToStack,
+    /// `ARG_PTR_TO_CONST_STR`: a NUL-terminated string in a read-only map value.
+    PtrToConstStr,
+}
+
+/// The flag bits of argument and return types (`enum bpf_type_flag`).
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct TypeFlags(u32);
+
+impl TypeFlags {
+    /// No flags.
+    pub const NONE: TypeFlags = TypeFlags(0);
+    /// `PTR_MAYBE_NULL`: NULL is allowed (arguments) or possible (return values).
+    pub const PTR_MAYBE_NULL: TypeFlags = TypeFlags(1 << 0);
+    /// `MEM_RDONLY`: the helper only reads the memory.
+    pub const MEM_RDONLY: TypeFlags = TypeFlags(1 << 1);
+    /// `MEM_RINGBUF`: ring buffer memory.
+    pub const MEM_RINGBUF: TypeFlags = TypeFlags(1 << 2);
+    /// `OBJ_RELEASE`: the helper releases the reference it is passed.
+    pub const OBJ_RELEASE: TypeFlags = TypeFlags(1 << 5);
+    /// `MEM_UNINIT`: the memory need not be initialized (the helper writes it).
+    pub const MEM_UNINIT: TypeFlags = TypeFlags(1 << 7);
+    /// `MEM_FIXED_SIZE`: the size is known from the prototype.
+    pub const MEM_FIXED_SIZE: TypeFlags = TypeFlags(1 << 10);
+    /// `MEM_WRITE`: the helper writes the memory.
+    pub const MEM_WRITE: TypeFlags = TypeFlags(1 << 19);
+
+    /// Does this set contain every flag of `other`?
+    pub const fn contains(self, other: TypeFlags) -> bool {
+        self.0 & other.0 == other.0
+    }
+
+    /// The union of two sets.
+    pub const fn union(self, other: TypeFlags) -> TypeFlags {
+        TypeFlags(self.0 | other.0)
+    }
+
+    /// The raw bits (the kernel's values shifted down by `BPF_BASE_TYPE_BITS`).
+    pub const fn bits(self) -> u32 {
+        self.0
+    }
+}
+
+impl fmt::Debug for TypeFlags {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let names = [
+            (Self::PTR_MAYBE_NULL, "PTR_MAYBE_NULL"),
+            (Self::MEM_RDONLY, "MEM_RDONLY"),
+            (Self::MEM_RINGBUF, "MEM_RINGBUF"),
+            (Self::OBJ_RELEASE, "OBJ_RELEASE"),
+            (Self::MEM_UNINIT, "MEM_UNINIT"),
+            (Self::MEM_FIXED_SIZE, "MEM_FIXED_SIZE"),
+            (Self::MEM_WRITE, "MEM_WRITE"),
+        ];
+        let mut set = f.debug_set();
+        for (flag, name) in names {
+            if self.contains(flag) {
+                set.entry(&format_args!("{name}"));
+            }
+        }
+        set.finish()
+    }
+}
+
+/// One argument of a helper: its base type and flags.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Arg {
+    /// The base type.
+    pub ty: ArgType,
+    /// The flags.
+    pub flags: TypeFlags,
+}
+
+impl Arg {
+    /// An argument of `ty` without flags.
+    pub const fn new(ty: ArgType) -> Arg {
+        Arg {
+            ty,
+            flags: TypeFlags::NONE,
+        }
+    }
+
+    /// An argument of `ty` with `flags`.
+    pub const fn with(ty: ArgType, flags: TypeFlags) -> Arg {
+        Arg { ty, flags }
+    }
+
+    /// `ARG_DONTCARE`.
+    pub const DONTCARE: Arg = Arg::new(ArgType::DontCare);
+}
+
+/// The base of a return type (`enum bpf_return_type` without its flag bits).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum RetType {
+    /// `RET_INTEGER`.
+    Integer,
+    /// `RET_VOID`.
+    Void,
+    /// `RET_PTR_TO_MAP_VALUE`: a value of the map in the first argument.
+    PtrToMapValue,
+    /// `RET_PTR_TO_MEM`: memory of the size the allocation argument gave.
+    PtrToMem,
+    /// `RET_PTR_TO_BTF_ID`: a typed pointer to a host struct.
+    PtrToBtfId,
+}
+
+/// A helper's return type and flags.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Ret {
+    /// The base type.
+    pub ty: RetType,
+    /// The flags (`PTR_MAYBE_NULL`, `MEM_RINGBUF`).
+    pub flags: TypeFlags,
+}
+
+impl Ret {
+    /// `RET_INTEGER`.
+    pub const INTEGER: Ret = Ret {
+        ty: RetType::Integer,
+        flags: TypeFlags::NONE,
+    };
+    /// `RET_VOID`.
+    pub const VOID: Ret = Ret {
+        ty: RetType::Void,
+        flags: TypeFlags::NONE,
+    };
+}
+
+/// A helper's prototype: the runtime's `struct bpf_func_proto`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct HelperProto {
+    /// The helper id (`BPF_FUNC_*`, the call's `imm`).
+    pub id: i32,
+    /// The helper's name without the `bpf_` prefix (as in `enum bpf_func_id`).
+    pub name: &'static str,
+    /// What it returns.
+    pub ret: Ret,
+    /// Its five arguments (`r1` to `r5`), `ARG_DONTCARE` for unused ones.
+    pub args: [Arg; 5],
+    /// Only programs with a GPL-compatible license may call it.
+    pub gpl_only: bool,
+    /// It may sleep: only sleepable programs may call it.
+    pub might_sleep: bool,
+    /// It accepts packet pointers for its memory arguments.
+    pub pkt_access: bool,
+}
+
+const fn proto(id: i32, name: &'static str, ret: Ret, args: [Arg; 5]) -> HelperProto {
+    HelperProto {
+        id,
+        name,
+        ret,
+        args,
+        gpl_only: false,
+        might_sleep: false,
+        pkt_access: false,
+    }
+}
+
+const fn a(ty: ArgType) -> Arg {
+    Arg::new(ty)
+}
+
+const fn af(ty: ArgType, flags: TypeFlags) -> Arg {
+    Arg::with(ty, flags)
+}
+
+const D: Arg = Arg::DONTCARE;
+const NO_ARGS: [Arg; 5] = [D; 5];
+
+/// `RET_PTR_TO_MAP_VALUE_OR_NULL`.
+const RET_MAP_VALUE_OR_NULL: Ret = Ret {
+    ty: RetType::PtrToMapValue,
+    flags: TypeFlags::PTR_MAYBE_NULL,
+};
+/// `RET_PTR_TO_RINGBUF_MEM_OR_NULL`.
+const RET_RINGBUF_MEM_OR_NULL: Ret = Ret {
+    ty: RetType::PtrToMem,
+    flags: TypeFlags::PTR_MAYBE_NULL.union(TypeFlags::MEM_RINGBUF),
+};
+/// `ARG_PTR_TO_UNINIT_MEM`.
+const UNINIT_MEM: Arg = af(
+    ArgType::PtrToMem,
+    TypeFlags::MEM_UNINIT.union(TypeFlags::MEM_WRITE),
+);
+/// `ARG_PTR_TO_MEM | MEM_RDONLY`.
+const RDONLY_MEM: Arg = af(ArgType::PtrToMem, TypeFlags::MEM_RDONLY);
+
+/// The prototypes of every helper this runtime implements, in id order.
+pub static BUILTIN_HELPERS: &[HelperProto] = &[
+    HelperProto {
+        pkt_access: true,
+        ..proto(
+            BPF_FUNC_MAP_LOOKUP_ELEM,
+            "map_lookup_elem",
+            RET_MAP_VALUE_OR_NULL,
+            [a(ArgType::ConstMapPtr), a(ArgType::PtrToMapKey), D, D, D],
+        )
+    },
+    HelperProto {
+        pkt_access: true,
+        ..proto(
+            BPF_FUNC_MAP_UPDATE_ELEM,
+            "map_update_elem",
+            Ret::INTEGER,
+            [
+                a(ArgType::ConstMapPtr),
+                a(ArgType::PtrToMapKey),
+                a(ArgType::PtrToMapValue),
+                a(ArgType::Anything),
+                D,
+            ],
+        )
+    },
+    HelperProto {
+        pkt_access: true,
+        ..proto(
+            BPF_FUNC_MAP_DELETE_ELEM,
+            "map_delete_elem",
+            Ret::INTEGER,
+            [a(ArgType::ConstMapPtr), a(ArgType::PtrToMapKey), D, D, D],
+        )
+    },
+    proto(BPF_FUNC_KTIME_GET_NS, "ktime_get_ns", Ret::INTEGER, NO_ARGS),
+    HelperProto {
+        gpl_only: true,
+        ..proto(
+            BPF_FUNC_TRACE_PRINTK,
+            "trace_printk",
+            Ret::INTEGER,
+            [RDONLY_MEM, a(ArgType::ConstSize), D, D, D],
+        )
+    },
+    proto(
+        BPF_FUNC_GET_PRANDOM_U32,
+        "get_prandom_u32",
+        Ret::INTEGER,
+        NO_ARGS,
+    ),
+    proto(
+        BPF_FUNC_GET_SMP_PROCESSOR_ID,
+        "get_smp_processor_id",
+        Ret::INTEGER,
+        NO_ARGS,
+    ),
+    proto(
+        BPF_FUNC_TAIL_CALL,
+        "tail_call",
+        Ret::VOID,
+        [
+            a(ArgType::PtrToCtx),
+            a(ArgType::ConstMapPtr),
+            a(ArgType::Anything),
+            D,
+            D,
+        ],
+    ),
+    proto(
+        BPF_FUNC_GET_NUMA_NODE_ID,
+        "get_numa_node_id",
+        Ret::INTEGER,
+        NO_ARGS,
+    ),
+    proto(
+        BPF_FUNC_XDP_ADJUST_HEAD,
+        "xdp_adjust_head",
+        Ret::INTEGER,
+        [a(ArgType::PtrToCtx), a(ArgType::Anything), D, D, D],
+    ),
+    proto(
+        BPF_FUNC_XDP_ADJUST_META,
+        "xdp_adjust_meta",
+        Ret::INTEGER,
+        [a(ArgType::PtrToCtx), a(ArgType::Anything), D, D, D],
+    ),
+    proto(
+        BPF_FUNC_XDP_ADJUST_TAIL,
+        "xdp_adjust_tail",
+        Ret::INTEGER,
+        [a(ArgType::PtrToCtx), a(ArgType::Anything), D, D, D],
+    ),
+    proto(
+        BPF_FUNC_SPIN_LOCK,
+        "spin_lock",
+        Ret::VOID,
+        [a(ArgType::PtrToSpinLock), D, D, D, D],
+    ),
+    proto(
+        BPF_FUNC_SPIN_UNLOCK,
+        "spin_unlock",
+        Ret::VOID,
+        [a(ArgType::PtrToSpinLock), D, D, D, D],
+    ),
+    HelperProto {
+        gpl_only: true,
+        ..proto(
+            BPF_FUNC_PROBE_READ_KERNEL,
+            "probe_read_kernel",
+            Ret::INTEGER,
+            [
+                UNINIT_MEM,
+                a(ArgType::ConstSizeOrZero),
+                a(ArgType::Anything),
+                D,
+                D,
+            ],
+        )
+    },
+    HelperProto {
+        gpl_only: true,
+        ..proto(
+            BPF_FUNC_PROBE_READ_KERNEL_STR,
+            "probe_read_kernel_str",
+            Ret::INTEGER,
+            [
+                UNINIT_MEM,
+                a(ArgType::ConstSizeOrZero),
+                a(ArgType::Anything),
+                D,
+                D,
+            ],
+        )
+    },
+    proto(BPF_FUNC_JIFFIES64, "jiffies64", Ret::INTEGER, NO_ARGS),
+    proto(
+        BPF_FUNC_KTIME_GET_BOOT_NS,
+        "ktime_get_boot_ns",
+        Ret::INTEGER,
+        NO_ARGS,
+    ),
+    proto(
+        BPF_FUNC_RINGBUF_OUTPUT,
+        "ringbuf_output",
+        Ret::INTEGER,
+        [
+            a(ArgType::ConstMapPtr),
+            RDONLY_MEM,
+            a(ArgType::ConstSizeOrZero),
+            a(ArgType::Anything),
+            D,
+        ],
+    ),
+    proto(
+        BPF_FUNC_RINGBUF_RESERVE,
+        "ringbuf_reserve",
+        RET_RINGBUF_MEM_OR_NULL,
+        [
+            a(ArgType::ConstMapPtr),
+            a(ArgType::ConstAllocSizeOrZero),
+            a(ArgType::Anything),
+            D,
+            D,
+        ],
+    ),
+    proto(
+        BPF_FUNC_RINGBUF_SUBMIT,
+        "ringbuf_submit",
+        Ret::VOID,
+        [
+            af(ArgType::PtrToRingbufMem, TypeFlags::OBJ_RELEASE),
+            a(ArgType::Anything),
+            D,
+            D,
+            D,
+        ],
+    ),
+    proto(
+        BPF_FUNC_RINGBUF_DISCARD,
+        "ringbuf_discard",
+        Ret::VOID,
+        [
+            af(ArgType::PtrToRingbufMem, TypeFlags::OBJ_RELEASE),
+            a(ArgType::Anything),
+            D,
+            D,
+            D,
+        ],
+    ),
+    proto(
+        BPF_FUNC_RINGBUF_QUERY,
+        "ringbuf_query",
+        Ret::INTEGER,
+        [a(ArgType::ConstMapPtr), a(ArgType::Anything), D, D, D],
+    ),
+    proto(
+        BPF_FUNC_KTIME_GET_COARSE_NS,
+        "ktime_get_coarse_ns",
+        Ret::INTEGER,
+        NO_ARGS,
+    ),
+    proto(
+        BPF_FUNC_FOR_EACH_MAP_ELEM,
+        "for_each_map_elem",
+        Ret::INTEGER,
+        [
+            a(ArgType::ConstMapPtr),
+            a(ArgType::PtrToFunc),
+            af(ArgType::PtrToStack, TypeFlags::PTR_MAYBE_NULL),
+            a(ArgType::Anything),
+            D,
+        ],
+    ),
+    HelperProto {
+        gpl_only: true,
+        ..proto(
+            BPF_FUNC_SNPRINTF,
+            "snprintf",
+            Ret::INTEGER,
+            [
+                af(ArgType::PtrToMem, TypeFlags::PTR_MAYBE_NULL),
+                a(ArgType::ConstSizeOrZero),
+                a(ArgType::PtrToConstStr),
+                af(
+                    ArgType::PtrToMem,
+                    TypeFlags::PTR_MAYBE_NULL.union(TypeFlags::MEM_RDONLY),
+                ),
+                a(ArgType::ConstSizeOrZero),
+            ],
+        )
+    },
+    proto(
+        BPF_FUNC_LOOP,
+        "loop",
+        Ret::INTEGER,
+        [
+            a(ArgType::Scalar),
+            a(ArgType::PtrToFunc),
+            af(ArgType::PtrToStack, TypeFlags::PTR_MAYBE_NULL),
+            a(ArgType::Anything),
+            D,
+        ],
+    ),
+    proto(
+        BPF_FUNC_XDP_GET_BUFF_LEN,
+        "xdp_get_buff_len",
+        Ret::INTEGER,
+        [a(ArgType::PtrToCtx), D, D, D, D],
+    ),
+    proto(
+        BPF_FUNC_XDP_LOAD_BYTES,
+        "xdp_load_bytes",
+        Ret::INTEGER,
+        [
+            a(ArgType::PtrToCtx),
+            a(ArgType::Anything),
+            UNINIT_MEM,
+            a(ArgType::ConstSize),
+            D,
+        ],
+    ),
+    proto(
+        BPF_FUNC_XDP_STORE_BYTES,
+        "xdp_store_bytes",
+        Ret::INTEGER,
+        [
+            a(ArgType::PtrToCtx),
+            a(ArgType::Anything),
+            RDONLY_MEM,
+            a(ArgType::ConstSize),
+            D,
+        ],
+    ),
+];
+
+/// The prototype of built-in helper `id`, whatever the program type.
+pub fn builtin(id: i32) -> Option<&'static HelperProto> {
+    BUILTIN_HELPERS.iter().find(|p| p.id == id)
+}
+
+/// Helpers of `bpf_base_func_proto` that need no capability.
+const BASE_UNPRIV: &[i32] = &[
+    BPF_FUNC_MAP_LOOKUP_ELEM,
+    BPF_FUNC_MAP_UPDATE_ELEM,
+    BPF_FUNC_MAP_DELETE_ELEM,
+    BPF_FUNC_GET_PRANDOM_U32,
+    BPF_FUNC_GET_SMP_PROCESSOR_ID,
+    BPF_FUNC_GET_NUMA_NODE_ID,
+    BPF_FUNC_TAIL_CALL,
+    BPF_FUNC_KTIME_GET_NS,
+    BPF_FUNC_KTIME_GET_BOOT_NS,
+    BPF_FUNC_RINGBUF_OUTPUT,
+    BPF_FUNC_RINGBUF_RESERVE,
+    BPF_FUNC_RINGBUF_SUBMIT,
+    BPF_FUNC_RINGBUF_DISCARD,
+    BPF_FUNC_RINGBUF_QUERY,
+];
+
+/// Helpers of `bpf_base_func_proto` that need `CAP_BPF`.
+const BASE_BPF: &[i32] = &[
+    BPF_FUNC_SPIN_LOCK,
+    BPF_FUNC_SPIN_UNLOCK,
+    BPF_FUNC_JIFFIES64,
+    BPF_FUNC_FOR_EACH_MAP_ELEM,
+    BPF_FUNC_LOOP,
+];
+
+/// Helpers of `bpf_base_func_proto` that need `CAP_PERFMON`.
+const BASE_PERFMON: &[i32] = &[
+    BPF_FUNC_TRACE_PRINTK,
+    BPF_FUNC_PROBE_READ_KERNEL,
+    BPF_FUNC_PROBE_READ_KERNEL_STR,
+    BPF_FUNC_SNPRINTF,
+    BPF_FUNC_KTIME_GET_COARSE_NS,
+];
+
+/// `bpf_base_func_proto`: what every program type may call, gated by the loader's
+/// capabilities as the kernel gates it (`CAP_BPF`, then `CAP_PERFMON`).
+fn base_func_proto(id: i32, caps: Capabilities) -> bool {
+    BASE_UNPRIV.contains(&id)
+        || (caps.bpf() && BASE_BPF.contains(&id))
+        || (caps.bpf() && caps.perfmon() && BASE_PERFMON.contains(&id))
+}
+
+/// May a program of `prog_type`, loaded with `caps`, call built-in helper `id`? Returns
+/// the prototype if so (the kernel's `env->ops->get_func_proto(id, prog)` returning
+/// non-NULL).
+///
+/// Program types this runtime does not run get the base set.
+pub fn func_proto(
+    prog_type: ProgType,
+    id: i32,
+    caps: Capabilities,
+) -> Option<&'static HelperProto> {
+    let p = builtin(id)?;
+    let allowed = match prog_type {
+        ProgType::XDP => {
+            matches!(
+                id,
+                BPF_FUNC_XDP_ADJUST_HEAD
+                    | BPF_FUNC_XDP_ADJUST_META
+                    | BPF_FUNC_XDP_ADJUST_TAIL
+                    | BPF_FUNC_XDP_GET_BUFF_LEN
+                    | BPF_FUNC_XDP_LOAD_BYTES
+                    | BPF_FUNC_XDP_STORE_BYTES
+                    | BPF_FUNC_GET_SMP_PROCESSOR_ID
+            ) || base_func_proto(id, caps)
+        }
+        ProgType::SOCKET_FILTER | ProgType::SCHED_CLS | ProgType::SCHED_ACT => {
+            // `sk_filter_func_proto`/`tc_cls_act_func_proto` fall back to
+            // `bpf_sk_base_func_proto`, which is the base set here.
+            base_func_proto(id, caps)
+        }
+        _ => {
+            !matches!(
+                id,
+                BPF_FUNC_XDP_ADJUST_HEAD
+                    | BPF_FUNC_XDP_ADJUST_META
+                    | BPF_FUNC_XDP_ADJUST_TAIL
+                    | BPF_FUNC_XDP_GET_BUFF_LEN
+                    | BPF_FUNC_XDP_LOAD_BYTES
+                    | BPF_FUNC_XDP_STORE_BYTES
+            ) && base_func_proto(id, caps)
+        }
+    };
+    allowed.then_some(p)
+}
+
+/// The implementation of a host helper or kfunc: called with the five argument
+/// registers and the running program ([`Caller`]: check, read and write its memory,
+/// grant it regions). Returns the new `r0`, or an error that ends the run.
+///
+/// In checked runs the implementation must validate every pointer argument through the
+/// [`Caller`] before using it; in unchecked runs (verified programs only) the prototype's
+/// guarantees hold.
+pub type HostFn = Arc<dyn Fn(&mut Caller<'_>, [u64; 5]) -> Result<u64, VmError> + Send + Sync>;
+
+/// A helper the host registers with [`crate::Runtime::register_helper`].
+#[derive(Clone)]
+pub struct HostHelper {
+    /// Its prototype (`id` must not be a built-in helper's).
+    pub proto: HelperProto,
+    /// Program types that may call it; empty means every type.
+    pub prog_types: Vec<ProgType>,
+    /// The implementation.
+    pub func: HostFn,
+}
+
+impl fmt::Debug for HostHelper {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HostHelper")
+            .field("proto", &self.proto)
+            .field("prog_types", &self.prog_types)
+            .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_match_the_kernel_names() {
+        for p in BUILTIN_HELPERS {
+            assert_eq!(
+                structops_isa::helper_name(p.id).and_then(|n| n.strip_prefix("bpf_")),
+                Some(p.name),
+                "helper #{}",
+                p.id
+            );
+        }
+        let mut ids: Vec<i32> = BUILTIN_HELPERS.iter().map(|p| p.id).collect();
+        let n = ids.len();
+        ids.sort_unstable();
+        ids.dedup();
+        assert_eq!(ids.len(), n, "no duplicate ids");
+    }
+
+    #[test]
+    fn capability_gates_follow_bpf_base_func_proto() {
+        let none = Capabilities::NONE;
+        let bpf = Capabilities::BPF;
+        let all = Capabilities::ALL;
+        let sf = ProgType::SOCKET_FILTER;
+        assert!(func_proto(sf, BPF_FUNC_MAP_LOOKUP_ELEM, none).is_some());
+        assert!(func_proto(sf, BPF_FUNC_LOOP, none).is_none());
+        assert!(func_proto(sf, BPF_FUNC_LOOP, bpf).is_some());
+        assert!(func_proto(sf, BPF_FUNC_TRACE_PRINTK, bpf).is_none());
+        assert!(func_proto(sf, BPF_FUNC_TRACE_PRINTK, bpf | Capabilities::PERFMON).is_some());
+        assert!(func_proto(sf, BPF_FUNC_XDP_ADJUST_HEAD, all).is_none());
+        assert!(func_proto(ProgType::XDP, BPF_FUNC_XDP_ADJUST_HEAD, none).is_some());
+        assert!(func_proto(ProgType::STRUCT_OPS, 9999, all).is_none());
+        let lookup = builtin(BPF_FUNC_MAP_LOOKUP_ELEM).unwrap();
+        assert_eq!(lookup.args[0].ty, ArgType::ConstMapPtr);
+        assert!(lookup.ret.flags.contains(TypeFlags::PTR_MAYBE_NULL));
+        let submit = builtin(BPF_FUNC_RINGBUF_SUBMIT).unwrap();
+        assert!(submit.args[0].flags.contains(TypeFlags::OBJ_RELEASE));
+        assert_eq!(
+            format!(
+                "{:?}",
+                builtin(BPF_FUNC_PROBE_READ_KERNEL).unwrap().args[0].flags
+            ),
+            "{MEM_UNINIT, MEM_WRITE}"
+        );
+    }
+}

@@ -1,0 +1,1259 @@
+//! Programs in the runtime without a kernel: `prog_load` checks and errnos, ids and
+//! info, program arrays, helpers, kfuncs and `prog_test_run` (checked mode, since no
+//! verifier exists yet).
+
+use std::sync::Arc;
+
+use structops::helpers::{Arg, ArgType, HelperProto, HostHelper, Ret};
+use structops::maps::BPF_F_RDONLY_PROG;
+use structops::prog::{BPF_F_SLEEPABLE, BPF_MAXINSNS, collecting_sink};
+use structops::test_run::XDP_PACKET_HEADROOM;
+use structops::{
+    AttachType, BPF_ANY, Capabilities, Errno, FdObject, KfuncFlags, MapCreateAttr, MapType,
+    ObjInfo, ObjKind, ProgHandle, ProgLoadAttr, ProgType, RunFault, RunMode, Runtime,
+    RuntimeConfig, TestRun,
+};
+use structops_btf::ext::{FuncInfo, LineInfo};
+use structops_btf::{BtfBuilder, INT_SIGNED, Linkage};
+use structops_isa::{Insn, assemble};
+
+fn rt() -> Runtime {
+    Runtime::new(RuntimeConfig {
+        ncpus: 2,
+        run_unverified: true,
+        ..RuntimeConfig::default()
+    })
+}
+
+fn insns(src: &str) -> Vec<Insn> {
+    assemble(src).expect("assembles").encode()
+}
+
+fn load(rt: &Runtime, ty: ProgType, src: &str) -> ProgHandle {
+    rt.prog_load(&ProgLoadAttr::new(ty, insns(src), "GPL").name("t"))
+        .expect("loads")
+}
+
+fn attr(ty: ProgType, src: &str) -> ProgLoadAttr {
+    ProgLoadAttr::new(ty, insns(src), "GPL")
+}
+
+const RET0: &str = "r0 = 0\nexit";
+
+/// A 64-byte Ethernet + IPv4 + UDP packet.
+fn packet() -> Vec<u8> {
+    let mut p = vec![0u8; 64];
+    p[0..6].copy_from_slice(&[0x02, 0, 0, 0, 0, 1]);
+    p[6..12].copy_from_slice(&[0x02, 0, 0, 0, 0, 2]);
+    p[12..14].copy_from_slice(&[0x08, 0x00]);
+    p[14] = 0x45;
+    p[16..18].copy_from_slice(&50u16.to_be_bytes());
+    p[22] = 64;
+    p[23] = 17;
+    p[26..30].copy_from_slice(&[10, 0, 0, 1]);
+    p[30..34].copy_from_slice(&[10, 0, 0, 2]);
+    for (i, b) in p.iter_mut().enumerate().skip(42) {
+        *b = i as u8;
+    }
+    p
+}
+
+#[test]
+fn ids_info_tag_and_lookup_by_id() {
+    let rt = rt();
+    let p = load(&rt, ProgType::SOCKET_FILTER, RET0);
+    let q = load(&rt, ProgType::XDP, "r0 = 2\nexit");
+    assert_eq!((p.id(), q.id()), (1, 2));
+    assert_eq!(rt.get_next_id(ObjKind::Prog, 0), Ok(1));
+    assert_eq!(rt.get_next_id(ObjKind::Prog, 1), Ok(2));
+    assert_eq!(rt.get_next_id(ObjKind::Prog, 2), Err(Errno::ENOENT));
+    let info = rt.prog_info(&p);
+    assert_eq!(info.prog_type, ProgType::SOCKET_FILTER.0);
+    assert_eq!(info.name, "t");
+    assert_eq!(info.xlated_insn_cnt(), 2);
+    assert!(info.gpl_compatible);
+    assert!(!info.verified);
+    assert!(info.load_time > 0);
+    // The kernel's tag of `r0 = 0; exit` (bpftool prog show: tag a04f5eef06a7f555).
+    assert_eq!(info.tag_hex(), "a04f5eef06a7f555");
+    let fd = rt.fd_install(q.clone()).unwrap();
+    match rt.obj_get_info(fd) {
+        Ok(ObjInfo::Prog(i)) => assert_eq!(i.id, q.id()),
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(rt.fd_get(fd), Ok(FdObject::Prog(_))));
+    assert_eq!(rt.prog_get_fd_by_id(2).unwrap().id(), 2);
+    drop(q);
+    rt.fd_close(fd).unwrap();
+    assert_eq!(rt.prog_get_fd_by_id(2).err(), Some(Errno::ENOENT));
+    rt.set_caps(Capabilities::BPF);
+    assert_eq!(rt.prog_get_fd_by_id(1).err(), Some(Errno::EPERM));
+}
+
+#[test]
+fn load_attribute_errnos() {
+    let rt = rt();
+    let sf = ProgType::SOCKET_FILTER;
+    let e = |a: ProgLoadAttr| rt.prog_load(&a).err();
+    assert_eq!(e(ProgLoadAttr::new(sf, vec![], "GPL")), Some(Errno::E2BIG));
+    assert_eq!(e(attr(sf, RET0).flags(1 << 10)), Some(Errno::EINVAL));
+    assert_eq!(e(attr(ProgType(0), RET0)), Some(Errno::EINVAL));
+    assert_eq!(e(attr(ProgType(99), RET0)), Some(Errno::EINVAL));
+    assert_eq!(e(attr(ProgType::LIRC_MODE2, RET0)), Some(Errno::EINVAL));
+    let mut bad_name = attr(sf, RET0);
+    bad_name.prog_name = *b"bad name\0\0\0\0\0\0\0\0";
+    assert_eq!(e(bad_name), Some(Errno::EINVAL));
+    let mut no_nul = attr(sf, RET0);
+    no_nul.prog_name = [b'a'; 16];
+    assert_eq!(e(no_nul), Some(Errno::EINVAL));
+    let mut ifindex = attr(ProgType::XDP, RET0);
+    ifindex.prog_ifindex = 1;
+    assert_eq!(e(ifindex), Some(Errno::EINVAL));
+    assert_eq!(
+        e(attr(ProgType::CGROUP_SKB, RET0).expected_attach_type(AttachType::XDP)),
+        Some(Errno::EINVAL)
+    );
+    assert_eq!(
+        e(attr(sf, RET0).flags(BPF_F_SLEEPABLE)),
+        Some(Errno::EINVAL)
+    );
+    // A btf id for a type that takes none, and one without a host BTF.
+    let mut btf_id = attr(sf, RET0);
+    btf_id.attach_btf_id = 1;
+    assert_eq!(e(btf_id), Some(Errno::EINVAL));
+    // Structure: falling through the end, jumping out, a bad opcode.
+    assert_eq!(e(attr(sf, "r0 = 0")), Some(Errno::EINVAL));
+    assert_eq!(e(attr(sf, "goto pc+5\nexit")), Some(Errno::EINVAL));
+    let mut bad = insns(RET0);
+    bad[0].code = 0xff;
+    assert_eq!(e(ProgLoadAttr::new(sf, bad, "GPL")), Some(Errno::EINVAL));
+    // Into the second slot of an ld_imm64.
+    assert_eq!(
+        e(attr(sf, "if r1 == 0 goto pc+1\nr0 = 0x100000000\nexit")),
+        Some(Errno::EINVAL)
+    );
+    // A call to a subprogram outside the program.
+    assert_eq!(e(attr(sf, "call pc+10\nexit")), Some(Errno::EINVAL));
+}
+
+#[test]
+fn capabilities_and_instruction_limits() {
+    let rt = Runtime::new(RuntimeConfig {
+        caps: Capabilities::NONE,
+        unprivileged_bpf_disabled: false,
+        ..RuntimeConfig::default()
+    });
+    let sf = ProgType::SOCKET_FILTER;
+    assert!(
+        rt.prog_load(&attr(sf, RET0)).is_ok(),
+        "socket filters are unprivileged"
+    );
+    assert_eq!(
+        rt.prog_load(&attr(ProgType::XDP, RET0)).err(),
+        Some(Errno::EPERM)
+    );
+    let mut long = vec![Insn::new(0xb7, 0, 0, 0, 0); BPF_MAXINSNS as usize];
+    long.push(Insn::new(0x95, 0, 0, 0, 0));
+    assert_eq!(
+        rt.prog_load(&ProgLoadAttr::new(sf, long.clone(), "GPL"))
+            .err(),
+        Some(Errno::E2BIG)
+    );
+    // bpf-to-bpf calls need CAP_BPF.
+    assert_eq!(
+        rt.prog_load(&attr(sf, "call f\nexit\nf:\nr0 = 1\nexit"))
+            .err(),
+        Some(Errno::EPERM)
+    );
+    rt.set_caps(Capabilities::BPF);
+    assert!(rt.prog_load(&ProgLoadAttr::new(sf, long, "GPL")).is_ok());
+    assert_eq!(
+        rt.prog_load(&attr(ProgType::XDP, RET0)).err(),
+        Some(Errno::EPERM),
+        "XDP needs CAP_NET_ADMIN"
+    );
+    let disabled = Runtime::new(RuntimeConfig {
+        caps: Capabilities::NONE,
+        ..RuntimeConfig::default()
+    });
+    assert_eq!(
+        disabled.prog_load(&attr(sf, RET0)).err(),
+        Some(Errno::EPERM)
+    );
+}
+
+#[test]
+fn license_decides_gpl_compatibility() {
+    let rt = rt();
+    for (l, gpl) in [
+        ("GPL", true),
+        ("Dual MIT/GPL", true),
+        ("MIT", false),
+        ("", false),
+    ] {
+        let p = rt
+            .prog_load(&ProgLoadAttr::new(ProgType::SOCKET_FILTER, insns(RET0), l))
+            .unwrap();
+        assert_eq!(p.gpl_compatible(), gpl, "{l:?}");
+    }
+}
+
+#[test]
+fn map_references_are_resolved_and_held() {
+    let rt = rt();
+    let arr = rt
+        .map_create(&MapCreateAttr::new(MapType::Array, 4, 8, 1).name("data"))
+        .unwrap();
+    let hash = rt
+        .map_create(&MapCreateAttr::new(MapType::Hash, 4, 4, 4))
+        .unwrap();
+    let afd = rt.fd_install(arr.clone()).unwrap();
+    let hfd = rt.fd_install(hash.clone()).unwrap();
+    let src =
+        format!("r1 = map[id:{hfd}]\nr2 = map[id:{afd}][0]+4\nr3 = map[id:{hfd}]\nr0 = 0\nexit");
+    let p = load(&rt, ProgType::SOCKET_FILTER, &src);
+    assert_eq!(rt.prog_info(&p).map_ids, vec![hash.id(), arr.id()]);
+    let x = p.xlated_insns();
+    let addr = |i: usize| u64::from(x[i].imm as u32) | u64::from(x[i + 1].imm as u32) << 32;
+    assert_eq!(addr(0), Arc::as_ptr(hash.object()) as u64);
+    assert_eq!(addr(2), arr.direct_value_addr(4).unwrap().as_ptr() as u64);
+    assert_eq!(x[0].src_reg(), 0, "xlated loads are plain constants");
+    let dump = p.xlated_insns_dump();
+    assert_eq!((dump[0].src_reg(), dump[0].imm), (1, hash.id() as i32));
+    assert_eq!(
+        (dump[2].src_reg(), dump[2].imm, dump[3].imm),
+        (2, arr.id() as i32, 4)
+    );
+    // The program keeps the maps alive after every user reference is gone.
+    let hid = hash.id();
+    drop(hash);
+    rt.fd_close(hfd).unwrap();
+    assert!(rt.map_get_fd_by_id(hid, 0).is_ok());
+    drop(p);
+    assert_eq!(rt.map_get_fd_by_id(hid, 0).err(), Some(Errno::ENOENT));
+
+    let sf = ProgType::SOCKET_FILTER;
+    let e = |s: String| rt.prog_load(&attr(sf, &s)).err();
+    assert_eq!(
+        e("r1 = map[id:99]\nr0 = 0\nexit".into()),
+        Some(Errno::EBADF)
+    );
+    let pfd = rt.fd_install(load(&rt, sf, RET0)).unwrap();
+    assert_eq!(
+        e(format!("r1 = map[id:{pfd}]\nr0 = 0\nexit")),
+        Some(Errno::EINVAL)
+    );
+    assert_eq!(
+        e(format!("r1 = map[id:{afd}][0]+8\nr0 = 0\nexit")),
+        Some(Errno::EINVAL)
+    );
+    let big = rt
+        .map_create(&MapCreateAttr::new(MapType::Array, 4, 8, 2))
+        .unwrap();
+    let bfd = rt.fd_install(big).unwrap();
+    assert_eq!(
+        e(format!("r1 = map[id:{bfd}][0]+0\nr0 = 0\nexit")),
+        Some(Errno::ENOTSUPP),
+        "direct value access needs a single-element array"
+    );
+    assert_eq!(
+        e("r1 = map[idx:0]\nr0 = 0\nexit".into()),
+        Some(Errno::EPROTO)
+    );
+    let mut with_array = attr(sf, "r1 = map[idx:1]\nr0 = 0\nexit");
+    with_array.fd_array = Some(vec![99, afd]);
+    let p = rt.prog_load(&with_array).unwrap();
+    assert_eq!(rt.prog_info(&p).map_ids, vec![arr.id()]);
+    with_array.fd_array = Some(vec![afd]);
+    assert_eq!(rt.prog_load(&with_array).err(), Some(Errno::EFAULT));
+    // Sleepable programs may not use program arrays.
+    let pa = rt
+        .map_create(&MapCreateAttr::new(MapType::ProgArray, 4, 4, 1))
+        .unwrap();
+    let pafd = rt.fd_install(pa).unwrap();
+    let mut sl = attr(ProgType::LSM, &format!("r1 = map[id:{pafd}]\nr0 = 0\nexit"));
+    sl.prog_flags = BPF_F_SLEEPABLE;
+    assert_eq!(rt.prog_load(&sl).err(), Some(Errno::EINVAL));
+}
+
+fn host_btf(rt: &Runtime) -> (u32, u32) {
+    // struct ops { int (*add)(int, int); int x; }; int host_twice(int);
+    let mut b = BtfBuilder::new();
+    let int = b.add_int("int", 4, INT_SIGNED);
+    let proto = b.add_func_proto(int, &[("a", int), ("b", int)]);
+    let ptr = b.add_ptr(proto);
+    let ops = b.add_struct("ops", 16, &[("add", ptr, 0), ("x", int, 64)]);
+    let kproto = b.add_func_proto(int, &[("x", int)]);
+    let kf = b.add_func("host_twice", kproto, Linkage::Global);
+    rt.register_host_btf(b.build()).unwrap();
+    (ops, kf)
+}
+
+#[test]
+fn struct_ops_attach_checks_and_test_run() {
+    let rt = rt();
+    let st = ProgType::STRUCT_OPS;
+    let mut a = attr(
+        st,
+        "r0 = *(u64 *)(r1 +0)\nr2 = *(u64 *)(r1 +8)\nr0 += r2\nexit",
+    );
+    a.attach_btf_id = 1;
+    assert_eq!(rt.prog_load(&a).err(), Some(Errno::EINVAL), "no host BTF");
+    let (ops, _) = host_btf(&rt);
+    a.attach_btf_id = ops;
+    let mut not_gpl = a.clone();
+    not_gpl.license = "MIT".into();
+    assert_eq!(rt.prog_load(&not_gpl).err(), Some(Errno::EINVAL));
+    let mut member = a.clone();
+    member.expected_attach_type = 1;
+    assert_eq!(
+        rt.prog_load(&member).err(),
+        Some(Errno::EINVAL),
+        "not a func ptr"
+    );
+    member.expected_attach_type = 2;
+    assert_eq!(
+        rt.prog_load(&member).err(),
+        Some(Errno::EINVAL),
+        "no such member"
+    );
+    let mut not_struct = a.clone();
+    not_struct.attach_btf_id = 1;
+    assert_eq!(rt.prog_load(&not_struct).err(), Some(Errno::ENOTSUPP));
+    let p = rt.prog_load(&a).unwrap();
+    assert_ne!(p.attach_func_proto(), 0);
+    let mut t = TestRun::with_args(&[40, 2]);
+    rt.prog_test_run(&p, &mut t).unwrap();
+    assert_eq!(t.retval, 42);
+    assert_eq!(
+        rt.prog_test_run(&p, &mut TestRun::with_args(&[1])),
+        Err(Errno::EINVAL),
+        "one u64 per argument"
+    );
+    // Arguments are read-only context.
+    let mut w = a.clone();
+    w.insns = insns("*(u64 *)(r1 +0) = 1\nr0 = 0\nexit");
+    let p = rt.prog_load(&w).unwrap();
+    let mut t = TestRun::with_args(&[1, 2]);
+    assert_eq!(rt.prog_test_run(&p, &mut t), Err(Errno::EFAULT));
+    assert!(matches!(t.fault, Some(RunFault::Vm(_))), "{:?}", t.fault);
+}
+
+#[test]
+fn unverified_programs_run_only_when_allowed() {
+    let rt = Runtime::default();
+    let p = rt.prog_load(&attr(ProgType::XDP, "r0 = 2\nexit")).unwrap();
+    let mut t = TestRun::with_data(&packet());
+    assert_eq!(rt.prog_test_run(&p, &mut t), Err(Errno::EACCES));
+    rt.set_run_unverified(true);
+    t.mode = RunMode::Unchecked;
+    assert_eq!(
+        rt.prog_test_run(&p, &mut t),
+        Err(Errno::EACCES),
+        "never unchecked"
+    );
+    t.mode = RunMode::Auto;
+    rt.prog_test_run(&p, &mut t).unwrap();
+    assert_eq!(t.retval, 2);
+}
+
+#[test]
+fn func_and_line_info_checks() {
+    let rt = rt();
+    let mut b = BtfBuilder::new();
+    let int = b.add_int("int", 4, INT_SIGNED);
+    let proto = b.add_func_proto(int, &[]);
+    let main = b.add_func("main", proto, Linkage::Global);
+    let sub = b.add_func("sub", proto, Linkage::Static);
+    let file = b.add_string("x.c");
+    let line = b.add_string("return 0;");
+    let btf = rt.btf_load(&b.encode()).unwrap();
+    let fd = rt.fd_install(btf).unwrap();
+    let src = "call sub\nexit\nsub:\nr0 = 0\nexit";
+    let fi = |offs: &[(u32, u32)]| {
+        offs.iter()
+            .map(|&(insn_off, type_id)| FuncInfo { insn_off, type_id })
+            .collect::<Vec<_>>()
+    };
+    let li = |offs: &[u32]| {
+        offs.iter()
+            .map(|&insn_off| LineInfo {
+                insn_off,
+                file_name_off: file,
+                line_off: line,
+                line_col: 1 << 10,
+            })
+            .collect::<Vec<_>>()
+    };
+    let sf = ProgType::SOCKET_FILTER;
+    let ok = attr(sf, src)
+        .func_info(fd, &fi(&[(0, main), (2, sub)]))
+        .line_info(fd, &li(&[0, 2]));
+    let p = rt.prog_load(&ok).unwrap();
+    let info = rt.prog_info(&p);
+    assert_eq!((info.nr_func_info, info.nr_line_info), (2, 2));
+    assert_ne!(info.btf_id, 0);
+    let e = |a: ProgLoadAttr| rt.prog_load(&a).err();
+    assert_eq!(
+        e(attr(sf, src).func_info(fd, &fi(&[(0, main)]))),
+        Some(Errno::EINVAL)
+    );
+    assert_eq!(
+        e(attr(sf, src).func_info(fd, &fi(&[(1, main), (2, sub)]))),
+        Some(Errno::EINVAL),
+        "first record at 0"
+    );
+    assert_eq!(
+        e(attr(sf, src).func_info(fd, &fi(&[(0, main), (2, int)]))),
+        Some(Errno::EINVAL),
+        "not a FUNC"
+    );
+    let mut rec = ok.clone();
+    rec.func_info_rec_size = 4;
+    assert_eq!(e(rec), Some(Errno::EINVAL));
+    let mut tail = ok.clone();
+    tail.func_info_rec_size = 12;
+    tail.func_info = vec![0; 24];
+    tail.func_info[8] = 1;
+    assert_eq!(e(tail), Some(Errno::E2BIG));
+    let mut short = ok.clone();
+    short.func_info.truncate(8);
+    assert_eq!(e(short), Some(Errno::EFAULT));
+    assert_eq!(
+        e(attr(sf, src)
+            .func_info(fd, &fi(&[(0, main), (2, sub)]))
+            .line_info(fd, &li(&[0]))),
+        Some(Errno::EINVAL),
+        "missing line info for the subprogram"
+    );
+    let mut badfd = ok.clone();
+    badfd.prog_btf_fd = 77;
+    assert_eq!(e(badfd), Some(Errno::EBADF));
+    let vm = rt.register_host_btf(BtfBuilder::new().build()).unwrap();
+    let vfd = rt.fd_install(vm).unwrap();
+    let mut kernel = ok.clone();
+    kernel.prog_btf_fd = vfd;
+    assert_eq!(e(kernel), Some(Errno::EACCES));
+    // Without BTF, subprograms may not tail call.
+    assert_eq!(
+        e(attr(
+            sf,
+            "call sub\nexit\nsub:\nr1 = 0\nr2 = 0\nr3 = 0\ncall bpf_tail_call\nr0 = 0\nexit"
+        )),
+        Some(Errno::EINVAL)
+    );
+}
+
+#[test]
+fn prog_array_updates_and_tail_calls() {
+    let rt = rt();
+    let pa = rt
+        .map_create(&MapCreateAttr::new(MapType::ProgArray, 4, 4, 4))
+        .unwrap();
+    let pafd = rt.fd_install(pa.clone()).unwrap();
+    let target = load(&rt, ProgType::XDP, "r0 = 3\nexit");
+    let tfd = rt.fd_install(target.clone()).unwrap();
+    let k = |i: u32| i.to_ne_bytes();
+    rt.map_update_elem(&pa, Some(&k(1)), &tfd.to_ne_bytes(), BPF_ANY)
+        .unwrap();
+    let mut v = [0u8; 4];
+    rt.map_lookup_elem(&pa, Some(&k(1)), &mut v, 0).unwrap();
+    assert_eq!(
+        u32::from_ne_bytes(v),
+        target.id(),
+        "lookups return the program id"
+    );
+    // The owner is XDP now: a socket filter does not fit, nor does a map fd.
+    let sf = load(&rt, ProgType::SOCKET_FILTER, RET0);
+    let sffd = rt.fd_install(sf).unwrap();
+    assert_eq!(
+        rt.map_update_elem(&pa, Some(&k(0)), &sffd.to_ne_bytes(), BPF_ANY),
+        Err(Errno::EINVAL)
+    );
+    assert_eq!(
+        rt.map_update_elem(&pa, Some(&k(0)), &pafd.to_ne_bytes(), BPF_ANY),
+        Err(Errno::EINVAL)
+    );
+    assert_eq!(
+        rt.map_update_elem(&pa, Some(&k(0)), &99u32.to_ne_bytes(), BPF_ANY),
+        Err(Errno::EBADF)
+    );
+    // Loading a program of another type that uses the array fails.
+    let user = format!("r2 = map[id:{pafd}]\nr0 = 0\nexit");
+    assert_eq!(
+        rt.prog_load(&attr(ProgType::SCHED_CLS, &user)).err(),
+        Some(Errno::EINVAL)
+    );
+    // Tail calls: an empty slot falls through; slot 1 runs `target`.
+    let caller = |idx: u32| {
+        format!("r6 = r1\nr2 = map[id:{pafd}]\nr3 = {idx}\ncall bpf_tail_call\nr0 = 7\nexit")
+    };
+    for (idx, want) in [(0, 7), (1, 3), (9, 7)] {
+        let p = load(&rt, ProgType::XDP, &caller(idx));
+        let mut t = TestRun::with_data(&packet());
+        rt.prog_test_run(&p, &mut t).unwrap();
+        assert_eq!(t.retval, want, "index {idx}");
+    }
+    // Deleting the slot, and the last user reference, clear the program.
+    rt.map_delete_elem(&pa, Some(&k(1))).unwrap();
+    assert_eq!(rt.map_delete_elem(&pa, Some(&k(1))), Err(Errno::ENOENT));
+}
+
+#[test]
+fn xdp_test_run_semantics() {
+    let rt = rt();
+    let pkt = packet();
+    // Swap the MAC addresses and return XDP_TX.
+    let swap = "
+        r2 = *(u32 *)(r1 +0)
+        r3 = *(u32 *)(r1 +4)
+        r4 = r2
+        r4 += 14
+        if r4 > r3 goto drop
+        r5 = *(u32 *)(r2 +0)
+        r6 = *(u16 *)(r2 +4)
+        r7 = *(u32 *)(r2 +6)
+        r8 = *(u16 *)(r2 +10)
+        *(u32 *)(r2 +0) = r7
+        *(u16 *)(r2 +4) = r8
+        *(u32 *)(r2 +6) = r5
+        *(u16 *)(r2 +10) = r6
+        r0 = 3
+        exit
+    drop:
+        r0 = 1
+        exit
+    ";
+    let p = load(&rt, ProgType::XDP, swap);
+    let mut t = TestRun::with_data(&pkt);
+    rt.prog_test_run(&p, &mut t).unwrap();
+    assert_eq!(t.retval, 3);
+    let out = t.data_out.clone().unwrap();
+    assert_eq!(out.len(), pkt.len());
+    assert_eq!(&out[0..6], &pkt[6..12]);
+    assert_eq!(&out[6..12], &pkt[0..6]);
+    assert_eq!(&out[12..], &pkt[12..]);
+    assert_eq!(t.data_size_out, pkt.len() as u32);
+    // repeat: the same buffer every time (an even number of swaps restores it).
+    let mut t = TestRun::with_data(&pkt);
+    t.repeat = 4;
+    rt.prog_test_run(&p, &mut t).unwrap();
+    assert_eq!(t.data_out.unwrap(), pkt);
+    // A size hint smaller than the output: truncated copy, full size, ENOSPC.
+    let mut t = TestRun::with_data(&pkt);
+    t.data_size_out = 10;
+    assert_eq!(rt.prog_test_run(&p, &mut t), Err(Errno::ENOSPC));
+    assert_eq!(t.data_out.as_ref().map(Vec::len), Some(10));
+    assert_eq!((t.data_size_out, t.retval), (pkt.len() as u32, 3));
+    // Too short, flags, batch size.
+    let e = |mut t: TestRun| rt.prog_test_run(&p, &mut t).err();
+    assert_eq!(e(TestRun::with_data(&pkt[..13])), Some(Errno::EINVAL));
+    assert_eq!(
+        e(TestRun {
+            flags: 1 << 0,
+            ..TestRun::with_data(&pkt)
+        }),
+        Some(Errno::EINVAL)
+    );
+    assert_eq!(
+        e(TestRun {
+            batch_size: 1,
+            ..TestRun::with_data(&pkt)
+        }),
+        Some(Errno::EINVAL)
+    );
+    assert_eq!(
+        e(TestRun {
+            ctx_in: Some(vec![]),
+            ..TestRun::with_data(&pkt)
+        }),
+        Some(Errno::EINVAL)
+    );
+    assert_eq!(
+        e(TestRun::with_data(&vec![0u8; 4000])),
+        Some(Errno::EOPNOTSUPP),
+        "frags"
+    );
+}
+
+#[test]
+fn xdp_ctx_in_meta_and_adjust_helpers() {
+    let rt = rt();
+    let pkt = packet();
+    // Read ingress_ifindex and rx_queue_index; grow the head by 8 and write there.
+    let src = "
+        r6 = r1
+        r0 = *(u32 *)(r6 +12)
+        r7 = r0
+        r1 = r6
+        r2 = -8
+        call bpf_xdp_adjust_head
+        if r0 != 0 goto out
+        r2 = *(u32 *)(r6 +0)
+        r3 = *(u32 *)(r6 +4)
+        r4 = r2
+        r4 += 8
+        if r4 > r3 goto out
+        r5 = 0x1122334455667788
+        *(u64 *)(r2 +0) = r5
+        r0 = r7
+        exit
+    out:
+        r0 = 99
+        exit
+    ";
+    let p = load(&rt, ProgType::XDP, src);
+    let mut t = TestRun::with_data(&pkt);
+    rt.prog_test_run(&p, &mut t).unwrap();
+    assert_eq!(t.retval, 1, "ingress_ifindex of loopback");
+    let out = t.data_out.unwrap();
+    assert_eq!(out.len(), pkt.len() + 8);
+    assert_eq!(&out[..8], &0x1122334455667788u64.to_ne_bytes());
+    assert_eq!(&out[8..], &pkt[..]);
+
+    // Shrinking past the headroom fails with EINVAL.
+    let src = format!(
+        "r2 = -{}\ncall bpf_xdp_adjust_head\nexit",
+        XDP_PACKET_HEADROOM
+    );
+    let p = load(&rt, ProgType::XDP, &src);
+    let mut t = TestRun::with_data(&pkt);
+    rt.prog_test_run(&p, &mut t).unwrap();
+    assert_eq!(t.retval as i32, -22);
+
+    // adjust_tail grows the packet with zeros; adjust_meta makes room for metadata.
+    let src = "
+        r6 = r1
+        r2 = 6
+        call bpf_xdp_adjust_tail
+        if r0 != 0 goto out
+        r1 = r6
+        r2 = -4
+        call bpf_xdp_adjust_meta
+        if r0 != 0 goto out
+        r2 = *(u32 *)(r6 +8)
+        r3 = *(u32 *)(r6 +0)
+        r4 = r2
+        r4 += 4
+        if r4 > r3 goto out
+        *(u32 *)(r2 +0) = 0x77
+        r1 = r6
+        r2 = 3
+        call bpf_xdp_adjust_meta
+        exit
+    out:
+        r0 = 99
+        exit
+    ";
+    let p = load(&rt, ProgType::XDP, src);
+    let mut md = [0u8; 24];
+    md[4..8].copy_from_slice(&(pkt.len() as u32).to_ne_bytes());
+    let mut t = TestRun {
+        ctx_in: Some(md.to_vec()),
+        ctx_out: Some(vec![]),
+        ctx_size_out: 24,
+        ..TestRun::with_data(&pkt)
+    };
+    rt.prog_test_run(&p, &mut t).unwrap();
+    assert_eq!(
+        t.retval as i32, -13,
+        "metadata length not a multiple of 4: EACCES"
+    );
+    let out = t.data_out.clone().unwrap();
+    assert_eq!(out.len(), 4 + pkt.len() + 6, "data_out starts at data_meta");
+    assert_eq!(&out[..4], &0x77u32.to_ne_bytes());
+    assert_eq!(&out[4..4 + pkt.len()], &pkt[..]);
+    assert_eq!(&out[4 + pkt.len()..], &[0; 6]);
+    let ctx = t.ctx_out.unwrap();
+    assert_eq!(u32::from_ne_bytes(ctx[0..4].try_into().unwrap()), 4, "data");
+    assert_eq!(
+        u32::from_ne_bytes(ctx[4..8].try_into().unwrap()),
+        4 + pkt.len() as u32 + 6,
+        "data_end"
+    );
+
+    // ctx_in checks.
+    let e = |md: [u8; 24]| {
+        let mut t = TestRun {
+            ctx_in: Some(md.to_vec()),
+            ..TestRun::with_data(&pkt)
+        };
+        rt.prog_test_run(&p, &mut t).err()
+    };
+    let mut md = [0u8; 24];
+    md[4..8].copy_from_slice(&(pkt.len() as u32 + 1).to_ne_bytes());
+    assert_eq!(e(md), Some(Errno::EINVAL), "data_end past data_size_in");
+    md[4..8].copy_from_slice(&(pkt.len() as u32).to_ne_bytes());
+    md[0..4].copy_from_slice(&3u32.to_ne_bytes());
+    assert_eq!(e(md), Some(Errno::EINVAL), "metadata not a multiple of 4");
+    md[0..4].copy_from_slice(&0u32.to_ne_bytes());
+    md[12..16].copy_from_slice(&5u32.to_ne_bytes());
+    assert_eq!(e(md), Some(Errno::ENODEV));
+    md[12..16].copy_from_slice(&0u32.to_ne_bytes());
+    md[16..20].copy_from_slice(&1u32.to_ne_bytes());
+    assert_eq!(e(md), Some(Errno::EINVAL), "queue without device");
+    md[16..20].copy_from_slice(&0u32.to_ne_bytes());
+    md[20..24].copy_from_slice(&1u32.to_ne_bytes());
+    assert_eq!(e(md), Some(Errno::EINVAL), "egress_ifindex");
+    let mut t = TestRun {
+        ctx_in: Some([[0u8; 24].as_slice(), &[1]].concat()),
+        ..TestRun::with_data(&pkt)
+    };
+    assert_eq!(rt.prog_test_run(&p, &mut t), Err(Errno::E2BIG));
+}
+
+#[test]
+fn checked_runs_trap_out_of_bounds_packet_access() {
+    let rt = rt();
+    // Reads 8 bytes past data_end without a bounds check.
+    let p = load(
+        &rt,
+        ProgType::XDP,
+        "r2 = *(u32 *)(r1 +4)\nr0 = *(u64 *)(r2 +0)\nexit",
+    );
+    let mut t = TestRun::with_data(&packet());
+    assert_eq!(rt.prog_test_run(&p, &mut t), Err(Errno::EFAULT));
+    assert!(matches!(t.fault, Some(RunFault::Vm(_))));
+    // The context is read-only for XDP.
+    let p = load(&rt, ProgType::XDP, "*(u32 *)(r1 +0) = 0\nr0 = 0\nexit");
+    let mut t = TestRun::with_data(&packet());
+    assert_eq!(rt.prog_test_run(&p, &mut t), Err(Errno::EFAULT));
+}
+
+#[test]
+fn skb_test_runs() {
+    let rt = rt();
+    let pkt = packet();
+    // Socket filter: len, protocol, pkt_type, ifindex; LD_ABS reads from the IP header.
+    let src = "
+        r6 = r1
+        r0 = *(u32 *)(r6 +0)
+        r2 = *(u32 *)(r6 +16)
+        if r2 != 8 goto bad
+        r2 = *(u32 *)(r6 +4)
+        if r2 != 3 goto bad
+        r2 = *(u32 *)(r6 +40)
+        if r2 != 1 goto bad
+        r0 = *(u8 *)skb[9]
+        if r0 != 17 goto bad
+        r0 = *(u32 *)skb[12]
+        if r0 != 0x0a000001 goto bad
+        r0 = *(u32 *)(r6 +0)
+        exit
+    bad:
+        r0 = 1000
+        exit
+    ";
+    let p = load(&rt, ProgType::SOCKET_FILTER, src);
+    let mut t = TestRun::with_data(&pkt);
+    rt.prog_test_run(&p, &mut t).unwrap();
+    assert_eq!(
+        t.retval,
+        pkt.len() as u32 - 14,
+        "len counts from the network header"
+    );
+    let out = t.data_out.unwrap();
+    assert_eq!(
+        &out[..14],
+        &[0; 14],
+        "the Ethernet header comes back zeroed"
+    );
+    assert_eq!(&out[14..], &pkt[14..]);
+    // Past the packet end: the program returns 0.
+    let p = load(
+        &rt,
+        ProgType::SOCKET_FILTER,
+        "r6 = r1\nr0 = *(u32 *)skb[1000]\nr0 = 5\nexit",
+    );
+    let mut t = TestRun::with_data(&pkt);
+    rt.prog_test_run(&p, &mut t).unwrap();
+    assert_eq!(t.retval, 0);
+
+    // tc: direct packet access from the MAC header, mark and cb written back to ctx_out.
+    let src = "
+        r2 = *(u32 *)(r1 +76)
+        r3 = *(u32 *)(r1 +80)
+        r4 = r2
+        r4 += 14
+        if r4 > r3 goto out
+        r5 = *(u8 *)(r2 +12)
+        *(u32 *)(r1 +8) = r5
+        r5 = *(u32 *)(r1 +48)
+        r5 += 1
+        *(u32 *)(r1 +48) = r5
+        *(u8 *)(r2 +0) = 0xaa
+        r0 = *(u32 *)(r1 +0)
+        exit
+    out:
+        r0 = 2
+        exit
+    ";
+    let p = load(&rt, ProgType::SCHED_CLS, src);
+    let mut ctx = [0u8; 192];
+    ctx[48..52].copy_from_slice(&41u32.to_ne_bytes());
+    let mut t = TestRun {
+        ctx_in: Some(ctx.to_vec()),
+        ctx_out: Some(vec![]),
+        ctx_size_out: 192,
+        ..TestRun::with_data(&pkt)
+    };
+    rt.prog_test_run(&p, &mut t).unwrap();
+    assert_eq!(t.retval, pkt.len() as u32);
+    let out = t.data_out.unwrap();
+    assert_eq!(out[0], 0xaa);
+    assert_eq!(&out[1..], &pkt[1..]);
+    let c = t.ctx_out.unwrap();
+    let w = |o: usize| u32::from_ne_bytes(c[o..o + 4].try_into().unwrap());
+    assert_eq!(
+        (w(8), w(48), w(40), w(0)),
+        (8, 42, 1, 0),
+        "mark, cb[0], ifindex, len"
+    );
+    // Fields a test may not set.
+    let mut bad = [0u8; 192];
+    bad[0] = 1;
+    let mut t = TestRun {
+        ctx_in: Some(bad.to_vec()),
+        ..TestRun::with_data(&pkt)
+    };
+    assert_eq!(rt.prog_test_run(&p, &mut t), Err(Errno::EINVAL));
+    let mut dev = [0u8; 192];
+    dev[40] = 7;
+    let mut t = TestRun {
+        ctx_in: Some(dev.to_vec()),
+        ..TestRun::with_data(&pkt)
+    };
+    assert_eq!(rt.prog_test_run(&p, &mut t), Err(Errno::ENODEV));
+    // An IPv4 frame too short for the header.
+    let mut short = pkt[..20].to_vec();
+    short[12..14].copy_from_slice(&[8, 0]);
+    assert_eq!(
+        rt.prog_test_run(&p, &mut TestRun::with_data(&short)),
+        Err(Errno::EINVAL)
+    );
+    // Programs without a test run.
+    let kp = load(&rt, ProgType::KPROBE, RET0);
+    assert_eq!(
+        rt.prog_test_run(&kp, &mut TestRun::with_data(&pkt)),
+        Err(Errno::ENOTSUPP)
+    );
+}
+
+#[test]
+fn map_helpers_from_programs() {
+    let rt = rt();
+    let hash = rt
+        .map_create(&MapCreateAttr::new(MapType::Hash, 4, 8, 8))
+        .unwrap();
+    let ro = rt
+        .map_create(&MapCreateAttr::new(MapType::Array, 4, 8, 1).flags(BPF_F_RDONLY_PROG))
+        .unwrap();
+    let hfd = rt.fd_install(hash.clone()).unwrap();
+    let rofd = rt.fd_install(ro.clone()).unwrap();
+    rt.map_update_elem(&ro, Some(&0u32.to_ne_bytes()), &5u64.to_ne_bytes(), BPF_ANY)
+        .unwrap();
+    // counts[7] += ro[0] (creating it), then returns the count.
+    let src = format!(
+        "
+        *(u32 *)(r10 -4) = 7
+        r1 = map[id:{hfd}]
+        r2 = r10
+        r2 += -4
+        call bpf_map_lookup_elem
+        if r0 != 0 goto found
+        *(u64 *)(r10 -16) = 0
+        r1 = map[id:{hfd}]
+        r2 = r10
+        r2 += -4
+        r3 = r10
+        r3 += -16
+        r4 = 1
+        call bpf_map_update_elem
+        r1 = map[id:{hfd}]
+        r2 = r10
+        r2 += -4
+        call bpf_map_lookup_elem
+        if r0 == 0 goto fail
+    found:
+        r6 = r0
+        r1 = map[id:{rofd}][0]+0
+        r2 = *(u64 *)(r1 +0)
+        r3 = *(u64 *)(r6 +0)
+        r3 += r2
+        *(u64 *)(r6 +0) = r3
+        r0 = r3
+        exit
+    fail:
+        r0 = 0
+        exit
+    "
+    );
+    let p = load(&rt, ProgType::XDP, &src);
+    for want in [5, 10, 15] {
+        let mut t = TestRun::with_data(&packet());
+        rt.prog_test_run(&p, &mut t).unwrap();
+        assert_eq!(t.retval, want);
+    }
+    let mut v = [0u8; 8];
+    rt.map_lookup_elem(&hash, Some(&7u32.to_ne_bytes()), &mut v, 0)
+        .unwrap();
+    assert_eq!(u64::from_ne_bytes(v), 15);
+    // The read-only map is not writable from the program.
+    let w = format!("r1 = map[id:{rofd}][0]+0\n*(u64 *)(r1 +0) = 1\nr0 = 0\nexit");
+    let p = load(&rt, ProgType::XDP, &w);
+    let mut t = TestRun::with_data(&packet());
+    assert_eq!(rt.prog_test_run(&p, &mut t), Err(Errno::EFAULT));
+    // A map pointer that is not one the program may use stops the run.
+    let src =
+        "r1 = 0x1000\nr2 = r10\nr2 += -8\n*(u64 *)(r10 -8) = 0\ncall bpf_map_lookup_elem\nexit";
+    let p = load(&rt, ProgType::XDP, src);
+    let mut t = TestRun::with_data(&packet());
+    assert_eq!(rt.prog_test_run(&p, &mut t), Err(Errno::EFAULT));
+    match &t.fault {
+        Some(RunFault::Vm(e)) => assert!(e.to_string().contains("is not a map"), "{e}"),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn ringbuf_loop_for_each_and_spin_lock() {
+    let rt = rt();
+    let rb = rt
+        .map_create(&MapCreateAttr::new(MapType::Ringbuf, 0, 0, 4096))
+        .unwrap();
+    let arr = rt
+        .map_create(&MapCreateAttr::new(MapType::Array, 4, 8, 4))
+        .unwrap();
+    let rbfd = rt.fd_install(rb.clone()).unwrap();
+    let afd = rt.fd_install(arr.clone()).unwrap();
+    for i in 0..4u32 {
+        rt.map_update_elem(
+            &arr,
+            Some(&i.to_ne_bytes()),
+            &u64::from(i + 1).to_ne_bytes(),
+            BPF_ANY,
+        )
+        .unwrap();
+    }
+    // Reserve 8 bytes, write the sum of the array (for_each) times the bpf_loop
+    // count, submit; output 4 more bytes.
+    //   0: r1 = map[afd]      (2 slots)
+    //   2: r2 = subprog[sum]  (2 slots)
+    let src = format!(
+        "
+        r1 = map[id:{afd}]
+        r2 = subprog[+LOOPCB]
+        *(u64 *)(r10 -8) = 0
+        r3 = r10
+        r3 += -8
+        r4 = 0
+        call bpf_for_each_map_elem
+        r6 = r0
+        r1 = 3
+        r2 = subprog[+CNTCB]
+        *(u64 *)(r10 -16) = 0
+        r3 = r10
+        r3 += -16
+        r4 = 0
+        call bpf_loop
+        r7 = r0
+        r1 = map[id:{rbfd}]
+        r2 = 8
+        r3 = 0
+        call bpf_ringbuf_reserve
+        if r0 == 0 goto out
+        r1 = *(u64 *)(r10 -8)
+        r2 = *(u64 *)(r10 -16)
+        r1 *= r2
+        *(u64 *)(r0 +0) = r1
+        r1 = r0
+        r2 = 0
+        call bpf_ringbuf_submit
+        *(u32 *)(r10 -20) = 0xabcd
+        r1 = map[id:{rbfd}]
+        r2 = r10
+        r2 += -20
+        r3 = 4
+        r4 = 0
+        call bpf_ringbuf_output
+        r0 = r6
+        r0 <<= 8
+        r0 |= r7
+        exit
+    out:
+        r0 = 0
+        exit
+    sum:
+        r0 = *(u64 *)(r3 +0)
+        r5 = *(u64 *)(r4 +0)
+        r0 += r5
+        *(u64 *)(r4 +0) = r0
+        r0 = 0
+        exit
+    cnt:
+        r0 = *(u64 *)(r2 +0)
+        r0 += 1
+        *(u64 *)(r2 +0) = r0
+        r0 = 0
+        exit
+    "
+    );
+    // Resolve the callback offsets: `rN = subprog[K]` loads pc + K + 1.
+    let prog = assemble(&src.replace("+LOOPCB", "0").replace("+CNTCB", "0")).unwrap();
+    let mut ops = prog.encode();
+    let label_pc = |name: &str| -> usize {
+        let mut pc = 0;
+        for line in src.lines().map(str::trim).filter(|l| !l.is_empty()) {
+            if line == format!("{name}:") {
+                return pc;
+            }
+            if line.ends_with(':') {
+                continue;
+            }
+            pc += if line.contains("map[") || line.contains("subprog[") {
+                2
+            } else {
+                1
+            };
+        }
+        panic!("no label {name}");
+    };
+    let (sum, cnt) = (label_pc("sum"), label_pc("cnt"));
+    ops[2].imm = (sum - 3) as i32;
+    let cnt_load = ops
+        .iter()
+        .enumerate()
+        .filter(|(_, i)| i.code == 0x18 && i.src_reg() == 4)
+        .nth(1)
+        .map(|(pc, _)| pc)
+        .unwrap();
+    ops[cnt_load].imm = (cnt - cnt_load - 1) as i32;
+    let p = rt
+        .prog_load(&ProgLoadAttr::new(ProgType::XDP, ops, "GPL"))
+        .unwrap();
+    let mut t = TestRun::with_data(&packet());
+    rt.prog_test_run(&p, &mut t).unwrap();
+    assert_eq!(t.retval, 4 << 8 | 3, "4 elements visited, 3 iterations");
+    let mut got = Vec::new();
+    rb.ringbuf().unwrap().consume(|r| {
+        got.push(r.to_vec());
+        std::ops::ControlFlow::Continue(())
+    });
+    assert_eq!(
+        got,
+        vec![
+            (10u64 * 3).to_ne_bytes().to_vec(),
+            0xabcdu32.to_ne_bytes().to_vec()
+        ]
+    );
+
+    // A reservation never submitted is discarded and reported.
+    let src =
+        format!("r1 = map[id:{rbfd}]\nr2 = 8\nr3 = 0\ncall bpf_ringbuf_reserve\nr0 = 0\nexit");
+    let p = load(&rt, ProgType::XDP, &src);
+    let mut t = TestRun::with_data(&packet());
+    assert_eq!(rt.prog_test_run(&p, &mut t), Err(Errno::EFAULT));
+    assert!(matches!(t.fault, Some(RunFault::Exec(_))), "{:?}", t.fault);
+    assert_eq!(
+        rb.ringbuf()
+            .unwrap()
+            .consume(|_| std::ops::ControlFlow::Continue(())),
+        0
+    );
+
+    // Spin locks: lock, unlock; a lock held at exit is released and reported.
+    let lock = rt
+        .map_create(&MapCreateAttr::new(MapType::Array, 4, 8, 1))
+        .unwrap();
+    let lfd = rt.fd_install(lock).unwrap();
+    let ok = format!(
+        "r1 = map[id:{lfd}][0]+0\ncall bpf_spin_lock\nr1 = map[id:{lfd}][0]+0\ncall bpf_spin_unlock\nr0 = 1\nexit"
+    );
+    let p = load(&rt, ProgType::SCHED_CLS, &ok);
+    let mut t = TestRun::with_data(&packet());
+    rt.prog_test_run(&p, &mut t).unwrap();
+    assert_eq!(t.retval, 1);
+    let held = format!("r1 = map[id:{lfd}][0]+0\ncall bpf_spin_lock\nr0 = 1\nexit");
+    let p = load(&rt, ProgType::SCHED_CLS, &held);
+    let mut t = TestRun::with_data(&packet());
+    assert_eq!(rt.prog_test_run(&p, &mut t), Err(Errno::EFAULT));
+    // ...and released: the first program still runs.
+    let p = load(&rt, ProgType::SCHED_CLS, &ok);
+    rt.prog_test_run(&p, &mut TestRun::with_data(&packet()))
+        .unwrap();
+}
+
+#[test]
+fn printf_helpers_probe_read_and_time() {
+    let rt = rt();
+    let (sink, lines) = collecting_sink();
+    rt.set_trace_sink(Some(sink));
+    // "v=%d\n" on the stack.
+    let src = "
+        r1 = 0x0a64253d76
+        *(u64 *)(r10 -8) = r1
+        r1 = r10
+        r1 += -8
+        r2 = 6
+        r3 = 42
+        call bpf_trace_printk
+        exit
+    ";
+    let p = load(&rt, ProgType::XDP, src);
+    let mut t = TestRun::with_data(&packet());
+    rt.prog_test_run(&p, &mut t).unwrap();
+    assert_eq!(t.retval, 5);
+    assert_eq!(lines.lock().unwrap().as_slice(), ["v=42\n"]);
+    // A format with more conversions than arguments allow: -EINVAL.
+    let src = "
+        r1 = 0x64256425642564
+        *(u64 *)(r10 -8) = r1
+        r1 = r10
+        r1 += -8
+        r2 = 8
+        call bpf_trace_printk
+        exit
+    ";
+    let p = load(&rt, ProgType::XDP, src);
+    let mut t = TestRun::with_data(&packet());
+    rt.prog_test_run(&p, &mut t).unwrap();
+    assert_eq!(t.retval as i32, 4, "three %d with three args is fine");
+    // probe_read_kernel of registered host memory, and of unknown memory.
+    let host = Box::new(0x5a5a_5a5a_1234_5678u64);
+    let addr = &*host as *const u64 as u64;
+    // SAFETY: `host` outlives the runtime's use (unregistered below).
+    unsafe { rt.register_probe_memory(addr, 8) };
+    let src = format!(
+        "
+        r1 = r10
+        r1 += -8
+        r2 = 8
+        r3 = {addr:#x}
+        call bpf_probe_read_kernel
+        if r0 != 0 goto out
+        r0 = *(u32 *)(r10 -8)
+        exit
+    out:
+        r0 = 1
+        exit
+    "
+    );
+    let p = load(&rt, ProgType::XDP, &src);
+    let mut t = TestRun::with_data(&packet());
+    rt.prog_test_run(&p, &mut t).unwrap();
+    assert_eq!(t.retval, 0x1234_5678);
+    rt.unregister_probe_memory(addr);
+    let mut t = TestRun::with_data(&packet());
+    rt.prog_test_run(&p, &mut t).unwrap();
+    assert_eq!(t.retval, 1, "EFAULT for memory the runtime does not know");
+    // Time helpers move forward; the boot clock is at least the monotonic one.
+    let src = "call bpf_ktime_get_ns\nr6 = r0\ncall bpf_ktime_get_ns\nr0 -= r6\nr0 >>= 63\nexit";
+    let p = load(&rt, ProgType::XDP, src);
+    let mut t = TestRun::with_data(&packet());
+    rt.prog_test_run(&p, &mut t).unwrap();
+    assert_eq!(t.retval, 0);
+    // bpf_jiffies64 needs CAP_BPF in the loader; trace_printk CAP_PERFMON too.
+    rt.set_caps(Capabilities::BPF | Capabilities::NET_ADMIN);
+    let p = load(&rt, ProgType::XDP, "call bpf_trace_printk\nexit");
+    let mut t = TestRun::with_data(&packet());
+    assert_eq!(rt.prog_test_run(&p, &mut t), Err(Errno::EFAULT));
+    assert!(matches!(t.fault, Some(RunFault::Vm(_))));
+}
+
+#[test]
+fn host_helpers_and_kfuncs() {
+    let rt = rt();
+    let (_, kf) = host_btf(&rt);
+    let proto = HelperProto {
+        id: 10_000,
+        name: "host_add",
+        ret: Ret::INTEGER,
+        args: [
+            Arg::new(ArgType::Anything),
+            Arg::new(ArgType::Anything),
+            Arg::DONTCARE,
+            Arg::DONTCARE,
+            Arg::DONTCARE,
+        ],
+        gpl_only: false,
+        might_sleep: false,
+        pkt_access: false,
+    };
+    let helper = HostHelper {
+        proto,
+        prog_types: vec![ProgType::XDP],
+        func: Arc::new(|_, a| Ok(a[0] + a[1])),
+    };
+    assert_eq!(
+        rt.register_helper(HostHelper {
+            proto: HelperProto { id: 1, ..proto },
+            ..helper.clone()
+        }),
+        Err(Errno::EEXIST)
+    );
+    rt.register_helper(helper.clone()).unwrap();
+    assert_eq!(rt.register_helper(helper), Err(Errno::EEXIST));
+    let p = load(
+        &rt,
+        ProgType::XDP,
+        "r1 = 40\nr2 = 2\ncall host_add#10000\nexit",
+    );
+    let mut t = TestRun::with_data(&packet());
+    rt.prog_test_run(&p, &mut t).unwrap();
+    assert_eq!(t.retval, 42);
+    let tc = load(
+        &rt,
+        ProgType::SCHED_CLS,
+        "r1 = 40\nr2 = 2\ncall host_add#10000\nexit",
+    );
+    assert_eq!(
+        rt.prog_test_run(&tc, &mut TestRun::with_data(&packet())),
+        Err(Errno::EFAULT)
+    );
+    rt.unregister_helper(10_000).unwrap();
+    assert_eq!(rt.unregister_helper(10_000), Err(Errno::ENOENT));
+
+    // kfuncs: unregistered ones cannot be loaded; registered ones run.
+    let kcall = format!("r1 = 21\ncall kernel-function#{kf}\nexit");
+    assert_eq!(
+        rt.prog_load(&attr(ProgType::XDP, &kcall)).err(),
+        Some(Errno::EINVAL)
+    );
+    let id = rt
+        .register_kfunc(
+            "host_twice",
+            KfuncFlags::TRUSTED_ARGS,
+            vec![],
+            Arc::new(|_, a| Ok(a[0] * 2)),
+        )
+        .unwrap();
+    assert_eq!(id, kf);
+    assert_eq!(
+        rt.register_kfunc("missing", KfuncFlags::NONE, vec![], Arc::new(|_, _| Ok(0))),
+        Err(Errno::ENOENT)
+    );
+    let p = load(&rt, ProgType::XDP, &kcall);
+    assert_eq!(p.kfuncs(), &[kf]);
+    let mut t = TestRun::with_data(&packet());
+    rt.prog_test_run(&p, &mut t).unwrap();
+    assert_eq!(t.retval, 42);
+    let mut mit = attr(ProgType::XDP, &kcall);
+    mit.license = "MIT".into();
+    assert_eq!(
+        rt.prog_load(&mit).err(),
+        Some(Errno::EINVAL),
+        "kfuncs need GPL"
+    );
+    assert_eq!(
+        rt.prog_load(&attr(ProgType::XDP, "call kernel-function#1\nexit"))
+            .err(),
+        Some(Errno::EINVAL),
+        "not a FUNC"
+    );
+    assert_eq!(
+        rt.prog_load(&attr(ProgType::XDP, "call kernel-function[1]#5\nexit"))
+            .err(),
+        Some(Errno::EPROTO),
+        "module BTF without fd_array"
+    );
+}

@@ -51,6 +51,7 @@ pub mod exec;
 mod fd;
 pub mod helpers;
 pub mod kfunc;
+pub mod loader;
 pub mod maps;
 pub mod object;
 pub mod prog;

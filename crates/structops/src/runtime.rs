@@ -144,6 +144,17 @@ impl Runtime {
         self.ncpus
     }
 
+    /// The kernel configuration this runtime presents to `__kconfig` externs, in
+    /// Kconfig's `.config` syntax: `CONFIG_HZ` (the `jiffies64` rate) and the BPF
+    /// options whose features it implements.
+    pub fn kconfig(&self) -> String {
+        format!(
+            "CONFIG_HZ={}\nCONFIG_BPF=y\nCONFIG_BPF_SYSCALL=y\nCONFIG_BPF_JIT=y\n\
+             CONFIG_BPF_EVENTS=y\nCONFIG_DEBUG_INFO_BTF=y\n",
+            self.progs.hz
+        )
+    }
+
     // ---------------------------------------------------------------------------------
     // BTF
 

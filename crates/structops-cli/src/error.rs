@@ -87,6 +87,43 @@ pub enum CliError {
         /// The decode error.
         source: structops_isa::DecodeError,
     },
+    /// A named map does not exist (or was not created).
+    #[error("no map named '{name}' in {path}")]
+    NoSuchMap {
+        /// The requested name.
+        name: String,
+        /// The file.
+        path: String,
+        /// The maps that do exist.
+        available: Vec<String>,
+    },
+    /// Loading an object into the in-process runtime failed.
+    #[error("loading into the in-process runtime: {0}")]
+    Load(Box<structops::loader::LoadError>),
+    /// A runtime command failed.
+    #[error("{step}: {errno}")]
+    Runtime {
+        /// What the CLI was doing.
+        step: String,
+        /// The runtime's answer.
+        errno: structops::Errno,
+    },
+    /// `prog_test_run` failed.
+    #[error("running program '{prog}': {errno}{}", fault.as_ref().map(|f| format!(" ({f})")).unwrap_or_default())]
+    Run {
+        /// The program.
+        prog: String,
+        /// The runtime's answer.
+        errno: structops::Errno,
+        /// Why a checked run stopped, when it did.
+        fault: Option<String>,
+    },
+    /// The request needs something this build does not have.
+    #[error("not supported: {what}")]
+    Unsupported {
+        /// What, and what to do instead.
+        what: String,
+    },
     /// Writing output failed.
     #[error("writing output: {0}")]
     Write(io::Error),
@@ -114,7 +151,22 @@ impl CliError {
                 io::ErrorKind::PermissionDenied => "EACCES",
                 _ => "EIO",
             },
-            CliError::NoSuchProgram { .. } | CliError::NoSuchType { .. } => "ENOENT",
+            CliError::NoSuchProgram { .. }
+            | CliError::NoSuchType { .. }
+            | CliError::NoSuchMap { .. } => "ENOENT",
+            CliError::Runtime { errno, .. } | CliError::Run { errno, .. } => {
+                errno.name().unwrap_or("EINVAL")
+            }
+            CliError::Load(e) => match e.as_ref() {
+                structops::loader::LoadError::MapCreate { errno, .. }
+                | structops::loader::LoadError::MapInit { errno, .. }
+                | structops::loader::LoadError::ProgLoad { errno, .. }
+                | structops::loader::LoadError::Descriptor { errno, .. } => {
+                    errno.name().unwrap_or("EINVAL")
+                }
+                _ => "EINVAL",
+            },
+            CliError::Unsupported { .. } => "EOPNOTSUPP",
             CliError::NoBtf { .. } => "ENOENT",
             CliError::Write(_) | CliError::BrokenPipe => "EIO",
             _ => "EINVAL",
@@ -128,6 +180,18 @@ impl CliError {
                 Some(format!("programs: {}", available.join(", ")))
             }
             CliError::NoSuchProgram { .. } => Some("the object has no programs".into()),
+            CliError::NoSuchMap { available, .. } if !available.is_empty() => {
+                Some(format!("maps: {}", available.join(", ")))
+            }
+            CliError::Load(e) => match e.as_ref() {
+                structops::loader::LoadError::ProgLoad { log, .. } if !log.is_empty() => {
+                    Some(format!("program load log:\n{}", log.trim_end()))
+                }
+                structops::loader::LoadError::Relocate { .. } => Some(
+                    "relocation uses the host BTF (--btf, default /sys/kernel/btf/vmlinux)".into(),
+                ),
+                _ => None,
+            },
             CliError::NoBtf { .. } => Some("compile with `clang -g` to emit BTF".into()),
             CliError::Relocate { .. } => Some(
                 "relocation uses the host BTF (--btf, default /sys/kernel/btf/vmlinux) and the \

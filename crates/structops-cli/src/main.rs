@@ -7,6 +7,8 @@
 mod btf;
 mod error;
 mod host;
+mod inproc;
+mod map;
 mod object;
 mod output;
 mod prog;
@@ -47,9 +49,12 @@ enum Noun {
     /// Dump BTF from raw BTF files or BPF objects.
     #[command(subcommand)]
     Btf(btf::BtfCmd),
-    /// Inspect the programs of a BPF object.
+    /// Inspect the programs of a BPF object, or test-run them in-process.
     #[command(subcommand)]
     Prog(prog::ProgCmd),
+    /// Dump the maps of an object loaded into an in-process runtime.
+    #[command(subcommand)]
+    Map(map::MapCmd),
 }
 
 fn run(cli: Cli) -> Result<(), CliError> {
@@ -58,6 +63,7 @@ fn run(cli: Cli) -> Result<(), CliError> {
         Noun::Object(cmd) => object::run(cmd, &out),
         Noun::Btf(cmd) => btf::run(cmd, &out),
         Noun::Prog(cmd) => prog::run(cmd, &out),
+        Noun::Map(cmd) => map::run(cmd, &out),
     }
 }
 

@@ -13,6 +13,7 @@ use structops_obj::{CoreEngine, ExternHost, LinkedProgram, LoadHost, Object};
 
 use crate::error::CliError;
 use crate::host;
+use crate::inproc;
 use crate::object::open;
 use crate::output::Output;
 
@@ -30,11 +31,42 @@ pub enum ProgCmd {
         #[arg(long, value_name = "PATH")]
         btf: Option<PathBuf>,
     },
+    /// Load an object into an in-process runtime and test-run one program
+    /// (`BPF_PROG_TEST_RUN`): prints retval, ns per run and the output data.
+    Run {
+        /// The BPF object.
+        file: PathBuf,
+        /// The program's name.
+        #[arg(long = "prog", value_name = "NAME")]
+        name: String,
+        /// The runtime's host BTF (default: /sys/kernel/btf/vmlinux when readable).
+        #[arg(long, value_name = "PATH")]
+        btf: Option<PathBuf>,
+        /// Write the output data to this file.
+        #[arg(long, value_name = "FILE")]
+        data_out: Option<PathBuf>,
+        #[command(flatten)]
+        input: inproc::RunInput,
+    },
 }
 
 /// Runs a `prog` verb.
 pub fn run(cmd: ProgCmd, out: &Output) -> Result<(), CliError> {
     match cmd {
+        ProgCmd::Run {
+            file,
+            name,
+            btf,
+            data_out,
+            input,
+        } => run_prog(
+            &file,
+            &name,
+            btf.as_deref(),
+            data_out.as_deref(),
+            &input,
+            out,
+        ),
         ProgCmd::Dump { file, name, btf } => {
             let path = file.display().to_string();
             let bytes = host::read(&file)?;
@@ -75,6 +107,73 @@ pub fn run(cmd: ProgCmd, out: &Output) -> Result<(), CliError> {
             }
         }
     }
+}
+
+/// `prog run`.
+fn run_prog(
+    file: &std::path::Path,
+    name: &str,
+    btf: Option<&std::path::Path>,
+    data_out: Option<&std::path::Path>,
+    input: &inproc::RunInput,
+    out: &Output,
+) -> Result<(), CliError> {
+    let loaded = inproc::load(file, btf, Some(&[name]))?;
+    let Some(prog) = loaded.obj.prog(name) else {
+        return Err(CliError::NoSuchProgram {
+            name: name.to_string(),
+            path: file.display().to_string(),
+            available: loaded.obj.progs().map(|(n, _)| n.to_string()).collect(),
+        });
+    };
+    let r = inproc::run(&loaded, name, prog, input)?;
+    if let (Some(path), Some(data)) = (data_out, &r.data_out) {
+        std::fs::write(path, data).map_err(|source| CliError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+    }
+    let trace: Vec<String> = loaded
+        .trace
+        .lock()
+        .map(|t| t.clone())
+        .unwrap_or_else(|p| p.into_inner().clone());
+    let hex = |d: &[u8]| d.iter().map(|b| format!("{b:02x}")).collect::<String>();
+    if out.json {
+        return out.json(&json!({
+            "name": name,
+            "retval": r.retval,
+            "duration_ns": r.duration,
+            "repeat": r.repeat,
+            "data_size_out": r.data_out.as_ref().map(Vec::len),
+            "data_out": r.data_out.as_deref().map(hex),
+            "ctx_out": r.ctx_out.as_deref().map(hex),
+            "trace": trace,
+        }));
+    }
+    let mut s = format!(
+        "retval: {} ({:#x})\nduration: {} ns/run ({} run{})\n",
+        r.retval,
+        r.retval,
+        r.duration,
+        r.repeat,
+        if r.repeat == 1 { "" } else { "s" }
+    );
+    if let Some(d) = &r.data_out {
+        s.push_str(&format!("data_out: {} bytes\n", d.len()));
+        s.push_str(&inproc::hexdump(d));
+    }
+    if let Some(c) = &r.ctx_out {
+        s.push_str(&format!("ctx_out: {} bytes\n", c.len()));
+        s.push_str(&inproc::hexdump(c));
+    }
+    if !trace.is_empty() {
+        s.push_str("trace:\n");
+        for line in &trace {
+            s.push_str(&format!("  {}\n", line.trim_end()));
+        }
+    }
+    out.text(&s)
 }
 
 /// Makes sure the program named explicitly gets loaded even if its section says `?`

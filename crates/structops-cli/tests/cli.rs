@@ -201,3 +201,173 @@ fn prog_dump_every_fixture_program() {
     }
     assert!(dumped >= 20, "only {dumped} fixture programs dumped");
 }
+
+fn fixture(name: &str) -> String {
+    format!("{}/../../bpf/{name}", env!("CARGO_MANIFEST_DIR"))
+}
+
+fn temp_file(tag: &str, bytes: &[u8]) -> std::path::PathBuf {
+    let p = std::env::temp_dir().join(format!("structops-cli-{}-{tag}", std::process::id()));
+    std::fs::write(&p, bytes).unwrap();
+    p
+}
+
+#[test]
+fn prog_run_xdp_reports_retval_duration_and_data() {
+    let pkt: Vec<u8> = (0..64u8).collect();
+    let input = temp_file("pkt", &pkt);
+    let output = std::env::temp_dir().join(format!("structops-cli-{}-out", std::process::id()));
+    let o = structops(&[
+        "-j",
+        "prog",
+        "run",
+        &fixture("maps.bpf.o"),
+        "--prog",
+        "xdp_count",
+        "--data-in",
+        input.to_str().unwrap(),
+        "--data-out",
+        output.to_str().unwrap(),
+        "--repeat",
+        "3",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(v["name"], "xdp_count");
+    assert_eq!(v["retval"], 2, "XDP_PASS");
+    assert_eq!(v["repeat"], 3);
+    assert_eq!(v["data_size_out"], 64);
+    let hex: String = pkt.iter().map(|b| format!("{b:02x}")).collect();
+    assert_eq!(v["data_out"], hex.as_str(), "the packet passes unchanged");
+    assert_eq!(std::fs::read(&output).unwrap(), pkt);
+    assert!(v["duration_ns"].as_u64().is_some());
+    let _ = std::fs::remove_file(input);
+    let _ = std::fs::remove_file(output);
+
+    // Text mode prints the same facts.
+    let input = temp_file("pkt2", &pkt);
+    let o = structops(&[
+        "prog",
+        "run",
+        &fixture("maps.bpf.o"),
+        "--prog",
+        "xdp_count",
+        "--data-in",
+        input.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = stdout(&o);
+    assert!(text.starts_with("retval: 2 (0x2)\nduration: "), "{text}");
+    assert!(
+        text.contains("data_out: 64 bytes\n00000000  00 01 02"),
+        "{text}"
+    );
+    let _ = std::fs::remove_file(input);
+}
+
+#[test]
+fn map_dump_after_a_run_shows_what_the_program_wrote() {
+    let input = temp_file("pkt3", &[0u8; 60]);
+    let o = structops(&[
+        "-j",
+        "map",
+        "dump",
+        &fixture("maps.bpf.o"),
+        "--run",
+        "xdp_count",
+        "--data-in",
+        input.to_str().unwrap(),
+        "--map",
+        "scratch",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(v[0]["name"], "scratch");
+    assert_eq!(v[0]["type"], "percpu_array");
+    // bpf_loop(8, ...) summed 0..8 = 28 into one CPU's first u64.
+    let entries = v[0]["entries"].as_array().unwrap();
+    assert_eq!(entries.len(), 1);
+    let sum: u64 = entries[0]["values"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            let first = &c["value"].as_array().unwrap()[0];
+            u64::from_str_radix(first.as_str().unwrap().trim_start_matches("0x"), 16).unwrap()
+        })
+        .sum();
+    assert_eq!(sum, 28);
+    let _ = std::fs::remove_file(input);
+}
+
+#[test]
+fn map_dump_prints_global_data_with_btf() {
+    let o = structops(&[
+        "map",
+        "dump",
+        &fixture("globals.bpf.o"),
+        "--map",
+        "globals.rodata",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = stdout(&o);
+    assert!(text.starts_with("map globals.rodata (id "), "{text}");
+    assert!(text.contains("\"max_len\": 1500"), "{text}");
+}
+
+#[test]
+fn prog_run_and_map_dump_refuse_bad_requests_with_typed_errors() {
+    // Unknown program: ENOENT and the alternatives.
+    let o = structops(&["prog", "run", &fixture("maps.bpf.o"), "--prog", "nope"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("no program named 'nope'"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(stderr(&o).contains("(ENOENT)"), "{}", stderr(&o));
+    assert!(stderr(&o).contains("xdp_count"), "{}", stderr(&o));
+    // Unknown map.
+    let o = structops(&["map", "dump", &fixture("maps.bpf.o"), "--map", "nope"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("Hint: maps: "), "{}", stderr(&o));
+    // Not a number: a usage error.
+    let o = structops(&[
+        "prog",
+        "run",
+        &fixture("maps.bpf.o"),
+        "--prog",
+        "xdp_count",
+        "--args",
+        "1,two",
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    // The JIT does not exist yet.
+    let o = structops(&[
+        "-j",
+        "prog",
+        "run",
+        &fixture("maps.bpf.o"),
+        "--prog",
+        "xdp_count",
+        "--engine",
+        "jit",
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(v["errno"], "EOPNOTSUPP");
+    // An XDP program without packet data: the runtime's EINVAL, as the kernel's.
+    let o = structops(&["prog", "run", &fixture("maps.bpf.o"), "--prog", "xdp_count"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stdout(&o));
+    assert!(
+        stderr(&o).contains("running program 'xdp_count'"),
+        "{}",
+        stderr(&o)
+    );
+    // A garbage object.
+    let junk = temp_file("junk", b"\x7fELF\x02\x01\x01garbage");
+    let o = structops(&["map", "dump", junk.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("Error: "), "{}", stderr(&o));
+    let _ = std::fs::remove_file(junk);
+}

@@ -1,0 +1,247 @@
+//! The CLI's in-process runtime: `prog run` and `map dump` load an object into a
+//! [`structops::Runtime`] living in this process, run programs there, and read the maps
+//! back — the kernel is never involved.
+//!
+//! The runtime's host BTF (its "vmlinux") is `--btf PATH` or, by default, the running
+//! kernel's `/sys/kernel/btf/vmlinux` when it is readable, so objects written for the
+//! kernel's types relocate as they would there. `__kconfig` externs see this machine's
+//! kernel configuration (as libbpf would on this host), `__ksym` functions resolve to
+//! the host BTF's `FUNC`s and typeless ksyms to `/proc/kallsyms`.
+//!
+//! Until the verifier is installed by the runtime, programs run in the interpreter's
+//! checked mode, where every memory access outside the regions a run grants stops the
+//! run with an error instead of touching the process.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use clap::{Args, ValueEnum};
+use structops::loader::{LoadOptions, LoadedObject, ObjectLoader};
+use structops::prog::collecting_sink;
+use structops::{ProgHandle, RunMode, Runtime, RuntimeConfig, TestRun};
+use structops_btf::Btf;
+
+use crate::error::CliError;
+use crate::host;
+
+/// How programs execute.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
+pub enum Engine {
+    /// The reference interpreter.
+    #[default]
+    Interp,
+    /// Native code from the Cranelift JIT.
+    Jit,
+}
+
+/// What to run a program on: the options `prog run` and `map dump --run` share.
+#[derive(Clone, Debug, Default, Args)]
+pub struct RunInput {
+    /// struct_ops (and other u64-array context) arguments, comma-separated; decimal or
+    /// 0x-prefixed hex.
+    #[arg(long, value_name = "N,N,...", value_delimiter = ',', value_parser = parse_u64)]
+    pub args: Vec<u64>,
+    /// Packet bytes for XDP and skb programs.
+    #[arg(long, value_name = "FILE")]
+    pub data_in: Option<PathBuf>,
+    /// Context bytes (`struct xdp_md`, `struct __sk_buff`).
+    #[arg(long, value_name = "FILE")]
+    pub ctx_in: Option<PathBuf>,
+    /// Run this many times (the duration is the mean per run).
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    pub repeat: u32,
+    /// Execution engine.
+    #[arg(long, value_enum, default_value_t = Engine::Interp)]
+    pub engine: Engine,
+}
+
+fn parse_u64(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let parsed = match t.strip_prefix("0x").or_else(|| t.strip_prefix("0X")) {
+        Some(hex) => u64::from_str_radix(hex, 16),
+        None => t
+            .parse::<u64>()
+            .or_else(|_| t.parse::<i64>().map(|v| v as u64)),
+    };
+    parsed.map_err(|_| format!("'{s}' is not a number (decimal, negative, or 0x hex)"))
+}
+
+/// An object loaded into a fresh in-process runtime.
+pub struct Loaded {
+    /// The runtime.
+    pub rt: Runtime,
+    /// The object's maps and programs.
+    pub obj: LoadedObject,
+    /// What `bpf_trace_printk`/`bpf_printk` wrote.
+    pub trace: Arc<Mutex<Vec<String>>>,
+}
+
+/// Loads `file` into a new runtime with its maps and, among its programs, only those
+/// named in `progs` (all of them when `progs` is `None`).
+pub fn load(file: &Path, btf: Option<&Path>, progs: Option<&[&str]>) -> Result<Loaded, CliError> {
+    let path = file.display().to_string();
+    let bytes = host::read(file)?;
+    let rt = Runtime::new(RuntimeConfig {
+        run_unverified: true,
+        ..RuntimeConfig::default()
+    });
+    let (sink, trace) = collecting_sink();
+    rt.set_trace_sink(Some(sink));
+    let target = match btf {
+        Some(p) => Some(host::target_btf(Some(p))?),
+        None => std::fs::read(host::VMLINUX_BTF)
+            .ok()
+            .and_then(|b| Btf::parse(&b).ok()),
+    };
+    if let Some(t) = target {
+        rt.register_host_btf(t).map_err(|errno| CliError::Runtime {
+            step: "registering the host BTF".into(),
+            errno,
+        })?;
+    }
+    let mut loader = ObjectLoader::open(&bytes, &path).map_err(load_err)?;
+    if let Some(names) = progs {
+        if let Some(name) = names.iter().find(|n| loader.object().program(n).is_none()) {
+            return Err(CliError::NoSuchProgram {
+                name: name.to_string(),
+                path,
+                available: loader
+                    .object()
+                    .programs()
+                    .iter()
+                    .filter(|p| !p.is_subprog())
+                    .map(|p| p.name().to_string())
+                    .collect(),
+            });
+        }
+        loader.select_programs(names);
+    }
+    let kconfig = host::system_kconfig();
+    let host_btf = rt.host_btf();
+    let empty = structops_btf::BtfBuilder::new().build();
+    let ksyms = host::HostKsyms::new(host_btf.as_ref().map_or(&empty, |h| h.object().btf()));
+    let opts = LoadOptions {
+        kconfig: kconfig.as_deref(),
+        ksyms: Some(&ksyms),
+        kernel_version: Some(host::kernel_version()),
+        ..LoadOptions::default()
+    };
+    let obj = loader.load(&rt, &opts).map_err(load_err)?;
+    Ok(Loaded { rt, obj, trace })
+}
+
+fn load_err(e: structops::loader::LoadError) -> CliError {
+    CliError::Load(Box::new(e))
+}
+
+/// The result of one `prog_test_run`.
+pub struct RunResult {
+    /// The program's return value.
+    pub retval: u32,
+    /// Mean ns per run.
+    pub duration: u32,
+    /// Runs made.
+    pub repeat: u32,
+    /// Output packet, when the program type has one.
+    pub data_out: Option<Vec<u8>>,
+    /// Output context, when one was given.
+    pub ctx_out: Option<Vec<u8>>,
+}
+
+/// Runs `prog` of `l` on `input`.
+pub fn run(
+    l: &Loaded,
+    name: &str,
+    prog: &ProgHandle,
+    input: &RunInput,
+) -> Result<RunResult, CliError> {
+    if input.engine == Engine::Jit {
+        return Err(CliError::Unsupported {
+            what: "--engine jit: the JIT is not built yet; use --engine interp".into(),
+        });
+    }
+    let data = match &input.data_in {
+        Some(p) => Some(host::read(p)?),
+        None => None,
+    };
+    let ctx = match &input.ctx_in {
+        Some(p) => Some(host::read(p)?),
+        None => None,
+    };
+    let mut t = if !input.args.is_empty() {
+        TestRun::with_args(&input.args)
+    } else if let Some(c) = &ctx {
+        TestRun::with_ctx(c)
+    } else {
+        TestRun::default()
+    };
+    if let Some(d) = data {
+        t.data_in = d;
+        t.data_out = Some(Vec::new());
+    }
+    t.repeat = input.repeat;
+    t.mode = RunMode::Auto;
+    l.rt.prog_test_run(prog, &mut t)
+        .map_err(|errno| CliError::Run {
+            prog: name.to_string(),
+            errno,
+            fault: t.fault.as_ref().map(ToString::to_string),
+        })?;
+    Ok(RunResult {
+        retval: t.retval,
+        duration: t.duration,
+        repeat: input.repeat.max(1),
+        data_out: t.data_out,
+        ctx_out: t.ctx_out,
+    })
+}
+
+/// Bytes as `hexdump -C`-like lines: offset, 16 hex bytes, printable ASCII.
+pub fn hexdump(data: &[u8]) -> String {
+    let mut s = String::new();
+    for (i, chunk) in data.chunks(16).enumerate() {
+        let hex: Vec<String> = chunk.iter().map(|b| format!("{b:02x}")).collect();
+        let ascii: String = chunk
+            .iter()
+            .map(|&b| {
+                if b.is_ascii_graphic() || b == b' ' {
+                    b as char
+                } else {
+                    '.'
+                }
+            })
+            .collect();
+        s.push_str(&format!(
+            "{:08x}  {:<47}  |{ascii}|\n",
+            i * 16,
+            hex.join(" ")
+        ));
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_parse_in_every_accepted_form() {
+        assert_eq!(parse_u64("42"), Ok(42));
+        assert_eq!(parse_u64("0x2a"), Ok(42));
+        assert_eq!(parse_u64("-1"), Ok(u64::MAX));
+        assert!(parse_u64("forty").is_err());
+        assert!(parse_u64("0xzz").is_err());
+        assert!(parse_u64("").is_err());
+    }
+
+    #[test]
+    fn hexdump_shows_offsets_bytes_and_text() {
+        let d = hexdump(b"ABCDEFGHIJKLMNOPq\x00");
+        let lines: Vec<&str> = d.lines().collect();
+        assert_eq!(lines.len(), 2);
+        assert!(lines[0].starts_with("00000000  41 42"), "{d}");
+        assert!(lines[0].ends_with("|ABCDEFGHIJKLMNOP|"), "{d}");
+        assert!(lines[1].starts_with("00000010  71 00"), "{d}");
+        assert!(lines[1].ends_with("|q.|"), "{d}");
+    }
+}

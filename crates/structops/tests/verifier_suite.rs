@@ -32,7 +32,8 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 use structops::{Errno, MapCreateAttr, ProgLoadAttr, ProgType, Runtime, RuntimeConfig};
-use structops_btf::{Btf, Kind};
+use structops_btf::ext::FuncInfo;
+use structops_btf::{Btf, BtfBuilder, INT_SIGNED, Kind, Linkage};
 use structops_isa::{AsmError, Insn, assemble};
 
 /// `BPF_PROG_LOAD`.
@@ -84,6 +85,9 @@ struct Case {
     expect: Expect,
     /// Why the kernel does not load this case, if it does not.
     kernel_skip: Option<String>,
+    /// Whether to load a program BTF with one `FUNC` per subprogram and func_info
+    /// (`btf: func_info`; callbacks and some subprogram features need it).
+    func_info: bool,
     /// Substrings that must appear somewhere in the log (`log:` lines).
     log_has: Vec<String>,
     /// First line of the program text in the file.
@@ -222,6 +226,7 @@ fn parse_cases(file: &str, text: &str) -> Result<Vec<Case>, CaseError> {
                     expect: Expect::Accept,
                     kernel_skip: None,
                     log_has: Vec::new(),
+                    func_info: false,
                     prog_line: 0,
                     prog: Vec::new(),
                 },
@@ -319,6 +324,12 @@ fn parse_cases(file: &str, text: &str) -> Result<Vec<Case>, CaseError> {
                         format!("accept or reject expected, got `{value}`"),
                     ));
                 };
+            }
+            "btf" => {
+                if value != "func_info" {
+                    return Err(err(line, "btf: func_info expected".into()));
+                }
+                case.func_info = true;
             }
             "log" => {
                 if value.is_empty() {
@@ -474,6 +485,35 @@ fn assemble_case(case: &Case, r: &Resolver<'_>) -> Result<Vec<Insn>, String> {
         }
     }
     Ok(insns)
+}
+
+/// A program BTF with one static `int f<N>(void)` per subprogram start (pseudo calls and
+/// `BPF_PSEUDO_FUNC` loads), and the func_info records naming them.
+fn prog_btf(insns: &[Insn]) -> (Vec<u8>, Vec<FuncInfo>) {
+    let mut starts = vec![0usize];
+    for (i, insn) in insns.iter().enumerate() {
+        let call = insn.code == 0x85 && insn.src_reg() == 1;
+        let func = insn.code == 0x18 && insn.src_reg() == 4;
+        if call || func {
+            let t = i as i64 + i64::from(insn.imm) + 1;
+            if t >= 0 && (t as usize) < insns.len() {
+                starts.push(t as usize);
+            }
+        }
+    }
+    starts.sort_unstable();
+    starts.dedup();
+    let mut b = BtfBuilder::new();
+    let int = b.add_int("int", 4, INT_SIGNED);
+    let proto = b.add_func_proto(int, &[]);
+    let infos = starts
+        .iter()
+        .map(|&s| FuncInfo {
+            insn_off: s as u32,
+            type_id: b.add_func(&format!("f{s}"), proto, Linkage::Static),
+        })
+        .collect();
+    (b.build().encode(), infos)
 }
 
 /// The `map[NAME]` and `call kfunc:NAME` rewrites of one line.
@@ -698,6 +738,17 @@ fn kernel_run(case: &Case, vmlinux: &Btf, log: &mut [u8]) -> Result<Outcome, Str
         .u32(108, attach_btf_id);
     let name = b"vsuite";
     at.0[48..48 + name.len()].copy_from_slice(name);
+    let (btf, infos) = prog_btf(&insns);
+    let records: Vec<u32> = infos.iter().flat_map(|r| [r.insn_off, r.type_id]).collect();
+    if case.func_info {
+        let btf_fd =
+            kernel::btf_load(&btf).map_err(|e| format!("{}: BTF_LOAD: {e:?}", case.id()))?;
+        fds.0.push(btf_fd);
+        at.u32(72, btf_fd as u32)
+            .u32(76, 8)
+            .u64(80, records.as_ptr() as u64)
+            .u32(88, infos.len() as u32);
+    }
     let result = kernel::sys_bpf(BPF_PROG_LOAD, &mut at).map(|fd| fds.0.push(fd as i32));
     let end = log.iter().position(|&b| b == 0).unwrap_or(log.len());
     Ok(Outcome {
@@ -858,7 +909,18 @@ fn runtime_run(rt: &Runtime, case: &Case, vmlinux: Option<&Btf>) -> Result<Outco
     let r = Resolver { maps, vmlinux };
     let result = (|| {
         let insns = assemble_case(case, &r)?;
+        let (btf, infos) = prog_btf(&insns);
         let mut attr = ProgLoadAttr::new(case.prog_type, insns, &case.license).name("vsuite");
+        if case.func_info {
+            let h = rt
+                .btf_load(&btf)
+                .map_err(|e| format!("{}: runtime btf_load: {e:?}", case.id()))?;
+            let fd = rt
+                .fd_install(h)
+                .map_err(|e| format!("{}: fd_install: {e:?}", case.id()))?;
+            fds.push(fd);
+            attr = attr.func_info(fd, &infos);
+        }
         attr.prog_flags = case.prog_flags;
         if let Some((s, m)) = &case.attach {
             let btf = vmlinux.ok_or("struct_ops case without vmlinux BTF")?;

@@ -289,8 +289,45 @@ fn frame(ethertype: u16, l3: &[u8]) -> Vec<u8> {
     p
 }
 
-/// The inputs every program runs on: `(name, packet, repeat)`.
-fn inputs() -> Vec<(&'static str, Vec<u8>, u32)> {
+/// A context given as `ctx_in` (and read back from `ctx_out`).
+#[derive(Clone, Copy)]
+enum Ctx {
+    /// No `ctx_in`/`ctx_out`.
+    None,
+    /// XDP only: `struct xdp_md` with `data` = this many bytes of metadata before the
+    /// packet, `data_end` = the input's length, on the loopback device's queue 0.
+    XdpMeta(u32),
+    /// skb only: `struct __sk_buff` with `mark`, `priority` and `cb[]` set.
+    Skb,
+}
+
+/// One input: `(name, packet, repeat, context)`.
+type Input = (&'static str, Vec<u8>, u32, Ctx);
+
+/// `ctx_in` of `ctx` for `data` run by a program of type `ty`; `None` when the input
+/// does not apply to the type, `Some(None)` for no context.
+fn ctx_bytes(ctx: Ctx, ty: ProgType, data: &[u8]) -> Option<Option<Vec<u8>>> {
+    match ctx {
+        Ctx::None => Some(None),
+        Ctx::XdpMeta(meta) if ty == ProgType::XDP => {
+            let words = [meta, data.len() as u32, 0, 1, 0, 0];
+            Some(Some(words.iter().flat_map(|w| w.to_ne_bytes()).collect()))
+        }
+        Ctx::Skb if ty != ProgType::XDP => {
+            let mut c = vec![0u8; 192];
+            let mut put = |off: usize, v: u32| c[off..off + 4].copy_from_slice(&v.to_ne_bytes());
+            put(8, 0x1234); // mark
+            put(32, 7); // priority
+            put(48, 0xdead_beef); // cb[0]
+            put(64, 42); // cb[4]
+            Some(Some(c))
+        }
+        _ => None,
+    }
+}
+
+/// The inputs every program runs on.
+fn inputs() -> Vec<Input> {
     let mut rng = Rng(0x005e_ed0f_0dd5_u64);
     let payload: Vec<u8> = (0..32u8).collect();
     let ipv4_tcp = frame(0x0800, &ipv4(6, &tcp(40000, 80, 0x02, &payload)));
@@ -316,21 +353,24 @@ fn inputs() -> Vec<(&'static str, Vec<u8>, u32)> {
     );
     let ipip = frame(0x0800, &ipv4(4, &ipv4(6, &tcp(1, 2, 0x10, &payload))));
     vec![
-        ("ipv4-tcp", ipv4_tcp.clone(), 1),
-        ("ipv4-udp", ipv4_udp.clone(), 1),
-        ("ipv6-tcp", ipv6_tcp, 1),
-        ("ipv6-udp", ipv6_udp, 1),
-        ("arp", arp, 1),
-        ("vlan", vlan, 1),
-        ("ipip", ipip, 1),
-        ("runt-14", runt, 1),
-        ("min-60", minimal, 1),
-        ("mtu-1500", big, 1),
-        ("random-64", rng.bytes(64), 1),
-        ("random-333", rng.bytes(333), 1),
-        ("random-1024", rng.bytes(1024), 1),
-        ("ipv4-tcp x7", ipv4_tcp, 7),
-        ("ipv4-udp x3", ipv4_udp, 3),
+        ("ipv4-tcp", ipv4_tcp.clone(), 1, Ctx::None),
+        ("ipv4-tcp ctx", ipv4_tcp.clone(), 1, Ctx::Skb),
+        ("ipv4-tcp meta 8", ipv4_tcp.clone(), 1, Ctx::XdpMeta(8)),
+        ("ipv6-udp meta 32", ipv6_udp.clone(), 1, Ctx::XdpMeta(32)),
+        ("ipv4-udp", ipv4_udp.clone(), 1, Ctx::None),
+        ("ipv6-tcp", ipv6_tcp, 1, Ctx::None),
+        ("ipv6-udp", ipv6_udp.clone(), 1, Ctx::None),
+        ("arp", arp, 1, Ctx::None),
+        ("vlan", vlan, 1, Ctx::None),
+        ("ipip", ipip, 1, Ctx::None),
+        ("runt-14", runt, 1, Ctx::None),
+        ("min-60", minimal, 1, Ctx::None),
+        ("mtu-1500", big, 1, Ctx::None),
+        ("random-64", rng.bytes(64), 1, Ctx::None),
+        ("random-333", rng.bytes(333), 1, Ctx::None),
+        ("random-1024", rng.bytes(1024), 1, Ctx::None),
+        ("ipv4-tcp x7", ipv4_tcp, 7, Ctx::None),
+        ("ipv4-udp x3", ipv4_udp, 3, Ctx::None),
     ]
 }
 
@@ -838,7 +878,7 @@ struct Harness<'a> {
     rt: &'a Runtime,
     vmlinux: &'a Btf,
     ksyms: &'a HostKsyms<'a>,
-    inputs: &'a [(&'static str, Vec<u8>, u32)],
+    inputs: &'a [Input],
     seeds: &'a [Seed],
 }
 
@@ -848,6 +888,7 @@ fn differential(
     bytes: &[u8],
     path: &str,
     prog: &str,
+    ty: ProgType,
     maps_compared: &mut usize,
 ) -> Outcome {
     let (rt, vmlinux, ksyms, inputs) = (h.rt, h.vmlinux, h.ksyms, h.inputs);
@@ -894,12 +935,20 @@ fn differential(
     let mut equal = 0;
     let mut kernel_ran = 0;
     let mut retvals = BTreeMap::new();
-    for (name, data, repeat) in inputs {
+    let mut ran = 0;
+    for (name, data, repeat, ctx) in inputs {
+        let Some(ctx_in) = ctx_bytes(*ctx, ty, data) else {
+            continue;
+        };
+        ran += 1;
         let new_run = || TestRun {
             data_in: data.clone(),
             data_out: Some(Vec::new()),
             repeat: *repeat,
             mode: RunMode::Checked,
+            ctx_out: ctx_in.as_ref().map(|_| Vec::new()),
+            ctx_size_out: ctx_in.as_ref().map_or(0, |c| c.len() as u32),
+            ctx_in: ctx_in.clone(),
             ..TestRun::default()
         };
         let mut kt = new_run();
@@ -920,6 +969,12 @@ fn differential(
             return Outcome::OursCannot(format!("input {name}: run stopped: {fault}"));
         }
         let ores = run_result(or, &ot);
+        if kt.ctx_out != ot.ctx_out || kt.ctx_size_out != ot.ctx_size_out {
+            diffs.push(format!(
+                "input {name}: ctx_out kernel {:02x?} ({}) ours {:02x?} ({})",
+                kt.ctx_out, kt.ctx_size_out, ot.ctx_out, ot.ctx_size_out
+            ));
+        }
         if kres == ores {
             equal += 1;
         } else {
@@ -938,7 +993,7 @@ fn differential(
     *maps_compared += n;
     diffs.extend(map_diffs);
     Outcome::Compared {
-        inputs: inputs.len(),
+        inputs: ran,
         equal,
         diffs,
         retvals,
@@ -1036,7 +1091,8 @@ fn packet_programs_match_the_kernel() {
             }
             objects += 1;
             for (prog, ty) in progs {
-                let outcome = differential(&harness, &bytes, &path_s, &prog, &mut maps_compared);
+                let outcome =
+                    differential(&harness, &bytes, &path_s, &prog, ty, &mut maps_compared);
                 rows.push((format!("{label}:{prog}"), type_name(ty), outcome));
             }
         }

@@ -30,6 +30,7 @@ fn compatible(arg: ArgType) -> &'static [(RegType, RegFlags)] {
         (RegType::MapValue, RegFlags::NONE),
         (RegType::Mem, RegFlags::NONE),
         (RegType::Mem, RegFlags::RINGBUF),
+        (RegType::Buf, RegFlags::NONE),
         (RegType::BtfId, RegFlags::TRUSTED),
     ];
     const SCALAR: &[(RegType, RegFlags)] = &[(RegType::Scalar, RegFlags::NONE)];
@@ -276,7 +277,7 @@ impl Verifier<'_> {
         let write = mem_arg.flags.contains(TypeFlags::MEM_UNINIT) && reg.v.var_off.is_const();
         if reg.v.smin < 0 {
             return eacces!(
-                "R{regno} min value is negative, either use unsigned index or do a if (index >=0) check."
+                "R{regno} min value is negative, either use unsigned or 'var &= const'"
             );
         }
         if reg.v.umin == 0 && !zero_ok {

@@ -68,6 +68,8 @@ pub mod tnum;
 mod verifier;
 
 #[cfg(test)]
+mod kernel_diff;
+#[cfg(test)]
 mod tests;
 
 pub use env::{

@@ -196,7 +196,7 @@ impl Verifier<'_> {
                 if !t.is_aligned(u64::from(size)) {
                     return eacces!(
                         "misaligned packet access off 2+{}+{}+{} size {}",
-                        reg.v.var_off,
+                        tnum_text(reg.v.var_off),
                         reg.off,
                         off,
                         size
@@ -219,7 +219,7 @@ impl Verifier<'_> {
         if !t.is_aligned(u64::from(size)) {
             return eacces!(
                 "misaligned {desc}access off {}+{}+{} size {}",
-                reg.v.var_off,
+                tnum_text(reg.v.var_off),
                 reg.off,
                 off,
                 size
@@ -994,4 +994,14 @@ fn sign_extend(v: u64, size: u32) -> u64 {
     }
     let shift = 64 - bits;
     (((v << shift) as i64) >> shift) as u64
+}
+
+/// `tnum_strn` as Linux 6.18 prints it: a constant as its value, else
+/// `(value; mask)`.
+fn tnum_text(t: crate::tnum::Tnum) -> String {
+    if t.is_const() {
+        format!("{}", t.value() as i64)
+    } else {
+        format!("{t}")
+    }
 }

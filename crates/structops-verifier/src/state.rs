@@ -37,6 +37,8 @@ pub enum RegType {
     BtfId,
     /// `PTR_TO_FUNC`.
     Func,
+    /// `PTR_TO_BUF` (iterator buffers; named in messages only).
+    Buf,
 }
 
 impl RegType {
@@ -56,6 +58,7 @@ impl RegType {
             RegType::PacketEnd => "pkt_end",
             RegType::BtfId => "ptr_",
             RegType::Func => "func",
+            RegType::Buf => "buf",
         }
     }
 

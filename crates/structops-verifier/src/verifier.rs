@@ -1206,18 +1206,15 @@ impl<'a> Verifier<'a> {
             // check_reference_leak for the main program (and callbacks,
             // for references they acquired themselves).
             if curframe == 0 && !self.cur.refs.is_empty() {
-                let mut msg = String::new();
-                for (i, r) in self.cur.refs.iter().enumerate() {
-                    if i > 0 {
-                        msg.push('\n');
-                    }
-                    let _ = write!(
-                        msg,
-                        "Unreleased reference id={} alloc_insn={}",
+                let refs = self.cur.refs.clone();
+                for r in refs {
+                    self.verbose(&format!(
+                        "Unreleased reference id={} alloc_insn={}
+",
                         r.id, r.insn
-                    );
+                    ));
                 }
-                return Err(Reject::new(EINVAL, msg));
+                return einval!("BPF_EXIT instruction in main prog would lead to reference leak");
             }
         }
         if curframe > 0 {
@@ -1261,7 +1258,8 @@ impl<'a> Verifier<'a> {
     /// `MAX_BPF_STACK` bytes, each frame rounded up to 32.
     fn check_max_stack_depth(&mut self) -> Res<()> {
         let n = self.stack_depth.len();
-        let round = |d: usize| d.max(1).div_ceil(32) * 32;
+        // round_up_stack_depth with the JIT: multiples of 16.
+        let round = |d: usize| d.div_ceil(16) * 16;
         // Depth-first over the static call graph from subprogram 0.
         let mut stack: Vec<(usize, usize, usize)> = vec![(0, 0, round(self.stack_depth[0]))];
         while let Some((sub, frame, depth)) = stack.pop() {
@@ -1332,7 +1330,7 @@ fn sane_offset(reg: &Reg, ty: RegType, flags: RegFlags) -> Res<()> {
 }
 
 fn eacces_einval(msg: String) -> Res<()> {
-    Err(Reject::new(EACCES, msg))
+    Err(Reject::new(EINVAL, msg))
 }
 
 fn set_scalar(st: &mut State, r: usize, v: ScalarValue) {

@@ -111,10 +111,8 @@ impl Verifier<'_> {
             return eacces!("R{s} leaks addr into mem");
         }
         let dr = self.reg(d).clone();
-        if matches!(
-            dr.ty,
-            RegType::Ctx | RegType::Packet | RegType::PacketMeta | RegType::BtfId
-        ) || dr.flags.has(RegFlags::RDONLY)
+        if matches!(dr.ty, RegType::Ctx | RegType::Packet | RegType::PacketMeta)
+            || dr.flags.has(RegFlags::RDONLY)
         {
             return eacces!(
                 "BPF_ATOMIC stores into R{d} {} is not allowed",

@@ -372,14 +372,14 @@ fn corpus_struct_ops_programs_agree_with_the_kernel() {
                     )
                 }
             };
-            if name.starts_with("bpf_cubic") {
-                if let Some(log) = raw::load(&insns, &env.maps, btf_id, member_idx, sleepable) {
-                    let stats = log
-                        .lines()
-                        .find(|l| l.starts_with("processed "))
-                        .unwrap_or("(no stats)");
-                    eprintln!("bpf_cubic {pname}: ours processed {processed}; kernel: {stats}");
-                }
+            if name.starts_with("bpf_cubic")
+                && let Some(log) = raw::load(&insns, &env.maps, btf_id, member_idx, sleepable)
+            {
+                let stats = log
+                    .lines()
+                    .find(|l| l.starts_with("processed "))
+                    .unwrap_or("(no stats)");
+                eprintln!("bpf_cubic {pname}: ours processed {processed}; kernel: {stats}");
             }
             rows.push(Row {
                 object: name.to_owned(),

@@ -70,6 +70,8 @@ pub mod tnum;
 mod verifier;
 
 #[cfg(test)]
+mod btf_tests;
+#[cfg(test)]
 mod kernel_diff;
 #[cfg(test)]
 mod tests;

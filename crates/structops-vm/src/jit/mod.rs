@@ -49,7 +49,7 @@
 //! switched to read+execute, never both, and unmapped when the last clone
 //! of the [`JitProgram`] (including the one [`Code::jit`] caches) is gone.
 //! x86-64 hosts run the code; arm64 code generation is compiled and tested
-//! through [`emit`], but executing it needs instruction-cache maintenance
+//! through [`emit_machine_code`], but executing it needs instruction-cache maintenance
 //! that is not written yet.
 
 mod memory;
@@ -383,7 +383,11 @@ pub struct MachineCode {
 /// # Errors
 ///
 /// A [`JitError`] when code generation or linking fails.
-pub fn emit(code: &Code, target: Target, options: &JitOptions) -> Result<MachineCode, JitError> {
+pub fn emit_machine_code(
+    code: &Code,
+    target: Target,
+    options: &JitOptions,
+) -> Result<MachineCode, JitError> {
     let isa = build_isa(target)?;
     // Shim addresses are placeholders here: the code is not run.
     let shims = Shims::host();

@@ -6,6 +6,7 @@
 #   conformance/build/include/bpf/    libbpf's headers (bpf_helpers.h, bpf_core_read.h, ...)
 #   conformance/build/vmlinux.h       `bpftool btf dump` of this machine's kernel BTF
 #   conformance/build/corpus/*.bpf.o  kernel selftest BPF objects, plus corpus/MANIFEST
+#   conformance/build/xdp/*.bpf.o     packet (XDP/tc) selftest programs, plus xdp/MANIFEST
 #   conformance/build/bin/libbpf_report  the libbpf oracle (conformance/tools/libbpf_report.c)
 #
 # Nothing from the kernel package is committed: it is all extracted here at build time.
@@ -158,6 +159,20 @@ CORPUS_OTHER=(
   test_subprogs test_core_extern linked_list
 )
 
+# Packet programs for the test-run differential (crates/structops/tests/xdp_kernel.rs):
+# the XDP selftests (and a few tc ones) whose BPF_PROG_TEST_RUN results the runtime must
+# reproduce. Built into $B/xdp (own MANIFEST), apart from the corpus, so the parser and
+# libbpf parity tests that glob corpus/ are not affected.
+CORPUS_XDP=(
+  test_xdp test_xdp_adjust_tail_grow test_xdp_adjust_tail_shrink test_xdp_context_test_run
+  test_xdp_devmap_helpers test_xdp_do_redirect test_xdp_dynptr test_xdp_link test_xdp_loop
+  test_xdp_noinline test_xdp_update_frags test_xdp_with_cpumap_helpers
+  test_xdp_with_devmap_helpers xdp_dummy xdp_features xdp_redirect_map
+  xdp_redirect_multi_kern xdp_synproxy_kern xdp_tx xdping_kern xdpwall xdp_metadata
+  test_parse_tcp_hdr_opt test_parse_tcp_hdr_opt_dynptr test_tcp_check_syncookie_kern
+  test_check_mtu test_pkt_access test_l4lb test_l4lb_noinline
+)
+
 # CO-RE: every test_core_reloc_*.c program, and every btf__core_reloc_*.c object whose
 # BTF the core_reloc selftest uses as the relocation target (libbpf's btf_custom_path).
 # core_reloc_pairs.tsv names the target of each program (its base, non-variant BTF).
@@ -188,7 +203,7 @@ BPF_CFLAGS=(
   -fdebug-compilation-dir=.
 )
 
-mkdir -p "$B/corpus"
+mkdir -p "$B/corpus" "$B/xdp"
 # Objects depend on the compiler and its flags through this file, rewritten only when
 # they change.
 FLAGS_STAMP="$B/corpus/.flags"
@@ -202,21 +217,28 @@ for name in "${CORPUS_STRUCT_OPS[@]}" "${CORPUS_OTHER[@]}" "${CORPUS_CORE[@]}"; 
   newer "$B/corpus/$name.bpf.o" "$SELFTESTS/progs/$name.c" "$VMLINUX_H" "$LIBBPF_A" "$FLAGS_STAMP" ||
     stale+=("$name")
 done
+stale_xdp=()
+for name in "${CORPUS_XDP[@]}"; do
+  newer "$B/xdp/$name.bpf.o" "$SELFTESTS/progs/$name.c" "$VMLINUX_H" "$LIBBPF_A" "$FLAGS_STAMP" ||
+    stale_xdp+=("$name")
+done
 say "corpus: compiling ${#CORPUS_STRUCT_OPS[@]} struct_ops + ${#CORPUS_OTHER[@]} other + ${#CORPUS_CORE[@]} CO-RE selftest programs (${#stale[@]} out of date) with $CLANG -O2 --target=bpf -mcpu=v3"
 # clang runs in a mirror of its inputs at a fixed-length path (see tools/repro-cc.sh).
 scratch=""
-if [ ${#stale[@]} -gt 0 ]; then
+if [ $((${#stale[@]} + ${#stale_xdp[@]})) -gt 0 ]; then
   scratch="$("$HERE/tools/repro-cc.sh" mirror "$B" include vmlinux.h \
     "linux-$KVER/tools/include/uapi" "$REL_SELFTESTS")"
   trap 'rm -rf "$scratch"' EXIT
 fi
+# compile_one NAME [DIR]: DIR is corpus (default) or xdp.
 compile_one() {
-  local name="$1" out="$B/corpus/$1.bpf.o"
+  local name="$1" dir="$B/${2:-corpus}"
+  local out="$dir/$1.bpf.o"
   if ! (cd "$scratch/w" && "$CLANG" "${BPF_CFLAGS[@]}" -O2 --target=bpf -mcpu=v3 \
-          -c "$REL_SELFTESTS/progs/$1.c" -o "$scratch/o/$1.bpf.o") 2> "$B/corpus/$1.log"; then
+          -c "$REL_SELFTESTS/progs/$1.c" -o "$scratch/o/$1.bpf.o") 2> "$dir/$1.log"; then
     return 1
   fi
-  rm -f "$B/corpus/$1.log"
+  rm -f "$dir/$1.log"
   mv "$scratch/o/$1.bpf.o" "$out"
   echo "  CLNG-BPF $name.bpf.o"
 }
@@ -233,6 +255,24 @@ for name in "${stale[@]}"; do
   [ ${#pids[@]} -ge "$JOBS" ] && run_batch
 done
 run_batch
+if [ ${#stale_xdp[@]} -gt 0 ]; then
+  say "xdp: compiling ${#stale_xdp[@]} of ${#CORPUS_XDP[@]} packet selftest programs into $B/xdp"
+fi
+for name in "${stale_xdp[@]}"; do
+  compile_one "$name" xdp & pids+=($!); names+=("xdp/$name")
+  [ ${#pids[@]} -ge "$JOBS" ] && run_batch
+done
+run_batch
+{
+  echo "# packet selftest programs for the test-run differential, from linux-source-$KVER"
+  echo "# name<TAB>sha256"
+  for name in "${CORPUS_XDP[@]}"; do
+    o="$B/xdp/$name.bpf.o"
+    [ -e "$o" ] || continue
+    printf '%s.bpf.o\t%s\n' "$name" "$(sha256sum "$o" | cut -d' ' -f1)"
+  done
+} > "$B/xdp/MANIFEST.tmp"
+mv "$B/xdp/MANIFEST.tmp" "$B/xdp/MANIFEST"
 
 {
   echo "# conformance corpus: kernel selftest BPF objects from linux-source-$KVER"
@@ -275,7 +315,10 @@ say "corpus: $(grep -vc '^#' "$B/corpus/MANIFEST") objects in $B/corpus (MANIFES
 if [ ${#failed[@]} -gt 0 ]; then
   for f in "${failed[@]}"; do
     echo "build: FAILED to compile $f:" >&2
-    head -20 "$B/corpus/$f.log" >&2
+    case "$f" in
+      xdp/*) head -20 "$B/$f.log" >&2 ;;
+      *) head -20 "$B/corpus/$f.log" >&2 ;;
+    esac
   done
 fi
 

@@ -54,10 +54,99 @@
 
 pub mod alu;
 pub mod branch;
+mod calls;
+mod cfg;
+pub mod env;
+pub mod error;
+mod mem;
 pub mod print;
+pub mod proto;
+mod prune;
 pub mod scalar;
+pub mod state;
 pub mod tnum;
+mod verifier;
 
+#[cfg(test)]
+mod kernel_diff;
+#[cfg(test)]
+mod tests;
+
+pub use env::{
+    CtxField, LogOptions, MapInfo, MapRef, PacketAccess, Privileges, ProgInfo, ReturnRule,
+    VerifierEnv,
+};
+pub use error::VerifyError;
 pub use print::{ScalarLog, Snum, Unum, write_scalar_ranges};
 pub use scalar::{BoundsViolation, ScalarValue};
 pub use tnum::Tnum;
+pub use verifier::{COMPLEXITY_LIMIT_INSNS, MAX_BPF_STACK, MAX_CALL_FRAMES, Stats};
+
+use structops_isa::Insn;
+
+/// A program the verifier accepted: the only way to obtain one is
+/// [`verify`], so holding one proves the instructions passed every check
+/// for the environment they were verified against.
+#[derive(Debug, Clone)]
+pub struct VerifiedProgram {
+    insns: Vec<Insn>,
+    stats: Stats,
+    log: String,
+    stack_depth: Vec<usize>,
+    subprogs: Vec<usize>,
+}
+
+impl VerifiedProgram {
+    /// The verified instructions.
+    pub fn insns(&self) -> &[Insn] {
+        &self.insns
+    }
+
+    /// Verification statistics.
+    pub fn stats(&self) -> Stats {
+        self.stats
+    }
+
+    /// The verifier log (empty at log level 0).
+    pub fn log(&self) -> &str {
+        &self.log
+    }
+
+    /// Stack bytes used by each subprogram, in subprogram order.
+    pub fn stack_depth(&self) -> &[usize] {
+        &self.stack_depth
+    }
+
+    /// Start instruction of each subprogram (the first is 0).
+    pub fn subprogs(&self) -> &[usize] {
+        &self.subprogs
+    }
+
+    /// Gives back the instructions.
+    pub fn into_insns(self) -> Vec<Insn> {
+        self.insns
+    }
+}
+
+/// Verifies `insns` as `BPF_PROG_LOAD` would, against the facts `env`
+/// supplies (mirrors `bpf_check`).
+///
+/// # Errors
+///
+/// [`VerifyError`] with the kernel's errno and message, and the log.
+pub fn verify(
+    insns: &[Insn],
+    info: &ProgInfo,
+    env: &dyn VerifierEnv,
+    log: &LogOptions,
+) -> Result<VerifiedProgram, VerifyError> {
+    let mut v = verifier::Verifier::new(insns, env, info, *log);
+    v.run()?;
+    Ok(VerifiedProgram {
+        insns: insns.to_vec(),
+        stats: v.stats,
+        log: std::mem::take(&mut v.log),
+        stack_depth: v.stack_depth.clone(),
+        subprogs: v.cfg.subprogs.clone(),
+    })
+}

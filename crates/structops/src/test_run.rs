@@ -367,6 +367,24 @@ struct RunInput {
     packet_region: Option<(u64, u64)>,
 }
 
+impl RunInput {
+    /// The packet region at the start of a run: an XDP program's `bpf_xdp_adjust_*`
+    /// calls move `data_meta`/`data_end`, and each repeated run starts on the buffer as
+    /// the previous one left it (the kernel's `bpf_test_run` loop reuses its
+    /// `xdp_buff`), so its region is read from the context, not the first run's.
+    fn packet_region_now(&self) -> Option<(u64, u64)> {
+        match self.packet {
+            PacketCtx::Xdp(x) if self.packet_region.is_some() => {
+                // SAFETY: the run's context, alive for the whole test run; no program
+                // is running while it is read.
+                let b = unsafe { *x };
+                Some((b.data_meta, b.data_end))
+            }
+            _ => self.packet_region,
+        }
+    }
+}
+
 /// Runs `exec` `repeat` times (0 means 1) on `input`; returns retval (the low 32 bits of
 /// `r0`) and the average ns per run.
 fn run_loop(
@@ -385,15 +403,21 @@ fn run_loop(
     } else {
         Vec::new()
     };
-    if let Some((s, e)) = input.packet_region {
-        // SAFETY: the run's own packet buffer, alive until the run ends; the program and
-        // the helpers access it only through raw pointers.
-        regions.push(unsafe { Region::from_raw_parts(s, (e - s) as usize, Access::ReadWrite) });
-    }
+    let fixed_regions = regions.len();
     let mut vm = Interpreter::with_config(Config::default());
     let mut r0 = 0u64;
     let start = Instant::now();
     for _ in 0..repeat {
+        if exec.mode == Mode::Checked {
+            regions.truncate(fixed_regions);
+            if let Some((s, e)) = input.packet_region_now() {
+                // SAFETY: the run's own packet buffer, alive until the run ends; the
+                // program and the helpers access it only through raw pointers.
+                regions.push(unsafe {
+                    Region::from_raw_parts(s, (e - s) as usize, Access::ReadWrite)
+                });
+            }
+        }
         r0 = match exec.mode {
             Mode::Checked => {
                 // SAFETY: the context lives (boxed) for the whole test run and is only

@@ -1257,3 +1257,55 @@ fn host_helpers_and_kfuncs() {
         "module BTF without fd_array"
     );
 }
+
+/// Each repeated XDP run starts on the buffer as the previous run left it (the kernel's
+/// `bpf_test_run` loop reuses its `xdp_buff`): after `bpf_xdp_adjust_head` moved
+/// `data`, the next run's checked-mode packet region starts there too.
+#[test]
+fn xdp_repeat_runs_on_the_adjusted_buffer() {
+    let rt = rt();
+    let pkt = packet();
+    // Read the packet's first word, grow the head by 8 and write the word plus one
+    // there: 3 runs, 3 markers, each run reading the one before.
+    let src = "
+        r6 = r1
+        r2 = *(u32 *)(r6 +0)
+        r3 = *(u32 *)(r6 +4)
+        r4 = r2
+        r4 += 8
+        if r4 > r3 goto out
+        r7 = *(u64 *)(r2 +0)
+        r1 = r6
+        r2 = -8
+        call bpf_xdp_adjust_head
+        if r0 != 0 goto out
+        r2 = *(u32 *)(r6 +0)
+        r3 = *(u32 *)(r6 +4)
+        r4 = r2
+        r4 += 8
+        if r4 > r3 goto out
+        r7 += 1
+        *(u64 *)(r2 +0) = r7
+        r0 = 2
+        exit
+    out:
+        r0 = 99
+        exit
+    ";
+    let p = load(&rt, ProgType::XDP, src);
+    let mut t = TestRun::with_data(&pkt);
+    t.repeat = 3;
+    rt.prog_test_run(&p, &mut t).unwrap();
+    assert!(t.fault.is_none(), "{:?}", t.fault);
+    assert_eq!(t.retval, 2);
+    let out = t.data_out.unwrap();
+    assert_eq!(out.len(), pkt.len() + 24);
+    let first = u64::from_ne_bytes(pkt[..8].try_into().unwrap());
+    let word = |i: usize| u64::from_ne_bytes(out[i * 8..i * 8 + 8].try_into().unwrap());
+    assert_eq!(
+        [word(0), word(1), word(2)],
+        [first + 3, first + 2, first + 1],
+        "each run read the previous run's marker"
+    );
+    assert_eq!(&out[24..], &pkt[..]);
+}

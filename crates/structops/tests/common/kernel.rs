@@ -249,3 +249,168 @@ pub fn socket() -> i32 {
     // SAFETY: plain syscall.
     unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM, 0) }
 }
+
+// ---- programs (appended for the XDP/skb test-run differential, tests/xdp_kernel.rs) ----
+
+#[allow(
+    dead_code,
+    reason = "used by tests/xdp_kernel.rs, not by every test binary that includes this file"
+)]
+pub const PROG_LOAD: u32 = 5;
+#[allow(
+    dead_code,
+    reason = "used by tests/xdp_kernel.rs, not by every test binary that includes this file"
+)]
+pub const PROG_TEST_RUN: u32 = 10;
+
+/// Kernel descriptors owned by a test, all closed when it is dropped (on every path,
+/// panics included).
+#[derive(Debug, Default)]
+#[allow(
+    dead_code,
+    reason = "used by tests/xdp_kernel.rs, not by every test binary that includes this file"
+)]
+pub struct OwnedFds(Vec<i32>);
+
+#[allow(
+    dead_code,
+    reason = "used by tests/xdp_kernel.rs, not by every test binary that includes this file"
+)]
+impl OwnedFds {
+    /// Takes ownership of `fd` and returns it.
+    pub fn own(&mut self, fd: i32) -> i32 {
+        self.0.push(fd);
+        fd
+    }
+}
+
+impl Drop for OwnedFds {
+    fn drop(&mut self) {
+        for fd in self.0.drain(..) {
+            close(fd);
+        }
+    }
+}
+
+/// `BPF_PROG_LOAD` with the runtime's attribute struct (every field it has, with the
+/// kernel's layout); on failure the errno and, with `log_level > 0`, the verifier log.
+#[allow(
+    dead_code,
+    reason = "used by tests/xdp_kernel.rs, not by every test binary that includes this file"
+)]
+pub fn prog_load(a: &structops::ProgLoadAttr, log_level: u32) -> Result<i32, (Errno, String)> {
+    let insns = structops_isa::Insn::slice_to_bytes(&a.insns);
+    let mut license = a.license.clone().into_bytes();
+    license.push(0);
+    let mut log = if log_level > 0 {
+        vec![0u8; 1 << 20]
+    } else {
+        Vec::new()
+    };
+    let mut at = Attr::new();
+    at.u32(0, a.prog_type)
+        .u32(4, (insns.len() / 8) as u32)
+        .u64(8, insns.as_ptr() as u64)
+        .u64(16, license.as_ptr() as u64)
+        .u32(24, log_level)
+        .u32(28, log.len() as u32)
+        .u64(
+            32,
+            if log.is_empty() {
+                0
+            } else {
+                log.as_mut_ptr() as u64
+            },
+        )
+        .u32(40, a.kern_version)
+        .u32(44, a.prog_flags);
+    at.0[48..64].copy_from_slice(&a.prog_name);
+    at.u32(64, a.prog_ifindex)
+        .u32(68, a.expected_attach_type)
+        .u32(72, a.prog_btf_fd)
+        .u32(76, a.func_info_rec_size)
+        .u64(
+            80,
+            ptr(Some(&a.func_info)
+                .filter(|v| !v.is_empty())
+                .map(Vec::as_slice)),
+        )
+        .u32(88, a.func_info_cnt)
+        .u32(92, a.line_info_rec_size)
+        .u64(
+            96,
+            ptr(Some(&a.line_info)
+                .filter(|v| !v.is_empty())
+                .map(Vec::as_slice)),
+        )
+        .u32(104, a.line_info_cnt)
+        .u32(108, a.attach_btf_id)
+        .u32(112, a.attach_prog_fd);
+    let fd_array: Option<Vec<u8>> = a
+        .fd_array
+        .as_ref()
+        .map(|v| v.iter().flat_map(|f| f.to_ne_bytes()).collect());
+    at.u64(120, ptr(fd_array.as_deref()));
+    sys_bpf(PROG_LOAD, &mut at)
+        .map(|fd| fd as i32)
+        .map_err(|e| {
+            let end = log.iter().position(|&b| b == 0).unwrap_or(log.len());
+            (e, String::from_utf8_lossy(&log[..end]).into_owned())
+        })
+}
+
+/// `BPF_PROG_TEST_RUN` on `prog_fd` with the attributes of `t` (the runtime's struct),
+/// results written back into `t` as `Runtime::prog_test_run` writes them: `retval`,
+/// `duration`, `data_size_out`, `data_out` (the bytes the kernel copied), `ctx_size_out`
+/// and `ctx_out`. `data_out`/`ctx_out` buffers are as large as the size hints, or 64 KiB
+/// without a hint (the kernel then copies the whole output).
+#[allow(
+    dead_code,
+    reason = "used by tests/xdp_kernel.rs, not by every test binary that includes this file"
+)]
+pub fn prog_test_run(prog_fd: i32, t: &mut structops::TestRun) -> Result<(), Errno> {
+    let out_cap = |hint: u32| if hint == 0 { 1 << 16 } else { hint as usize };
+    let mut data_out = t
+        .data_out
+        .as_ref()
+        .map(|_| vec![0u8; out_cap(t.data_size_out)]);
+    let mut ctx_out = t
+        .ctx_out
+        .as_ref()
+        .map(|_| vec![0u8; out_cap(t.ctx_size_out)]);
+    let mut at = Attr::new();
+    at.u32(0, prog_fd as u32)
+        .u32(8, t.data_in.len() as u32)
+        .u32(12, t.data_size_out)
+        .u64(
+            16,
+            if t.data_in.is_empty() {
+                0
+            } else {
+                t.data_in.as_ptr() as u64
+            },
+        )
+        .u64(24, data_out.as_mut().map_or(0, |b| b.as_mut_ptr() as u64))
+        .u32(32, t.repeat)
+        .u32(40, t.ctx_in.as_ref().map_or(0, |c| c.len() as u32))
+        .u32(44, t.ctx_size_out)
+        .u64(48, ptr(t.ctx_in.as_deref()))
+        .u64(56, ctx_out.as_mut().map_or(0, |b| b.as_mut_ptr() as u64))
+        .u32(64, t.flags)
+        .u32(68, t.cpu)
+        .u32(72, t.batch_size);
+    let r = sys_bpf(PROG_TEST_RUN, &mut at);
+    t.retval = at.get_u32(4);
+    t.data_size_out = at.get_u32(12);
+    t.duration = at.get_u32(36);
+    t.ctx_size_out = at.get_u32(44);
+    if let Some(mut d) = data_out {
+        d.truncate((t.data_size_out as usize).min(d.len()));
+        t.data_out = Some(d);
+    }
+    if let Some(mut c) = ctx_out {
+        c.truncate((t.ctx_size_out as usize).min(c.len()));
+        t.ctx_out = Some(c);
+    }
+    r.map(drop)
+}

@@ -1,0 +1,465 @@
+//! Calls: helpers checked against their prototypes (`check_helper_call`,
+//! `check_func_arg`), bpf-to-bpf calls and returns (`check_func_call`,
+//! `prepare_func_exit`).
+
+use crate::env::{MAP_TYPE_PROG_ARRAY, MAP_TYPE_RINGBUF};
+use crate::error::{E2BIG, EACCES, EINVAL, Reject, eacces, einval};
+use crate::proto::{Arg, ArgType, HelperProto, RetType, TypeFlags};
+use crate::state::{Frame, RefState, Reg, RegFlags, RegType, type_str};
+use crate::verifier::{Flow, MAX_CALL_FRAMES, Res, Verifier};
+
+/// `BPF_MAX_VAR_SIZ`.
+const MAX_VAR_SIZ: u64 = 1 << 29;
+
+/// What argument checking learns (`struct bpf_call_arg_meta`).
+#[derive(Default)]
+struct Meta {
+    map: Option<u32>,
+    mem_size: Option<u64>,
+    release_ref: Option<u32>,
+    release_regno: usize,
+}
+
+/// The register types an argument accepts (`compatible_reg_types`).
+fn compatible(arg: ArgType) -> &'static [(RegType, RegFlags)] {
+    const MEM: &[(RegType, RegFlags)] = &[
+        (RegType::Stack, RegFlags::NONE),
+        (RegType::Packet, RegFlags::NONE),
+        (RegType::PacketMeta, RegFlags::NONE),
+        (RegType::MapKey, RegFlags::NONE),
+        (RegType::MapValue, RegFlags::NONE),
+        (RegType::Mem, RegFlags::NONE),
+        (RegType::Mem, RegFlags::RINGBUF),
+        (RegType::Buf, RegFlags::NONE),
+        (RegType::BtfId, RegFlags::TRUSTED),
+    ];
+    const SCALAR: &[(RegType, RegFlags)] = &[(RegType::Scalar, RegFlags::NONE)];
+    match arg {
+        ArgType::PtrToMapKey | ArgType::PtrToMapValue | ArgType::PtrToMem => MEM,
+        ArgType::ConstSize
+        | ArgType::ConstSizeOrZero
+        | ArgType::ConstAllocSizeOrZero
+        | ArgType::Scalar => SCALAR,
+        ArgType::ConstMapPtr => &[(RegType::ConstMap, RegFlags::NONE)],
+        ArgType::PtrToCtx => &[(RegType::Ctx, RegFlags::NONE)],
+        ArgType::PtrToSpinLock => &[(RegType::MapValue, RegFlags::NONE)],
+        ArgType::PtrToBtfId => &[
+            (RegType::BtfId, RegFlags::NONE),
+            (RegType::BtfId, RegFlags::TRUSTED),
+        ],
+        ArgType::PtrToRingbufMem => &[(RegType::Mem, RegFlags::RINGBUF)],
+        ArgType::PtrToFunc => &[(RegType::Func, RegFlags::NONE)],
+        ArgType::PtrToStack => &[(RegType::Stack, RegFlags::NONE)],
+        ArgType::PtrToConstStr => &[(RegType::MapValue, RegFlags::NONE)],
+        ArgType::DontCare | ArgType::Anything => &[],
+    }
+}
+
+impl Verifier<'_> {
+    /// `check_helper_call`.
+    pub(crate) fn check_helper_call(&mut self, pc: usize, id: i32) -> Res<Flow> {
+        let name = self
+            .env
+            .helper_name(id)
+            .unwrap_or_else(|| "unknown".to_owned());
+        if structops_isa::helper_name(id).is_none() && self.env.helper(id).is_none() {
+            return einval!("invalid func {name}#{id}");
+        }
+        let Some(proto) = self.env.helper(id) else {
+            return einval!("program of this type cannot use helper {name}#{id}");
+        };
+        if proto.gpl_only && !self.info.gpl_compatible {
+            return einval!("cannot call GPL-restricted function from non-GPL compatible program");
+        }
+        if proto.might_sleep && !self.info.sleepable {
+            return einval!("helper call might sleep in a non-sleepable prog");
+        }
+        if crate::cfg::is_callback_helper(id) {
+            return einval!("callback-calling helper {name}#{id} is not supported yet");
+        }
+        let mut meta = Meta::default();
+        for (i, arg) in proto.args.iter().enumerate() {
+            self.check_func_arg(i, arg, &proto, &mut meta)?;
+        }
+        self.check_map_func_compat(&meta, &proto, &name)?;
+        if let Some(ref_id) = meta.release_ref {
+            self.release_reference(ref_id, meta.release_regno)?;
+        }
+        // Caller-saved registers are clobbered.
+        for r in 1..=5 {
+            *self.reg_mut(r) = Reg::not_init();
+        }
+        let maybe_null = proto.ret.flags.contains(TypeFlags::PTR_MAYBE_NULL);
+        let r0 = match proto.ret.ty {
+            RetType::Integer => Reg::unknown(),
+            RetType::Void => Reg::not_init(),
+            RetType::PtrToMapValue => {
+                let Some(m) = meta.map else {
+                    return einval!("kernel subsystem misconfigured verifier");
+                };
+                let mut r = Reg::ptr(RegType::MapValue);
+                r.map = m;
+                if maybe_null {
+                    r.flags = RegFlags::MAYBE_NULL;
+                    r.id = self.next_id();
+                }
+                r
+            }
+            RetType::PtrToMem => {
+                let Some(size) = meta.mem_size else {
+                    return einval!("kernel subsystem misconfigured verifier");
+                };
+                let mut r = Reg::ptr(RegType::Mem);
+                r.mem_size = size as u32;
+                if proto.ret.flags.contains(TypeFlags::MEM_RINGBUF) {
+                    r.flags = r.flags.with(RegFlags::RINGBUF);
+                }
+                if maybe_null {
+                    r.flags = r.flags.with(RegFlags::MAYBE_NULL);
+                    r.id = self.next_id();
+                }
+                if proto.ret.flags.contains(TypeFlags::MEM_RINGBUF) {
+                    // Acquire: the program must submit or discard it.
+                    let id = self.next_id();
+                    r.id = id;
+                    r.ref_obj_id = id;
+                    self.cur.refs.push(RefState { id, insn: pc });
+                }
+                r
+            }
+            RetType::PtrToBtfId => {
+                return einval!("helper returning a BTF pointer needs host BTF");
+            }
+        };
+        *self.reg_mut(0) = r0;
+        Ok(Flow::Next(pc + 1))
+    }
+
+    /// `check_reg_type`.
+    fn check_reg_type(&self, regno: usize, arg: &Arg) -> Res<()> {
+        let reg = self.reg(regno);
+        let types = compatible(arg.ty);
+        if types.is_empty() {
+            return Ok(());
+        }
+        let mut flags = reg.flags;
+        if arg.flags.contains(TypeFlags::MEM_RDONLY) {
+            flags = flags.without(RegFlags::RDONLY);
+        }
+        if arg.flags.contains(TypeFlags::PTR_MAYBE_NULL) {
+            flags = flags.without(RegFlags::MAYBE_NULL);
+        }
+        if types.iter().any(|&(t, f)| t == reg.ty && f == flags) {
+            return Ok(());
+        }
+        let expected: Vec<String> = types.iter().map(|&(t, f)| type_str(t, f)).collect();
+        eacces!(
+            "R{regno} type={} expected={}",
+            reg.type_str(),
+            expected.join(", ")
+        )
+    }
+
+    /// `check_func_arg` for argument `i` (register `i + 1`).
+    fn check_func_arg(
+        &mut self,
+        i: usize,
+        arg: &Arg,
+        proto: &HelperProto,
+        meta: &mut Meta,
+    ) -> Res<()> {
+        let regno = i + 1;
+        if arg.ty == ArgType::DontCare {
+            return Ok(());
+        }
+        self.check_src(regno)?;
+        if arg.ty == ArgType::Anything {
+            if self.is_pointer_value(regno) {
+                return eacces!("R{regno} leaks addr into helper function");
+            }
+            return Ok(());
+        }
+        let reg = self.reg(regno).clone();
+        let maybe_null_arg = arg.flags.contains(TypeFlags::PTR_MAYBE_NULL);
+        let skip_type = reg.is_null() && maybe_null_arg;
+        if !skip_type {
+            self.check_reg_type(regno, arg)?;
+        }
+        // Release arguments carry the reference; others must be unmodified
+        // where the kernel requires it.
+        if arg.flags.contains(TypeFlags::OBJ_RELEASE) {
+            if reg.ref_obj_id == 0 && !reg.is_null() {
+                return eacces!("R{regno} must be referenced when passed to release function");
+            }
+            if reg.off != 0 || !reg.v.var_off.equals_const(0) {
+                return eacces!(
+                    "R{regno} must have zero offset when passed to release func or trusted arg to kfunc"
+                );
+            }
+            meta.release_ref = Some(reg.ref_obj_id);
+            meta.release_regno = regno;
+        }
+        match arg.ty {
+            ArgType::ConstMapPtr => {
+                meta.map = Some(reg.map);
+            }
+            ArgType::PtrToMapKey => {
+                let Some(m) = meta.map else {
+                    return eacces!("invalid map_ptr to access map->key");
+                };
+                let ks = self.maps.get(m as usize).map_or(0, |m| m.key_size);
+                self.check_helper_mem_access(regno, u64::from(ks), false, false)?;
+            }
+            ArgType::PtrToMapValue => {
+                if skip_type {
+                    return Ok(());
+                }
+                let Some(m) = meta.map else {
+                    return eacces!("invalid map_ptr to access map->value");
+                };
+                let vs = self.maps.get(m as usize).map_or(0, |m| m.value_size);
+                let write = arg.flags.contains(TypeFlags::MEM_UNINIT);
+                self.check_helper_mem_access(regno, u64::from(vs), false, write)?;
+            }
+            ArgType::PtrToMem => {
+                // Checked with the size argument that follows.
+            }
+            ArgType::ConstSize | ArgType::ConstSizeOrZero => {
+                let zero_ok = arg.ty == ArgType::ConstSizeOrZero;
+                let mem_arg = proto
+                    .args
+                    .get(i.wrapping_sub(1))
+                    .copied()
+                    .unwrap_or(Arg::DONTCARE);
+                self.check_mem_size_reg(regno, zero_ok, &mem_arg)?;
+            }
+            ArgType::ConstAllocSizeOrZero => {
+                if !reg.v.var_off.is_const() {
+                    return eacces!("R{regno} is not a known constant'");
+                }
+                meta.mem_size = Some(reg.v.var_off.value());
+            }
+            ArgType::PtrToCtx => {
+                self.check_ptr_off_reg(regno, &reg, false)?;
+            }
+            ArgType::PtrToConstStr => {
+                let Some(map) = self.maps.get(reg.map as usize) else {
+                    return eacces!("R{regno} does not point to a readonly map'");
+                };
+                if map.frozen_value.is_none() || !map.rdonly_prog {
+                    return eacces!("R{regno} does not point to a readonly map'");
+                }
+                if !reg.v.var_off.is_const() {
+                    return eacces!("R{regno} is not a constant address'");
+                }
+                let start = (i64::from(reg.off) + reg.v.var_off.value() as i64) as usize;
+                let ok = map
+                    .frozen_value
+                    .as_ref()
+                    .and_then(|b| b.get(start..))
+                    .is_some_and(|b| b.contains(&0));
+                if !ok {
+                    return eacces!("string is not zero-terminated");
+                }
+            }
+            ArgType::PtrToSpinLock => {
+                return einval!("bpf_spin_lock is not supported yet");
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// `check_mem_size_reg`: the size register for the memory argument
+    /// in the register before it.
+    fn check_mem_size_reg(&mut self, regno: usize, zero_ok: bool, mem_arg: &Arg) -> Res<()> {
+        let reg = self.reg(regno).clone();
+        let write = mem_arg.flags.contains(TypeFlags::MEM_UNINIT) && reg.v.var_off.is_const();
+        if reg.v.smin < 0 {
+            return eacces!(
+                "R{regno} min value is negative, either use unsigned or 'var &= const'"
+            );
+        }
+        if reg.v.umin == 0 && !zero_ok {
+            return eacces!(
+                "R{regno} invalid zero-sized read: u64=[{},{}]",
+                reg.v.umin as i64,
+                reg.v.umax
+            );
+        }
+        if reg.v.umax >= MAX_VAR_SIZ {
+            return eacces!(
+                "R{regno} unbounded memory access, use 'var &= const' or 'if (var < const)'"
+            );
+        }
+        let mem = regno - 1;
+        let mem_reg = self.reg(mem).clone();
+        if mem_reg.is_null() && mem_arg.flags.contains(TypeFlags::PTR_MAYBE_NULL) {
+            if reg.v.umax == 0 {
+                return Ok(());
+            }
+            return eacces!("R{mem} type=scalar expected=fp");
+        }
+        self.check_helper_mem_access(mem, reg.v.umax, zero_ok, write)
+    }
+
+    /// `check_helper_mem_access`: `size` bytes behind register `regno`.
+    fn check_helper_mem_access(
+        &mut self,
+        regno: usize,
+        size: u64,
+        zero_ok: bool,
+        write: bool,
+    ) -> Res<()> {
+        let reg = self.reg(regno).clone();
+        let size32 = size as u32;
+        match reg.ty {
+            RegType::Packet | RegType::PacketMeta => {
+                self.check_packet_access(regno, reg.off, size32, zero_ok)
+            }
+            RegType::MapKey => {
+                if write {
+                    return eacces!("R{regno} cannot write into {}", reg.type_str());
+                }
+                let ks = self.maps.get(reg.map as usize).map_or(0, |m| m.key_size);
+                self.check_mem_region(regno, reg.off, size32, ks, false)
+            }
+            RegType::MapValue => {
+                let Some(map) = self.maps.get(reg.map as usize).cloned() else {
+                    return Err(Reject::new(EACCES, "map pointer without a map"));
+                };
+                if write && map.rdonly_prog {
+                    return eacces!(
+                        "write into map forbidden, value_size={} off={} size={}",
+                        map.value_size,
+                        reg.off,
+                        size
+                    );
+                }
+                self.check_mem_region(regno, reg.off, size32, map.value_size, zero_ok)
+            }
+            RegType::Mem => {
+                if write && reg.flags.has(RegFlags::RDONLY) {
+                    return eacces!("R{regno} cannot write into {}", reg.type_str());
+                }
+                self.check_mem_region(regno, reg.off, size32, reg.mem_size, zero_ok)
+            }
+            RegType::Stack => self.check_stack_range(regno, reg.off, size32, zero_ok, write),
+            _ => {
+                if zero_ok && size == 0 && reg.is_null() {
+                    return Ok(());
+                }
+                eacces!("R{regno} type={} expected=fp", reg.type_str())
+            }
+        }
+    }
+
+    /// `check_map_func_compatibility`, for the map types we know.
+    fn check_map_func_compat(&self, meta: &Meta, proto: &HelperProto, name: &str) -> Res<()> {
+        let Some(m) = meta.map else {
+            return Ok(());
+        };
+        let Some(map) = self.maps.get(m as usize) else {
+            return Ok(());
+        };
+        let id = proto.id;
+        let ringbuf_fn = matches!(id, 130..=134);
+        let ok = match map.map_type {
+            MAP_TYPE_RINGBUF => ringbuf_fn,
+            MAP_TYPE_PROG_ARRAY => id == 12,
+            _ => !ringbuf_fn && id != 12,
+        };
+        if !ok {
+            return einval!(
+                "cannot pass map_type {} into func {name}#{id}",
+                map.map_type
+            );
+        }
+        Ok(())
+    }
+
+    /// `release_reference`: drop the reference and invalidate every
+    /// register and spill holding it.
+    fn release_reference(&mut self, id: u32, regno: usize) -> Res<()> {
+        let Some(pos) = self.cur.refs.iter().position(|r| r.id == id) else {
+            return eacces!("R{regno} must be referenced when passed to release function");
+        };
+        self.cur.refs.remove(pos);
+        let leaks = self.privileges().allow_ptr_leaks;
+        let invalid = || {
+            if leaks {
+                Reg::unknown()
+            } else {
+                Reg::not_init()
+            }
+        };
+        for f in self.cur.frames.iter_mut() {
+            for r in f.regs.iter_mut() {
+                if r.ref_obj_id == id {
+                    *r = invalid();
+                }
+            }
+            for s in f.stack.iter_mut() {
+                if s.is_spill() && s.spilled.ref_obj_id == id {
+                    s.spilled = invalid();
+                    for b in s.slot_type.iter_mut() {
+                        *b = crate::state::SlotType::Misc;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// `check_func_call` for a static subprogram.
+    pub(crate) fn check_func_call(&mut self, pc: usize, offset: i32) -> Res<Flow> {
+        let target = (pc as i64 + i64::from(offset) + 1) as usize;
+        let curframe = self.cur.curframe();
+        if curframe + 1 >= MAX_CALL_FRAMES {
+            return Err(Reject::new(
+                E2BIG,
+                format!("the call stack of {} frames is too deep", curframe + 2),
+            ));
+        }
+        let sub = self.cfg.subprog_of(target);
+        let caller_sub = self.cur.cur().subprog;
+        if let Some(c) = self.callees.get_mut(caller_sub)
+            && !c.contains(&sub)
+        {
+            c.push(sub);
+        }
+        let mut callee = Frame::new(curframe as u32 + 1, sub, pc);
+        for r in 1..=5 {
+            callee.regs[r] = self.reg(r).clone();
+        }
+        for r in 0..=5 {
+            *self.reg_mut(r) = Reg::not_init();
+        }
+        self.cur.frames.push(callee);
+        if self.log_level > 0 {
+            let s = self.state_text();
+            self.verbose(&format!("caller:\n callee:{s}\n"));
+        }
+        Ok(Flow::Next(target))
+    }
+
+    /// `prepare_func_exit`: back to the caller with `r0`.
+    pub(crate) fn prepare_func_exit(&mut self) -> Res<Flow> {
+        let r0 = self.reg(0).clone();
+        if r0.ty == RegType::Stack {
+            return einval!("cannot return stack pointer to the caller");
+        }
+        let Some(callee) = self.cur.frames.pop() else {
+            return Err(Reject::new(EINVAL, "exit from no frame"));
+        };
+        self.cur.cur_mut().regs[0] = r0;
+        if self.log_level > 0 {
+            let s = self.state_text();
+            self.verbose(&format!(
+                "returning from callee:\n to caller at {}:{s}\n",
+                callee.callsite + 1
+            ));
+        }
+        Ok(Flow::Next(callee.callsite + 1))
+    }
+}

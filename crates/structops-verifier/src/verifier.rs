@@ -1,0 +1,1517 @@
+//! The path walk (`do_check`): one abstract state per path, branches
+//! pushed on a stack, states remembered at prune points and compared
+//! (`is_state_visited`), the instruction limit.
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+
+use structops_isa::{
+    AluOp, Bits, CallTarget, Cond, DecodeError, Imm64, Insn, Op, Source, Width, decode_at,
+    disasm::Symbolizer, format_op,
+};
+
+use crate::alu;
+use crate::branch;
+use crate::cfg::{self, Cfg};
+use crate::env::{LogOptions, MapInfo, MapRef, ProgInfo, ReturnRule, VerifierEnv};
+use crate::error::{E2BIG, EACCES, EBADF, EINVAL, Reject, VerifyError, eacces, einval};
+use crate::scalar::ScalarValue;
+use crate::state::{Frame, Reg, RegFlags, RegType, State, write_reg};
+
+/// `BPF_COMPLEXITY_LIMIT_INSNS`.
+pub const COMPLEXITY_LIMIT_INSNS: u64 = 1_000_000;
+/// `BPF_COMPLEXITY_LIMIT_JMP_SEQ`: pending branches.
+const COMPLEXITY_LIMIT_JMP_SEQ: usize = 8192;
+/// `MAX_BPF_STACK`.
+pub const MAX_BPF_STACK: i64 = 512;
+/// `MAX_CALL_FRAMES`.
+pub const MAX_CALL_FRAMES: usize = 8;
+/// `BPF_MAX_VAR_OFF`.
+pub(crate) const MAX_VAR_OFF: i64 = 1 << 29;
+
+pub(crate) type Res<T> = Result<T, Reject>;
+
+/// Verification statistics, as the kernel's final log line prints them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Instructions processed over all paths.
+    pub insn_processed: u64,
+    /// Most states kept at one instruction.
+    pub max_states_per_insn: u32,
+    /// States remembered in total.
+    pub total_states: u32,
+    /// States alive at the end (the kernel's `peak_states` counter).
+    pub peak_states: u32,
+    /// Longest liveness walk (0: liveness is not tracked).
+    pub mark_read: u32,
+}
+
+impl Stats {
+    /// The kernel's line: `processed N insns (limit 1000000) ...`.
+    pub fn line(&self) -> String {
+        format!(
+            "processed {} insns (limit {}) max_states_per_insn {} total_states {} peak_states {} mark_read {}",
+            self.insn_processed,
+            COMPLEXITY_LIMIT_INSNS,
+            self.max_states_per_insn,
+            self.total_states,
+            self.peak_states,
+            self.mark_read
+        )
+    }
+}
+
+/// A remembered state at a prune point.
+struct Stored {
+    state: State,
+    insn: usize,
+    parent: Option<usize>,
+    branches: u32,
+    hit: u32,
+    miss: u32,
+}
+
+/// A pending branch (`bpf_verifier_stack_elem`).
+struct Pending {
+    state: State,
+    insn: usize,
+    prev_insn: usize,
+    parent: Option<usize>,
+    log_pos: usize,
+}
+
+/// Per-instruction facts gathered on every path (`bpf_insn_aux_data`).
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct InsnAux {
+    /// Pointer type a load/store went through (`ptr_type`), to reject an
+    /// instruction used with different pointer kinds.
+    pub ptr_type: Option<RegType>,
+    /// Reached by some path.
+    pub seen: bool,
+}
+
+/// Helper names for the disassembler, from the environment.
+struct Names<'a>(&'a dyn VerifierEnv);
+
+impl Symbolizer for Names<'_> {
+    fn helper(&self, _pc: usize, id: i32) -> Option<String> {
+        self.0.helper_name(id)
+    }
+}
+
+pub(crate) struct Verifier<'a> {
+    pub insns: &'a [Insn],
+    pub ops: Vec<Option<Result<Op, DecodeError>>>,
+    pub env: &'a dyn VerifierEnv,
+    pub info: &'a ProgInfo,
+    pub log_level: u32,
+    pub log: String,
+    pub maps: Vec<MapInfo>,
+    map_index: HashMap<MapRef, u32>,
+    pub cfg: Cfg,
+    pub cur: State,
+    cur_parent: Option<usize>,
+    pub insn_idx: usize,
+    prev_insn_idx: usize,
+    pending: Vec<Pending>,
+    stored: Vec<Stored>,
+    explored: HashMap<usize, Vec<usize>>,
+    pub id_gen: u32,
+    pub stats: Stats,
+    jmps_processed: u64,
+    prev_jmps_processed: u64,
+    prev_insn_processed: u64,
+    pub aux: Vec<InsnAux>,
+    /// Deepest stack use per subprogram.
+    pub stack_depth: Vec<usize>,
+    /// Subprograms each subprogram calls (for the combined stack check).
+    pub callees: Vec<Vec<usize>>,
+    /// Whether some path was pruned or exited: the `do_print_state` flag.
+    print_state: bool,
+}
+
+impl<'a> Verifier<'a> {
+    pub fn new(
+        insns: &'a [Insn],
+        env: &'a dyn VerifierEnv,
+        info: &'a ProgInfo,
+        log: LogOptions,
+    ) -> Verifier<'a> {
+        let mut ops = Vec::with_capacity(insns.len());
+        let mut pc = 0;
+        while pc < insns.len() {
+            match decode_at(insns, pc) {
+                Ok((op, n)) => {
+                    ops.push(Some(Ok(op)));
+                    if n == 2 {
+                        ops.push(None);
+                    }
+                    pc += n;
+                }
+                Err(e) => {
+                    ops.push(Some(Err(e)));
+                    pc += 1;
+                }
+            }
+        }
+        Verifier {
+            insns,
+            ops,
+            env,
+            info,
+            log_level: log.level,
+            log: String::new(),
+            maps: Vec::new(),
+            map_index: HashMap::new(),
+            cfg: Cfg::default(),
+            cur: State {
+                frames: vec![Frame::new(0, 0, 0)],
+                refs: Vec::new(),
+            },
+            cur_parent: None,
+            insn_idx: 0,
+            prev_insn_idx: 0,
+            pending: Vec::new(),
+            stored: Vec::new(),
+            explored: HashMap::new(),
+            id_gen: 0,
+            stats: Stats::default(),
+            jmps_processed: 0,
+            prev_jmps_processed: 0,
+            prev_insn_processed: 0,
+            aux: vec![InsnAux::default(); insns.len()],
+            stack_depth: Vec::new(),
+            callees: Vec::new(),
+            print_state: false,
+        }
+    }
+
+    pub fn verbose(&mut self, s: &str) {
+        if self.log_level > 0 {
+            self.log.push_str(s);
+        }
+    }
+
+    pub fn privileges(&self) -> crate::env::Privileges {
+        self.info.privileges
+    }
+
+    /// Runs every check; on failure the error carries the log.
+    pub fn run(&mut self) -> Result<(), VerifyError> {
+        let res = self.run_inner();
+        res.map_err(|r| {
+            let mut log = std::mem::take(&mut self.log);
+            if self.log_level > 0 {
+                let _ = writeln!(log, "{}", r.message);
+                let _ = writeln!(log, "{}", self.stats.line());
+            }
+            VerifyError {
+                errno: r.errno,
+                pc: self.insn_idx,
+                message: r.message,
+                log,
+            }
+        })
+    }
+
+    fn run_inner(&mut self) -> Res<()> {
+        if self.insns.is_empty() {
+            return einval!("empty program");
+        }
+        self.resolve_maps()?;
+        let mut lines = String::new();
+        let cfg = cfg::analyze(
+            self.insns,
+            self.privileges(),
+            &self.info.func_info,
+            &mut |s| lines.push_str(s),
+        );
+        self.verbose(&lines);
+        self.cfg = cfg?;
+        let n = self.cfg.subprogs.len();
+        self.stack_depth = vec![0; n];
+        self.callees = vec![Vec::new(); n];
+        if self.log_level >= 2 {
+            let subs = self.cfg.subprogs.clone();
+            for (i, s) in subs.iter().enumerate() {
+                self.verbose(&format!("func#{i} @{s}\n"));
+            }
+        }
+        self.do_check()?;
+        self.check_max_stack_depth()?;
+        if self.log_level > 0 {
+            let line = self.stats.line();
+            self.verbose(&format!("{line}\n"));
+        }
+        Ok(())
+    }
+
+    /// The map references of every `LD_IMM64` (`resolve_pseudo_ldimm64`).
+    fn resolve_maps(&mut self) -> Res<()> {
+        for i in 0..self.ops.len() {
+            let Some(Ok(Op::LdImm64 { imm, .. })) = self.ops[i] else {
+                continue;
+            };
+            let (r, value_off) = match imm {
+                Imm64::MapFd { fd } => (MapRef::Fd(fd), None),
+                Imm64::MapValue { fd, offset } => (MapRef::Fd(fd), Some(offset)),
+                Imm64::MapIdx { idx } => (MapRef::Idx(idx), None),
+                Imm64::MapIdxValue { idx, offset } => (MapRef::Idx(idx), Some(offset)),
+                _ => continue,
+            };
+            let idx = self.map_idx(r)?;
+            if let Some(off) = value_off {
+                let map = &self.maps[idx as usize];
+                if i64::from(off) >= MAX_VAR_OFF {
+                    return einval!("direct value offset of {off} is not allowed");
+                }
+                if !map.direct_value {
+                    return einval!("no direct value access support for this map type");
+                }
+                if off >= map.value_size {
+                    return Err(Reject::new(
+                        EINVAL,
+                        format!(
+                            "invalid access to map value pointer, value_size={} off={}",
+                            map.value_size, off
+                        ),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    pub fn map_idx(&mut self, r: MapRef) -> Res<u32> {
+        if let Some(&i) = self.map_index.get(&r) {
+            return Ok(i);
+        }
+        let Some(info) = self.env.map(r) else {
+            return Err(match r {
+                MapRef::Fd(fd) => {
+                    Reject::new(EBADF, format!("fd {fd} is not pointing to valid bpf_map"))
+                }
+                MapRef::Idx(idx) => Reject::new(EINVAL, format!("fd_idx {idx} is not valid")),
+            });
+        };
+        let i = self.maps.len() as u32;
+        self.maps.push(info);
+        self.map_index.insert(r, i);
+        Ok(i)
+    }
+
+    fn map_desc(&self) -> impl Fn(u32) -> Option<(String, u32, u32)> + '_ {
+        |i| {
+            self.maps
+                .get(i as usize)
+                .map(|m| (m.name.clone(), m.key_size, m.value_size))
+        }
+    }
+
+    /// `print_verifier_state` of the current frame, all registers.
+    pub fn state_text(&self) -> String {
+        let f = self.cur.cur();
+        let mut out = String::new();
+        if f.frameno != 0 {
+            let _ = write!(out, " frame{}:", f.frameno);
+        }
+        let md = self.map_desc();
+        for (i, r) in f.regs.iter().enumerate() {
+            if r.ty == RegType::NotInit {
+                continue;
+            }
+            let _ = write!(out, " R{i}=");
+            write_reg(&mut out, f.frameno, r, &md);
+        }
+        for (spi, slot) in f.stack.iter().enumerate() {
+            if slot
+                .slot_type
+                .iter()
+                .all(|t| *t == crate::state::SlotType::Invalid)
+            {
+                continue;
+            }
+            let mut types: String = slot.slot_type.iter().map(|t| t.letter()).collect();
+            let _ = write!(out, " fp{}=", -8 * (spi as i64 + 1));
+            if slot.is_spill() {
+                let first = slot
+                    .slot_type
+                    .iter()
+                    .position(|t| *t == crate::state::SlotType::Spill)
+                    .unwrap_or(0);
+                types.truncate(first);
+                out.push_str(&types);
+                write_reg(&mut out, f.frameno, &slot.spilled, &md);
+            } else {
+                out.push_str(&types);
+            }
+        }
+        if let Some(first) = self.cur.refs.first() {
+            let _ = write!(out, " refs={}", first.id);
+            for r in self.cur.refs.iter().skip(1) {
+                let _ = write!(out, ",{}", r.id);
+            }
+        }
+        if f.callback.is_some() {
+            out.push_str(" cb");
+        }
+        out
+    }
+
+    /// Sets up the entry state (`init_func_state`, `r1 = ctx`).
+    fn init_state(&mut self) {
+        let mut f = Frame::new(0, 0, 0);
+        f.regs[1] = Reg::ptr(RegType::Ctx);
+        self.cur = State {
+            frames: vec![f],
+            refs: Vec::new(),
+        };
+    }
+
+    pub fn op_at(&self, pc: usize) -> Res<Op> {
+        match self.ops.get(pc) {
+            Some(Some(Ok(op))) => Ok(*op),
+            Some(Some(Err(e))) => Err(decode_reject(e, self.insns.get(pc))),
+            _ => Err(Reject::new(
+                crate::error::EFAULT,
+                format!("invalid insn idx {pc} insn_cnt {}", self.insns.len()),
+            )),
+        }
+    }
+
+    fn do_check(&mut self) -> Res<()> {
+        self.init_state();
+        if self.log_level > 0 {
+            let s = self.state_text();
+            self.verbose(&format!("0:{s}\n"));
+        }
+        loop {
+            let pc = self.insn_idx;
+            if pc >= self.insns.len() {
+                return Err(Reject::new(
+                    crate::error::EFAULT,
+                    format!("invalid insn idx {pc} insn_cnt {}", self.insns.len()),
+                ));
+            }
+            self.stats.insn_processed += 1;
+            if self.stats.insn_processed > COMPLEXITY_LIMIT_INSNS {
+                return Err(Reject::new(
+                    E2BIG,
+                    format!(
+                        "BPF program is too large. Processed {} insn",
+                        self.stats.insn_processed
+                    ),
+                ));
+            }
+            if self.cfg.prune_point[pc] && self.is_state_visited(pc)? {
+                if self.log_level > 0 {
+                    if self.print_state {
+                        let prev = self.prev_insn_idx;
+                        self.verbose(&format!("\nfrom {prev} to {pc}: safe\n"));
+                    } else {
+                        self.verbose(&format!("{pc}: safe\n"));
+                    }
+                }
+                if !self.end_path()? {
+                    return Ok(());
+                }
+                continue;
+            }
+            if self.log_level >= 2 && self.print_state {
+                let prev = self.prev_insn_idx;
+                let s = self.state_text();
+                self.verbose(&format!("\nfrom {prev} to {pc}:{s}\n"));
+                self.print_state = false;
+            }
+            let op = self.op_at(pc)?;
+            if self.log_level > 0 {
+                let text = format_op(&op, pc, &Names(self.env));
+                self.verbose(&format!("{pc}: {text}\n"));
+            }
+            self.aux[pc].seen = true;
+            self.prev_insn_idx = pc;
+            match self.step(pc, op)? {
+                Flow::Next(n) => self.insn_idx = n,
+                Flow::EndPath => {
+                    if !self.end_path()? {
+                        return Ok(());
+                    }
+                }
+            }
+        }
+    }
+
+    /// Ends the current path: update branch counts, pop the next pending
+    /// branch. `false` when nothing is left.
+    fn end_path(&mut self) -> Res<bool> {
+        self.update_branch_counts(self.cur_parent);
+        let Some(p) = self.pending.pop() else {
+            return Ok(false);
+        };
+        if self.log_level == 1 {
+            self.log.truncate(p.log_pos);
+        }
+        self.cur = p.state;
+        self.insn_idx = p.insn;
+        self.prev_insn_idx = p.prev_insn;
+        self.cur_parent = p.parent;
+        self.print_state = true;
+        Ok(true)
+    }
+
+    fn update_branch_counts(&mut self, mut st: Option<usize>) {
+        while let Some(i) = st {
+            let Some(s) = self.stored.get_mut(i) else {
+                break;
+            };
+            s.branches = s.branches.saturating_sub(1);
+            if s.branches > 0 {
+                break;
+            }
+            st = s.parent;
+        }
+    }
+
+    /// `push_stack`: explore `state` at `insn` later.
+    pub fn push_branch(&mut self, state: State, insn: usize, prev_insn: usize) -> Res<()> {
+        if let Some(p) = self.cur_parent
+            && let Some(s) = self.stored.get_mut(p)
+        {
+            s.branches += 1;
+        }
+        self.pending.push(Pending {
+            state,
+            insn,
+            prev_insn,
+            parent: self.cur_parent,
+            log_pos: self.log.len(),
+        });
+        if self.pending.len() > COMPLEXITY_LIMIT_JMP_SEQ {
+            return Err(Reject::new(
+                E2BIG,
+                format!(
+                    "The sequence of {} jumps is too complex.",
+                    self.pending.len()
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// `is_state_visited`: `true` when the current state is covered by a
+    /// fully explored one at `pc` (prune), otherwise maybe remember it.
+    fn is_state_visited(&mut self, pc: usize) -> Res<bool> {
+        let force_new = self.cfg.force_checkpoint[pc];
+        let mut add_new = force_new
+            || (self.jmps_processed - self.prev_jmps_processed >= 2
+                && self.stats.insn_processed - self.prev_insn_processed >= 8);
+        let list = self.explored.get(&pc).cloned().unwrap_or_default();
+        let mut keep = Vec::with_capacity(list.len());
+        let mut states_cnt = 0u32;
+        let mut hit = false;
+        for (pos, &si) in list.iter().enumerate() {
+            states_cnt += 1;
+            let in_progress = self.stored[si].branches > 0;
+            if in_progress {
+                if crate::prune::states_equal(
+                    &self.stored[si].state,
+                    &self.cur,
+                    true,
+                    self.privileges(),
+                ) {
+                    let msg = format!("infinite loop detected at insn {pc}");
+                    return einval!("{msg}");
+                }
+                if !force_new
+                    && self.jmps_processed - self.prev_jmps_processed < 20
+                    && self.stats.insn_processed - self.prev_insn_processed < 100
+                {
+                    add_new = false;
+                }
+            } else if crate::prune::states_equal(
+                &self.stored[si].state,
+                &self.cur,
+                false,
+                self.privileges(),
+            ) {
+                self.stored[si].hit += 1;
+                hit = true;
+                keep.extend_from_slice(&list[pos..]);
+                break;
+            }
+            if add_new {
+                self.stored[si].miss += 1;
+            }
+            let n = if force_new && self.stored[si].branches > 0 {
+                64
+            } else {
+                3
+            };
+            let s = &self.stored[si];
+            if s.miss > s.hit * n + n {
+                self.stats.peak_states = self.stats.peak_states.saturating_sub(1);
+                continue;
+            }
+            keep.push(si);
+        }
+        self.explored.insert(pc, keep);
+        if self.stats.max_states_per_insn < states_cnt {
+            self.stats.max_states_per_insn = states_cnt;
+        }
+        if hit {
+            return Ok(true);
+        }
+        if !add_new {
+            return Ok(false);
+        }
+        self.stats.total_states += 1;
+        self.stats.peak_states += 1;
+        self.prev_jmps_processed = self.jmps_processed;
+        self.prev_insn_processed = self.stats.insn_processed;
+        let idx = self.stored.len();
+        self.stored.push(Stored {
+            state: self.cur.clone(),
+            insn: pc,
+            parent: self.cur_parent,
+            branches: 1,
+            hit: 0,
+            miss: 0,
+        });
+        let _ = self.stored[idx].insn;
+        self.cur_parent = Some(idx);
+        self.explored.entry(pc).or_default().insert(0, idx);
+        Ok(false)
+    }
+
+    pub fn next_id(&mut self) -> u32 {
+        self.id_gen += 1;
+        self.id_gen
+    }
+
+    pub fn reg(&self, r: usize) -> &Reg {
+        &self.cur.cur().regs[r]
+    }
+
+    pub fn reg_mut(&mut self, r: usize) -> &mut Reg {
+        &mut self.cur.cur_mut().regs[r]
+    }
+
+    /// `check_reg_arg(SRC_OP)`.
+    pub fn check_src(&self, r: usize) -> Res<()> {
+        if self.reg(r).ty == RegType::NotInit {
+            return eacces!("R{r} !read_ok");
+        }
+        Ok(())
+    }
+
+    /// `check_reg_arg(DST_OP)`.
+    pub fn check_dst(&self, r: usize) -> Res<()> {
+        if r == 10 {
+            return eacces!("frame pointer is read only");
+        }
+        Ok(())
+    }
+
+    /// `__is_pointer_value` with this load's `allow_ptr_leaks`.
+    pub fn is_pointer_value(&self, r: usize) -> bool {
+        !self.privileges().allow_ptr_leaks && self.reg(r).is_pointer()
+    }
+
+    fn step(&mut self, pc: usize, op: Op) -> Res<Flow> {
+        match op {
+            Op::Alu { bits, op, dst, src } => {
+                self.check_alu(pc, bits, op, dst.index(), src)?;
+                Ok(Flow::Next(pc + 1))
+            }
+            Op::Neg { bits, dst } => {
+                let d = dst.index();
+                self.check_src(d)?;
+                if self.is_pointer_value(d) {
+                    return eacces!("R{d} pointer arithmetic prohibited");
+                }
+                self.check_dst(d)?;
+                let r = self.reg(d).clone();
+                *self.reg_mut(d) = if r.ty == RegType::Scalar {
+                    Reg::scalar(alu::neg(&r.v, bits))
+                } else {
+                    Reg::unknown()
+                };
+                Ok(Flow::Next(pc + 1))
+            }
+            Op::End { order, width, dst } => {
+                let d = dst.index();
+                self.end_like(d, |v| alu::end(v, order, width))?;
+                Ok(Flow::Next(pc + 1))
+            }
+            Op::Bswap { width, dst } => {
+                let d = dst.index();
+                self.end_like(d, |v| alu::bswap(v, width))?;
+                Ok(Flow::Next(pc + 1))
+            }
+            Op::MovSx {
+                bits,
+                dst,
+                src,
+                from,
+            } => {
+                let (d, s) = (dst.index(), src.index());
+                self.check_src(s)?;
+                self.check_dst(d)?;
+                let sr = self.reg(s).clone();
+                if self.is_pointer_value(s) {
+                    return if bits == Bits::B64 {
+                        eacces!("R{s} sign-extension part of pointer")
+                    } else {
+                        eacces!("R{s} partial copy of pointer")
+                    };
+                }
+                *self.reg_mut(d) = if sr.ty == RegType::Scalar {
+                    Reg::scalar(alu::movsx(&sr.v, from, bits))
+                } else {
+                    Reg::unknown()
+                };
+                Ok(Flow::Next(pc + 1))
+            }
+            Op::AddrSpaceCast { .. } => einval!(
+                "addr_space_cast insn can only be used in a program that has an associated arena"
+            ),
+            Op::LdImm64 { dst, imm } => {
+                self.check_ld_imm(pc, dst.index(), imm)?;
+                Ok(Flow::Next(pc + 2))
+            }
+            Op::Load {
+                width,
+                dst,
+                src,
+                off,
+            } => {
+                self.check_load(pc, width, dst.index(), src.index(), off, false)?;
+                Ok(Flow::Next(pc + 1))
+            }
+            Op::LoadSx {
+                width,
+                dst,
+                src,
+                off,
+            } => {
+                self.check_load(pc, width, dst.index(), src.index(), off, true)?;
+                Ok(Flow::Next(pc + 1))
+            }
+            Op::Store {
+                width,
+                dst,
+                off,
+                src,
+            } => {
+                self.check_store(pc, width, dst.index(), off, src)?;
+                Ok(Flow::Next(pc + 1))
+            }
+            Op::Atomic {
+                width,
+                op,
+                dst,
+                off,
+                src,
+            } => {
+                self.check_atomic(pc, width, op, dst.index(), off, src.index())?;
+                Ok(Flow::Next(pc + 1))
+            }
+            Op::LoadAcquire {
+                width,
+                dst,
+                src,
+                off,
+            } => {
+                self.check_load(pc, width, dst.index(), src.index(), off, false)?;
+                Ok(Flow::Next(pc + 1))
+            }
+            Op::StoreRelease {
+                width,
+                dst,
+                off,
+                src,
+            } => {
+                self.check_store(pc, width, dst.index(), off, Source::Reg(src))?;
+                Ok(Flow::Next(pc + 1))
+            }
+            Op::LdAbs { .. } | Op::LdInd { .. } => {
+                self.check_ld_abs(pc, op).map(|()| Flow::Next(pc + 1))
+            }
+            Op::Ja { off } => {
+                self.jmps_processed += 1;
+                Ok(Flow::Next((pc as i64 + i64::from(off) + 1) as usize))
+            }
+            Op::Gotol { off } => {
+                self.jmps_processed += 1;
+                Ok(Flow::Next((pc as i64 + i64::from(off) + 1) as usize))
+            }
+            Op::MayGoto { off } => {
+                // Both outcomes are possible: the budget may run out any time.
+                self.jmps_processed += 1;
+                let target = (pc as i64 + i64::from(off) + 1) as usize;
+                let st = self.cur.clone();
+                self.push_branch(st, target, pc)?;
+                Ok(Flow::Next(pc + 1))
+            }
+            Op::Jmp {
+                bits,
+                cond,
+                dst,
+                src,
+                off,
+            } => {
+                self.jmps_processed += 1;
+                self.check_cond_jmp(pc, bits, cond, dst.index(), src, off)
+            }
+            Op::Call(target) => {
+                self.jmps_processed += 1;
+                match target {
+                    CallTarget::Helper { id } => self.check_helper_call(pc, id),
+                    CallTarget::Local { offset } => self.check_func_call(pc, offset),
+                    CallTarget::Kfunc { .. } => {
+                        einval!("calling kernel function is not supported without host BTF")
+                    }
+                }
+            }
+            Op::Exit => {
+                self.jmps_processed += 1;
+                self.check_exit(pc)
+            }
+        }
+    }
+
+    fn end_like(&mut self, d: usize, f: impl Fn(&ScalarValue) -> ScalarValue) -> Res<()> {
+        self.check_src(d)?;
+        if self.is_pointer_value(d) {
+            return eacces!("R{d} pointer arithmetic prohibited");
+        }
+        self.check_dst(d)?;
+        let r = self.reg(d).clone();
+        *self.reg_mut(d) = if r.ty == RegType::Scalar {
+            Reg::scalar(f(&r.v))
+        } else {
+            Reg::unknown()
+        };
+        Ok(())
+    }
+
+    fn check_ld_imm(&mut self, _pc: usize, d: usize, imm: Imm64) -> Res<()> {
+        self.check_dst(d)?;
+        let reg = match imm {
+            Imm64::Const(v) => Reg::known(v),
+            Imm64::MapFd { fd } => {
+                let m = self.map_idx(MapRef::Fd(fd))?;
+                Reg {
+                    map: m,
+                    ..Reg::ptr(RegType::ConstMap)
+                }
+            }
+            Imm64::MapIdx { idx } => {
+                let m = self.map_idx(MapRef::Idx(idx))?;
+                Reg {
+                    map: m,
+                    ..Reg::ptr(RegType::ConstMap)
+                }
+            }
+            Imm64::MapValue { fd, offset } => {
+                let m = self.map_idx(MapRef::Fd(fd))?;
+                Reg {
+                    map: m,
+                    off: offset as i32,
+                    ..Reg::ptr(RegType::MapValue)
+                }
+            }
+            Imm64::MapIdxValue { idx, offset } => {
+                let m = self.map_idx(MapRef::Idx(idx))?;
+                Reg {
+                    map: m,
+                    off: offset as i32,
+                    ..Reg::ptr(RegType::MapValue)
+                }
+            }
+            Imm64::Func { offset } => {
+                let target = (self.insn_idx as i64 + i64::from(offset) + 1) as usize;
+                let sub = self.cfg.subprog_of(target);
+                Reg {
+                    subprog: sub as u32,
+                    ..Reg::ptr(RegType::Func)
+                }
+            }
+            Imm64::BtfId { .. } => {
+                return einval!("ksym (BPF_PSEUDO_BTF_ID) is not supported without host BTF");
+            }
+        };
+        *self.reg_mut(d) = reg;
+        Ok(())
+    }
+
+    fn check_ld_abs(&mut self, _pc: usize, _op: Op) -> Res<()> {
+        // LD_ABS/LD_IND need an skb context (r6) and may exit the program.
+        if self.reg(6).ty != RegType::Ctx {
+            return einval!("at the time of BPF_LD_ABS|IND R6 != pointer to skb");
+        }
+        if let Op::LdInd { src, .. } = _op {
+            self.check_src(src.index())?;
+        }
+        for r in 1..=5 {
+            *self.reg_mut(r) = Reg::not_init();
+        }
+        *self.reg_mut(0) = Reg::unknown();
+        Ok(())
+    }
+
+    /// `check_alu_op` for the two-operand operations.
+    fn check_alu(&mut self, _pc: usize, bits: Bits, op: AluOp, d: usize, src: Source) -> Res<()> {
+        if let Source::Reg(s) = src {
+            self.check_src(s.index())?;
+        }
+        if op == AluOp::Mov {
+            self.check_dst(d)?;
+            return self.alu_mov(bits, d, src);
+        }
+        self.check_src(d)?;
+        if let Source::Imm(imm) = src {
+            if matches!(op, AluOp::Div | AluOp::SDiv | AluOp::Mod | AluOp::SMod) && imm == 0 {
+                return einval!("div by zero");
+            }
+            if matches!(op, AluOp::Lsh | AluOp::Rsh | AluOp::Arsh) {
+                let size = if bits == Bits::B64 { 64 } else { 32 };
+                if imm < 0 || imm >= size {
+                    return einval!("invalid shift {imm}");
+                }
+            }
+        }
+        self.check_dst(d)?;
+        let dr = self.reg(d).clone();
+        let sr = match src {
+            Source::Reg(s) => self.reg(s.index()).clone(),
+            Source::Imm(imm) => Reg::scalar(ScalarValue::from_imm(imm)),
+        };
+        let leaks = self.privileges().allow_ptr_leaks;
+        if sr.ty != RegType::Scalar {
+            if dr.ty != RegType::Scalar {
+                if op == AluOp::Sub && leaks {
+                    *self.reg_mut(d) = Reg::unknown();
+                    return Ok(());
+                }
+                return eacces!("R{d} pointer {} pointer prohibited", alu_name(op));
+            }
+            return self.adjust_ptr(bits, op, d, &sr, &dr, true);
+        }
+        if dr.ty != RegType::Scalar {
+            return self.adjust_ptr(bits, op, d, &dr, &sr, false);
+        }
+        let v = alu::alu(&dr.v, op, &sr.v, bits);
+        *self.reg_mut(d) = Reg::scalar(v);
+        Ok(())
+    }
+
+    fn alu_mov(&mut self, bits: Bits, d: usize, src: Source) -> Res<()> {
+        match src {
+            Source::Imm(imm) => {
+                let v = match bits {
+                    Bits::B64 => imm as i64 as u64,
+                    Bits::B32 => u64::from(imm as u32),
+                };
+                *self.reg_mut(d) = Reg::known(v);
+            }
+            Source::Reg(s) => {
+                let s = s.index();
+                let sr = self.reg(s).clone();
+                match bits {
+                    Bits::B64 => {
+                        let mut sr = sr;
+                        if sr.ty == RegType::Scalar && sr.id == 0 && !sr.v.var_off.is_const() {
+                            let id = self.next_id();
+                            self.reg_mut(s).id = id;
+                            sr.id = id;
+                        }
+                        *self.reg_mut(d) = sr;
+                    }
+                    Bits::B32 => {
+                        if self.is_pointer_value(s) {
+                            return eacces!("R{s} partial copy of pointer");
+                        }
+                        if sr.ty == RegType::Scalar {
+                            let fits = sr.v.umax <= u64::from(u32::MAX);
+                            let mut nr = sr.clone();
+                            if fits && nr.id == 0 && !nr.v.var_off.is_const() {
+                                let id = self.next_id();
+                                self.reg_mut(s).id = id;
+                                nr.id = id;
+                            }
+                            if !fits {
+                                nr.id = 0;
+                            }
+                            nr.v = alu::mov(&sr.v, Bits::B32);
+                            *self.reg_mut(d) = nr;
+                        } else {
+                            *self.reg_mut(d) = Reg::unknown();
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// `adjust_ptr_min_max_vals`: `ptr op off` into `dst`.
+    fn adjust_ptr(
+        &mut self,
+        bits: Bits,
+        op: AluOp,
+        d: usize,
+        ptr: &Reg,
+        offr: &Reg,
+        scalar_is_dst: bool,
+    ) -> Res<()> {
+        let o = &offr.v;
+        let known = o.var_off.is_const();
+        if (known && (o.smin != o.smax || o.umin != o.umax)) || o.smin > o.smax || o.umin > o.umax {
+            *self.reg_mut(d) = Reg::unknown();
+            return Ok(());
+        }
+        let tstr = ptr.type_str();
+        if bits != Bits::B64 {
+            if op == AluOp::Sub && self.privileges().allow_ptr_leaks {
+                *self.reg_mut(d) = Reg::unknown();
+                return Ok(());
+            }
+            return eacces!("R{d} 32-bit pointer arithmetic prohibited");
+        }
+        if ptr.maybe_null() {
+            return eacces!("R{d} pointer arithmetic on {tstr} prohibited, null-check it first");
+        }
+        match ptr.ty {
+            RegType::Ctx
+            | RegType::MapValue
+            | RegType::MapKey
+            | RegType::Stack
+            | RegType::PacketMeta
+            | RegType::Packet
+            | RegType::BtfId
+            | RegType::Mem
+            | RegType::Func => {}
+            RegType::ConstMap if known && o.smin == 0 && op == AluOp::Add => {}
+            _ => return eacces!("R{d} pointer arithmetic on {tstr} prohibited"),
+        }
+        sane_offset(offr, ptr.ty, ptr.flags)?;
+        sane_offset(ptr, ptr.ty, ptr.flags)?;
+        let mut out = ptr.clone();
+        let p = &ptr.v;
+        match op {
+            AluOp::Add => {
+                let noff = i64::from(ptr.off) + o.smin;
+                if known && noff == i64::from(noff as i32) {
+                    out.off = noff as i32;
+                } else {
+                    let mut v = ScalarValue::unknown();
+                    match (p.smin.checked_add(o.smin), p.smax.checked_add(o.smax)) {
+                        (Some(a), Some(b)) => {
+                            v.smin = a;
+                            v.smax = b;
+                        }
+                        _ => {
+                            v.smin = i64::MIN;
+                            v.smax = i64::MAX;
+                        }
+                    }
+                    match (p.umin.checked_add(o.umin), p.umax.checked_add(o.umax)) {
+                        (Some(a), Some(b)) => {
+                            v.umin = a;
+                            v.umax = b;
+                        }
+                        _ => {
+                            v.umin = 0;
+                            v.umax = u64::MAX;
+                        }
+                    }
+                    v.var_off = p.var_off.add(o.var_off);
+                    v.mark32_unbounded();
+                    out.v = v;
+                    if ptr.ty.is_pkt() {
+                        out.id = self.next_id();
+                        out.range = 0;
+                    }
+                }
+            }
+            AluOp::Sub => {
+                if scalar_is_dst {
+                    return eacces!("R{d} tried to subtract pointer from scalar");
+                }
+                if ptr.ty == RegType::Stack {
+                    return eacces!("R{d} subtraction from stack pointer prohibited");
+                }
+                let noff = i64::from(ptr.off) - o.smin;
+                if known && noff == i64::from(noff as i32) {
+                    out.off = noff as i32;
+                } else {
+                    let mut v = ScalarValue::unknown();
+                    match (p.smin.checked_sub(o.smax), p.smax.checked_sub(o.smin)) {
+                        (Some(a), Some(b)) => {
+                            v.smin = a;
+                            v.smax = b;
+                        }
+                        _ => {
+                            v.smin = i64::MIN;
+                            v.smax = i64::MAX;
+                        }
+                    }
+                    if p.umin < o.umax {
+                        v.umin = 0;
+                        v.umax = u64::MAX;
+                    } else {
+                        v.umin = p.umin - o.umax;
+                        v.umax = p.umax - o.umin;
+                    }
+                    v.var_off = p.var_off.sub(o.var_off);
+                    v.mark32_unbounded();
+                    out.v = v;
+                    if ptr.ty.is_pkt() {
+                        out.id = self.next_id();
+                        if o.smin < 0 {
+                            out.range = 0;
+                        }
+                    }
+                }
+            }
+            AluOp::And | AluOp::Or | AluOp::Xor => {
+                return eacces!(
+                    "R{d} bitwise operator {} on pointer prohibited",
+                    alu_name(op)
+                );
+            }
+            _ => {
+                return eacces!(
+                    "R{d} pointer arithmetic with {} operator prohibited",
+                    alu_name(op)
+                );
+            }
+        }
+        out.v.mark32_unbounded();
+        out.v.sync();
+        sane_offset(&out, ptr.ty, ptr.flags)?;
+        *self.reg_mut(d) = out;
+        Ok(())
+    }
+
+    /// `check_cond_jmp_op`.
+    fn check_cond_jmp(
+        &mut self,
+        pc: usize,
+        bits: Bits,
+        cond: Cond,
+        d: usize,
+        src: Source,
+        off: i16,
+    ) -> Res<Flow> {
+        let target = (pc as i64 + i64::from(off) + 1) as usize;
+        let src_reg = match src {
+            Source::Reg(s) => {
+                let s = s.index();
+                self.check_src(s)?;
+                if self.is_pointer_value(s) {
+                    return eacces!("R{s} pointer comparison prohibited");
+                }
+                Some(s)
+            }
+            Source::Imm(_) => None,
+        };
+        self.check_src(d)?;
+        let dr = self.reg(d).clone();
+        let sr = match (src, src_reg) {
+            (_, Some(s)) => self.reg(s).clone(),
+            (Source::Imm(imm), None) => Reg::scalar(ScalarValue::from_imm(imm)),
+            _ => Reg::unknown(),
+        };
+        // Decided branches.
+        let taken = if dr.ty == RegType::Scalar && sr.ty == RegType::Scalar {
+            branch::branch_taken(&dr.v, &sr.v, cond, bits)
+        } else {
+            ptr_branch_taken(&dr, &sr, cond, bits)
+        };
+        match taken {
+            Some(true) => return Ok(Flow::Next(target)),
+            Some(false) => return Ok(Flow::Next(pc + 1)),
+            None => {}
+        }
+        if dr.is_pointer() && !sr.is_pointer() && !dr.maybe_null() && self.is_pointer_value(d) {
+            return eacces!("R{d} pointer comparison prohibited");
+        }
+        let mut other = self.cur.clone();
+        // Scalar refinement on both sides.
+        if dr.ty == RegType::Scalar && sr.ty == RegType::Scalar {
+            if src_reg == Some(d) {
+                let (t, nt) = branch::refine_same_register(&dr.v, cond, bits);
+                set_scalar(&mut other, d, t);
+                set_scalar(&mut self.cur, d, nt);
+            } else {
+                let r = branch::refine(&dr.v, &sr.v, cond, bits);
+                let t_ok =
+                    r.taken.0.check_invariants().is_ok() && r.taken.1.check_invariants().is_ok();
+                let n_ok = r.not_taken.0.check_invariants().is_ok()
+                    && r.not_taken.1.check_invariants().is_ok();
+                set_scalar(&mut other, d, r.taken.0);
+                set_scalar(&mut self.cur, d, r.not_taken.0);
+                if let Some(s) = src_reg {
+                    set_scalar(&mut other, s, r.taken.1);
+                    set_scalar(&mut self.cur, s, r.not_taken.1);
+                }
+                if !t_ok {
+                    return Ok(Flow::Next(pc + 1));
+                }
+                if !n_ok {
+                    self.cur = other;
+                    return Ok(Flow::Next(target));
+                }
+            }
+        } else if dr.is_pointer() || sr.is_pointer() {
+            // Null checks.
+            let is_eq_ne = matches!(cond, Cond::Eq | Cond::Ne) && bits == Bits::B64;
+            if is_eq_ne {
+                let (ptr_side, other_side) = if dr.maybe_null() && sr.is_null() {
+                    (Some(dr.clone()), true)
+                } else if sr.maybe_null() && dr.is_null() {
+                    (Some(sr.clone()), true)
+                } else {
+                    (None, false)
+                };
+                if let (Some(p), true) = (ptr_side, other_side) {
+                    // Eq: taken side is NULL. Ne: taken side is non-NULL.
+                    let taken_null = cond == Cond::Eq;
+                    mark_ptr_or_null(&mut other, p.id, taken_null);
+                    mark_ptr_or_null(&mut self.cur, p.id, !taken_null);
+                }
+            }
+            if bits == Bits::B64
+                && let Some(s) = src_reg
+            {
+                let sreg = self.reg(s).clone();
+                try_match_pkt(&mut self.cur, &mut other, cond, &dr, &sreg);
+            }
+        }
+        self.push_branch(other, target, pc)?;
+        if self.log_level >= 2 {
+            // The kernel prints the state after the jump at level 2.
+        }
+        Ok(Flow::Next(pc + 1))
+    }
+
+    /// `BPF_EXIT`: return from a subprogram or end the path.
+    fn check_exit(&mut self, pc: usize) -> Res<Flow> {
+        let _ = pc;
+        let in_cb = self.cur.cur().callback.is_some();
+        let curframe = self.cur.curframe();
+        if curframe == 0 || in_cb {
+            // check_reference_leak for the main program (and callbacks,
+            // for references they acquired themselves).
+            if curframe == 0 && !self.cur.refs.is_empty() {
+                let refs = self.cur.refs.clone();
+                for r in refs {
+                    self.verbose(&format!(
+                        "Unreleased reference id={} alloc_insn={}
+",
+                        r.id, r.insn
+                    ));
+                }
+                return einval!("BPF_EXIT instruction in main prog would lead to reference leak");
+            }
+        }
+        if curframe > 0 {
+            return self.prepare_func_exit();
+        }
+        // check_return_code for the main program.
+        match self.env.return_rule() {
+            ReturnRule::Void => {}
+            rule => {
+                self.check_src(0)?;
+                if self.is_pointer_value(0) {
+                    return eacces!("R0 leaks addr as return value");
+                }
+                if let ReturnRule::Range { min, max } = rule {
+                    let r0 = self.reg(0).clone();
+                    if r0.ty != RegType::Scalar {
+                        return einval!(
+                            "At program exit the register R0 is not a known value ({})",
+                            r0.type_str()
+                        );
+                    }
+                    let v = &r0.v;
+                    if v.smin < i64::from(min) || v.smax > i64::from(max) {
+                        let mut s = String::new();
+                        let _ = write!(s, "At program exit the register R0 has ");
+                        if v.var_off.is_const() {
+                            let _ = write!(s, "value {}", v.var_off.value() as i64);
+                        } else {
+                            let _ = write!(s, "smin={} smax={}", v.smin, v.smax);
+                        }
+                        let _ = write!(s, " should have been in [{min}, {max}]");
+                        return Err(Reject::new(EINVAL, s));
+                    }
+                }
+            }
+        }
+        Ok(Flow::EndPath)
+    }
+
+    /// `check_max_stack_depth`: the deepest chain of frames must fit in
+    /// `MAX_BPF_STACK` bytes, each frame rounded up to 32.
+    fn check_max_stack_depth(&mut self) -> Res<()> {
+        let n = self.stack_depth.len();
+        // round_up_stack_depth with the JIT: multiples of 16.
+        let round = |d: usize| d.div_ceil(16) * 16;
+        // Depth-first over the static call graph from subprogram 0.
+        let mut stack: Vec<(usize, usize, usize)> = vec![(0, 0, round(self.stack_depth[0]))];
+        while let Some((sub, frame, depth)) = stack.pop() {
+            if depth as i64 > MAX_BPF_STACK {
+                return Err(Reject::new(
+                    EACCES,
+                    format!(
+                        "combined stack size of {} calls is {}. Too large",
+                        frame + 1,
+                        depth
+                    ),
+                ));
+            }
+            if frame + 1 > MAX_CALL_FRAMES {
+                return Err(Reject::new(
+                    E2BIG,
+                    format!("the call stack of {} frames is too deep !", frame + 1),
+                ));
+            }
+            for &c in &self.callees[sub] {
+                if c < n && frame < MAX_CALL_FRAMES {
+                    stack.push((c, frame + 1, depth + round(self.stack_depth[c])));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// How the walk continues after one instruction.
+pub(crate) enum Flow {
+    /// Go on at this instruction.
+    Next(usize),
+    /// The path ended (exit of the main program).
+    EndPath,
+}
+
+pub(crate) fn alu_name(op: AluOp) -> &'static str {
+    op.symbol()
+}
+
+/// `check_reg_sane_offset`.
+fn sane_offset(reg: &Reg, ty: RegType, flags: RegFlags) -> Res<()> {
+    let tstr = crate::state::type_str(ty, flags);
+    let v = &reg.v;
+    let known = v.var_off.is_const();
+    let val = v.var_off.value() as i64;
+    if known && (val >= MAX_VAR_OFF || val <= -MAX_VAR_OFF) {
+        return eacces_einval(format!(
+            "math between {tstr} pointer and {val} is not allowed"
+        ));
+    }
+    if i64::from(reg.off) >= MAX_VAR_OFF || i64::from(reg.off) <= -MAX_VAR_OFF {
+        return eacces_einval(format!("{tstr} pointer offset {} is not allowed", reg.off));
+    }
+    if v.smin == i64::MIN {
+        return eacces_einval(format!(
+            "math between {tstr} pointer and register with unbounded min value is not allowed"
+        ));
+    }
+    if v.smin >= MAX_VAR_OFF || v.smin <= -MAX_VAR_OFF {
+        return eacces_einval(format!(
+            "value {} makes {tstr} pointer be out of bounds",
+            v.smin
+        ));
+    }
+    Ok(())
+}
+
+fn eacces_einval(msg: String) -> Res<()> {
+    Err(Reject::new(EINVAL, msg))
+}
+
+fn set_scalar(st: &mut State, r: usize, v: ScalarValue) {
+    let f = st.cur_mut();
+    let id = f.regs[r].id;
+    f.regs[r].v = v;
+    // sync_linked_regs: registers sharing the id learn the same bounds.
+    if id != 0 {
+        for fr in st.frames.iter_mut() {
+            for reg in fr.regs.iter_mut() {
+                if reg.ty == RegType::Scalar && reg.id == id {
+                    reg.v = v;
+                }
+            }
+            for slot in fr.stack.iter_mut() {
+                if slot.is_spill() && slot.spilled.ty == RegType::Scalar && slot.spilled.id == id {
+                    slot.spilled.v = v;
+                }
+            }
+        }
+    }
+}
+
+/// `mark_ptr_or_null_regs`: every copy of the pointer with `id` becomes
+/// NULL (a zero scalar) or a non-NULL pointer.
+fn mark_ptr_or_null(st: &mut State, id: u32, is_null: bool) {
+    if id == 0 {
+        return;
+    }
+    let mut released = false;
+    let fix = |reg: &mut Reg, released: &mut bool| {
+        if reg.maybe_null() && reg.id == id {
+            if is_null {
+                if reg.ref_obj_id == id {
+                    *released = true;
+                }
+                *reg = Reg::known(0);
+            } else {
+                reg.flags = reg.flags.without(RegFlags::MAYBE_NULL);
+                if reg.ref_obj_id == 0 {
+                    reg.id = 0;
+                }
+            }
+        }
+    };
+    for fr in st.frames.iter_mut() {
+        for reg in fr.regs.iter_mut() {
+            fix(reg, &mut released);
+        }
+        for slot in fr.stack.iter_mut() {
+            if slot.is_spill() {
+                fix(&mut slot.spilled, &mut released);
+            }
+        }
+    }
+    if released {
+        st.refs.retain(|r| r.id != id);
+    }
+}
+
+/// `is_branch_taken` when a pointer is involved: a non-NULL pointer
+/// against 0.
+fn ptr_branch_taken(dr: &Reg, sr: &Reg, cond: Cond, bits: Bits) -> Option<bool> {
+    if bits != Bits::B64 {
+        return None;
+    }
+    let (p, k) = if dr.is_pointer() && sr.ty == RegType::Scalar {
+        (dr, sr)
+    } else if sr.is_pointer() && dr.ty == RegType::Scalar {
+        (sr, dr)
+    } else {
+        return None;
+    };
+    if p.maybe_null() || !k.is_null() {
+        return None;
+    }
+    match cond {
+        Cond::Eq => Some(false),
+        Cond::Ne => Some(true),
+        _ => None,
+    }
+}
+
+const MAX_PACKET_OFF: i64 = 0xffff;
+
+/// `find_good_pkt_pointers`.
+fn find_good_pkt(st: &mut State, dst: &Reg, right_open: bool) {
+    if dst.off < 0 || (dst.off == 0 && right_open) {
+        return;
+    }
+    if dst.v.umax > MAX_PACKET_OFF as u64 || dst.v.umax as i64 + i64::from(dst.off) > MAX_PACKET_OFF
+    {
+        return;
+    }
+    let mut new_range = dst.off;
+    if right_open {
+        new_range += 1;
+    }
+    for fr in st.frames.iter_mut() {
+        for reg in fr.regs.iter_mut() {
+            if reg.ty == dst.ty && reg.id == dst.id {
+                reg.range = reg.range.max(new_range);
+            }
+        }
+        for slot in fr.stack.iter_mut() {
+            if slot.is_spill() && slot.spilled.ty == dst.ty && slot.spilled.id == dst.id {
+                slot.spilled.range = slot.spilled.range.max(new_range);
+            }
+        }
+    }
+}
+
+fn is_init_pkt(r: &Reg, ty: RegType) -> bool {
+    r.ty == ty && r.off == 0 && r.v.var_off.equals_const(0)
+}
+
+/// `try_match_pkt_pointers`: comparisons of packet pointers with
+/// `data_end` (or `data_meta` with `data`) give ranges. `this` is the
+/// fall-through state, `other` the taken one.
+fn try_match_pkt(this: &mut State, other: &mut State, cond: Cond, d: &Reg, s: &Reg) {
+    let fwd = (d.ty == RegType::Packet && s.ty == RegType::PacketEnd)
+        || (d.ty == RegType::PacketMeta && is_init_pkt(s, RegType::Packet));
+    let rev = (d.ty == RegType::PacketEnd && s.ty == RegType::Packet)
+        || (is_init_pkt(d, RegType::Packet) && s.ty == RegType::PacketMeta);
+    match cond {
+        Cond::Gt if fwd => find_good_pkt(this, d, false),
+        Cond::Gt if rev => find_good_pkt(other, s, true),
+        Cond::Lt if fwd => find_good_pkt(other, d, true),
+        Cond::Lt if rev => find_good_pkt(this, s, false),
+        Cond::Ge if fwd => find_good_pkt(this, d, true),
+        Cond::Ge if rev => find_good_pkt(other, s, false),
+        Cond::Le if fwd => find_good_pkt(other, d, false),
+        Cond::Le if rev => find_good_pkt(this, s, true),
+        _ => {}
+    }
+}
+
+/// The kernel's message for an instruction it finds malformed when it
+/// reaches it (the reserved-field checks of `do_check` and friends).
+fn decode_reject(e: &DecodeError, insn: Option<&Insn>) -> Reject {
+    use structops_isa::opcode as oc;
+    let code = insn.map_or(0, |i| i.code);
+    let msg = match e {
+        DecodeError::UnknownOpcode { code, .. } => format!("unknown opcode {code:02x}"),
+        DecodeError::InvalidRegister { reg, .. } => format!("R{reg} is invalid"),
+        DecodeError::UnknownAtomicOp { imm, .. } => {
+            format!("BPF_ATOMIC uses invalid atomic opcode {imm:02x}")
+        }
+        DecodeError::TruncatedLdImm64 { .. } | DecodeError::InvalidLdImm64Tail { .. } => {
+            "invalid bpf_ld_imm64 insn".to_owned()
+        }
+        DecodeError::UnknownPseudoSrc { .. } if oc::class(code) == oc::LD => {
+            "unrecognized bpf_ld_imm64 insn".to_owned()
+        }
+        _ => {
+            let class = oc::class(code);
+            let op = code & 0xf0;
+            match class {
+                oc::ALU | oc::ALU64 => match op {
+                    0x80 => "BPF_NEG uses reserved fields".to_owned(),
+                    0xd0 => "BPF_END uses reserved fields".to_owned(),
+                    0xb0 => "BPF_MOV uses reserved fields".to_owned(),
+                    _ => "BPF_ALU uses reserved fields".to_owned(),
+                },
+                oc::LDX => "BPF_LDX uses reserved fields".to_owned(),
+                oc::ST => "BPF_ST uses reserved fields".to_owned(),
+                oc::STX => "BPF_STX uses reserved fields".to_owned(),
+                oc::LD => "BPF_LD_[ABS|IND] uses reserved fields".to_owned(),
+                _ => match op {
+                    0x00 => "BPF_JA uses reserved fields".to_owned(),
+                    0x80 => "BPF_CALL uses reserved fields".to_owned(),
+                    0x90 => "BPF_EXIT uses reserved fields".to_owned(),
+                    _ => "BPF_JMP/JMP32 uses reserved fields".to_owned(),
+                },
+            }
+        }
+    };
+    Reject::new(EINVAL, msg)
+}
+
+/// Width of a memory access in bytes.
+pub(crate) fn width_bytes(w: Width) -> u32 {
+    w.bytes() as u32
+}

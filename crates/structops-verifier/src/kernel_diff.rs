@@ -40,7 +40,7 @@ const BPF_PROG_LOAD: libc::c_long = 5;
 const BPF_PROG_TYPE_XDP: u32 = 6;
 
 /// A descriptor closed on drop.
-struct Fd(libc::c_int);
+pub(crate) struct Fd(libc::c_int);
 
 impl Drop for Fd {
     fn drop(&mut self) {
@@ -78,6 +78,14 @@ fn map_create(map_type: u32, key_size: u32, value_size: u32, max_entries: u32) -
 
 /// Loads as XDP at log level 1: the fd or errno, and the log.
 fn kernel_load(insns: &[structops_isa::Insn]) -> (Result<Fd, i32>, String) {
+    kernel_load_level(insns, 1)
+}
+
+/// Loads as XDP at `log_level`: the fd or errno, and the log.
+pub(crate) fn kernel_load_level(
+    insns: &[structops_isa::Insn],
+    log_level: u32,
+) -> (Result<Fd, i32>, String) {
     let license = c"GPL";
     let mut log = vec![0u8; 1 << 20];
     let attr = ProgLoadAttr {
@@ -85,7 +93,7 @@ fn kernel_load(insns: &[structops_isa::Insn]) -> (Result<Fd, i32>, String) {
         insn_cnt: insns.len() as u32,
         insns: insns.as_ptr() as u64,
         license: license.as_ptr() as u64,
-        log_level: 1,
+        log_level,
         log_size: log.len() as u32,
         log_buf: log.as_mut_ptr() as u64,
         ..ProgLoadAttr::default()
@@ -410,4 +418,38 @@ fn verdicts_and_messages_match_the_kernel() {
         mismatches.len(),
         mismatches.join("\n")
     );
+}
+
+/// Prints the kernel's log (level from `STRUCTOPS_KLOG_LEVEL`, default 2)
+/// and ours for the program in the file `STRUCTOPS_KLOG_ASM`; a developer
+/// probe, run with `--ignored --nocapture`.
+#[test]
+#[ignore = "developer probe: needs STRUCTOPS_KLOG_ASM"]
+fn print_kernel_log() {
+    let Ok(path) = std::env::var("STRUCTOPS_KLOG_ASM") else {
+        eprintln!("set STRUCTOPS_KLOG_ASM");
+        return;
+    };
+    let level: u32 = std::env::var("STRUCTOPS_KLOG_LEVEL")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(2);
+    let src = std::fs::read_to_string(path).unwrap();
+    let insns = assemble(&src).unwrap().encode();
+    let (res, log) = kernel_load_level(&insns, level);
+    println!("=== kernel: {:?}\n{log}", res.as_ref().map(|_| ()));
+    let env = Mock::default();
+    let info = ProgInfo {
+        gpl_compatible: true,
+        privileges: Privileges::ROOT,
+        ..ProgInfo::default()
+    };
+    let opts = LogOptions {
+        level,
+        stats: false,
+    };
+    match verify(&insns, &info, &env, &opts) {
+        Ok(p) => println!("=== ours: accepted\n{}", p.log()),
+        Err(e) => println!("=== ours: {} {}\n{}", e.errno, e.message, e.log),
+    }
 }

@@ -58,6 +58,7 @@ mod calls;
 mod cfg;
 pub mod env;
 pub mod error;
+mod live_regs;
 mod liveness;
 mod mem;
 mod precision;

@@ -208,6 +208,7 @@ fn stacksafe(old: &Frame, cur: &Frame, exact: Exact, privs: Privileges, ids: &mu
 fn func_states_equal(
     old: &Frame,
     cur: &Frame,
+    static_live: u16,
     exact: Exact,
     privs: Privileges,
     ids: &mut IdMap,
@@ -216,6 +217,11 @@ fn func_states_equal(
         return false;
     }
     for (i, (o, c)) in old.regs.iter().zip(cur.regs.iter()).enumerate() {
+        // Registers no path reads before writing them are dead whatever
+        // the exploration found (`clean_func_state` with static liveness).
+        if exact != Exact::Equal && i < 10 && static_live & (1 << i) == 0 {
+            continue;
+        }
         if !regsafe(o, c, old.reg_live[i], exact, privs, ids) {
             return false;
         }
@@ -224,8 +230,15 @@ fn func_states_equal(
 }
 
 /// `states_equal`: with [`Exact::Equal`], the states must be the same
-/// (loop detection); otherwise `old` must cover `cur`.
-pub(crate) fn states_equal(old: &State, cur: &State, exact: Exact, privs: Privileges) -> bool {
+/// (loop detection); otherwise `old` must cover `cur`. `static_live[i]`
+/// is the mask of registers live in frame `i` at this point.
+pub(crate) fn states_equal(
+    old: &State,
+    cur: &State,
+    static_live: &[u16],
+    exact: Exact,
+    privs: Privileges,
+) -> bool {
     if old.frames.len() != cur.frames.len() {
         return false;
     }
@@ -244,5 +257,9 @@ pub(crate) fn states_equal(old: &State, cur: &State, exact: Exact, privs: Privil
     old.frames
         .iter()
         .zip(cur.frames.iter())
-        .all(|(o, c)| func_states_equal(o, c, exact, privs, &mut ids))
+        .enumerate()
+        .all(|(i, (o, c))| {
+            let live = static_live.get(i).copied().unwrap_or(0x3ff);
+            func_states_equal(o, c, live, exact, privs, &mut ids)
+        })
 }

@@ -142,6 +142,8 @@ pub(crate) struct Verifier<'a> {
     prev_insn_idx: usize,
     pending: Vec<Pending>,
     pub(crate) stored: Vec<Stored>,
+    /// Registers live before each instruction ([`crate::live_regs`]).
+    live_regs: Vec<u16>,
     explored: HashMap<usize, Vec<usize>>,
     /// Parent of the current state among `stored`.
     pub(crate) cur_parent: Option<usize>,
@@ -209,6 +211,7 @@ impl<'a> Verifier<'a> {
                 ..State::default()
             },
             cur_parent: None,
+            live_regs: Vec::new(),
             frame_uid: 0,
             longest_mark_read_walk: 0,
             jumped: false,
@@ -273,6 +276,12 @@ impl<'a> Verifier<'a> {
         );
         self.verbose(&lines);
         self.cfg = cfg?;
+        let ops: Vec<Option<Op>> = self
+            .ops
+            .iter()
+            .map(|o| o.as_ref().and_then(|r| r.as_ref().ok().copied()))
+            .collect();
+        self.live_regs = crate::live_regs::compute(&ops);
         let n = self.cfg.subprogs.len();
         self.stack_depth = vec![0; n];
         self.callees = vec![Vec::new(); n];
@@ -583,6 +592,7 @@ impl<'a> Verifier<'a> {
                 && self.stats.insn_processed - self.prev_insn_processed >= 8);
         let loop_point = self.loop_point(pc);
         let privs = self.privileges();
+        let live = self.static_live_masks(pc);
         let list = self.explored.get(&pc).cloned().unwrap_or_default();
         let mut keep = Vec::with_capacity(list.len());
         let mut states_cnt = 0u32;
@@ -595,10 +605,10 @@ impl<'a> Verifier<'a> {
                 let converged = match loop_point {
                     Some(LoopPoint::MayGoto) => {
                         old.may_goto_depth != self.cur.may_goto_depth
-                            && states_equal(old, &self.cur, Exact::RangeWithin, privs)
+                            && states_equal(old, &self.cur, &live, Exact::RangeWithin, privs)
                     }
                     Some(LoopPoint::Callback) => {
-                        states_equal(old, &self.cur, Exact::RangeWithin, privs)
+                        states_equal(old, &self.cur, &live, Exact::RangeWithin, privs)
                     }
                     None => false,
                 };
@@ -611,7 +621,7 @@ impl<'a> Verifier<'a> {
                 if !skip_inf
                     && old.may_goto_depth == self.cur.may_goto_depth
                     && old.callback_unroll_depth == self.cur.callback_unroll_depth
-                    && states_equal(old, &self.cur, Exact::Equal, privs)
+                    && states_equal(old, &self.cur, &live, Exact::Equal, privs)
                 {
                     return einval!("infinite loop detected at insn {pc}");
                 }
@@ -627,7 +637,7 @@ impl<'a> Verifier<'a> {
                 } else {
                     Exact::Marks
                 };
-                if states_equal(&self.stored[si].state, &self.cur, mode, privs) {
+                if states_equal(&self.stored[si].state, &self.cur, &live, mode, privs) {
                     hit = Some(si);
                     keep.extend_from_slice(&list[pos..]);
                     break;
@@ -718,6 +728,23 @@ impl<'a> Verifier<'a> {
             }
             p = st.parent;
         }
+    }
+
+    /// Registers live at the current point of each frame: the current
+    /// instruction for the innermost, the call site for the callers
+    /// (`frame_insn_idx`).
+    fn static_live_masks(&self, pc: usize) -> Vec<u16> {
+        let n = self.cur.frames.len();
+        (0..n)
+            .map(|i| {
+                let at = if i + 1 == n {
+                    pc
+                } else {
+                    self.cur.frames[i + 1].callsite
+                };
+                self.live_regs.get(at).copied().unwrap_or(0x3ff)
+            })
+            .collect()
     }
 
     /// `find_prev_entry`: the unfinished state at `pc` with the same call

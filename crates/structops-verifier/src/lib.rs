@@ -73,6 +73,8 @@ mod verifier;
 #[cfg(test)]
 mod kernel_diff;
 #[cfg(test)]
+mod loop_cases;
+#[cfg(test)]
 mod tests;
 
 pub use env::{

@@ -236,6 +236,10 @@ impl Verifier<'_> {
                         format!("R{regno} must be a known constant"),
                     ));
                 }
+                if param_has_suffix(btf, &p, "__k") {
+                    // Pruning must not merge other constants into it.
+                    self.mark_precise(regno)?;
+                }
                 i += 1;
                 continue;
             }

@@ -4,6 +4,7 @@ use structops_isa::{AtomicOp, Source, Width};
 
 use crate::env::CtxField;
 use crate::error::{EACCES, EINVAL, Reject, eacces, einval};
+use crate::liveness::Loc;
 use crate::state::{Reg, RegFlags, RegType, SlotType, StackSlot};
 use crate::verifier::{MAX_BPF_STACK, MAX_VAR_OFF, Res, Verifier, width_bytes};
 
@@ -607,6 +608,19 @@ impl Verifier<'_> {
         Ok(())
     }
 
+    /// Marks the slots holding bytes `min..max` (offsets from the frame
+    /// pointer) of `frame` read.
+    fn mark_stack_range_read(&mut self, frame: usize, min: i64, max: i64) {
+        if min >= max || min >= 0 {
+            return;
+        }
+        let first = ((-max).max(0) / 8) as usize;
+        let last = ((-min - 1) / 8) as usize;
+        for spi in first..=last {
+            self.mark_read(frame, Loc::Slot(spi));
+        }
+    }
+
     fn slot_mut(&mut self, frame: usize, spi: usize) -> Option<&mut StackSlot> {
         self.cur
             .frames
@@ -637,6 +651,12 @@ impl Verifier<'_> {
                 && !self.privileges().allow_ptr_leaks
             {
                 return eacces!("R{} leaks addr into stack", value.unwrap_or(0));
+            }
+            if let Some(v) = value
+                && value_reg.as_ref().is_some_and(Reg::is_null)
+            {
+                // STACK_ZERO keeps the register's zero: it must stay zero.
+                self.mark_precise(v)?;
             }
             for o in min..max {
                 let slot = (-o - 1) as usize;
@@ -672,6 +692,12 @@ impl Verifier<'_> {
         let spi = slot / 8;
         let value_reg = value.map(|v| self.reg(v).clone());
         let leaks = self.privileges().allow_ptr_leaks;
+        // Precision backtracking follows spills and fills through this slot;
+        // a full 8-byte write screens older reads of it.
+        self.record_stack_access(fi, spi);
+        if size == 8 && off % 8 == 0 {
+            self.mark_written(fi, Loc::Slot(spi));
+        }
         {
             let Some(s) = self.slot_mut(fi, spi) else {
                 return Err(Reject::new(EACCES, "stack slot out of range"));
@@ -740,6 +766,12 @@ impl Verifier<'_> {
             _ => {
                 let zero = value_reg.as_ref().is_some_and(Reg::is_null)
                     || (value_reg.is_none() && imm == Some(0));
+                if let Some(v) = value
+                    && zero
+                {
+                    // STACK_ZERO keeps the register's zero: it must stay zero.
+                    self.mark_precise(v)?;
+                }
                 let ty = if zero { SlotType::Zero } else { SlotType::Misc };
                 if let Some(s) = self.slot_mut(fi, spi) {
                     if s.is_spill() {
@@ -768,6 +800,7 @@ impl Verifier<'_> {
         if !reg.v.var_off.is_const() {
             let min = reg.v.smin + i64::from(off);
             let max = reg.v.smax + i64::from(off) + i64::from(size);
+            self.mark_stack_range_read(fi, min, max);
             let mut all_zero = true;
             for o in min..max {
                 let slot = (-o - 1) as usize;
@@ -817,6 +850,8 @@ impl Verifier<'_> {
         let off = off + reg.v.var_off.value() as i32;
         let slot = (-off - 1) as usize;
         let spi = slot / 8;
+        self.mark_stack_range_read(fi, i64::from(off), i64::from(off) + i64::from(size));
+        self.record_stack_access(fi, spi);
         let Some(s) = self
             .cur
             .frames
@@ -956,6 +991,7 @@ impl Verifier<'_> {
         }
         let leaks = self.privileges().allow_ptr_leaks;
         let allow_uninit = self.privileges().allow_uninit_stack;
+        self.mark_stack_range_read(fi, min_off, max_off + i64::from(size));
         for o in min_off..max_off + i64::from(size) {
             let slot = (-o - 1) as usize;
             let (spi, idx) = (slot / 8, slot % 8);

@@ -231,7 +231,7 @@ mod raw {
         Some(fd)
     }
 
-    /// `BPF_PROG_LOAD` as struct_ops at log level 1: the log, or `None`
+    /// `BPF_PROG_LOAD` as struct_ops at `log_level`: the log, or `None`
     /// when a map could not be recreated.
     pub fn load(
         insns: &[Insn],
@@ -239,6 +239,7 @@ mod raw {
         attach_btf_id: u32,
         member_idx: u32,
         sleepable: bool,
+        log_level: u32,
     ) -> Option<String> {
         let mut own = HashMap::new();
         for (fd, m) in maps {
@@ -261,7 +262,7 @@ mod raw {
         put32(&mut a, 4, insns.len() as u32);
         put64(&mut a, 8, insns.as_ptr() as u64);
         put64(&mut a, 16, license.as_ptr() as u64);
-        put32(&mut a, 24, 1);
+        put32(&mut a, 24, log_level);
         put32(&mut a, 28, log.len() as u32);
         put64(&mut a, 32, log.as_mut_ptr() as u64);
         put32(&mut a, 44, if sleepable { 1 << 4 } else { 0 });
@@ -277,27 +278,37 @@ mod raw {
     }
 }
 
-#[test]
-fn corpus_struct_ops_programs_agree_with_the_kernel() {
+/// One corpus program as libbpf's oracle loaded it alone, ready for
+/// [`verify`] (the environment's maps are those of its object).
+struct CorpusProg {
+    object: String,
+    name: String,
+    insns: Vec<Insn>,
+    info: ProgInfo,
+    maps: HashMap<i32, MapInfo>,
+    btf_id: u32,
+    member_idx: u32,
+    sleepable: bool,
+    /// The kernel's errno (0: accepted).
+    kerrno: i64,
+    /// The oracle's error text (the kernel's log on rejection).
+    error: String,
+}
+
+/// The struct_ops programs of the corpus, plus the ones libbpf could not
+/// even try to load (with why); `Err` when the corpus or oracle is missing.
+fn corpus(env: &KernelOps) -> Result<(Vec<CorpusProg>, Vec<String>), String> {
     let dir = build_dir();
     let oracle = dir.join("bin/libbpf_report");
     let manifest = std::fs::read_to_string(dir.join("corpus/MANIFEST"));
     let (true, Ok(manifest)) = (oracle.exists(), manifest) else {
-        eprintln!(
-            "skipped: conformance/build (corpus and libbpf_report) not built; run conformance/build.sh"
+        return Err(
+            "conformance/build (corpus and libbpf_report) not built; run conformance/build.sh"
+                .to_owned(),
         );
-        return;
     };
-    let btf = match vmlinux() {
-        Ok(b) => b,
-        Err(e) => {
-            eprintln!("skipped: {e}");
-            return;
-        }
-    };
-    let vm_for_obj = vmlinux().unwrap();
-    let mut env = KernelOps::new(btf).unwrap();
-    let mut rows = Vec::new();
+    let vm_for_obj = vmlinux()?;
+    let mut progs = Vec::new();
     let mut not_loaded = Vec::new();
     for line in manifest.lines() {
         let mut f = line.split('\t');
@@ -340,7 +351,6 @@ fn corpus_struct_ops_programs_agree_with_the_kernel() {
             let member_idx = p["expected_attach_type"].as_u64().unwrap_or(0) as u32;
             let (btf_id, _) = env.target(&ops, "#0").unwrap();
             let insns = insns_of(p);
-            env.maps = maps_of(entry, &obj);
             let sleepable = p["section"]
                 .as_str()
                 .unwrap_or("")
@@ -352,44 +362,82 @@ fn corpus_struct_ops_programs_agree_with_the_kernel() {
                 struct_ops: Some(StructOpsAttach { btf_id, member_idx }),
                 ..ProgInfo::default()
             };
-            let got = verify(&insns, &info, &env, &LogOptions::default());
-            let kernel = if kerrno == 0 {
-                "accept".to_owned()
-            } else {
-                format!(
-                    "{kerrno} {}",
-                    kernel_message(entry["error"].as_str().unwrap_or(""))
-                )
-            };
-            let (ours, agree, processed) = match &got {
-                Ok(v) => ("accept".to_owned(), kerrno == 0, v.stats().insn_processed),
-                Err(e) => {
-                    let km = kernel_message(entry["error"].as_str().unwrap_or(""));
-                    (
-                        format!("{} {}", e.errno, e.message),
-                        i64::from(e.errno) == kerrno && e.message == km,
-                        0,
-                    )
-                }
-            };
-            if name.starts_with("bpf_cubic")
-                && let Some(log) = raw::load(&insns, &env.maps, btf_id, member_idx, sleepable)
-            {
-                let stats = log
-                    .lines()
-                    .find(|l| l.starts_with("processed "))
-                    .unwrap_or("(no stats)");
-                eprintln!("bpf_cubic {pname}: ours processed {processed}; kernel: {stats}");
-            }
-            rows.push(Row {
+            progs.push(CorpusProg {
                 object: name.to_owned(),
-                prog: pname,
-                kernel,
-                ours,
-                agree,
-                processed,
+                name: pname,
+                insns,
+                info,
+                maps: maps_of(entry, &obj),
+                btf_id,
+                member_idx,
+                sleepable,
+                kerrno,
+                error: entry["error"].as_str().unwrap_or("").to_owned(),
             });
         }
+    }
+    Ok((progs, not_loaded))
+}
+
+#[test]
+fn corpus_struct_ops_programs_agree_with_the_kernel() {
+    let btf = match vmlinux() {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("skipped: {e}");
+            return;
+        }
+    };
+    let mut env = KernelOps::new(btf).unwrap();
+    let (progs, not_loaded) = match corpus(&env) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("skipped: {e}");
+            return;
+        }
+    };
+    let mut rows = Vec::new();
+    for p in progs {
+        env.maps = p.maps.clone();
+        let got = verify(&p.insns, &p.info, &env, &LogOptions::default());
+        let kerrno = p.kerrno;
+        let kernel = if kerrno == 0 {
+            "accept".to_owned()
+        } else {
+            format!("{kerrno} {}", kernel_message(&p.error))
+        };
+        let (ours, agree, processed) = match &got {
+            Ok(v) => ("accept".to_owned(), kerrno == 0, v.stats().insn_processed),
+            Err(e) => {
+                let km = kernel_message(&p.error);
+                (
+                    format!("{} {}", e.errno, e.message),
+                    i64::from(e.errno) == kerrno && e.message == km,
+                    0,
+                )
+            }
+        };
+        if p.object.starts_with("bpf_cubic")
+            && let Some(log) =
+                raw::load(&p.insns, &env.maps, p.btf_id, p.member_idx, p.sleepable, 1)
+        {
+            let stats = log
+                .lines()
+                .find(|l| l.starts_with("processed "))
+                .unwrap_or("(no stats)");
+            eprintln!(
+                "bpf_cubic {}: ours processed {processed}; kernel: {stats}",
+                p.name
+            );
+        }
+        rows.push(Row {
+            object: p.object,
+            prog: p.name,
+            kernel,
+            ours,
+            agree,
+            processed,
+        });
     }
     eprintln!("| object | program | kernel | structops | agree | processed |");
     eprintln!("|---|---|---|---|---|---|");
@@ -423,5 +471,150 @@ fn corpus_struct_ops_programs_agree_with_the_kernel() {
                 r.object, r.prog, r.kernel, r.ours
             ))
             .collect::<Vec<_>>()
+    );
+}
+
+/// `(processed insns, verification time in usec)` from a kernel log's
+/// stats lines.
+fn kernel_stats(log: &str) -> Option<(u64, u64)> {
+    let processed = log
+        .lines()
+        .find_map(|l| l.strip_prefix("processed "))?
+        .split(' ')
+        .next()?
+        .parse()
+        .ok()?;
+    let usec = log
+        .lines()
+        .find_map(|l| l.strip_prefix("verification time "))?
+        .split(' ')
+        .next()?
+        .parse()
+        .ok()?;
+    Some((processed, usec))
+}
+
+/// Median of `v` (sorted in place); 0 for none.
+fn median(v: &mut [u64]) -> u64 {
+    v.sort_unstable();
+    v.get(v.len() / 2).copied().unwrap_or(0)
+}
+
+/// Our verification time of `p` in usec over repeated runs at `level`:
+/// `(median, min)`, after one warm-up run; at least 5 runs, at most 200
+/// or about 300 ms.
+fn our_time(p: &CorpusProg, env: &KernelOps, level: u32) -> (u64, u64) {
+    let log = LogOptions {
+        level,
+        stats: false,
+    };
+    let _ = verify(&p.insns, &p.info, env, &log);
+    let mut times = Vec::new();
+    let start = std::time::Instant::now();
+    while times.len() < 5 || (times.len() < 200 && start.elapsed().as_millis() < 300) {
+        let t = std::time::Instant::now();
+        let r = verify(&p.insns, &p.info, env, &log);
+        times.push(t.elapsed().as_micros() as u64);
+        assert!(
+            r.is_ok(),
+            "{} {} rejected on a repeat run",
+            p.object,
+            p.name
+        );
+    }
+    let min = times.iter().copied().min().unwrap_or(0);
+    (median(&mut times), min)
+}
+
+/// The kernel's figures for `p` at `level` over `runs` loads: processed
+/// insns and `(median, min)` verification time in usec, or `None` when
+/// the kernel gave no stats line.
+fn kernel_time(p: &CorpusProg, level: u32, runs: usize) -> Option<(u64, u64, u64)> {
+    let mut times = Vec::new();
+    let mut processed = 0;
+    for _ in 0..runs {
+        let log = raw::load(
+            &p.insns,
+            &p.maps,
+            p.btf_id,
+            p.member_idx,
+            p.sleepable,
+            level,
+        )?;
+        let (n, us) = kernel_stats(&log)?;
+        processed = n;
+        times.push(us);
+    }
+    let min = times.iter().copied().min().unwrap_or(0);
+    Some((processed, median(&mut times), min))
+}
+
+/// Verification speed of every corpus program the kernel accepts, next to
+/// the kernel's own figures from the same machine in the same run: its
+/// processed-insn count and `verification time` (the whole `bpf_check`)
+/// at log level 4 (`BPF_LOG_STATS`, no per-insn log) against ours at level
+/// 0, and both at level 1 (every instruction of every path printed; the
+/// kernel at 1|4 for its time line). Programs whose maps the raw loader
+/// cannot recreate get `-` for the kernel.
+/// Timings mean something only in a release build:
+/// `cargo test --release -p structops-verifier --test struct_ops_corpus -- --nocapture speed`.
+#[test]
+fn corpus_verification_speed_against_the_kernel() {
+    let btf = match vmlinux() {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("skipped: {e}");
+            return;
+        }
+    };
+    let mut env = KernelOps::new(btf).unwrap();
+    let (progs, _) = match corpus(&env) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("skipped: {e}");
+            return;
+        }
+    };
+    if cfg!(debug_assertions) {
+        eprintln!("note: debug build, timings are not representative (use --release)");
+    }
+    eprintln!(
+        "| object | program | processed ours | processed kernel | ours L0 us (median/min) | kernel L4 us (median/min) | ours L1 us | kernel L1 us |"
+    );
+    eprintln!("|---|---|---|---|---|---|---|---|");
+    let mut measured = 0;
+    let (mut ours_total, mut kernel_total) = (0u64, 0u64);
+    for p in progs.iter().filter(|p| p.kerrno == 0) {
+        env.maps = p.maps.clone();
+        let v = verify(&p.insns, &p.info, &env, &LogOptions::default());
+        let Ok(v) = v else {
+            panic!("{} {}: the kernel accepts, we reject", p.object, p.name);
+        };
+        let processed = v.stats().insn_processed;
+        assert!(processed >= 1, "{} {}: no insn processed", p.object, p.name);
+        let (l0, l0_min) = our_time(p, &env, 0);
+        let (l1, _) = our_time(p, &env, 1);
+        let k4 = kernel_time(p, 4, 7);
+        // BPF_LOG_LEVEL1 | BPF_LOG_STATS: the time line needs the stats bit.
+        let k1 = kernel_time(p, 5, 3);
+        let kp = k4.map_or("-".to_owned(), |k| k.0.to_string());
+        let k4s = k4.map_or("-".to_owned(), |k| format!("{}/{}", k.1, k.2));
+        let k1s = k1.map_or("-".to_owned(), |k| k.1.to_string());
+        if let Some(k) = k4 {
+            ours_total += l0;
+            kernel_total += k.1;
+            measured += 1;
+        }
+        eprintln!(
+            "| {} | {} | {processed} | {kp} | {l0}/{l0_min} | {k4s} | {l1} | {k1s} |",
+            p.object, p.name
+        );
+    }
+    eprintln!(
+        "{measured} programs timed against the kernel: ours {ours_total} us, kernel {kernel_total} us (sums of medians)"
+    );
+    assert!(
+        progs.iter().any(|p| p.kerrno == 0),
+        "no accepted corpus program to time"
     );
 }

@@ -484,7 +484,8 @@ pub(crate) fn write_reg(
             format_args!("off={}", Snum(i64::from(reg.off))),
         );
     }
-    if t.is_pkt() || t == RegType::PacketEnd {
+    // The kernel prints `r=` for packet pointers only (`pkt_end()`).
+    if t.is_pkt() || (t == RegType::PacketEnd && reg.range != 0) {
         item(
             out,
             &mut sep,

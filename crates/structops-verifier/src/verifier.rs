@@ -170,6 +170,8 @@ pub(crate) struct Verifier<'a> {
     pub callees: Vec<Vec<usize>>,
     /// Whether some path was pruned or exited: the `do_print_state` flag.
     print_state: bool,
+    /// What to print after the instruction at log level 2.
+    scratch: Scratch,
     /// The struct_ops member this program implements, once checked.
     pub struct_ops: Option<crate::btf_ptr::StructOpsCtx<'a>>,
 }
@@ -234,6 +236,7 @@ impl<'a> Verifier<'a> {
             callees: Vec::new(),
             print_state: false,
             struct_ops: None,
+            scratch: Scratch::default(),
         }
     }
 
@@ -369,6 +372,12 @@ impl<'a> Verifier<'a> {
 
     /// `print_verifier_state` of the current frame, all registers.
     pub fn state_text(&self) -> String {
+        self.state_text_of(None)
+    }
+
+    /// `print_verifier_state`: all registers and slots, or (`only`) just
+    /// the scratched ones (`print_all == false`).
+    fn state_text_of(&self, only: Option<Scratch>) -> String {
         let f = self.cur.cur();
         let mut out = String::new();
         if f.frameno != 0 {
@@ -376,13 +385,16 @@ impl<'a> Verifier<'a> {
         }
         let md = self.map_desc();
         for (i, r) in f.regs.iter().enumerate() {
-            if r.ty == RegType::NotInit {
+            if r.ty == RegType::NotInit || only.is_some_and(|m| m.regs & (1 << i) == 0) {
                 continue;
             }
             let _ = write!(out, " R{i}=");
             write_reg(&mut out, f.frameno, r, &md);
         }
         for (spi, slot) in f.stack.iter().enumerate() {
+            if only.is_some_and(|m| spi >= 64 || m.stack & (1 << spi) == 0) {
+                continue;
+            }
             if slot
                 .slot_type
                 .iter()
@@ -443,7 +455,9 @@ impl<'a> Verifier<'a> {
 
     fn do_check(&mut self) -> Res<()> {
         self.init_state();
-        if self.log_level > 0 {
+        self.scratch.all();
+        // At level 2 the entry state is print_insn_state's first line.
+        if self.log_level == 1 {
             let s = self.state_text();
             self.verbose(&format!("0:{s}\n"));
         }
@@ -486,10 +500,16 @@ impl<'a> Verifier<'a> {
                 self.print_state = false;
             }
             let op = self.op_at(pc)?;
+            if self.log_level >= 2 {
+                self.print_insn_state(pc);
+            }
             if self.log_level > 0 {
                 let text = format_op(&op, pc, &Names(self.env));
+                let start = self.log.len();
                 self.verbose(&format!("{pc}: {text}\n"));
+                self.scratch.line = Some((self.log.len(), self.log.len() - start));
             }
+            let before = (self.log_level >= 2).then(|| self.scratch_before(&op));
             self.aux[pc].seen = true;
             self.hist_prev = self.prev_insn_idx;
             self.hist_cur = false;
@@ -497,7 +517,15 @@ impl<'a> Verifier<'a> {
                 self.push_hist();
             }
             self.prev_insn_idx = pc;
-            match self.step(pc, op)? {
+            let flow = self.step(pc, op)?;
+            if let Some(before) = before {
+                self.scratch_after(&op, before);
+                if matches!(op, Op::Jmp { .. }) && matches!(flow, Flow::Next(_)) {
+                    // check_cond_jmp_op prints this branch's state itself.
+                    self.print_insn_state(pc);
+                }
+            }
+            match flow {
                 Flow::Next(n) => {
                     let len = if matches!(op, Op::LdImm64 { .. }) {
                         2
@@ -519,6 +547,8 @@ impl<'a> Verifier<'a> {
     /// Ends the current path: update branch counts, pop the next pending
     /// branch. `false` when nothing is left.
     fn end_path(&mut self) -> Res<bool> {
+        // process_bpf_exit: mark_verifier_state_scratched.
+        self.scratch.all();
         self.update_branch_counts(self.cur_parent);
         let Some(p) = self.pending.pop() else {
             return Ok(false);
@@ -1824,4 +1854,123 @@ fn decode_reject(e: &DecodeError, insn: Option<&Insn>) -> Reject {
 /// Width of a memory access in bytes.
 pub(crate) fn width_bytes(w: Width) -> u32 {
     w.bytes() as u32
+}
+
+/// Registers and stack slots an instruction touched since the state was
+/// last printed (`env->scratched_regs` / `scratched_stack_slots`), and
+/// where the last instruction line ended (`prev_log_pos`).
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Scratch {
+    regs: u16,
+    stack: u64,
+    /// `(log length after the line, its length)` of the last instruction.
+    line: Option<(usize, usize)>,
+}
+
+impl Scratch {
+    fn all(&mut self) {
+        self.regs = u16::MAX;
+        self.stack = u64::MAX;
+    }
+
+    fn any(&self) -> bool {
+        self.regs != 0 || self.stack != 0
+    }
+}
+
+/// The registers `check_reg_arg` sees for `op` (read or written).
+fn op_regs(op: &Op) -> u16 {
+    let r = |x: structops_isa::Reg| 1u16 << x.index();
+    let s = |x: &Source| match x {
+        Source::Reg(x) => r(*x),
+        Source::Imm(_) => 0,
+    };
+    match op {
+        Op::Alu { dst, src, .. } | Op::Jmp { dst, src, .. } => r(*dst) | s(src),
+        Op::Store { dst, src, .. } => r(*dst) | s(src),
+        Op::Neg { dst, .. }
+        | Op::End { dst, .. }
+        | Op::Bswap { dst, .. }
+        | Op::LdImm64 { dst, .. } => r(*dst),
+        Op::MovSx { dst, src, .. }
+        | Op::AddrSpaceCast { dst, src, .. }
+        | Op::Load { dst, src, .. }
+        | Op::LoadSx { dst, src, .. }
+        | Op::LoadAcquire { dst, src, .. }
+        | Op::StoreRelease { dst, src, .. } => r(*dst) | r(*src),
+        Op::Atomic { dst, src, .. } => r(*dst) | r(*src) | 1,
+        Op::Call(_) => 0x3f,
+        Op::LdAbs { .. } => 0x7f,
+        Op::LdInd { src, .. } => 0x7f | r(*src),
+        Op::Exit => 1,
+        Op::Ja { .. } | Op::Gotol { .. } | Op::MayGoto { .. } => 0,
+    }
+}
+
+impl Verifier<'_> {
+    /// The stack slots `op` reads through a constant stack pointer, and
+    /// the current frame's stack, before the step.
+    fn scratch_before(&self, op: &Op) -> (u64, Vec<crate::state::StackSlot>) {
+        let f = self.cur.cur();
+        let mut read = 0u64;
+        if let Op::Load {
+            width, src, off, ..
+        }
+        | Op::LoadSx {
+            width, src, off, ..
+        } = op
+        {
+            let b = &f.regs[src.index()];
+            if b.ty == RegType::Stack && b.v.var_off.mask() == 0 {
+                let start = b.v.var_off.value() as i64 + i64::from(b.off) + i64::from(*off);
+                let size = width.bytes() as i64;
+                for byte in start..start + size {
+                    if byte < 0 {
+                        let spi = (-byte - 1) / 8;
+                        if spi < 64 {
+                            read |= 1 << spi;
+                        }
+                    }
+                }
+            }
+        }
+        (read, f.stack.clone())
+    }
+
+    /// Marks what `op` touched: its registers, the slots it read and the
+    /// slots whose contents changed.
+    fn scratch_after(&mut self, op: &Op, before: (u64, Vec<crate::state::StackSlot>)) {
+        self.scratch.regs |= op_regs(op);
+        self.scratch.stack |= before.0;
+        let f = self.cur.cur();
+        for (spi, slot) in f.stack.iter().enumerate().take(64) {
+            if before.1.get(spi) != Some(slot) {
+                self.scratch.stack |= 1 << spi;
+            }
+        }
+    }
+
+    /// `print_insn_state`: the scratched part of the state, appended to
+    /// the last instruction line when nothing was printed since.
+    fn print_insn_state(&mut self, pc: usize) {
+        if !self.scratch.any() {
+            return;
+        }
+        let text = self.state_text_of(Some(self.scratch));
+        match self.scratch.line {
+            Some((end, len)) if end == self.log.len() && end > 0 => {
+                self.log.truncate(end - 1);
+                // vlog_alignment: pad to the next 8 column stop past 40.
+                let width = (len + 4).max(40).div_ceil(8) * 8 - len - 1;
+                let _ = write!(self.log, "{:width$};{text}", ' ');
+            }
+            _ => {
+                let _ = write!(self.log, "{pc}:{text}");
+            }
+        }
+        self.log.push('\n');
+        self.scratch.regs = 0;
+        self.scratch.stack = 0;
+        self.scratch.line = None;
+    }
 }

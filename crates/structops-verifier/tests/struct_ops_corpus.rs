@@ -618,3 +618,35 @@ fn corpus_verification_speed_against_the_kernel() {
         "no accepted corpus program to time"
     );
 }
+
+/// Writes the kernel's and our level-2 logs of the corpus program named
+/// by `STRUCTOPS_CORPUS_PROG` (`object:program`) to
+/// `/tmp/structops-<program>.{kernel,ours}.log`; a developer probe, run
+/// with `--ignored --nocapture`.
+#[test]
+#[ignore = "developer probe: needs STRUCTOPS_CORPUS_PROG"]
+fn dump_level2_logs() {
+    let Ok(want) = std::env::var("STRUCTOPS_CORPUS_PROG") else {
+        eprintln!("set STRUCTOPS_CORPUS_PROG=object:program");
+        return;
+    };
+    let mut env = KernelOps::new(vmlinux().unwrap()).unwrap();
+    let (progs, _) = corpus(&env).unwrap();
+    let p = progs
+        .iter()
+        .find(|p| format!("{}:{}", p.object, p.name) == want)
+        .unwrap();
+    env.maps = p.maps.clone();
+    let opts = LogOptions {
+        level: 2,
+        stats: false,
+    };
+    let ours = match verify(&p.insns, &p.info, &env, &opts) {
+        Ok(v) => v.log().to_owned(),
+        Err(e) => e.log,
+    };
+    let kernel = raw::load(&p.insns, &p.maps, p.btf_id, p.member_idx, p.sleepable, 2).unwrap();
+    std::fs::write(format!("/tmp/structops-{}.ours.log", p.name), &ours).unwrap();
+    std::fs::write(format!("/tmp/structops-{}.kernel.log", p.name), &kernel).unwrap();
+    eprintln!("wrote /tmp/structops-{}.{{kernel,ours}}.log", p.name);
+}

@@ -865,7 +865,14 @@ fn hot_swap_under_load() {
         let fd = rt.fd_install(m.clone()).unwrap();
         (m, fd)
     };
-    for round in 0..300 {
+    let start = std::time::Instant::now();
+    let mut round = 0u32;
+    // At least 300 rounds, and until the callers made 2000 calls (bounded by time).
+    while round < 300
+        || (calls.load(Ordering::Relaxed) < 2000
+            && start.elapsed() < std::time::Duration::from_secs(30))
+    {
+        round += 1;
         let (a, afd) = mk(add_fd, mul_fd);
         let (b, bfd) = mk(sub_fd, 0);
         let link = rt.link_create(&LinkCreateAttr::struct_ops(afd)).unwrap();
@@ -881,7 +888,7 @@ fn hot_swap_under_load() {
             )
             .unwrap();
         }
-        if round % 2 == 0 {
+        if round.is_multiple_of(2) {
             rt.link_detach(&link).unwrap();
         }
         drop(link);
@@ -914,4 +921,167 @@ fn hot_swap_under_load() {
             p.id()
         );
     }
+}
+
+/// A host that accepts every table and remembers the registered ones by map id.
+#[derive(Default)]
+struct Recorder {
+    live: Mutex<HashMap<u32, Arc<OpsTable>>>,
+}
+
+impl StructOps for Recorder {
+    /// Data members are copied as given.
+    fn init_member(&self, m: &MemberInfo, kdata: &mut [u8], udata: &[u8]) -> Result<bool, Errno> {
+        if m.func_proto().is_some() {
+            return Ok(false);
+        }
+        let r = m.offset as usize..(m.offset + m.size) as usize;
+        kdata[r.clone()].copy_from_slice(&udata[r]);
+        Ok(true)
+    }
+
+    fn reg(&self, t: &Arc<OpsTable>, _: Option<&Link>) -> Result<(), Errno> {
+        self.live.lock().unwrap().insert(t.map_id(), t.clone());
+        Ok(())
+    }
+
+    fn unreg(&self, t: &Arc<OpsTable>, _: Option<&Link>) {
+        self.live.lock().unwrap().remove(&t.map_id());
+    }
+
+    fn has_update(&self) -> bool {
+        true
+    }
+
+    fn update(&self, new: &Arc<OpsTable>, old: &Arc<OpsTable>, _: &Link) -> Result<(), Errno> {
+        let mut l = self.live.lock().unwrap();
+        l.remove(&old.map_id());
+        l.insert(new.map_id(), new.clone());
+        Ok(())
+    }
+}
+
+/// The loader creates `.struct_ops` / `.struct_ops.link` maps of registered types and
+/// registers them on `attach_struct_ops` (libbpf's rules), with member programs by name.
+#[test]
+fn loader_attaches_struct_ops_maps() {
+    use structops::helpers::HostFn;
+    use structops::loader::{LoadError, LoadOptions, ObjectLoader, StructOpsLink};
+    let Ok(raw) = std::fs::read("/sys/kernel/btf/vmlinux") else {
+        println!("skipped: /sys/kernel/btf/vmlinux is not readable");
+        return;
+    };
+    let rt = rt();
+    rt.register_host_btf(structops_btf::Btf::parse(&raw).unwrap())
+        .unwrap();
+    for name in [
+        "bpf_rcu_read_lock",
+        "bpf_rcu_read_unlock",
+        "tcp_slow_start",
+        "tcp_cong_avoid_ai",
+        "tcp_reno_undo_cwnd",
+    ] {
+        let f: HostFn = Arc::new(|_, args| Ok(args[0]));
+        rt.register_kfunc(name, structops::KfuncFlags::NONE, Vec::new(), f)
+            .unwrap();
+    }
+    let fixture = |name: &str| {
+        std::fs::read(format!("{}/../../bpf/{name}", env!("CARGO_MANIFEST_DIR"))).unwrap()
+    };
+    // Without the ops type registered, the maps are left out and the programs load.
+    let obj = ObjectLoader::open(&fixture("tcp_ca.bpf.o"), "tcp_ca.bpf.o")
+        .unwrap()
+        .load(&rt, &LoadOptions::default())
+        .unwrap();
+    assert!(obj.map("so_reno").is_none());
+    assert!(obj.prog("so_ssthresh").is_some());
+    drop(obj);
+
+    let host = Arc::new(Recorder::default());
+    let ty = rt
+        .register_struct_ops(
+            StructOpsDesc::new("tcp_congestion_ops", host.clone()).unsupported("get_info"),
+        )
+        .unwrap();
+    let obj = ObjectLoader::open(&fixture("tcp_ca.bpf.o"), "tcp_ca.bpf.o")
+        .unwrap()
+        .load(&rt, &LoadOptions::default())
+        .unwrap();
+    let plain = obj.map("so_reno").unwrap().clone();
+    let linked = obj.map("so_reno_link").unwrap().clone();
+    assert_eq!(rt.map_info(&plain).btf_vmlinux_value_type_id, ty.value_id());
+    assert!(!plain.struct_ops().unwrap().is_link_map());
+    assert!(linked.struct_ops().unwrap().is_link_map());
+    assert_eq!(
+        plain.struct_ops().unwrap().state(),
+        State::Init,
+        "filled on attach"
+    );
+
+    let a = obj.attach_struct_ops(&rt, "so_reno").unwrap();
+    assert!(matches!(a, StructOpsLink::Map(_)));
+    assert_eq!(plain.struct_ops().unwrap().state(), State::InUse);
+    let mut v = vec![0u8; ty.value_size() as usize];
+    rt.map_lookup_elem(&plain, Some(&K0), &mut v, 0).unwrap();
+    let d = ty.data_offset() as usize;
+    let member = |n: &str| ty.member(n).unwrap().offset as usize;
+    assert_eq!(
+        u64_at(&v, d + member("ssthresh")),
+        u64::from(obj.prog("so_ssthresh").unwrap().id())
+    );
+    assert_eq!(
+        u64_at(&v, d + member("init")),
+        u64::from(obj.prog("so_init").unwrap().id())
+    );
+    assert_eq!(u64_at(&v, d + member("get_info")), 0);
+    assert_eq!(&v[d + member("name")..d + member("name") + 8], b"so_reno\0");
+    assert_eq!(
+        u32_at(&v, d + member("flags")),
+        1,
+        "TCP_CONG_NON_RESTRICTED"
+    );
+    let t = host.live.lock().unwrap()[&plain.id()].clone();
+    assert_eq!(&t.kdata()[member("name")..member("name") + 8], b"so_reno\0");
+    assert_eq!(
+        t.member_by_name("cong_avoid").unwrap().prog().id(),
+        obj.prog("so_cong_avoid").unwrap().id()
+    );
+    drop(t);
+    assert_eq!(
+        obj.attach_struct_ops(&rt, "so_reno")
+            .err()
+            .map(|e| match e {
+                LoadError::Attach { errno, .. } => errno,
+                _ => Errno::ENOSYS,
+            }),
+        Some(Errno::EBUSY)
+    );
+
+    let l = obj.attach_struct_ops(&rt, "so_reno_link").unwrap();
+    let StructOpsLink::Link(lh) = &l else {
+        panic!("a link map gives a link")
+    };
+    assert_eq!(lh.info().map_id, linked.id());
+    assert_eq!(host.live.lock().unwrap().len(), 2);
+    // update_map: to itself (already filled, EBUSY tolerated) works; a plain map is
+    // not a link map.
+    l.update_map(&rt, &obj, "so_reno_link").unwrap();
+    assert!(matches!(
+        l.update_map(&rt, &obj, "so_reno"),
+        Err(LoadError::Attach {
+            errno: Errno::EINVAL,
+            ..
+        })
+    ));
+    assert!(matches!(
+        a.update_map(&rt, &obj, "so_reno_link"),
+        Err(LoadError::Attach {
+            errno: Errno::EINVAL,
+            ..
+        })
+    ));
+    l.detach(&rt).unwrap();
+    a.detach(&rt).unwrap();
+    assert!(host.live.lock().unwrap().is_empty());
+    assert_eq!(plain.struct_ops().unwrap().state(), State::ToBeFree);
 }

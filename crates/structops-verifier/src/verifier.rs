@@ -847,6 +847,9 @@ impl<'a> Verifier<'a> {
 
     fn check_ld_abs(&mut self, _pc: usize, _op: Op) -> Res<()> {
         // LD_ABS/LD_IND need an skb context (r6) and may exit the program.
+        if !self.env.may_access_skb() {
+            return einval!("BPF_LD_[ABS|IND] instructions not allowed for this program type");
+        }
         if self.reg(6).ty != RegType::Ctx {
             return einval!("at the time of BPF_LD_ABS|IND R6 != pointer to skb");
         }

@@ -889,8 +889,8 @@ fn kernel_agrees_with_every_case() {
 const UNSUPPORTED: &str = "unsupported by the runtime: ";
 
 /// Loads one case into `rt` with `prog_load` and returns the outcome. This is the hook
-/// the verifier comparison runs through: once `structops-verifier` is installed as the
-/// runtime's `ProgVerifier`, its verdict, errno and log land here.
+/// the verifier comparison runs through: `prog_load` runs `structops-verifier`, so its
+/// verdict, errno and level-1 log land here.
 fn runtime_run(rt: &Runtime, case: &Case, vmlinux: Option<&Btf>) -> Result<Outcome, String> {
     let mut maps = BTreeMap::new();
     let mut fds = Vec::new();
@@ -922,6 +922,7 @@ fn runtime_run(rt: &Runtime, case: &Case, vmlinux: Option<&Btf>) -> Result<Outco
             attr = attr.func_info(fd, &infos);
         }
         attr.prog_flags = case.prog_flags;
+        attr.log_level = 1;
         if let Some((s, m)) = &case.attach {
             let btf = vmlinux.ok_or("struct_ops case without vmlinux BTF")?;
             let (id, idx) = struct_ops_target(btf, s, m)?;

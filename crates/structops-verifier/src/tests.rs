@@ -835,7 +835,7 @@ fn return_range() {
         (e.errno, e.message.as_str()),
         (
             EINVAL,
-            "At program exit the register R0 has value 2 should have been in [0, 1]"
+            "At program exit the register R0 has smin=2 smax=2 should have been in [0, 1]"
         )
     );
 }

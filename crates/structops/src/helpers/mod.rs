@@ -6,7 +6,8 @@
 //! kernel's `ARG_*` with their `MEM_*`/`PTR_MAYBE_NULL`/`OBJ_RELEASE` flags),
 //! `gpl_only`, whether it may sleep and whether it accepts packet pointers.
 //! [`builtin`] gives the prototypes of the helpers this runtime implements, with the
-//! kernel's `BPF_FUNC_*` ids; [`func_proto`] answers "may a program of this type call
+//! kernel's `BPF_FUNC_*` ids ([`KNOWN_HELPERS`] a few more it verifies calls of but
+//! does not implement); [`func_proto`] answers "may a program of this type call
 //! helper `id`", mirroring the kernel's per-type `get_func_proto` tables
 //! (`bpf_base_func_proto`, `xdp_func_proto`, `sk_filter_func_proto`,
 //! `tc_cls_act_func_proto`) including their capability gates.
@@ -405,9 +406,92 @@ pub static BUILTIN_HELPERS: &[HelperProto] = &[
     ),
 ];
 
+/// `BPF_FUNC_get_current_comm`.
+pub const BPF_FUNC_GET_CURRENT_COMM: i32 = 16;
+/// `BPF_FUNC_skb_load_bytes`.
+pub const BPF_FUNC_SKB_LOAD_BYTES: i32 = 26;
+/// `BPF_FUNC_csum_diff`.
+pub const BPF_FUNC_CSUM_DIFF: i32 = 28;
+/// `BPF_FUNC_get_current_task`.
+pub const BPF_FUNC_GET_CURRENT_TASK: i32 = 35;
+/// `BPF_FUNC_copy_from_user`.
+pub const BPF_FUNC_COPY_FROM_USER: i32 = 148;
+
+/// Kernel helpers whose prototypes the verifier checks programs against, but which
+/// this runtime does not implement: programs calling them verify as in the kernel, and
+/// a run that reaches the call stops with `UnknownHelper`.
+pub static KNOWN_HELPERS: &[HelperProto] = &[
+    proto(
+        BPF_FUNC_GET_CURRENT_COMM,
+        "get_current_comm",
+        Ret::INTEGER,
+        [UNINIT_MEM, a(ArgType::ConstSize), D, D, D],
+    ),
+    proto(
+        BPF_FUNC_SKB_LOAD_BYTES,
+        "skb_load_bytes",
+        Ret::INTEGER,
+        [
+            a(ArgType::PtrToCtx),
+            a(ArgType::Anything),
+            UNINIT_MEM,
+            a(ArgType::ConstSize),
+            D,
+        ],
+    ),
+    HelperProto {
+        pkt_access: true,
+        ..proto(
+            BPF_FUNC_CSUM_DIFF,
+            "csum_diff",
+            Ret::INTEGER,
+            [
+                af(
+                    ArgType::PtrToMem,
+                    TypeFlags::PTR_MAYBE_NULL.union(TypeFlags::MEM_RDONLY),
+                ),
+                a(ArgType::ConstSizeOrZero),
+                af(
+                    ArgType::PtrToMem,
+                    TypeFlags::PTR_MAYBE_NULL.union(TypeFlags::MEM_RDONLY),
+                ),
+                a(ArgType::ConstSizeOrZero),
+                a(ArgType::Anything),
+            ],
+        )
+    },
+    proto(
+        BPF_FUNC_GET_CURRENT_TASK,
+        "get_current_task",
+        Ret::INTEGER,
+        NO_ARGS,
+    ),
+    HelperProto {
+        gpl_only: true,
+        might_sleep: true,
+        ..proto(
+            BPF_FUNC_COPY_FROM_USER,
+            "copy_from_user",
+            Ret::INTEGER,
+            [
+                UNINIT_MEM,
+                a(ArgType::ConstSizeOrZero),
+                a(ArgType::Anything),
+                D,
+                D,
+            ],
+        )
+    },
+];
+
 /// The prototype of built-in helper `id`, whatever the program type.
 pub fn builtin(id: i32) -> Option<&'static HelperProto> {
     BUILTIN_HELPERS.iter().find(|p| p.id == id)
+}
+
+/// The prototype of a built-in or known (unimplemented) helper `id`.
+fn any_proto(id: i32) -> Option<&'static HelperProto> {
+    builtin(id).or_else(|| KNOWN_HELPERS.iter().find(|p| p.id == id))
 }
 
 /// Helpers of `bpf_base_func_proto` that need no capability.
@@ -440,6 +524,7 @@ const BASE_BPF: &[i32] = &[
 /// Helpers of `bpf_base_func_proto` that need `CAP_PERFMON`.
 const BASE_PERFMON: &[i32] = &[
     BPF_FUNC_TRACE_PRINTK,
+    BPF_FUNC_GET_CURRENT_COMM,
     BPF_FUNC_PROBE_READ_KERNEL,
     BPF_FUNC_PROBE_READ_KERNEL_STR,
     BPF_FUNC_SNPRINTF,
@@ -464,7 +549,7 @@ pub fn func_proto(
     id: i32,
     caps: Capabilities,
 ) -> Option<&'static HelperProto> {
-    let p = builtin(id)?;
+    let p = any_proto(id)?;
     let allowed = match prog_type {
         ProgType::XDP => {
             matches!(
@@ -478,15 +563,32 @@ pub fn func_proto(
                     | BPF_FUNC_GET_SMP_PROCESSOR_ID
             ) || base_func_proto(id, caps)
         }
-        ProgType::SOCKET_FILTER | ProgType::SCHED_CLS | ProgType::SCHED_ACT => {
-            // `sk_filter_func_proto`/`tc_cls_act_func_proto` fall back to
+        ProgType::SOCKET_FILTER | ProgType::CGROUP_SKB => {
+            // `sk_filter_func_proto`/`cg_skb_func_proto` fall back to
             // `bpf_sk_base_func_proto`, which is the base set here.
-            base_func_proto(id, caps)
+            id == BPF_FUNC_SKB_LOAD_BYTES || base_func_proto(id, caps)
+        }
+        ProgType::SCHED_CLS | ProgType::SCHED_ACT => {
+            matches!(id, BPF_FUNC_SKB_LOAD_BYTES | BPF_FUNC_CSUM_DIFF) || base_func_proto(id, caps)
+        }
+        ProgType::KPROBE
+        | ProgType::TRACEPOINT
+        | ProgType::PERF_EVENT
+        | ProgType::RAW_TRACEPOINT => {
+            // `bpf_tracing_func_proto`.
+            matches!(
+                id,
+                BPF_FUNC_GET_CURRENT_TASK | BPF_FUNC_COPY_FROM_USER | BPF_FUNC_GET_CURRENT_COMM
+            ) || base_func_proto(id, caps)
         }
         _ => {
             !matches!(
                 id,
-                BPF_FUNC_XDP_ADJUST_HEAD
+                BPF_FUNC_SKB_LOAD_BYTES
+                    | BPF_FUNC_CSUM_DIFF
+                    | BPF_FUNC_GET_CURRENT_TASK
+                    | BPF_FUNC_COPY_FROM_USER
+                    | BPF_FUNC_XDP_ADJUST_HEAD
                     | BPF_FUNC_XDP_ADJUST_META
                     | BPF_FUNC_XDP_ADJUST_TAIL
                     | BPF_FUNC_XDP_GET_BUFF_LEN

@@ -46,6 +46,7 @@ fn compatible(arg: ArgType) -> &'static [(RegType, RegFlags)] {
         ArgType::PtrToBtfId => &[
             (RegType::BtfId, RegFlags::NONE),
             (RegType::BtfId, RegFlags::TRUSTED),
+            (RegType::BtfId, RegFlags::RCU),
         ],
         ArgType::PtrToRingbufMem => &[(RegType::Mem, RegFlags::RINGBUF)],
         ArgType::PtrToFunc => &[(RegType::Func, RegFlags::NONE)],
@@ -97,10 +98,11 @@ impl Verifier<'_> {
             .env
             .helper_name(id)
             .unwrap_or_else(|| "unknown".to_owned());
-        if structops_isa::helper_name(id).is_none() && self.env.helper(id).is_none() {
+        let proto = self.helper_proto(id);
+        if structops_isa::helper_name(id).is_none() && proto.is_none() {
             return einval!("invalid func {name}#{id}");
         }
-        let Some(proto) = self.env.helper(id) else {
+        let Some(proto) = proto else {
             return einval!("program of this type cannot use helper {name}#{id}");
         };
         if proto.gpl_only && !self.info.gpl_compatible {
@@ -171,6 +173,15 @@ impl Verifier<'_> {
         };
         *self.reg_mut(0) = r0;
         Ok(Flow::Next(pc + 1))
+    }
+
+    /// The helper's prototype for this program: from the ops type's
+    /// `get_func_proto` for struct_ops programs, else from the environment.
+    fn helper_proto(&self, id: i32) -> Option<HelperProto> {
+        match &self.struct_ops {
+            Some(so) => so.ops.helper(id, so.member_idx),
+            None => self.env.helper(id),
+        }
     }
 
     /// `check_reg_type`.
@@ -287,6 +298,27 @@ impl Verifier<'_> {
             ArgType::PtrToCtx => {
                 self.check_ptr_off_reg(regno, &reg, false)?;
             }
+            ArgType::PtrToBtfId if !skip_type => {
+                // check_reg_type for ARG_PTR_TO_BTF_ID: the struct must match.
+                if let (Some(want), Some(btf)) =
+                    (self.env.helper_arg_btf_id(proto.id, i), self.env.host_btf())
+                    && !crate::btf_ptr::struct_ids_match(btf, reg.btf_id, reg.off, want, false)
+                {
+                    let name = |id: u32| {
+                        btf.ty(id)
+                            .ok()
+                            .and_then(|t| btf.name(t.name_off).ok())
+                            .unwrap_or("")
+                            .to_owned()
+                    };
+                    return eacces!(
+                        "R{regno} is of type {} but {} is expected",
+                        name(reg.btf_id),
+                        name(want)
+                    );
+                }
+                self.check_ptr_off_reg(regno, &reg, true)?;
+            }
             ArgType::PtrToConstStr => {
                 let Some(map) = self.maps.get(reg.map as usize) else {
                     return eacces!("R{regno} does not point to a readonly map'");
@@ -317,7 +349,12 @@ impl Verifier<'_> {
 
     /// `check_mem_size_reg`: the size register for the memory argument
     /// in the register before it.
-    fn check_mem_size_reg(&mut self, regno: usize, zero_ok: bool, mem_arg: &Arg) -> Res<()> {
+    pub(crate) fn check_mem_size_reg(
+        &mut self,
+        regno: usize,
+        zero_ok: bool,
+        mem_arg: &Arg,
+    ) -> Res<()> {
         let reg = self.reg(regno).clone();
         // The helper writes the memory (the direction the bounds message names); only
         // with a constant size does it count as initialized afterwards (raw mode).
@@ -352,7 +389,7 @@ impl Verifier<'_> {
     }
 
     /// `check_helper_mem_access`: `size` bytes behind register `regno`.
-    fn check_helper_mem_access(
+    pub(crate) fn check_helper_mem_access(
         &mut self,
         regno: usize,
         size: u64,
@@ -434,7 +471,7 @@ impl Verifier<'_> {
 
     /// `release_reference`: drop the reference and invalidate every
     /// register and spill holding it.
-    fn release_reference(&mut self, id: u32, regno: usize) -> Res<()> {
+    pub(crate) fn release_reference(&mut self, id: u32, regno: usize) -> Res<()> {
         let Some(pos) = self.cur.refs.iter().position(|r| r.id == id) else {
             return eacces!("R{regno} must be referenced when passed to release function");
         };

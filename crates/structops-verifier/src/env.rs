@@ -5,6 +5,8 @@
 //! outside the instructions (the kernel's `bpf_prog_ops`/`bpf_verifier_ops`,
 //! `bpf_map`, `get_func_proto`, `is_valid_access`) comes in through here.
 
+use structops_btf::Btf;
+
 use crate::proto::HelperProto;
 
 /// How a `LD_IMM64` names a map (its pseudo source).
@@ -133,6 +135,186 @@ pub trait VerifierEnv {
     fn helper_name(&self, id: i32) -> Option<String> {
         structops_isa::helper_name(id).map(str::to_owned)
     }
+
+    /// The host BTF (the kernel's `btf_vmlinux`): what `PTR_TO_BTF_ID`
+    /// registers, struct_ops members and kfuncs are typed in. `None`: the
+    /// host has no BTF, so typed pointers cannot be followed at all.
+    fn host_btf(&self) -> Option<&Btf> {
+        None
+    }
+
+    /// The registered struct_ops type whose host BTF struct id is
+    /// `btf_id` (`bpf_struct_ops_find`), with its verifier hooks.
+    fn struct_ops_type(&self, btf_id: u32) -> Option<&dyn StructOpsType> {
+        let _ = btf_id;
+        None
+    }
+
+    /// The kfunc with host BTF `FUNC` id `btf_id`, if this program may call
+    /// it (`btf_kfunc_id_set_contains` for the program's type and ops).
+    fn kfunc(&self, btf_id: u32) -> Option<KfuncDesc> {
+        let _ = btf_id;
+        None
+    }
+
+    /// The struct a helper's `ARG_PTR_TO_BTF_ID` argument `arg` (0-based)
+    /// must point to (`arg_btf_id` of `bpf_func_proto`); `None` accepts any
+    /// `PTR_TO_BTF_ID`.
+    fn helper_arg_btf_id(&self, helper: i32, arg: usize) -> Option<u32> {
+        let _ = (helper, arg);
+        None
+    }
+
+    /// Whether pointer member `field` of the host struct `btf_id` keeps the
+    /// trust of the pointer it was read through (the kernel's
+    /// `BTF_TYPE_SAFE_TRUSTED` / `BTF_TYPE_SAFE_RCU` lists).
+    fn field_trust(&self, btf_id: u32, field: &str) -> FieldTrust {
+        let _ = (btf_id, field);
+        FieldTrust::None
+    }
+}
+
+/// How a pointer read from a trusted struct is typed (`type_is_trusted`,
+/// `type_is_rcu`, ... of `check_ptr_to_btf_access`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum FieldTrust {
+    /// Not listed: an RCU-less walk (untrusted, or plain in an RCU section).
+    #[default]
+    None,
+    /// `BTF_TYPE_SAFE_TRUSTED`: stays `PTR_TRUSTED`.
+    Trusted,
+    /// `BTF_TYPE_SAFE_TRUSTED_OR_NULL`: `PTR_TRUSTED | PTR_MAYBE_NULL`.
+    TrustedOrNull,
+    /// `BTF_TYPE_SAFE_RCU`: `MEM_RCU` inside an RCU section.
+    Rcu,
+    /// `BTF_TYPE_SAFE_RCU_OR_NULL`: `MEM_RCU | PTR_MAYBE_NULL`.
+    RcuOrNull,
+}
+
+/// A refusal by an ops type's hook: the errno and the log line.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HookError {
+    /// The errno (`EACCES`, `EINVAL`, `ENOTSUPP`, ...).
+    pub errno: i32,
+    /// The message the kernel logs (empty for hooks that log nothing).
+    pub message: String,
+}
+
+impl HookError {
+    /// `EACCES` with `message`.
+    pub fn eacces(message: impl Into<String>) -> HookError {
+        HookError {
+            errno: crate::error::EACCES,
+            message: message.into(),
+        }
+    }
+}
+
+/// A struct_ops type as the verifier sees it: the kernel's
+/// `struct bpf_struct_ops` plus its `bpf_verifier_ops`.
+pub trait StructOpsType {
+    /// Its name (`st_ops->name`, the host BTF struct's name).
+    fn name(&self) -> &str;
+
+    /// Whether the member at byte offset `moff` has an implementation the
+    /// host can call (`bpf_struct_ops_supported`: a `cfi_stubs` entry).
+    fn member_supported(&self, moff: u32) -> bool {
+        let _ = moff;
+        true
+    }
+
+    /// `check_member`: may this program implement member `member_idx` (at
+    /// byte offset `moff`)? An errno refuses ("attach to unsupported member").
+    fn check_member(&self, member_idx: u32, moff: u32, sleepable: bool) -> Result<(), i32> {
+        let _ = (member_idx, moff, sleepable);
+        Ok(())
+    }
+
+    /// The `btf_struct_access` hook for writes through a `PTR_TO_BTF_ID` of
+    /// struct `btf_id` at `off`, `size` bytes. `None`: the type has no hook,
+    /// so every write is refused with "only read is supported".
+    fn struct_write(
+        &self,
+        btf: &Btf,
+        btf_id: u32,
+        off: i32,
+        size: u32,
+    ) -> Option<Result<(), HookError>> {
+        let _ = (btf, btf_id, off, size);
+        None
+    }
+
+    /// The helper `id` for a program implementing member `member_idx`
+    /// (`get_func_proto` of the type's verifier ops), `None` if unavailable.
+    fn helper(&self, id: i32, member_idx: u32) -> Option<HelperProto>;
+
+    /// `is_valid_access` retyping of a context argument: the struct id a
+    /// pointer argument of struct `btf_id` is seen as (tcp_congestion_ops
+    /// promotes `sock` to `tcp_sock`).
+    fn ctx_arg_btf_id(&self, btf_id: u32) -> u32 {
+        btf_id
+    }
+}
+
+/// `KF_*` flags of a kfunc (`BTF_ID_FLAGS`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub struct KfuncFlags(u32);
+
+impl KfuncFlags {
+    /// No flags.
+    pub const NONE: KfuncFlags = KfuncFlags(0);
+    /// `KF_ACQUIRE`: returns a reference the program must release.
+    pub const ACQUIRE: KfuncFlags = KfuncFlags(1 << 0);
+    /// `KF_RELEASE`: releases the reference it is passed.
+    pub const RELEASE: KfuncFlags = KfuncFlags(1 << 1);
+    /// `KF_RET_NULL`: the returned pointer may be NULL.
+    pub const RET_NULL: KfuncFlags = KfuncFlags(1 << 2);
+    /// `KF_TRUSTED_ARGS`: pointer arguments must be trusted and non-NULL.
+    pub const TRUSTED_ARGS: KfuncFlags = KfuncFlags(1 << 4);
+    /// `KF_SLEEPABLE`: only sleepable programs may call it.
+    pub const SLEEPABLE: KfuncFlags = KfuncFlags(1 << 5);
+    /// `KF_DESTRUCTIVE`: needs `CAP_SYS_BOOT`.
+    pub const DESTRUCTIVE: KfuncFlags = KfuncFlags(1 << 6);
+    /// `KF_RCU`: pointer arguments may also be RCU pointers.
+    pub const RCU: KfuncFlags = KfuncFlags(1 << 7);
+    /// `KF_RCU_PROTECTED`: the returned pointer is `MEM_RCU`.
+    pub const RCU_PROTECTED: KfuncFlags = KfuncFlags(1 << 11);
+
+    /// Whether every flag of `o` is set.
+    pub const fn has(self, o: KfuncFlags) -> bool {
+        self.0 & o.0 == o.0 && o.0 != 0
+    }
+
+    /// The union.
+    pub const fn with(self, o: KfuncFlags) -> KfuncFlags {
+        KfuncFlags(self.0 | o.0)
+    }
+
+    /// The raw bits (the kernel's values).
+    pub const fn bits(self) -> u32 {
+        self.0
+    }
+}
+
+/// A kfunc the program may call: its host BTF function and flags.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KfuncDesc {
+    /// Its name.
+    pub name: String,
+    /// The `FUNC` type id in the host BTF (the call's `imm`).
+    pub btf_id: u32,
+    /// Its flags.
+    pub flags: KfuncFlags,
+}
+
+/// Which struct_ops member a program implements: `attach_btf_id` and
+/// `expected_attach_type` of `BPF_PROG_LOAD`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StructOpsAttach {
+    /// Host BTF id of the ops struct (`attach_btf_id`); 0 means none given.
+    pub btf_id: u32,
+    /// Member index (`expected_attach_type`).
+    pub member_idx: u32,
 }
 
 /// Who loads the program: the capability-derived switches of `bpf_check`.
@@ -182,6 +364,11 @@ pub struct ProgInfo {
     /// Subprogram start instructions from BTF `func_info` (besides 0); the
     /// kernel checks they agree with the call targets.
     pub func_info: Vec<u32>,
+    /// A `BPF_PROG_TYPE_STRUCT_OPS` program: the member it implements. The
+    /// context, helpers, writable fields and return rule then come from the
+    /// ops type ([`VerifierEnv::struct_ops_type`]), as `check_struct_ops_btf_id`
+    /// sets them up.
+    pub struct_ops: Option<StructOpsAttach>,
 }
 
 /// Log options (`log_level` of `BPF_PROG_LOAD`).

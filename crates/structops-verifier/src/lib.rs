@@ -54,10 +54,12 @@
 
 pub mod alu;
 pub mod branch;
+mod btf_ptr;
 mod calls;
 mod cfg;
 pub mod env;
 pub mod error;
+mod kfunc;
 mod mem;
 pub mod print;
 pub mod proto;
@@ -68,17 +70,20 @@ pub mod tnum;
 mod verifier;
 
 #[cfg(test)]
+mod btf_tests;
+#[cfg(test)]
 mod kernel_diff;
 #[cfg(test)]
 mod tests;
 
 pub use env::{
-    CtxField, LogOptions, MapInfo, MapRef, PacketAccess, Privileges, ProgInfo, ReturnRule,
-    VerifierEnv,
+    CtxField, FieldTrust, HookError, KfuncDesc, KfuncFlags, LogOptions, MapInfo, MapRef,
+    PacketAccess, Privileges, ProgInfo, ReturnRule, StructOpsAttach, StructOpsType, VerifierEnv,
 };
 pub use error::VerifyError;
 pub use print::{ScalarLog, Snum, Unum, write_scalar_ranges};
 pub use scalar::{BoundsViolation, ScalarValue};
+pub use structops_btf::Btf;
 pub use tnum::Tnum;
 pub use verifier::{COMPLEXITY_LIMIT_INSNS, MAX_BPF_STACK, MAX_CALL_FRAMES, Stats};
 

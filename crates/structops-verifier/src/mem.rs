@@ -108,10 +108,8 @@ impl Verifier<'_> {
             return eacces!("R{s} leaks addr into mem");
         }
         let dr = self.reg(d).clone();
-        if matches!(
-            dr.ty,
-            RegType::Ctx | RegType::Packet | RegType::PacketMeta | RegType::BtfId
-        ) || dr.flags.has(RegFlags::RDONLY)
+        if matches!(dr.ty, RegType::Ctx | RegType::Packet | RegType::PacketMeta)
+            || dr.flags.has(RegFlags::RDONLY)
         {
             return eacces!(
                 "BPF_ATOMIC stores into R{d} {} is not allowed",
@@ -331,7 +329,12 @@ impl Verifier<'_> {
                     return eacces!("R{v} leaks addr into ctx");
                 }
                 self.check_ptr_off_reg(r, &reg, false)?;
-                let Some(field) = self.env.ctx_access(off, size, t == Access::Write) else {
+                let field = if self.struct_ops.is_some() {
+                    self.struct_ops_ctx_access(off, size, t == Access::Write)
+                } else {
+                    self.env.ctx_access(off, size, t == Access::Write)
+                };
+                let Some(field) = field else {
                     return eacces!("invalid bpf_context access off={off} size={size}");
                 };
                 if t == Access::Read
@@ -355,6 +358,10 @@ impl Verifier<'_> {
                             if maybe_null {
                                 p.flags = p.flags.with(RegFlags::MAYBE_NULL);
                                 p.id = self.next_id();
+                            }
+                            let ref_id = self.struct_ops_arg_ref(off)?;
+                            if ref_id != 0 {
+                                p.ref_obj_id = ref_id;
                             }
                             p
                         }
@@ -387,10 +394,7 @@ impl Verifier<'_> {
                 }
             }
             RegType::BtfId if !reg.maybe_null() => {
-                return eacces!(
-                    "R{r} is ptr_{} access is not supported without host BTF",
-                    reg.btf_id
-                );
+                self.check_ptr_to_btf_access(r, off, size, t, value)?;
             }
             _ => {
                 return eacces!("R{r} invalid mem access '{tstr}'");
@@ -1006,7 +1010,7 @@ fn sign_extend(v: u64, size: u32) -> u64 {
 
 /// `tnum_strn` as Linux 6.18 prints it: a constant as its value, else
 /// `(value; mask)`.
-fn tnum_text(t: crate::tnum::Tnum) -> String {
+pub(crate) fn tnum_text(t: crate::tnum::Tnum) -> String {
     if t.is_const() {
         format!("{}", t.value() as i64)
     } else {

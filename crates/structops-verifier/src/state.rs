@@ -85,6 +85,12 @@ impl RegFlags {
     pub const UNTRUSTED: RegFlags = RegFlags(8);
     /// `PTR_TRUSTED`.
     pub const TRUSTED: RegFlags = RegFlags(16);
+    /// `MEM_RCU`: a pointer valid inside the RCU read section.
+    pub const RCU: RegFlags = RegFlags(32);
+    /// `MEM_USER`: a `__user` pointer (never dereferenced).
+    pub const USER: RegFlags = RegFlags(64);
+    /// `MEM_PERCPU`: a `__percpu` pointer (never dereferenced).
+    pub const PERCPU: RegFlags = RegFlags(128);
 
     /// Whether every flag of `o` is set.
     pub const fn has(self, o: RegFlags) -> bool {
@@ -203,6 +209,15 @@ pub fn type_str(ty: RegType, flags: RegFlags) -> String {
     }
     if flags.has(RegFlags::RINGBUF) {
         s.push_str("ringbuf_");
+    }
+    if flags.has(RegFlags::USER) {
+        s.push_str("user_");
+    }
+    if flags.has(RegFlags::PERCPU) {
+        s.push_str("percpu_");
+    }
+    if flags.has(RegFlags::RCU) {
+        s.push_str("rcu_");
     }
     if flags.has(RegFlags::UNTRUSTED) {
         s.push_str("untrusted_");

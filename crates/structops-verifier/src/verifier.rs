@@ -128,6 +128,8 @@ pub(crate) struct Verifier<'a> {
     pub callees: Vec<Vec<usize>>,
     /// Whether some path was pruned or exited: the `do_print_state` flag.
     print_state: bool,
+    /// The struct_ops member this program implements, once checked.
+    pub struct_ops: Option<crate::btf_ptr::StructOpsCtx<'a>>,
 }
 
 impl<'a> Verifier<'a> {
@@ -183,6 +185,7 @@ impl<'a> Verifier<'a> {
             stack_depth: Vec::new(),
             callees: Vec::new(),
             print_state: false,
+            struct_ops: None,
         }
     }
 
@@ -218,6 +221,7 @@ impl<'a> Verifier<'a> {
         if self.insns.is_empty() {
             return einval!("empty program");
         }
+        self.check_kfunc_decls()?;
         self.resolve_maps()?;
         let mut lines = String::new();
         let cfg = cfg::analyze(
@@ -228,6 +232,7 @@ impl<'a> Verifier<'a> {
         );
         self.verbose(&lines);
         self.cfg = cfg?;
+        self.check_struct_ops()?;
         let n = self.cfg.subprogs.len();
         self.stack_depth = vec![0; n];
         self.callees = vec![Vec::new(); n];
@@ -366,6 +371,7 @@ impl<'a> Verifier<'a> {
             frames: vec![f],
             refs: Vec::new(),
         };
+        self.acquire_struct_ops_refs();
     }
 
     pub fn op_at(&self, pc: usize) -> Res<Op> {
@@ -768,9 +774,7 @@ impl<'a> Verifier<'a> {
                 match target {
                     CallTarget::Helper { id } => self.check_helper_call(pc, id),
                     CallTarget::Local { offset } => self.check_func_call(pc, offset),
-                    CallTarget::Kfunc { .. } => {
-                        einval!("calling kernel function is not supported without host BTF")
-                    }
+                    CallTarget::Kfunc { btf_id, .. } => self.check_kfunc_call(pc, btf_id),
                 }
             }
             Op::Exit => {
@@ -1228,7 +1232,10 @@ impl<'a> Verifier<'a> {
             return self.prepare_func_exit();
         }
         // check_return_code for the main program.
-        match self.env.return_rule() {
+        let rule = self
+            .struct_ops_return_rule()
+            .unwrap_or_else(|| self.env.return_rule());
+        match rule {
             ReturnRule::Void => {}
             rule => {
                 self.check_src(0)?;

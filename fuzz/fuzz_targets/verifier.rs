@@ -1,0 +1,87 @@
+//! The verifier as a security boundary, through the runtime's `prog_load`:
+//!
+//! - the first byte picks the mode: even bytes take the rest of the input as raw
+//!   instructions (any bytes at all: `prog_load` must return a typed errno or a
+//!   program, never panic, whatever the slots hold); odd bytes seed the soundness
+//!   generator shared with `crates/structops/tests/verifier_soundness.rs`, which builds
+//!   XDP programs near the verifier's edges;
+//! - whatever the verifier accepts is test-run in the interpreter's checked mode on a
+//!   packet from the input, and must not fault.
+#![no_main]
+
+use std::sync::OnceLock;
+
+use libfuzzer_sys::fuzz_target;
+use structops::{
+    Errno, MapCreateAttr, MapType, ProgLoadAttr, ProgType, RunMode, Runtime, RuntimeConfig,
+    TestRun,
+};
+use structops_isa::{Insn, assemble};
+
+#[path = "../../crates/structops/tests/common/progen.rs"]
+mod progen;
+
+struct Fixture {
+    rt: Runtime,
+    maps: progen::GenMaps,
+}
+
+fn fixture() -> &'static Fixture {
+    static F: OnceLock<Fixture> = OnceLock::new();
+    F.get_or_init(|| {
+        let rt = Runtime::new(RuntimeConfig {
+            ncpus: 2,
+            ..RuntimeConfig::default()
+        });
+        let array = rt
+            .map_create(&MapCreateAttr::new(MapType::Array, 4, 48, 4))
+            .expect("array map");
+        let hash = rt
+            .map_create(&MapCreateAttr::new(MapType::Hash, 8, 16, 64))
+            .expect("hash map");
+        let maps = progen::GenMaps {
+            array_fd: rt.fd_install(array).expect("fd"),
+            array_value: 48,
+            array_entries: 4,
+            hash_fd: rt.fd_install(hash).expect("fd"),
+            hash_value: 16,
+        };
+        Fixture { rt, maps }
+    })
+}
+
+fuzz_target!(|data: &[u8]| {
+    let Some((&mode, rest)) = data.split_first() else {
+        return;
+    };
+    let f = fixture();
+    let (insns, packet): (Vec<Insn>, &[u8]) = if mode % 2 == 0 {
+        let n = rest.len() / 8 * 8;
+        match Insn::parse_slice(&rest[..n]) {
+            Ok(i) if !i.is_empty() => (i, &[0u8; 64][..]),
+            _ => return,
+        }
+    } else {
+        let mut seed = [0u8; 8];
+        let take = rest.len().min(8);
+        seed[..take].copy_from_slice(&rest[..take]);
+        let mut rng = progen::Rng::new(u64::from_le_bytes(seed));
+        let text = progen::program(&mut rng, &f.maps);
+        let prog = assemble(&text).expect("the generator's output assembles");
+        (prog.encode(), &rest[take..])
+    };
+    let attr = ProgLoadAttr::new(ProgType::XDP, insns, "GPL");
+    let Ok(prog) = f.rt.prog_load(&attr) else {
+        return;
+    };
+    if !f.rt.prog_info(&prog).verified {
+        return;
+    }
+    let mut t = TestRun::with_data(packet);
+    t.mode = RunMode::Checked;
+    match f.rt.prog_test_run(&prog, &mut t) {
+        Ok(()) => {}
+        Err(Errno::EINVAL) if packet.len() < 14 => {}
+        Err(e) => panic!("accepted program faulted: {e} {:?}", t.fault),
+    }
+});

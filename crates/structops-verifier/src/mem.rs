@@ -695,10 +695,9 @@ impl Verifier<'_> {
                 s.slot_type[i] = SlotType::Spill;
             }
             // save_register_state: below a narrow spill, bytes become misc
-            // unless zero (or never written, for privileged loads).
+            // unless zero or never written (mark_stack_slot_misc).
             for i in 0..(8 - size as usize) {
-                let keep = s.slot_type[i] == SlotType::Zero
-                    || (leaks && s.slot_type[i] == SlotType::Invalid);
+                let keep = matches!(s.slot_type[i], SlotType::Zero | SlotType::Invalid);
                 if !keep {
                     s.slot_type[i] = SlotType::Misc;
                 }

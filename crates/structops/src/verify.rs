@@ -496,6 +496,9 @@ pub(crate) fn verify(
             allow_uninit_stack: caps.perfmon(),
         },
         func_info: facts.func_info.iter().map(|f| f.insn_off).collect(),
+        // The runtime has no struct_ops type registry yet: struct_ops programs get
+        // the member's arguments through `ctx_access` instead of an ops type's hooks.
+        struct_ops: None,
     };
     let opts = LogOptions {
         level: log_level & 3,

@@ -57,6 +57,7 @@ pub mod object;
 pub mod prog;
 mod runtime;
 pub mod test_run;
+mod verify;
 
 pub use btf_obj::{BtfHandle, BtfInfo, BtfObject};
 pub use caps::Capabilities;
@@ -70,8 +71,7 @@ pub use maps::{
 };
 pub use object::{AccessMode, Handle, ObjKind};
 pub use prog::{
-    AttachType, Prog, ProgHandle, ProgInfo, ProgLoadAttr, ProgType, ProgVerifier, Verification,
-    VerifiedProgram,
+    AttachType, Prog, ProgHandle, ProgInfo, ProgLoadAttr, ProgType, Verification, VerifiedProgram,
 };
 pub use runtime::{ObjInfo, Runtime, RuntimeConfig};
 pub use test_run::{RunFault, RunMode, TestRun};

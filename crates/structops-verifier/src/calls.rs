@@ -4,8 +4,9 @@
 
 use crate::env::{MAP_TYPE_PROG_ARRAY, MAP_TYPE_RINGBUF};
 use crate::error::{E2BIG, EACCES, EINVAL, Reject, eacces, einval};
+use crate::liveness::Loc;
 use crate::proto::{Arg, ArgType, HelperProto, RetType, TypeFlags};
-use crate::state::{Frame, RefState, Reg, RegFlags, RegType, type_str};
+use crate::state::{CallbackKind, Frame, RefState, Reg, RegFlags, RegType, type_str};
 use crate::verifier::{Flow, MAX_CALL_FRAMES, Res, Verifier};
 
 /// `BPF_MAX_VAR_SIZ`.
@@ -18,6 +19,8 @@ struct Meta {
     mem_size: Option<u64>,
     release_ref: Option<u32>,
     release_regno: usize,
+    /// The callback of an `ARG_PTR_TO_FUNC` argument (`subprogno`).
+    callback: Option<usize>,
 }
 
 /// The register types an argument accepts (`compatible_reg_types`).
@@ -56,7 +59,42 @@ fn compatible(arg: ArgType) -> &'static [(RegType, RegFlags)] {
     }
 }
 
+/// `bpf_helper_changes_pkt_data`: helpers that may move or resize the packet, after
+/// which every packet pointer is stale.
+fn changes_pkt_data(id: i32) -> bool {
+    matches!(
+        id,
+        9 | 10 | 11 | 13 | 18 | 19 | 31 | 38 | 39 | 43 | 44 | 50 | 54 | 63 | 65 | 73..=76 | 90 | 91
+    )
+}
+
 impl Verifier<'_> {
+    /// `clear_all_pkt_pointers`: packet pointers in every frame's registers and
+    /// spills become invalid (`mark_reg_invalid`).
+    fn clear_all_pkt_pointers(&mut self) {
+        let leaks = self.privileges().allow_ptr_leaks;
+        let stale = |r: &Reg| r.ty.is_pkt() || r.ty == RegType::PacketEnd;
+        let invalid = || {
+            if leaks {
+                Reg::unknown()
+            } else {
+                Reg::not_init()
+            }
+        };
+        for f in &mut self.cur.frames {
+            for r in f.regs.iter_mut() {
+                if stale(r) {
+                    *r = invalid();
+                }
+            }
+            for slot in f.stack.iter_mut() {
+                if slot.is_spill() && stale(&slot.spilled) {
+                    slot.spilled = invalid();
+                }
+            }
+        }
+    }
+
     /// `check_helper_call`.
     pub(crate) fn check_helper_call(&mut self, pc: usize, id: i32) -> Res<Flow> {
         let name = self
@@ -76,20 +114,23 @@ impl Verifier<'_> {
         if proto.might_sleep && !self.info.sleepable {
             return einval!("helper call might sleep in a non-sleepable prog");
         }
-        if crate::cfg::is_callback_helper(id) {
-            return einval!("callback-calling helper {name}#{id} is not supported yet");
-        }
         let mut meta = Meta::default();
         for (i, arg) in proto.args.iter().enumerate() {
             self.check_func_arg(i, arg, &proto, &mut meta)?;
         }
         self.check_map_func_compat(&meta, &proto, &name)?;
+        if crate::cfg::is_callback_helper(id) {
+            self.push_callback_call(pc, id, &meta, &name)?;
+        }
         if let Some(ref_id) = meta.release_ref {
             self.release_reference(ref_id, meta.release_regno)?;
         }
         // Caller-saved registers are clobbered.
         for r in 1..=5 {
             *self.reg_mut(r) = Reg::not_init();
+        }
+        if changes_pkt_data(id) {
+            self.clear_all_pkt_pointers();
         }
         let maybe_null = proto.ret.flags.contains(TypeFlags::PTR_MAYBE_NULL);
         let r0 = match proto.ret.ty {
@@ -202,9 +243,16 @@ impl Verifier<'_> {
             if reg.ref_obj_id == 0 && !reg.is_null() {
                 return eacces!("R{regno} must be referenced when passed to release function");
             }
-            if reg.off != 0 || !reg.v.var_off.equals_const(0) {
-                return eacces!(
+            if reg.off != 0 {
+                return einval!(
                     "R{regno} must have zero offset when passed to release func or trusted arg to kfunc"
+                );
+            }
+            if !reg.v.var_off.equals_const(0) {
+                return eacces!(
+                    "variable {} access var_off={} disallowed",
+                    reg.type_str(),
+                    reg.v.var_off
                 );
             }
             meta.release_ref = Some(reg.ref_obj_id);
@@ -219,7 +267,7 @@ impl Verifier<'_> {
                     return eacces!("invalid map_ptr to access map->key");
                 };
                 let ks = self.maps.get(m as usize).map_or(0, |m| m.key_size);
-                self.check_helper_mem_access(regno, u64::from(ks), false, false)?;
+                self.check_helper_mem_access(regno, u64::from(ks), false, false, false)?;
             }
             ArgType::PtrToMapValue => {
                 if skip_type {
@@ -230,7 +278,7 @@ impl Verifier<'_> {
                 };
                 let vs = self.maps.get(m as usize).map_or(0, |m| m.value_size);
                 let write = arg.flags.contains(TypeFlags::MEM_UNINIT);
-                self.check_helper_mem_access(regno, u64::from(vs), false, write)?;
+                self.check_helper_mem_access(regno, u64::from(vs), false, write, write)?;
             }
             ArgType::PtrToMem => {
                 // Checked with the size argument that follows.
@@ -248,6 +296,7 @@ impl Verifier<'_> {
                 if !reg.v.var_off.is_const() {
                     return eacces!("R{regno} is not a known constant'");
                 }
+                self.mark_precise(regno)?;
                 meta.mem_size = Some(reg.v.var_off.value());
             }
             ArgType::PtrToCtx => {
@@ -297,6 +346,9 @@ impl Verifier<'_> {
             ArgType::PtrToSpinLock => {
                 return einval!("bpf_spin_lock is not supported yet");
             }
+            ArgType::PtrToFunc => {
+                meta.callback = Some(reg.subprog as usize);
+            }
             _ => {}
         }
         Ok(())
@@ -311,7 +363,10 @@ impl Verifier<'_> {
         mem_arg: &Arg,
     ) -> Res<()> {
         let reg = self.reg(regno).clone();
-        let write = mem_arg.flags.contains(TypeFlags::MEM_UNINIT) && reg.v.var_off.is_const();
+        // The helper writes the memory (the direction the bounds message names); only
+        // with a constant size does it count as initialized afterwards (raw mode).
+        let dir_write = mem_arg.flags.contains(TypeFlags::MEM_UNINIT);
+        let write = dir_write && reg.v.var_off.is_const();
         if reg.v.smin < 0 {
             return eacces!(
                 "R{regno} min value is negative, either use unsigned or 'var &= const'"
@@ -333,11 +388,13 @@ impl Verifier<'_> {
         let mem_reg = self.reg(mem).clone();
         if mem_reg.is_null() && mem_arg.flags.contains(TypeFlags::PTR_MAYBE_NULL) {
             if reg.v.umax == 0 {
+                self.mark_precise(regno)?;
                 return Ok(());
             }
             return eacces!("R{mem} type=scalar expected=fp");
         }
-        self.check_helper_mem_access(mem, reg.v.umax, zero_ok, write)
+        self.check_helper_mem_access(mem, reg.v.umax, zero_ok, write, dir_write)?;
+        self.mark_precise(regno)
     }
 
     /// `check_helper_mem_access`: `size` bytes behind register `regno`.
@@ -347,6 +404,7 @@ impl Verifier<'_> {
         size: u64,
         zero_ok: bool,
         write: bool,
+        dir_write: bool,
     ) -> Res<()> {
         let reg = self.reg(regno).clone();
         let size32 = size as u32;
@@ -381,7 +439,9 @@ impl Verifier<'_> {
                 }
                 self.check_mem_region(regno, reg.off, size32, reg.mem_size, zero_ok)
             }
-            RegType::Stack => self.check_stack_range(regno, reg.off, size32, zero_ok, write),
+            RegType::Stack => {
+                self.check_stack_range(regno, reg.off, size32, zero_ok, write, dir_write)
+            }
             _ => {
                 if zero_ok && size == 0 && reg.is_null() {
                     return Ok(());
@@ -401,6 +461,9 @@ impl Verifier<'_> {
         };
         let id = proto.id;
         let ringbuf_fn = matches!(id, 130..=134);
+        if id == 12 && !matches!(map.map_type, MAP_TYPE_PROG_ARRAY | MAP_TYPE_RINGBUF) {
+            return einval!("expected prog array map for tail call");
+        }
         let ok = match map.map_type {
             MAP_TYPE_RINGBUF => ringbuf_fn,
             MAP_TYPE_PROG_ARRAY => id == 12,
@@ -466,8 +529,15 @@ impl Verifier<'_> {
             c.push(sub);
         }
         let mut callee = Frame::new(curframe as u32 + 1, sub, pc);
+        callee.uid = self.next_frame_uid();
         for r in 1..=5 {
             callee.regs[r] = self.reg(r).clone();
+            // The callee's arguments come from the caller's registers; a
+            // read in the callee is a read of those (kept simple: all five
+            // count as read, as the kernel's static liveness has it).
+            if self.reg(r).ty != RegType::NotInit {
+                self.mark_read(curframe, Loc::Reg(r));
+            }
         }
         for r in 0..=5 {
             *self.reg_mut(r) = Reg::not_init();
@@ -480,23 +550,143 @@ impl Verifier<'_> {
         Ok(Flow::Next(target))
     }
 
-    /// `prepare_func_exit`: back to the caller with `r0`.
+    /// `prepare_func_exit`: back to the caller with `r0`, or for a
+    /// callback back to the helper call that runs it again.
     pub(crate) fn prepare_func_exit(&mut self) -> Res<Flow> {
         let r0 = self.reg(0).clone();
         if r0.ty == RegType::Stack {
             return einval!("cannot return stack pointer to the caller");
         }
+        let frame = self.cur.curframe();
+        let in_callback = self.cur.cur().callback.is_some();
+        if in_callback {
+            if r0.ty != RegType::Scalar {
+                return eacces!("R0 not a scalar value");
+            }
+            self.mark_read(frame, Loc::Reg(0));
+            self.mark_precise(0)?;
+            // bpf_callback_t returns 64 bits; every callback-calling
+            // helper we know takes 0 or 1 (`retval_range(0, 1)`).
+            if r0.v.smin < 0 || r0.v.smax > 1 {
+                return Err(Reject::new(
+                    EINVAL,
+                    invalid_scalar_msg(&r0, "At callback return", "R0", 0, 1),
+                ));
+            }
+        } else {
+            // The caller may read r0 after the return.
+            self.mark_read(frame, Loc::Reg(0));
+        }
         let Some(callee) = self.cur.frames.pop() else {
             return Err(Reject::new(EINVAL, "exit from no frame"));
         };
-        self.cur.cur_mut().regs[0] = r0;
+        let next = if in_callback {
+            callee.callsite
+        } else {
+            self.cur.cur_mut().regs[0] = r0;
+            let f = self.cur.curframe();
+            self.mark_written(f, Loc::Reg(0));
+            callee.callsite + 1
+        };
         if self.log_level > 0 {
             let s = self.state_text();
             self.verbose(&format!(
-                "returning from callee:\n to caller at {}:{s}\n",
-                callee.callsite + 1
+                "returning from callee:\n to caller at {next}:{s}\n"
             ));
         }
-        Ok(Flow::Next(callee.callsite + 1))
+        if in_callback && let Some(prev) = self.find_prev_entry(next, false) {
+            self.widen_imprecise_scalars(prev);
+        }
+        Ok(Flow::Next(next))
     }
+
+    /// `push_callback_call`: the helper at `pc` calls `meta.callback`; its
+    /// body is explored as a separate branch that starts in a new frame
+    /// and, at its exit, comes back to this call (`prepare_func_exit`), so
+    /// the calls repeat until the state at the call converges.
+    fn push_callback_call(&mut self, pc: usize, id: i32, meta: &Meta, name: &str) -> Res<()> {
+        let Some(sub) = meta.callback else {
+            return einval!("kernel subsystem misconfigured verifier");
+        };
+        let curframe = self.cur.curframe();
+        if curframe + 1 >= MAX_CALL_FRAMES {
+            return Err(Reject::new(
+                E2BIG,
+                format!("the call stack of {} frames is too deep", curframe + 2),
+            ));
+        }
+        let Some(&start) = self.cfg.subprogs.get(sub) else {
+            return einval!("invalid callback for {name}#{id}");
+        };
+        let caller_sub = self.cur.cur().subprog;
+        if let Some(c) = self.callees.get_mut(caller_sub)
+            && !c.contains(&sub)
+        {
+            c.push(sub);
+        }
+        let mut callee = Frame::new(curframe as u32 + 1, sub, pc);
+        callee.uid = self.next_frame_uid();
+        callee.callback = Some(CallbackKind {
+            helper: id,
+            call_insn: pc,
+        });
+        let caller = self.cur.cur();
+        match id {
+            // bpf_loop(nr_loops, callback_fn, callback_ctx, flags):
+            // callback_fn(u32 index, void *ctx) (`set_loop_callback_state`).
+            HELPER_LOOP => {
+                callee.regs[1] = Reg::unknown();
+                callee.regs[2] = caller.regs[3].clone();
+            }
+            // bpf_for_each_map_elem(map, callback_fn, ctx, flags):
+            // callback_fn(map, key, value, ctx)
+            // (`map_set_for_each_callback_args`).
+            HELPER_FOR_EACH_MAP_ELEM => {
+                let map = caller.regs[1].clone();
+                let mut key = Reg::ptr(RegType::MapKey);
+                key.map = map.map;
+                let mut value = Reg::ptr(RegType::MapValue);
+                value.map = map.map;
+                callee.regs[1] = map;
+                callee.regs[2] = key;
+                callee.regs[3] = value;
+                callee.regs[4] = caller.regs[3].clone();
+            }
+            _ => {
+                return einval!("callback-calling helper {name}#{id} is not supported yet");
+            }
+        }
+        for r in 1..=5 {
+            callee.reg_live[r] = crate::state::LIVE_WRITTEN;
+        }
+        let mut st = self.cur.clone();
+        st.frames.push(callee);
+        st.callback_unroll_depth += 1;
+        self.push_branch(st, start, pc)
+    }
+}
+
+/// `BPF_FUNC_loop`.
+const HELPER_LOOP: i32 = 181;
+/// `BPF_FUNC_for_each_map_elem`.
+const HELPER_FOR_EACH_MAP_ELEM: i32 = 164;
+
+/// `verbose_invalid_scalar`: `CTX the register R has smin=.. smax=..
+/// should have been in [MIN, MAX]`, as Linux 6.18 words it.
+pub(crate) fn invalid_scalar_msg(reg: &Reg, ctx: &str, name: &str, min: i32, max: i32) -> String {
+    let mut s = format!("{ctx} the register {name} has");
+    let mut unknown = true;
+    if reg.v.smin > i64::MIN {
+        s.push_str(&format!(" smin={}", reg.v.smin));
+        unknown = false;
+    }
+    if reg.v.smax < i64::MAX {
+        s.push_str(&format!(" smax={}", reg.v.smax));
+        unknown = false;
+    }
+    if unknown {
+        s.push_str(" unknown scalar value");
+    }
+    s.push_str(&format!(" should have been in [{min}, {max}]"));
+    s
 }

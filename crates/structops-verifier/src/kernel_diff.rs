@@ -40,7 +40,7 @@ const BPF_PROG_LOAD: libc::c_long = 5;
 const BPF_PROG_TYPE_XDP: u32 = 6;
 
 /// A descriptor closed on drop.
-struct Fd(libc::c_int);
+pub(crate) struct Fd(libc::c_int);
 
 impl Drop for Fd {
     fn drop(&mut self) {
@@ -78,6 +78,14 @@ fn map_create(map_type: u32, key_size: u32, value_size: u32, max_entries: u32) -
 
 /// Loads as XDP at log level 1: the fd or errno, and the log.
 fn kernel_load(insns: &[structops_isa::Insn]) -> (Result<Fd, i32>, String) {
+    kernel_load_level(insns, 1)
+}
+
+/// Loads as XDP at `log_level`: the fd or errno, and the log.
+pub(crate) fn kernel_load_level(
+    insns: &[structops_isa::Insn],
+    log_level: u32,
+) -> (Result<Fd, i32>, String) {
     let license = c"GPL";
     let mut log = vec![0u8; 1 << 20];
     let attr = ProgLoadAttr {
@@ -85,7 +93,7 @@ fn kernel_load(insns: &[structops_isa::Insn]) -> (Result<Fd, i32>, String) {
         insn_cnt: insns.len() as u32,
         insns: insns.as_ptr() as u64,
         license: license.as_ptr() as u64,
-        log_level: 1,
+        log_level,
         log_size: log.len() as u32,
         log_buf: log.as_mut_ptr() as u64,
         ..ProgLoadAttr::default()
@@ -409,5 +417,161 @@ fn verdicts_and_messages_match_the_kernel() {
         "{} of {compared} differ:\n{}",
         mismatches.len(),
         mismatches.join("\n")
+    );
+}
+
+/// Prints the kernel's log (level from `STRUCTOPS_KLOG_LEVEL`, default 2)
+/// and ours for the program in the file `STRUCTOPS_KLOG_ASM`; a developer
+/// probe, run with `--ignored --nocapture`.
+#[test]
+#[ignore = "developer probe: needs STRUCTOPS_KLOG_ASM"]
+fn print_kernel_log() {
+    let Ok(path) = std::env::var("STRUCTOPS_KLOG_ASM") else {
+        eprintln!("set STRUCTOPS_KLOG_ASM");
+        return;
+    };
+    let level: u32 = std::env::var("STRUCTOPS_KLOG_LEVEL")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(2);
+    let src = std::fs::read_to_string(path).unwrap();
+    let insns = assemble(&src).unwrap().encode();
+    let (res, log) = kernel_load_level(&insns, level);
+    println!("=== kernel: {:?}\n{log}", res.as_ref().map(|_| ()));
+    let env = Mock::default();
+    let info = ProgInfo {
+        gpl_compatible: true,
+        privileges: Privileges::ROOT,
+        ..ProgInfo::default()
+    };
+    let opts = LogOptions {
+        level,
+        stats: false,
+    };
+    match verify(&insns, &info, &env, &opts) {
+        Ok(p) => println!("=== ours: accepted\n{}", p.log()),
+        Err(e) => println!("=== ours: {} {}\n{}", e.errno, e.message, e.log),
+    }
+}
+
+/// `processed N insns` of a kernel log.
+fn processed(log: &str) -> Option<u64> {
+    let line = log.lines().rev().find(|l| l.starts_with("processed "))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// Loops the kernel explores by states (bounded loops, `may_goto`) for
+/// the processed-instruction comparison.
+fn loop_corpus() -> Vec<(&'static str, String)> {
+    let s = |x: &str| x.to_owned();
+    vec![
+        (
+            "loop 10",
+            s("r0 = 0\nr1 = 0\nl:\nr0 += 1\nr1 += 1\nif r1 < 10 goto l\nexit"),
+        ),
+        (
+            "loop 1000 with dead counter",
+            s("r0 = 0\nr1 = 0\nr2 = 0\nl:\nr2 += 3\nr1 += 1\nif r1 < 1000 goto l\nexit"),
+        ),
+        (
+            "nested loops",
+            s(
+                "r0 = 0\nr1 = 0\nouter:\nr2 = 0\ninner:\nr0 += 1\nr2 += 1\nif r2 < 4 goto inner\nr1 += 1\nif r1 < 4 goto outer\nexit",
+            ),
+        ),
+        (
+            "loop with branch",
+            s(
+                "r0 = 0\nr6 = *(u32 *)(r1 +0)\nr1 = 0\nl:\nif r6 > 5 goto skip\nr0 += 1\nskip:\nr1 += 1\nif r1 < 20 goto l\nexit",
+            ),
+        ),
+        (
+            "may_goto",
+            s("r0 = 0\nl:\nmay_goto pc+2\nr0 += 1\ngoto l\nexit"),
+        ),
+        (
+            "may_goto nested",
+            s(
+                "r0 = 0\nouter:\nmay_goto pc+5\nr1 = 0\ninner:\nmay_goto pc+2\nr1 += 1\ngoto inner\ngoto outer\nexit",
+            ),
+        ),
+        (
+            "branchy imprecise",
+            s(
+                "call bpf_get_prandom_u32#7\nr6 = r0\ncall bpf_get_prandom_u32#7\nr7 = r0\nr8 = 0\nif r6 > 10 goto a\nr8 = 1\na:\nif r7 > 10 goto b\nr8 += 2\nb:\nif r6 > 20 goto c\nr8 += 4\nc:\nif r7 > 20 goto d\nr8 += 8\nd:\nr0 = 0\nexit",
+            ),
+        ),
+        (
+            "spilled counters",
+            s(
+                "r1 = 0\n*(u64 *)(r10 -8) = r1\n*(u64 *)(r10 -16) = r1\nl:\nr1 = *(u64 *)(r10 -8)\nr1 += 1\n*(u64 *)(r10 -8) = r1\nr2 = *(u64 *)(r10 -16)\nr2 += 2\n*(u64 *)(r10 -16) = r2\nif r1 < 50 goto l\nr0 = 0\nexit",
+            ),
+        ),
+        (
+            "stack index precise",
+            s(
+                "r1 = 0\n*(u64 *)(r10 -8) = r1\n*(u64 *)(r10 -16) = r1\nl:\nr2 = r10\nr2 += -16\nr3 = r1\nr3 &= 8\nr2 += r3\nr0 = *(u64 *)(r2 +0)\nr1 += 1\nif r1 < 30 goto l\nr0 = 0\nexit",
+            ),
+        ),
+    ]
+}
+
+#[test]
+fn processed_insns_not_above_the_kernel() {
+    let hash = match map_create(1, 4, 8, 16) {
+        Ok(fd) => fd,
+        Err(e) => {
+            eprintln!("skipping processed-insn comparison: BPF_MAP_CREATE failed with errno {e}");
+            return;
+        }
+    };
+    let (Ok(array), Ok(ringbuf)) = (map_create(2, 4, 16, 16), map_create(27, 0, 0, 4096)) else {
+        eprintln!("skipping processed-insn comparison: cannot create maps");
+        return;
+    };
+    let env = Mock {
+        fds: [hash.0, array.0, ringbuf.0],
+        ..Mock::default()
+    };
+    let info = ProgInfo {
+        gpl_compatible: true,
+        privileges: Privileges::ROOT,
+        ..ProgInfo::default()
+    };
+    let mut above = Vec::new();
+    let mut rows = Vec::new();
+    let (mut sum_k, mut sum_o) = (0u64, 0u64);
+    for (name, src) in corpus().into_iter().chain(loop_corpus()) {
+        let src = src
+            .replace("{H}", &hash.0.to_string())
+            .replace("{A}", &array.0.to_string())
+            .replace("{R}", &ringbuf.0.to_string());
+        let insns = assemble(&src).unwrap().encode();
+        let (kres, klog) = kernel_load(&insns);
+        let Ok(_fd) = kres else {
+            continue;
+        };
+        let Some(k) = processed(&klog) else {
+            continue;
+        };
+        let ours = verify(&insns, &info, &env, &LogOptions::default());
+        let Ok(p) = ours else {
+            above.push(format!("{name}: kernel accepts, we reject: {ours:?}"));
+            continue;
+        };
+        let o = p.stats().insn_processed;
+        sum_k += k;
+        sum_o += o;
+        rows.push(format!("{name:32} kernel {k:6} ours {o:6}"));
+        if o > k {
+            above.push(format!("{name}: kernel {k} ours {o}"));
+        }
+    }
+    println!("{}\ntotal: kernel {sum_k} ours {sum_o}", rows.join("\n"));
+    assert!(rows.len() > 25, "only {} programs compared", rows.len());
+    assert!(
+        above.is_empty(),
+        "processed more than the kernel:\n{}",
+        above.join("\n")
     );
 }

@@ -60,7 +60,10 @@ mod cfg;
 pub mod env;
 pub mod error;
 mod kfunc;
+mod live_regs;
+mod liveness;
 mod mem;
+mod precision;
 pub mod print;
 pub mod proto;
 mod prune;
@@ -73,6 +76,8 @@ mod verifier;
 mod btf_tests;
 #[cfg(test)]
 mod kernel_diff;
+#[cfg(test)]
+mod loop_cases;
 #[cfg(test)]
 mod tests;
 

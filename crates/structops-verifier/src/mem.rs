@@ -4,6 +4,7 @@ use structops_isa::{AtomicOp, Source, Width};
 
 use crate::env::CtxField;
 use crate::error::{EACCES, EINVAL, Reject, eacces, einval};
+use crate::liveness::Loc;
 use crate::state::{Reg, RegFlags, RegType, SlotType, StackSlot};
 use crate::verifier::{MAX_BPF_STACK, MAX_VAR_OFF, Res, Verifier, width_bytes};
 
@@ -66,9 +67,6 @@ impl Verifier<'_> {
         };
         self.check_src(d)?;
         let dst_ty = self.reg(d).ty;
-        if value.is_none() && dst_ty == RegType::Ctx {
-            return eacces!("BPF_ST stores into R{d} ctx is not allowed");
-        }
         let imm = match src {
             Source::Imm(i) => Some(i),
             Source::Reg(_) => None,
@@ -561,10 +559,11 @@ impl Verifier<'_> {
         t: Access,
     ) -> Res<()> {
         let reg = self.reg(r).clone();
-        let extra = match (src, t) {
-            (Src::Helper, _) => " indirect access to",
-            (_, Access::Read) => " read from",
-            (_, Access::Write) => " write to",
+        // Linux 6.18 words helper accesses by direction too (no "indirect access to").
+        let _ = src;
+        let extra = match t {
+            Access::Read => " read from",
+            Access::Write => " write to",
         };
         let (min_off, max_off) = if reg.v.var_off.is_const() {
             let m = reg.v.var_off.value() as i64 + i64::from(off);
@@ -585,16 +584,25 @@ impl Verifier<'_> {
         } else {
             -allocated
         };
-        let bad = min_off < min_valid || min_off > -1 || max_off > 0;
-        if bad {
-            return if reg.v.var_off.is_const() {
-                eacces!("invalid{extra} stack R{r} off={off} size={size}")
+        // check_stack_slot_within_bounds is EACCES; running past the frame pointer
+        // (into non-negative offsets) is EINVAL.
+        let errno = if min_off < min_valid || min_off > -1 {
+            Some(EACCES)
+        } else if max_off > 0 {
+            Some(EINVAL)
+        } else {
+            None
+        };
+        if let Some(errno) = errno {
+            let msg = if reg.v.var_off.is_const() {
+                format!("invalid{extra} stack R{r} off={off} size={size}")
             } else {
-                eacces!(
+                format!(
                     "invalid variable-offset{extra} stack R{r} var_off={} off={off} size={size}",
                     reg.v.var_off
                 )
             };
+            return Err(Reject::new(errno, msg));
         }
         let need = (-min_off) as usize;
         if let Some(f) = self.cur.frames.get_mut(fi) {
@@ -605,6 +613,19 @@ impl Verifier<'_> {
             *d = (*d).max(need);
         }
         Ok(())
+    }
+
+    /// Marks the slots holding bytes `min..max` (offsets from the frame
+    /// pointer) of `frame` read.
+    fn mark_stack_range_read(&mut self, frame: usize, min: i64, max: i64) {
+        if min >= max || min >= 0 {
+            return;
+        }
+        let first = ((-max).max(0) / 8) as usize;
+        let last = ((-min - 1) / 8) as usize;
+        for spi in first..=last {
+            self.mark_read(frame, Loc::Slot(spi));
+        }
     }
 
     fn slot_mut(&mut self, frame: usize, spi: usize) -> Option<&mut StackSlot> {
@@ -637,6 +658,12 @@ impl Verifier<'_> {
                 && !self.privileges().allow_ptr_leaks
             {
                 return eacces!("R{} leaks addr into stack", value.unwrap_or(0));
+            }
+            if let Some(v) = value
+                && value_reg.as_ref().is_some_and(Reg::is_null)
+            {
+                // STACK_ZERO keeps the register's zero: it must stay zero.
+                self.mark_precise(v)?;
             }
             for o in min..max {
                 let slot = (-o - 1) as usize;
@@ -672,6 +699,12 @@ impl Verifier<'_> {
         let spi = slot / 8;
         let value_reg = value.map(|v| self.reg(v).clone());
         let leaks = self.privileges().allow_ptr_leaks;
+        // Precision backtracking follows spills and fills through this slot;
+        // a full 8-byte write screens older reads of it.
+        self.record_stack_access(fi, spi);
+        if size == 8 && off % 8 == 0 {
+            self.mark_written(fi, Loc::Slot(spi));
+        }
         {
             let Some(s) = self.slot_mut(fi, spi) else {
                 return Err(Reject::new(EACCES, "stack slot out of range"));
@@ -688,10 +721,9 @@ impl Verifier<'_> {
                 s.slot_type[i] = SlotType::Spill;
             }
             // save_register_state: below a narrow spill, bytes become misc
-            // unless zero (or never written, for privileged loads).
+            // unless zero or never written (mark_stack_slot_misc).
             for i in 0..(8 - size as usize) {
-                let keep = s.slot_type[i] == SlotType::Zero
-                    || (leaks && s.slot_type[i] == SlotType::Invalid);
+                let keep = matches!(s.slot_type[i], SlotType::Zero | SlotType::Invalid);
                 if !keep {
                     s.slot_type[i] = SlotType::Misc;
                 }
@@ -740,6 +772,12 @@ impl Verifier<'_> {
             _ => {
                 let zero = value_reg.as_ref().is_some_and(Reg::is_null)
                     || (value_reg.is_none() && imm == Some(0));
+                if let Some(v) = value
+                    && zero
+                {
+                    // STACK_ZERO keeps the register's zero: it must stay zero.
+                    self.mark_precise(v)?;
+                }
                 let ty = if zero { SlotType::Zero } else { SlotType::Misc };
                 if let Some(s) = self.slot_mut(fi, spi) {
                     if s.is_spill() {
@@ -768,6 +806,7 @@ impl Verifier<'_> {
         if !reg.v.var_off.is_const() {
             let min = reg.v.smin + i64::from(off);
             let max = reg.v.smax + i64::from(off) + i64::from(size);
+            self.mark_stack_range_read(fi, min, max);
             let mut all_zero = true;
             for o in min..max {
                 let slot = (-o - 1) as usize;
@@ -817,6 +856,8 @@ impl Verifier<'_> {
         let off = off + reg.v.var_off.value() as i32;
         let slot = (-off - 1) as usize;
         let spi = slot / 8;
+        self.mark_stack_range_read(fi, i64::from(off), i64::from(off) + i64::from(size));
+        self.record_stack_access(fi, spi);
         let Some(s) = self
             .cur
             .frames
@@ -916,12 +957,13 @@ impl Verifier<'_> {
         size: u32,
         zero_ok: bool,
         write: bool,
+        dir_write: bool,
     ) -> Res<()> {
         let reg = self.reg(r).clone();
         if size == 0 && !zero_ok {
             return eacces!("invalid zero-sized read");
         }
-        let t = if write && reg.v.var_off.is_const() {
+        let t = if (write || dir_write) && reg.v.var_off.is_const() {
             Access::Write
         } else {
             Access::Read
@@ -956,6 +998,7 @@ impl Verifier<'_> {
         }
         let leaks = self.privileges().allow_ptr_leaks;
         let allow_uninit = self.privileges().allow_uninit_stack;
+        self.mark_stack_range_read(fi, min_off, max_off + i64::from(size));
         for o in min_off..max_off + i64::from(size) {
             let slot = (-o - 1) as usize;
             let (spi, idx) = (slot / 8, slot % 8);

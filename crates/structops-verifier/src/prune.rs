@@ -1,15 +1,29 @@
 //! State equivalence for pruning (`states_equal`, `regsafe`, `stacksafe`).
 //!
-//! Without liveness and precision marks every register and stack slot
-//! counts as read and every scalar as precise, so a state is covered by an
-//! old one only if each old value contains the new one. This prunes less
-//! than the kernel but never prunes a state the kernel would not.
+//! A remembered state covers the current one when every register and
+//! stack slot that some path after it read ([`LIVE_READ`]) holds a value
+//! the old one contains; scalars only need to be contained when precision
+//! backtracking marked them `precise` (their exact range decided some
+//! check). [`Exact::RangeWithin`] ignores both marks (the old state's
+//! exploration is not finished, so its marks are not final), and
+//! [`Exact::Equal`] asks for equal states (infinite-loop detection).
 
 use std::collections::HashMap;
 
 use crate::env::Privileges;
 use crate::scalar::ScalarValue;
-use crate::state::{Frame, Reg, RegType, SlotType, State};
+use crate::state::{Frame, LIVE_READ, Reg, RegType, SlotType, State};
+
+/// How strictly `states_equal` compares (`enum exact_level`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Exact {
+    /// Liveness and precision marks apply (`NOT_EXACT`).
+    Marks,
+    /// Every value contained, marks ignored (`RANGE_WITHIN`).
+    RangeWithin,
+    /// Equal states (`EXACT`).
+    Equal,
+}
 
 /// Maps ids of the old state to ids of the current one (`check_ids`).
 struct IdMap {
@@ -90,13 +104,24 @@ fn regs_exact(old: &Reg, cur: &Reg, ids: &mut IdMap) -> bool {
         && ids.check(old.ref_obj_id, cur.ref_obj_id)
 }
 
-/// `regsafe`: may `cur` continue where `old` was proven safe?
-fn regsafe(old: &Reg, cur: &Reg, exact: bool, ids: &mut IdMap) -> bool {
-    if exact {
+/// `regsafe`: may `cur` continue where `old` was proven safe? `live` is
+/// the old register's liveness.
+fn regsafe(
+    old: &Reg,
+    cur: &Reg,
+    live: u8,
+    exact: Exact,
+    privs: Privileges,
+    ids: &mut IdMap,
+) -> bool {
+    if exact == Exact::Marks && live & LIVE_READ == 0 {
+        return true;
+    }
+    if exact == Exact::Equal {
         return regs_exact(old, cur, ids);
     }
     if old.ty == RegType::NotInit {
-        return true;
+        return exact == Exact::Marks || cur.ty == RegType::NotInit;
     }
     if cur.ty == RegType::NotInit {
         return false;
@@ -105,7 +130,16 @@ fn regsafe(old: &Reg, cur: &Reg, exact: bool, ids: &mut IdMap) -> bool {
         return false;
     }
     match old.ty {
-        RegType::Scalar => ids.check_scalar(old.id, cur.id) && range_within(&old.v, &cur.v),
+        RegType::Scalar => {
+            if regs_exact(old, cur, ids) {
+                return true;
+            }
+            // Without CAP_BPF every scalar is precise (`__mark_reg_unknown`).
+            if exact == Exact::Marks && !old.precise && privs.bpf_capable {
+                return true;
+            }
+            ids.check_scalar(old.id, cur.id) && range_within(&old.v, &cur.v)
+        }
         RegType::MapValue | RegType::MapKey | RegType::Mem => {
             old.off == cur.off
                 && old.map == cur.map
@@ -124,13 +158,18 @@ fn regsafe(old: &Reg, cur: &Reg, exact: bool, ids: &mut IdMap) -> bool {
     }
 }
 
-fn stacksafe(old: &Frame, cur: &Frame, exact: bool, privs: Privileges, ids: &mut IdMap) -> bool {
+fn stacksafe(old: &Frame, cur: &Frame, exact: Exact, privs: Privileges, ids: &mut IdMap) -> bool {
     for (spi, os) in old.stack.iter().enumerate() {
+        let live = old.stack_live.get(spi).copied().unwrap_or(LIVE_READ);
+        if exact == Exact::Marks && live & LIVE_READ == 0 {
+            continue;
+        }
+        let exact_bool = exact == Exact::Equal;
         let cs = cur.stack.get(spi);
         for i in 0..8 {
             let ot = os.slot_type[i];
             let ct = cs.map_or(SlotType::Invalid, |c| c.slot_type[i]);
-            if exact {
+            if exact_bool {
                 if ot != ct {
                     return false;
                 }
@@ -153,12 +192,12 @@ fn stacksafe(old: &Frame, cur: &Frame, exact: bool, privs: Privileges, ids: &mut
             let Some(cs) = cs else {
                 return false;
             };
-            if !regsafe(&os.spilled, &cs.spilled, exact, ids) {
+            if !regsafe(&os.spilled, &cs.spilled, LIVE_READ, exact, privs, ids) {
                 return false;
             }
         }
     }
-    if exact && cur.stack.len() > old.stack.len() {
+    if exact == Exact::Equal && cur.stack.len() > old.stack.len() {
         return cur.stack[old.stack.len()..]
             .iter()
             .all(|s| s.slot_type.iter().all(|t| *t == SlotType::Invalid));
@@ -169,25 +208,41 @@ fn stacksafe(old: &Frame, cur: &Frame, exact: bool, privs: Privileges, ids: &mut
 fn func_states_equal(
     old: &Frame,
     cur: &Frame,
-    exact: bool,
+    static_live: u16,
+    exact: Exact,
     privs: Privileges,
     ids: &mut IdMap,
 ) -> bool {
     if old.callsite != cur.callsite || old.subprog != cur.subprog || old.callback != cur.callback {
         return false;
     }
-    for (o, c) in old.regs.iter().zip(cur.regs.iter()) {
-        if !regsafe(o, c, exact, ids) {
+    for (i, (o, c)) in old.regs.iter().zip(cur.regs.iter()).enumerate() {
+        // Registers no path reads before writing them are dead whatever
+        // the exploration found (`clean_func_state` with static liveness).
+        if exact != Exact::Equal && i < 10 && static_live & (1 << i) == 0 {
+            continue;
+        }
+        if !regsafe(o, c, old.reg_live[i], exact, privs, ids) {
             return false;
         }
     }
     stacksafe(old, cur, exact, privs, ids)
 }
 
-/// `states_equal`: with `exact`, the states must be the same (loop
-/// detection); otherwise `old` must cover `cur`.
-pub(crate) fn states_equal(old: &State, cur: &State, exact: bool, privs: Privileges) -> bool {
+/// `states_equal`: with [`Exact::Equal`], the states must be the same
+/// (loop detection); otherwise `old` must cover `cur`. `static_live[i]`
+/// is the mask of registers live in frame `i` at this point.
+pub(crate) fn states_equal(
+    old: &State,
+    cur: &State,
+    static_live: &[u16],
+    exact: Exact,
+    privs: Privileges,
+) -> bool {
     if old.frames.len() != cur.frames.len() {
+        return false;
+    }
+    if old.may_goto_depth != cur.may_goto_depth && exact == Exact::Equal {
         return false;
     }
     let mut ids = IdMap::default();
@@ -202,5 +257,9 @@ pub(crate) fn states_equal(old: &State, cur: &State, exact: bool, privs: Privile
     old.frames
         .iter()
         .zip(cur.frames.iter())
-        .all(|(o, c)| func_states_equal(o, c, exact, privs, &mut ids))
+        .enumerate()
+        .all(|(i, (o, c))| {
+            let live = static_live.get(i).copied().unwrap_or(0x3ff);
+            func_states_equal(o, c, live, exact, privs, &mut ids)
+        })
 }

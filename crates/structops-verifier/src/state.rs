@@ -136,6 +136,10 @@ pub struct Reg {
     pub frameno: u32,
     /// Subprogram of a `PTR_TO_FUNC`.
     pub subprog: u32,
+    /// The scalar's exact range matters to some later check
+    /// (`bpf_reg_state.precise`, set by precision backtracking in
+    /// remembered states).
+    pub precise: bool,
 }
 
 impl Reg {
@@ -296,7 +300,24 @@ pub struct Frame {
     /// Set for callback frames (bpf_loop and friends): exit returns into
     /// the helper call instead.
     pub callback: Option<CallbackKind>,
+    /// Liveness of r0..r10 ([`LIVE_READ`], [`LIVE_WRITTEN`]); the
+    /// kernel's `bpf_reg_state.live`, kept beside the values so that
+    /// copying a register never copies its liveness.
+    pub reg_live: [u8; 11],
+    /// Liveness of each stack slot (`stack[spi].spilled_ptr.live`).
+    pub stack_live: Vec<u8>,
+    /// Identity of this function invocation: liveness only flows to the
+    /// same frame of a parent state (the kernel's per-register parent
+    /// pointers).
+    pub uid: u32,
 }
+
+/// A remembered state's register or slot was read by some path after it
+/// (`REG_LIVE_READ`).
+pub const LIVE_READ: u8 = 1;
+/// The register or slot was written since the previous checkpoint, so
+/// reads do not reach further up (`REG_LIVE_WRITTEN`).
+pub const LIVE_WRITTEN: u8 = 2;
 
 /// Which helper a callback frame belongs to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -320,6 +341,9 @@ impl Frame {
             frameno,
             subprog,
             callback: None,
+            reg_live: [0; 11],
+            stack_live: Vec::new(),
+            uid: 0,
         }
     }
 
@@ -333,6 +357,7 @@ impl Frame {
         let slots = size.div_ceil(8);
         if slots > self.stack.len() {
             self.stack.resize(slots, StackSlot::default());
+            self.stack_live.resize(slots, 0);
         }
     }
 }
@@ -346,13 +371,44 @@ pub struct RefState {
     pub insn: usize,
 }
 
+/// One entry of a state's instruction history (`bpf_insn_hist_entry`):
+/// how the walk reached `idx`, and what precision backtracking must know
+/// about it.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct HistEntry {
+    /// The instruction.
+    pub idx: usize,
+    /// The instruction executed before it.
+    pub prev: usize,
+    /// Stack slot `(frame, spi)` the instruction spilled to or filled
+    /// from (`INSN_F_STACK_ACCESS`).
+    pub stack: Option<(u32, u32)>,
+    /// Scalars sharing an id that a conditional jump here refined
+    /// together (`linked_regs`): `(frame, register or 16 + spi)`.
+    pub linked: Vec<(u32, u32)>,
+}
+
 /// The whole abstract state on one path (`struct bpf_verifier_state`).
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
 pub struct State {
     /// Frames, innermost last.
     pub frames: Vec<Frame>,
     /// Acquired references.
     pub refs: Vec<RefState>,
+    /// Jumps and stack accesses since the last checkpoint
+    /// (`insn_hist_start..insn_hist_end`).
+    pub hist: Vec<HistEntry>,
+    /// First instruction of the segment this state covers (`first_insn_idx`).
+    pub first_insn: usize,
+    /// Last instruction before the checkpoint (`last_insn_idx`).
+    pub last_insn: usize,
+    /// `may_goto` budget depth: how many `may_goto` jumps were assumed
+    /// to fall through on this path (`may_goto_depth`).
+    pub may_goto_depth: u32,
+    /// Nested callback iterations (`callback_unroll_depth`).
+    pub callback_unroll_depth: u32,
+    /// Checkpoints on the way from the entry (`dfs_depth`).
+    pub dfs_depth: u32,
 }
 
 impl State {

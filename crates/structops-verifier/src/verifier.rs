@@ -15,8 +15,10 @@ use crate::branch;
 use crate::cfg::{self, Cfg};
 use crate::env::{LogOptions, MapInfo, MapRef, ProgInfo, ReturnRule, VerifierEnv};
 use crate::error::{E2BIG, EACCES, EBADF, EINVAL, Reject, VerifyError, eacces, einval};
+use crate::liveness::Loc;
+use crate::prune::{Exact, states_equal};
 use crate::scalar::ScalarValue;
-use crate::state::{Frame, Reg, RegFlags, RegType, State, write_reg};
+use crate::state::{Frame, HistEntry, Reg, RegFlags, RegType, State, write_reg};
 
 /// `BPF_COMPLEXITY_LIMIT_INSNS`.
 pub const COMPLEXITY_LIMIT_INSNS: u64 = 1_000_000;
@@ -62,13 +64,39 @@ impl Stats {
 }
 
 /// A remembered state at a prune point.
-struct Stored {
-    state: State,
+pub(crate) struct Stored {
+    pub state: State,
     insn: usize,
-    parent: Option<usize>,
+    pub parent: Option<usize>,
     branches: u32,
     hit: u32,
     miss: u32,
+    /// Some path below it was pruned against a state whose exploration
+    /// was not finished (a loop of iterator, callback or `may_goto`
+    /// iterations), so its liveness and precision marks may be
+    /// incomplete: it is only compared with [`Exact::RangeWithin`].
+    tainted: Option<usize>,
+}
+
+/// Instructions where a loop may converge against an unfinished state.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum LoopPoint {
+    MayGoto,
+    Callback,
+}
+
+/// `maybe_widen_reg`.
+fn widen(old: &Reg, cur: &mut Reg) {
+    if old.ty != RegType::Scalar || cur.ty != RegType::Scalar {
+        return;
+    }
+    if old.precise || cur.precise {
+        return;
+    }
+    if old.v == cur.v && old.id == cur.id {
+        return;
+    }
+    *cur = Reg::unknown();
 }
 
 /// A pending branch (`bpf_verifier_stack_elem`).
@@ -110,12 +138,26 @@ pub(crate) struct Verifier<'a> {
     map_index: HashMap<MapRef, u32>,
     pub cfg: Cfg,
     pub cur: State,
-    cur_parent: Option<usize>,
     pub insn_idx: usize,
     prev_insn_idx: usize,
     pending: Vec<Pending>,
-    stored: Vec<Stored>,
+    pub(crate) stored: Vec<Stored>,
+    /// Registers live before each instruction ([`crate::live_regs`]).
+    live_regs: Vec<u16>,
     explored: HashMap<usize, Vec<usize>>,
+    /// Parent of the current state among `stored`.
+    pub(crate) cur_parent: Option<usize>,
+    /// Last frame identity handed out ([`Frame::uid`]).
+    pub(crate) frame_uid: u32,
+    /// Longest walk of [`Verifier::mark_read`] (the kernel's `mark_read` stat).
+    pub(crate) longest_mark_read_walk: u32,
+    /// The current instruction was reached by a jump (or a popped branch):
+    /// it gets an instruction history entry.
+    jumped: bool,
+    /// Instruction executed before the current one.
+    hist_prev: usize,
+    /// The current instruction already has a history entry (the last one).
+    hist_cur: bool,
     pub id_gen: u32,
     pub stats: Stats,
     jmps_processed: u64,
@@ -168,9 +210,15 @@ impl<'a> Verifier<'a> {
             cfg: Cfg::default(),
             cur: State {
                 frames: vec![Frame::new(0, 0, 0)],
-                refs: Vec::new(),
+                ..State::default()
             },
             cur_parent: None,
+            live_regs: Vec::new(),
+            frame_uid: 0,
+            longest_mark_read_walk: 0,
+            jumped: false,
+            hist_prev: 0,
+            hist_cur: false,
             insn_idx: 0,
             prev_insn_idx: 0,
             pending: Vec::new(),
@@ -233,6 +281,12 @@ impl<'a> Verifier<'a> {
         self.verbose(&lines);
         self.cfg = cfg?;
         self.check_struct_ops()?;
+        let ops: Vec<Option<Op>> = self
+            .ops
+            .iter()
+            .map(|o| o.as_ref().and_then(|r| r.as_ref().ok().copied()))
+            .collect();
+        self.live_regs = crate::live_regs::compute(&ops);
         let n = self.cfg.subprogs.len();
         self.stack_depth = vec![0; n];
         self.callees = vec![Vec::new(); n];
@@ -367,9 +421,11 @@ impl<'a> Verifier<'a> {
     fn init_state(&mut self) {
         let mut f = Frame::new(0, 0, 0);
         f.regs[1] = Reg::ptr(RegType::Ctx);
+        self.frame_uid += 1;
+        f.uid = self.frame_uid;
         self.cur = State {
             frames: vec![f],
-            refs: Vec::new(),
+            ..State::default()
         };
         self.acquire_struct_ops_refs();
     }
@@ -435,9 +491,22 @@ impl<'a> Verifier<'a> {
                 self.verbose(&format!("{pc}: {text}\n"));
             }
             self.aux[pc].seen = true;
+            self.hist_prev = self.prev_insn_idx;
+            self.hist_cur = false;
+            if self.jumped {
+                self.push_hist();
+            }
             self.prev_insn_idx = pc;
             match self.step(pc, op)? {
-                Flow::Next(n) => self.insn_idx = n,
+                Flow::Next(n) => {
+                    let len = if matches!(op, Op::LdImm64 { .. }) {
+                        2
+                    } else {
+                        1
+                    };
+                    self.jumped = n != pc + len;
+                    self.insn_idx = n;
+                }
                 Flow::EndPath => {
                     if !self.end_path()? {
                         return Ok(());
@@ -462,6 +531,7 @@ impl<'a> Verifier<'a> {
         self.prev_insn_idx = p.prev_insn;
         self.cur_parent = p.parent;
         self.print_state = true;
+        self.jumped = true;
         Ok(true)
     }
 
@@ -504,29 +574,62 @@ impl<'a> Verifier<'a> {
         Ok(())
     }
 
+    /// Whether a state at `pc` may loop back to an unfinished state there
+    /// and still converge: open-coded iterator `next` calls, `may_goto`,
+    /// and callback-calling helpers.
+    fn loop_point(&self, pc: usize) -> Option<LoopPoint> {
+        match self.ops.get(pc) {
+            Some(Some(Ok(Op::MayGoto { .. }))) => Some(LoopPoint::MayGoto),
+            Some(Some(Ok(Op::Call(CallTarget::Helper { id }))))
+                if crate::cfg::is_callback_helper(*id) =>
+            {
+                Some(LoopPoint::Callback)
+            }
+            _ => None,
+        }
+    }
+
     /// `is_state_visited`: `true` when the current state is covered by a
     /// fully explored one at `pc` (prune), otherwise maybe remember it.
     fn is_state_visited(&mut self, pc: usize) -> Res<bool> {
-        let force_new = self.cfg.force_checkpoint[pc];
+        let force_new = self.cfg.force_checkpoint[pc] || self.cur.hist.len() > 40;
         let mut add_new = force_new
             || (self.jmps_processed - self.prev_jmps_processed >= 2
                 && self.stats.insn_processed - self.prev_insn_processed >= 8);
+        let loop_point = self.loop_point(pc);
+        let privs = self.privileges();
+        let live = self.static_live_masks(pc);
         let list = self.explored.get(&pc).cloned().unwrap_or_default();
         let mut keep = Vec::with_capacity(list.len());
         let mut states_cnt = 0u32;
-        let mut hit = false;
+        let mut hit = None;
         for (pos, &si) in list.iter().enumerate() {
             states_cnt += 1;
             let in_progress = self.stored[si].branches > 0;
             if in_progress {
-                if crate::prune::states_equal(
-                    &self.stored[si].state,
-                    &self.cur,
-                    true,
-                    self.privileges(),
-                ) {
-                    let msg = format!("infinite loop detected at insn {pc}");
-                    return einval!("{msg}");
+                let old = &self.stored[si].state;
+                let converged = match loop_point {
+                    Some(LoopPoint::MayGoto) => {
+                        old.may_goto_depth != self.cur.may_goto_depth
+                            && states_equal(old, &self.cur, &live, Exact::RangeWithin, privs)
+                    }
+                    Some(LoopPoint::Callback) => {
+                        states_equal(old, &self.cur, &live, Exact::RangeWithin, privs)
+                    }
+                    None => false,
+                };
+                if converged {
+                    hit = Some(si);
+                    keep.extend_from_slice(&list[pos..]);
+                    break;
+                }
+                let skip_inf = loop_point == Some(LoopPoint::Callback);
+                if !skip_inf
+                    && old.may_goto_depth == self.cur.may_goto_depth
+                    && old.callback_unroll_depth == self.cur.callback_unroll_depth
+                    && states_equal(old, &self.cur, &live, Exact::Equal, privs)
+                {
+                    return einval!("infinite loop detected at insn {pc}");
                 }
                 if !force_new
                     && self.jmps_processed - self.prev_jmps_processed < 20
@@ -534,16 +637,17 @@ impl<'a> Verifier<'a> {
                 {
                     add_new = false;
                 }
-            } else if crate::prune::states_equal(
-                &self.stored[si].state,
-                &self.cur,
-                false,
-                self.privileges(),
-            ) {
-                self.stored[si].hit += 1;
-                hit = true;
-                keep.extend_from_slice(&list[pos..]);
-                break;
+            } else {
+                let mode = if self.stored[si].tainted.is_some() {
+                    Exact::RangeWithin
+                } else {
+                    Exact::Marks
+                };
+                if states_equal(&self.stored[si].state, &self.cur, &live, mode, privs) {
+                    hit = Some(si);
+                    keep.extend_from_slice(&list[pos..]);
+                    break;
+                }
             }
             if add_new {
                 self.stored[si].miss += 1;
@@ -564,7 +668,25 @@ impl<'a> Verifier<'a> {
         if self.stats.max_states_per_insn < states_cnt {
             self.stats.max_states_per_insn = states_cnt;
         }
-        if hit {
+        if let Some(si) = hit {
+            self.stored[si].hit += 1;
+            if self.jumped {
+                self.hist_prev = self.prev_insn_idx;
+                self.hist_cur = false;
+                self.push_hist();
+            }
+            // Whatever the continuation from the old state reads or needs
+            // precisely, this path reads and needs too.
+            self.propagate_liveness(si);
+            self.propagate_precision(si);
+            let head = if self.stored[si].branches > 0 {
+                Some(si)
+            } else {
+                self.stored[si].tainted
+            };
+            if let Some(h) = head {
+                self.taint_ancestors(h);
+            }
             return Ok(true);
         }
         if !add_new {
@@ -574,6 +696,7 @@ impl<'a> Verifier<'a> {
         self.stats.peak_states += 1;
         self.prev_jmps_processed = self.jmps_processed;
         self.prev_insn_processed = self.stats.insn_processed;
+        self.cur.last_insn = self.prev_insn_idx;
         let idx = self.stored.len();
         self.stored.push(Stored {
             state: self.cur.clone(),
@@ -582,11 +705,95 @@ impl<'a> Verifier<'a> {
             branches: 1,
             hit: 0,
             miss: 0,
+            tainted: None,
         });
         let _ = self.stored[idx].insn;
         self.cur_parent = Some(idx);
+        self.cur.first_insn = pc;
+        self.cur.hist.clear();
+        self.cur.dfs_depth += 1;
+        self.reset_marks();
         self.explored.entry(pc).or_default().insert(0, idx);
         Ok(false)
+    }
+
+    /// The current path was pruned against a state whose marks may be
+    /// incomplete because loop head `head` is not finished: every
+    /// ancestor below `head` may have incomplete marks too.
+    fn taint_ancestors(&mut self, head: usize) {
+        let mut p = self.cur_parent;
+        while let Some(i) = p {
+            if i == head {
+                break;
+            }
+            let Some(st) = self.stored.get_mut(i) else {
+                break;
+            };
+            if st.tainted.is_none() {
+                st.tainted = Some(head);
+            }
+            p = st.parent;
+        }
+    }
+
+    /// Registers live at the current point of each frame: the current
+    /// instruction for the innermost, the call site for the callers
+    /// (`frame_insn_idx`).
+    fn static_live_masks(&self, pc: usize) -> Vec<u16> {
+        let n = self.cur.frames.len();
+        (0..n)
+            .map(|i| {
+                let at = if i + 1 == n {
+                    pc
+                } else {
+                    self.cur.frames[i + 1].callsite
+                };
+                self.live_regs.get(at).copied().unwrap_or(0x3ff)
+            })
+            .collect()
+    }
+
+    /// `find_prev_entry`: the unfinished state at `pc` with the same call
+    /// chain that the current path came from (the previous iteration).
+    /// With `skip_parent`, the checkpoint just made at `pc` for the
+    /// current state does not count (the kernel passes `cur->parent`).
+    pub(crate) fn find_prev_entry(&self, pc: usize, skip_parent: bool) -> Option<usize> {
+        let list = self.explored.get(&pc)?;
+        let depth = if skip_parent {
+            self.cur.dfs_depth.saturating_sub(1)
+        } else {
+            self.cur.dfs_depth
+        };
+        list.iter().copied().find(|&si| {
+            let s = &self.stored[si];
+            s.branches > 0
+                && s.state.dfs_depth < depth
+                && s.state.frames.len() == self.cur.frames.len()
+                && s.state
+                    .frames
+                    .iter()
+                    .zip(self.cur.frames.iter())
+                    .all(|(a, b)| a.callsite == b.callsite)
+        })
+    }
+
+    /// `widen_imprecise_scalars`: scalars that changed since the previous
+    /// iteration and are not precise become unknown, so that iterations
+    /// converge.
+    pub(crate) fn widen_imprecise_scalars(&mut self, prev: usize) {
+        let Some(old) = self.stored.get(prev).map(|s| s.state.clone()) else {
+            return;
+        };
+        for (fo, fc) in old.frames.iter().zip(self.cur.frames.iter_mut()) {
+            for (ro, rc) in fo.regs.iter().zip(fc.regs.iter_mut()) {
+                widen(ro, rc);
+            }
+            for (so, sc) in fo.stack.iter().zip(fc.stack.iter_mut()) {
+                if so.is_spill() && sc.is_spill() {
+                    widen(&so.spilled, &mut sc.spilled);
+                }
+            }
+        }
     }
 
     pub fn next_id(&mut self) -> u32 {
@@ -602,20 +809,53 @@ impl<'a> Verifier<'a> {
         &mut self.cur.cur_mut().regs[r]
     }
 
-    /// `check_reg_arg(SRC_OP)`.
-    pub fn check_src(&self, r: usize) -> Res<()> {
+    /// `check_reg_arg(SRC_OP)`: initialized, and now read.
+    pub fn check_src(&mut self, r: usize) -> Res<()> {
         if self.reg(r).ty == RegType::NotInit {
             return eacces!("R{r} !read_ok");
+        }
+        if r != 10 {
+            let f = self.cur.curframe();
+            self.mark_read(f, Loc::Reg(r));
         }
         Ok(())
     }
 
-    /// `check_reg_arg(DST_OP)`.
-    pub fn check_dst(&self, r: usize) -> Res<()> {
+    /// `check_reg_arg(DST_OP)`: writable, and now written.
+    pub fn check_dst(&mut self, r: usize) -> Res<()> {
         if r == 10 {
             return eacces!("frame pointer is read only");
         }
+        let f = self.cur.curframe();
+        self.mark_written(f, Loc::Reg(r));
         Ok(())
+    }
+
+    /// `push_insn_history`: an entry for the current instruction (one
+    /// per visit; later flags merge into it).
+    pub(crate) fn push_hist(&mut self) -> &mut HistEntry {
+        if !self.hist_cur || self.cur.hist.is_empty() {
+            self.cur.hist.push(HistEntry {
+                idx: self.insn_idx,
+                prev: self.hist_prev,
+                ..HistEntry::default()
+            });
+            self.hist_cur = true;
+        }
+        let n = self.cur.hist.len() - 1;
+        &mut self.cur.hist[n]
+    }
+
+    /// Records that the current instruction spilled to or filled from
+    /// stack slot `spi` of `frame` (`INSN_F_STACK_ACCESS`).
+    pub(crate) fn record_stack_access(&mut self, frame: usize, spi: usize) {
+        self.push_hist().stack = Some((frame as u32, spi as u32));
+    }
+
+    /// A fresh frame identity.
+    pub(crate) fn next_frame_uid(&mut self) -> u32 {
+        self.frame_uid += 1;
+        self.frame_uid
     }
 
     /// `__is_pointer_value` with this load's `allow_ptr_leaks`.
@@ -752,12 +992,21 @@ impl<'a> Verifier<'a> {
                 Ok(Flow::Next((pc as i64 + i64::from(off) + 1) as usize))
             }
             Op::MayGoto { off } => {
-                // Both outcomes are possible: the budget may run out any time.
+                // Both outcomes are possible: the budget may run out any
+                // time. The fall-through (budget left) is explored later
+                // one level deeper, widened against the previous visit so
+                // that iterations converge; this path takes the jump.
                 self.jmps_processed += 1;
                 let target = (pc as i64 + i64::from(off) + 1) as usize;
-                let st = self.cur.clone();
-                self.push_branch(st, target, pc)?;
-                Ok(Flow::Next(pc + 1))
+                let mut st = self.cur.clone();
+                st.may_goto_depth += 1;
+                if let Some(prev) = self.find_prev_entry(pc, true) {
+                    let saved = std::mem::replace(&mut self.cur, st);
+                    self.widen_imprecise_scalars(prev);
+                    st = std::mem::replace(&mut self.cur, saved);
+                }
+                self.push_branch(st, pc + 1, pc)?;
+                Ok(Flow::Next(target))
             }
             Op::Jmp {
                 bits,
@@ -834,6 +1083,9 @@ impl<'a> Verifier<'a> {
                 }
             }
             Imm64::Func { offset } => {
+                if self.info.func_info.is_empty() {
+                    return einval!("missing btf func_info");
+                }
                 let target = (self.insn_idx as i64 + i64::from(offset) + 1) as usize;
                 let sub = self.cfg.subprog_of(target);
                 Reg {
@@ -851,9 +1103,18 @@ impl<'a> Verifier<'a> {
 
     fn check_ld_abs(&mut self, _pc: usize, _op: Op) -> Res<()> {
         // LD_ABS/LD_IND need an skb context (r6) and may exit the program.
+        if !self.env.may_access_skb() {
+            return einval!("BPF_LD_[ABS|IND] instructions not allowed for this program type");
+        }
+        self.check_src(6)?;
+        if !self.cur.refs.is_empty() {
+            return einval!("BPF_LD_[ABS|IND] would lead to reference leak");
+        }
         if self.reg(6).ty != RegType::Ctx {
             return einval!("at the time of BPF_LD_ABS|IND R6 != pointer to skb");
         }
+        let f = self.cur.curframe();
+        self.mark_read(f, Loc::Reg(6));
         if let Op::LdInd { src, .. } = _op {
             self.check_src(src.index())?;
         }
@@ -900,9 +1161,13 @@ impl<'a> Verifier<'a> {
                 }
                 return eacces!("R{d} pointer {} pointer prohibited", alu_name(op));
             }
+            self.mark_precise(d)?;
             return self.adjust_ptr(bits, op, d, &sr, &dr, true);
         }
         if dr.ty != RegType::Scalar {
+            if let Source::Reg(s) = src {
+                self.mark_precise(s.index())?;
+            }
             return self.adjust_ptr(bits, op, d, &dr, &sr, false);
         }
         let v = alu::alu(&dr.v, op, &sr.v, bits);
@@ -999,8 +1264,8 @@ impl<'a> Verifier<'a> {
             RegType::ConstMap if known && o.smin == 0 && op == AluOp::Add => {}
             _ => return eacces!("R{d} pointer arithmetic on {tstr} prohibited"),
         }
-        sane_offset(offr, ptr.ty, ptr.flags)?;
-        sane_offset(ptr, ptr.ty, ptr.flags)?;
+        sane_offset(offr, ptr.ty, ptr.flags, false)?;
+        sane_offset(ptr, ptr.ty, ptr.flags, false)?;
         let mut out = ptr.clone();
         let p = &ptr.v;
         match op {
@@ -1094,7 +1359,7 @@ impl<'a> Verifier<'a> {
         }
         out.v.mark32_unbounded();
         out.v.sync();
-        sane_offset(&out, ptr.ty, ptr.flags)?;
+        sane_offset(&out, ptr.ty, ptr.flags, true)?;
         *self.reg_mut(d) = out;
         Ok(())
     }
@@ -1134,6 +1399,17 @@ impl<'a> Verifier<'a> {
         } else {
             ptr_branch_taken(&dr, &sr, cond, bits)
         };
+        if taken.is_some() {
+            // The decision rests on the scalars' exact values.
+            if dr.ty == RegType::Scalar {
+                self.mark_precise(d)?;
+            }
+            if let Some(s) = src_reg
+                && sr.ty == RegType::Scalar
+            {
+                self.mark_precise(s)?;
+            }
+        }
         match taken {
             Some(true) => return Ok(Flow::Next(target)),
             Some(false) => return Ok(Flow::Next(pc + 1)),
@@ -1141,6 +1417,14 @@ impl<'a> Verifier<'a> {
         }
         if dr.is_pointer() && !sr.is_pointer() && !dr.maybe_null() && self.is_pointer_value(d) {
             return eacces!("R{d} pointer comparison prohibited");
+        }
+        // Scalars sharing an id are refined together: precision of one
+        // needs the others (`collect_linked_regs`).
+        if dr.ty == RegType::Scalar && sr.ty == RegType::Scalar {
+            let linked = self.linked_scalars(&[dr.id, if src_reg.is_some() { sr.id } else { 0 }]);
+            if linked.len() > 1 {
+                self.push_hist().linked = linked;
+            }
         }
         let mut other = self.cur.clone();
         // Scalar refinement on both sides.
@@ -1201,6 +1485,29 @@ impl<'a> Verifier<'a> {
         Ok(Flow::Next(pc + 1))
     }
 
+    /// Every scalar register and spilled scalar with one of `ids`, as
+    /// history entries (`(frame, reg)` or `(frame, 16 + spi)`).
+    fn linked_scalars(&self, ids: &[u32]) -> Vec<(u32, u32)> {
+        let mut out = Vec::new();
+        for (fi, f) in self.cur.frames.iter().enumerate() {
+            for (r, reg) in f.regs.iter().enumerate() {
+                if reg.ty == RegType::Scalar && reg.id != 0 && ids.contains(&reg.id) {
+                    out.push((fi as u32, r as u32));
+                }
+            }
+            for (spi, slot) in f.stack.iter().enumerate() {
+                if slot.is_spill()
+                    && slot.spilled.ty == RegType::Scalar
+                    && slot.spilled.id != 0
+                    && ids.contains(&slot.spilled.id)
+                {
+                    out.push((fi as u32, 16 + spi as u32));
+                }
+            }
+        }
+        out
+    }
+
     /// `BPF_EXIT`: return from a subprogram or end the path.
     fn check_exit(&mut self, pc: usize) -> Res<Flow> {
         let _ = pc;
@@ -1237,6 +1544,9 @@ impl<'a> Verifier<'a> {
                 }
                 if let ReturnRule::Range { min, max } = rule {
                     let r0 = self.reg(0).clone();
+                    if r0.ty == RegType::Scalar {
+                        self.mark_precise(0)?;
+                    }
                     if r0.ty != RegType::Scalar {
                         return einval!(
                             "At program exit the register R0 is not a known value ({})",
@@ -1245,12 +1555,19 @@ impl<'a> Verifier<'a> {
                     }
                     let v = &r0.v;
                     if v.smin < i64::from(min) || v.smax > i64::from(max) {
-                        let mut s = String::new();
-                        let _ = write!(s, "At program exit the register R0 has ");
-                        if v.var_off.is_const() {
-                            let _ = write!(s, "value {}", v.var_off.value() as i64);
-                        } else {
-                            let _ = write!(s, "smin={} smax={}", v.smin, v.smax);
+                        // verbose_invalid_scalar
+                        let mut s = String::from("At program exit the register R0 has");
+                        let mut unknown = true;
+                        if v.smin > i64::MIN {
+                            let _ = write!(s, " smin={}", v.smin);
+                            unknown = false;
+                        }
+                        if v.smax < i64::MAX {
+                            let _ = write!(s, " smax={}", v.smax);
+                            unknown = false;
+                        }
+                        if unknown {
+                            s.push_str(" unknown scalar value");
                         }
                         let _ = write!(s, " should have been in [{min}, {max}]");
                         return Err(Reject::new(EINVAL, s));
@@ -1308,8 +1625,9 @@ pub(crate) fn alu_name(op: AluOp) -> &'static str {
     op.symbol()
 }
 
-/// `check_reg_sane_offset`.
-fn sane_offset(reg: &Reg, ty: RegType, flags: RegFlags) -> Res<()> {
+/// `check_reg_sane_offset`. For the `result` of pointer arithmetic, Linux 6.18 words
+/// an out-of-range minimum as the pointer's offset.
+fn sane_offset(reg: &Reg, ty: RegType, flags: RegFlags, result: bool) -> Res<()> {
     let tstr = crate::state::type_str(ty, flags);
     let v = &reg.v;
     let known = v.var_off.is_const();
@@ -1328,6 +1646,9 @@ fn sane_offset(reg: &Reg, ty: RegType, flags: RegFlags) -> Res<()> {
         ));
     }
     if v.smin >= MAX_VAR_OFF || v.smin <= -MAX_VAR_OFF {
+        if result {
+            return eacces_einval(format!("{tstr} pointer offset {} is not allowed", v.smin));
+        }
         return eacces_einval(format!(
             "value {} makes {tstr} pointer be out of bounds",
             v.smin
@@ -1483,6 +1804,12 @@ fn decode_reject(e: &DecodeError, insn: Option<&Insn>) -> Reject {
     let msg = match e {
         DecodeError::UnknownOpcode { code, .. } => format!("unknown opcode {code:02x}"),
         DecodeError::InvalidRegister { reg, .. } => format!("R{reg} is invalid"),
+        // check_atomic looks at the operand size before the operation.
+        DecodeError::UnknownAtomicOp { .. }
+            if oc::class(code) == oc::STX && !matches!(code & 0x18, 0x00 | 0x18) =>
+        {
+            "invalid atomic operand size".to_owned()
+        }
         DecodeError::UnknownAtomicOp { imm, .. } => {
             format!("BPF_ATOMIC uses invalid atomic opcode {imm:02x}")
         }

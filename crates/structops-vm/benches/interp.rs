@@ -1,16 +1,18 @@
-//! Interpreter speed in ns per executed instruction, checked and
-//! unchecked, on two loop-heavy programs: a 16-bit one's-complement
+//! Interpreter and JIT speed in ns per executed instruction (checked and
+//! unchecked interpreter, JIT), on two loop-heavy programs: a 16-bit one's-complement
 //! checksum over a 1500-byte packet (loads, adds, compares) and a tight
 //! ALU loop (adds, xors, shifts, a counted branch).
 //!
 //! Criterion reports the throughput in instructions per second
 //! ("elem/s"); the instruction count of each run comes from a checked
-//! run's step counter and is printed once per program.
+//! run's step counter and is printed once per program. `empty` measures
+//! the fixed cost of one run of `r0 = 0; exit` on each engine, and
+//! `jit_compile` the time to compile the checksum program.
 
 use std::hint::black_box;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use structops_vm::{Code, Interpreter, NoEnv, Region};
+use structops_vm::{Code, Interpreter, JitOptions, JitProgram, NoEnv, Region};
 
 const CHECKSUM: &str = "
         r2 = r1
@@ -89,12 +91,59 @@ fn bench_program(c: &mut Criterion, name: &str, src: &str) {
             assert_eq!(r0, expect);
         });
     });
+    code.jit().expect("the program compiles");
+    group.bench_function("jit", |b| {
+        b.iter(|| {
+            // SAFETY: as for the unchecked run.
+            let r0 = unsafe { vm.run_jit(black_box(&code), &mut NoEnv, ctx) }.expect("runs");
+            assert_eq!(r0, expect);
+        });
+    });
+    group.finish();
+}
+
+/// The fixed cost of a run, and of compiling.
+fn overheads(c: &mut Criterion) {
+    let empty = Code::new(&structops_isa::assemble("r0 = 0\nexit").expect("assembles"));
+    let no_zeroing = JitProgram::compile(
+        &empty,
+        &JitOptions {
+            zero_stack: false,
+            ..JitOptions::default()
+        },
+    )
+    .expect("compiles");
+    let mut vm = Interpreter::new();
+    let mut group = c.benchmark_group("empty");
+    group.sample_size(30);
+    group.bench_function("unchecked", |b| {
+        // SAFETY: the program touches no memory.
+        b.iter(|| unsafe { vm.run_unchecked(black_box(&empty), &mut NoEnv, 0) });
+    });
+    group.bench_function("jit", |b| {
+        // SAFETY: as above.
+        b.iter(|| unsafe { vm.run_jit(black_box(&empty), &mut NoEnv, 0) });
+    });
+    group.bench_function("jit_no_stack_zeroing", |b| {
+        // SAFETY: as above.
+        b.iter(|| unsafe { vm.run_compiled(&no_zeroing, black_box(&empty), &mut NoEnv, 0) });
+    });
+    group.finish();
+    let checksum = Code::new(&structops_isa::assemble(CHECKSUM).expect("assembles"));
+    let mut group = c.benchmark_group("jit_compile");
+    group.sample_size(20);
+    group.bench_function("checksum_1500", |b| {
+        b.iter(|| {
+            JitProgram::compile(black_box(&checksum), &JitOptions::default()).expect("compiles")
+        });
+    });
     group.finish();
 }
 
 fn interp(c: &mut Criterion) {
     bench_program(c, "checksum_1500", CHECKSUM);
     bench_program(c, "alu_loop", ALU_LOOP);
+    overheads(c);
 }
 
 criterion_group!(benches, interp);

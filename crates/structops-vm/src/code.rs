@@ -8,7 +8,7 @@
 //! the program, falling off the end) into a trap instruction that reports a
 //! typed error only if execution reaches it. Lowering itself never fails.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use structops_isa::{
     AluOp, AtomicOp, Bits, CallTarget, Cond, Endian, Imm64, Op, Program, Reg, Source, Width,
@@ -39,6 +39,8 @@ pub(crate) struct CodeInner {
     pub(crate) imm64: Box<[(usize, Imm64)]>,
     /// Number of slots of the source program.
     pub(crate) slot_count: usize,
+    /// The program compiled by the JIT, once asked for ([`Code::jit`]).
+    pub(crate) jit: OnceLock<Result<crate::jit::JitProgram, crate::jit::JitError>>,
 }
 
 /// What a trap instruction reports when execution reaches it.
@@ -90,6 +92,7 @@ impl Code {
                 traps: traps.into_boxed_slice(),
                 imm64: low.imm64.into_boxed_slice(),
                 slot_count: prog.slot_count(),
+                jit: OnceLock::new(),
             }),
         }
     }

@@ -133,6 +133,16 @@ pub enum VmError {
         /// What was attempted.
         what: &'static str,
     },
+    /// The JIT could not compile the program (at `pc` 0) or a tail-call
+    /// or callback target (at the `pc` of the tail call or helper call).
+    #[error("insn {pc}: JIT compilation failed: {source}")]
+    Jit {
+        /// Slot index.
+        pc: usize,
+        /// Why.
+        #[source]
+        source: crate::jit::JitError,
+    },
     /// An error of the environment's own, raised by a helper, kfunc or
     /// lookup at `pc`.
     #[error("insn {pc}: {source}")]
@@ -162,6 +172,7 @@ impl VmError {
             | VmError::UnresolvedImm64 { pc, .. }
             | VmError::BadCallback { pc, .. }
             | VmError::Unsupported { pc, .. }
+            | VmError::Jit { pc, .. }
             | VmError::Env { pc, .. } => pc,
         }
     }

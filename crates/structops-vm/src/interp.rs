@@ -17,6 +17,7 @@ use crate::alu::{arsh32, arsh64, div32, div64, mod32, mod64, sdiv32, sdiv64, smo
 use crate::code::{Code, CodeInner, Inst, Trap};
 use crate::env::{Env, TailCallTarget};
 use crate::error::VmError;
+use crate::jit::{Engine, JitState};
 use crate::memory::{Access, MAX_CALL_FRAMES, RawRegion, Region, Stack};
 
 /// Most tail calls one run may make (the kernel's `MAX_TAIL_CALL_CNT`).
@@ -35,8 +36,8 @@ pub const DEFAULT_STEP_LIMIT: u64 = 100_000_000;
 /// (callback addresses): bits 32..48 hold the index of the program of
 /// this run (0, or a tail-call target) and the low 32 bits the
 /// instruction index. Not an address any region can contain.
-const CALLBACK_TAG: u64 = 0xbf0c_0000_0000_0000;
-const CALLBACK_TAG_MASK: u64 = 0xffff_0000_0000_0000;
+pub(crate) const CALLBACK_TAG: u64 = 0xbf0c_0000_0000_0000;
+pub(crate) const CALLBACK_TAG_MASK: u64 = 0xffff_0000_0000_0000;
 
 // The tag lies in the non-canonical hole of x86-64 and arm64 address
 // spaces, between the user half and the kernel half.
@@ -131,7 +132,7 @@ fn fault(f: Fault, pc: usize, addr: u64, len: u64, kind: Kind) -> VmError {
 }
 
 #[cold]
-fn trap_error(code: &CodeInner, idx: u32) -> VmError {
+pub(crate) fn trap_error(code: &CodeInner, idx: u32) -> VmError {
     match code.traps.get(idx as usize) {
         Some(&Trap::BadJump { pc, target }) => VmError::BadJump { pc, target },
         Some(&Trap::BadCallTarget { pc, target }) => VmError::BadCallTarget { pc, target },
@@ -164,17 +165,17 @@ fn trap_error(code: &CodeInner, idx: u32) -> VmError {
 pub struct Interpreter {
     config: Config,
     /// r0 to r10; 11 to 15 are padding so `reg & 15` never leaves the array.
-    regs: [u64; 16],
+    pub(crate) regs: [u64; 16],
     frames: Vec<Frame>,
     /// Programs of the current run: the entry program, then tail-call
     /// targets in the order they were entered.
-    codes: Vec<Code>,
-    stack: Stack,
+    pub(crate) codes: Vec<Code>,
+    pub(crate) stack: Stack,
     /// Checked mode: the context, the extra regions, then granted ones.
     regions: Vec<RawRegion>,
     /// Regions given at the start of the run (not revocable).
     fixed_regions: usize,
-    tail_calls: u32,
+    pub(crate) tail_calls: u32,
     steps: u64,
     mode: Mode,
 }
@@ -311,7 +312,34 @@ impl Interpreter {
         result
     }
 
-    fn start(&mut self, code: &Code, ctx: u64, mode: Mode) {
+    /// Runs `code` with `r1 = ctx` on `engine`: the unchecked
+    /// interpreter ([`Interpreter::run_unchecked`]) or the JIT
+    /// ([`Interpreter::run_jit`]), which give the same results.
+    ///
+    /// # Safety
+    ///
+    /// As for [`Interpreter::run_unchecked`].
+    ///
+    /// # Errors
+    ///
+    /// As for the engine's own method.
+    pub unsafe fn run(
+        &mut self,
+        engine: Engine,
+        code: &Code,
+        env: &mut dyn Env,
+        ctx: u64,
+    ) -> Result<u64, VmError> {
+        // SAFETY: forwarded to the caller's contract.
+        unsafe {
+            match engine {
+                Engine::Interp => self.run_unchecked(code, env, ctx),
+                Engine::Jit => self.run_jit(code, env, ctx),
+            }
+        }
+    }
+
+    pub(crate) fn start(&mut self, code: &Code, ctx: u64, mode: Mode) {
         self.mode = mode;
         self.regs = [0; 16];
         self.regs[1] = ctx;
@@ -326,7 +354,7 @@ impl Interpreter {
         self.stack.reset_frame(0);
     }
 
-    fn finish(&mut self) {
+    pub(crate) fn finish(&mut self) {
         self.regions.clear();
         self.fixed_regions = 0;
         self.frames.clear();
@@ -669,6 +697,7 @@ impl Interpreter {
                                     vm: self,
                                     pc: pc_slot,
                                     code_idx,
+                                    jit: std::ptr::null_mut(),
                                 };
                                 env.call_helper(pc_slot, id, args, &mut caller)?
                             }
@@ -690,6 +719,7 @@ impl Interpreter {
                                     vm: self,
                                     pc: pc_slot,
                                     code_idx,
+                                    jit: std::ptr::null_mut(),
                                 };
                                 env.call_kfunc(pc_slot, btf_id, off, args, &mut caller)?
                             }
@@ -981,6 +1011,9 @@ pub struct Caller<'a> {
     vm: &'a mut Interpreter,
     pc: usize,
     code_idx: usize,
+    /// The JIT run's state when the caller is JIT code; null for the
+    /// interpreter.
+    jit: *mut JitState,
 }
 
 impl std::fmt::Debug for Caller<'_> {
@@ -992,7 +1025,22 @@ impl std::fmt::Debug for Caller<'_> {
     }
 }
 
-impl Caller<'_> {
+impl<'a> Caller<'a> {
+    /// The caller of a helper called from JIT code.
+    pub(crate) fn for_jit(
+        vm: &'a mut Interpreter,
+        pc: usize,
+        code_idx: usize,
+        jit: *mut JitState,
+    ) -> Caller<'a> {
+        Caller {
+            vm,
+            pc,
+            code_idx,
+            jit,
+        }
+    }
+
     /// Slot index of the call instruction.
     pub fn pc(&self) -> usize {
         self.pc
@@ -1005,7 +1053,13 @@ impl Caller<'_> {
 
     /// `r0` to `r10` at the call.
     pub fn registers(&self) -> [u64; 11] {
-        self.vm.registers()
+        if self.jit.is_null() {
+            self.vm.registers()
+        } else {
+            // SAFETY: a non-null `jit` is the live state of the JIT run
+            // that called the helper (`for_jit`).
+            unsafe { crate::jit::runtime_registers(self.jit) }
+        }
     }
 
     /// Checks that the program may access `len` bytes at `addr` (always
@@ -1130,6 +1184,12 @@ impl Caller<'_> {
         callback: u64,
         args: [u64; 5],
     ) -> Result<u64, VmError> {
+        if !self.jit.is_null() {
+            // SAFETY: as in `registers`.
+            return unsafe {
+                crate::jit::runtime_call_callback(self.jit, env, self.pc, callback, args)
+            };
+        }
         let regs = self.vm.regs;
         let result = self
             .vm

@@ -92,6 +92,7 @@ pub mod code;
 pub mod env;
 pub mod error;
 pub mod interp;
+pub mod jit;
 pub mod memory;
 
 pub use code::{BPF_FUNC_TAIL_CALL, Code};
@@ -100,4 +101,5 @@ pub use error::VmError;
 pub use interp::{
     BPF_MAX_LOOPS, Caller, Config, DEFAULT_STEP_LIMIT, Interpreter, MAX_TAIL_CALL_CNT, Mode,
 };
+pub use jit::{Engine, JitError, JitOptions, JitProgram, MachineCode, Target, emit_machine_code};
 pub use memory::{Access, MAX_CALL_FRAMES, Region, STACK_SIZE};

@@ -4,7 +4,7 @@
 
 use proptest::prelude::*;
 use structops_isa::{AluOp, Bits, Cond, Endian, Imm64, Op, Program, Reg, Source, Width};
-use structops_vm::{Code, Interpreter, NoEnv, Region};
+use structops_vm::{Code, Interpreter, JitOptions, JitProgram, NoEnv, Region};
 
 const EDGE64: [u64; 14] = [
     0,
@@ -313,6 +313,14 @@ proptest! {
         prop_assert_eq!(&vm.registers()[..10], &expect[..]);
         // SAFETY: the program touches no memory at all.
         let r0 = unsafe { vm.run_unchecked(&code, &mut NoEnv, 0) }
+            .map_err(|e| TestCaseError::fail(e.to_string()))?;
+        prop_assert_eq!(r0, expect[0]);
+        prop_assert_eq!(&vm.registers()[..10], &expect[..]);
+        // The JIT, keeping every register at the exit.
+        let options = JitOptions { capture_registers: true, ..JitOptions::default() };
+        let jit = JitProgram::compile(&code, &options).map_err(|e| TestCaseError::fail(e.to_string()))?;
+        // SAFETY: as above.
+        let r0 = unsafe { vm.run_compiled(&jit, &code, &mut NoEnv, 0) }
             .map_err(|e| TestCaseError::fail(e.to_string()))?;
         prop_assert_eq!(r0, expect[0]);
         prop_assert_eq!(&vm.registers()[..10], &expect[..]);

@@ -8,8 +8,8 @@ use std::ffi::c_void;
 use common::{both, both_env, checked, checked_env, code};
 use structops_isa::{Imm64, Width};
 use structops_vm::{
-    Access, Caller, Code, Env, Interpreter, MAX_CALL_FRAMES, MAX_TAIL_CALL_CNT, NativeCall, NoEnv,
-    Region, TailCallTarget, VmError,
+    Access, Caller, Code, Engine, Env, Interpreter, MAX_CALL_FRAMES, MAX_TAIL_CALL_CNT, NativeCall,
+    NoEnv, Region, TailCallTarget, VmError,
 };
 
 #[test]
@@ -261,6 +261,11 @@ fn helpers_receive_arguments_and_set_r0() {
     let r0 = unsafe { Interpreter::new().run_unchecked(&code, &mut env, 0) }.expect("runs");
     assert_eq!(r0, 15 + BIAS);
     assert_eq!(env.helper_calls, 1, "the native path bypasses call_helper");
+    // So does JIT code.
+    // SAFETY: as above.
+    let r0 = unsafe { Interpreter::new().run_jit(&code, &mut env, 0) }.expect("runs");
+    assert_eq!(r0, 15 + BIAS);
+    assert_eq!(env.helper_calls, 1, "JIT code calls the native helper too");
 }
 
 #[test]
@@ -486,11 +491,24 @@ fn counting_program(index: u32) -> Code {
     ))
 }
 
+/// Runs `code` checked, then on the JIT, and demands the same `r0`,
+/// context and tail-call count.
 fn run_with_ctx(env: &mut TestEnv, code: &Code, vm: &mut Interpreter) -> (u64, [u64; 8]) {
     let mut ctx = [0u64; 8];
     let r0 = vm
         .run_checked(code, env, Region::read_write_u64s(&mut ctx), &[])
         .expect("runs");
+    let tail_calls = vm.tail_calls();
+    let mut ctx2 = [0u64; 8];
+    // SAFETY: the checked run showed the program stays in its stack and
+    // the 64-byte context.
+    let r0_jit = unsafe { vm.run(Engine::Jit, code, env, ctx2.as_mut_ptr() as u64) }.expect("runs");
+    assert_eq!((r0, ctx), (r0_jit, ctx2), "the JIT disagrees");
+    assert_eq!(
+        vm.tail_calls(),
+        tail_calls,
+        "the JIT counts tail calls differently"
+    );
     (r0, ctx)
 }
 
@@ -597,6 +615,14 @@ fn the_tail_call_target_starts_with_a_fresh_frame() {
         ..TestEnv::default()
     };
     let main = code("*(u64 *)(r10 -8) = 5\nr2 = map[id:5]\nr3 = 0\ncall bpf_tail_call\nexit");
+    // Unchecked engines see the fresh frame's zeroes.
+    for engine in [Engine::Interp, Engine::Jit] {
+        let mut ctx = [0u64; 1];
+        // SAFETY: the target reads its own frame.
+        let r0 =
+            unsafe { Interpreter::new().run(engine, &main, &mut env, ctx.as_mut_ptr() as u64) };
+        assert_eq!(r0.expect("runs"), 0, "{engine:?}");
+    }
     let mut ctx = [0u64; 1];
     let err = Interpreter::new()
         .run_checked(&main, &mut env, Region::read_write_u64s(&mut ctx), &[])

@@ -9,7 +9,7 @@ use proptest::prelude::*;
 use structops_isa::{
     AluOp, AtomicOp, Bits, CallTarget, Cond, Endian, Imm64, Op, Program, Reg, Source, Width,
 };
-use structops_vm::{Code, Config, Interpreter, NoEnv, Region, VmError};
+use structops_vm::{Code, Config, Engine, Interpreter, NoEnv, Region, VmError};
 
 /// Runs `src` checked with `ctx` as context and a read-only `extra`
 /// region whose address is in `ctx[1]` (ctx[0] is left for the program).
@@ -387,9 +387,35 @@ proptest! {
         let (ro, tail) = rest.split_at_mut(RO);
         // Hand the program the read-only region's address in the context.
         ctx[..8].copy_from_slice(&(ro.as_ptr() as u64).to_ne_bytes());
+        let has_calls = ops.iter().any(|op| {
+            matches!(
+                op,
+                Op::Call(CallTarget::Local { .. }) | Op::LdImm64 { imm: Imm64::Func { .. }, .. }
+            )
+        });
         let code = Code::new(&Program::from_ops(ops));
         let mut vm = Interpreter::with_config(Config { step_limit: 5_000, ..Config::default() });
         let result = vm.run_checked(&code, &mut NoEnv, Region::read_write(ctx), &[Region::read_only(ro)]);
+        // Differential: when the checked run shows the path is memory-safe
+        // and ends, the unchecked interpreter and the JIT must take it too,
+        // with the same result and the same context afterwards. Programs
+        // with bpf-to-bpf calls are left out: the JIT starts callees with
+        // r0 and r6-r9 zeroed and keeps the caller's r1-r5 after a call,
+        // which only programs the verifier rejects can observe.
+        if common::unchecked_safe(&result) && !has_calls {
+            let after = ctx.to_vec();
+            let ctx_addr = ctx.as_mut_ptr() as u64;
+            for engine in [Engine::Interp, Engine::Jit] {
+                ctx.copy_from_slice(&before[GUARD..GUARD + CTX]);
+                ctx[..8].copy_from_slice(&(ro.as_ptr() as u64).to_ne_bytes());
+                // SAFETY: the checked run took this same path without a
+                // memory fault; the program is deterministic (no
+                // environment) and the context is at the same address.
+                let other = unsafe { vm.run(engine, &code, &mut NoEnv, ctx_addr) };
+                prop_assert_eq!(common::outcome(&result), common::outcome(&other), "{:?}", engine);
+                prop_assert_eq!(&ctx[..], &after[..], "{:?}", engine);
+            }
+        }
         if let Err(e) = &result {
             // Errors render and name an instruction of the program.
             prop_assert!(!e.to_string().is_empty());

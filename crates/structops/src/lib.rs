@@ -58,6 +58,7 @@ pub mod prog;
 mod runtime;
 pub mod struct_ops;
 pub mod test_run;
+mod verify;
 
 pub use btf_obj::{BtfHandle, BtfInfo, BtfObject};
 pub use caps::Capabilities;
@@ -71,8 +72,7 @@ pub use maps::{
 };
 pub use object::{AccessMode, Handle, ObjKind};
 pub use prog::{
-    AttachType, Prog, ProgHandle, ProgInfo, ProgLoadAttr, ProgType, ProgVerifier, Verification,
-    VerifiedProgram,
+    AttachType, Prog, ProgHandle, ProgInfo, ProgLoadAttr, ProgType, Verification, VerifiedProgram,
 };
 pub use runtime::{ObjInfo, Runtime, RuntimeConfig};
 pub use struct_ops::{

@@ -26,10 +26,12 @@ pub struct RuntimeConfig {
     pub numa_nodes: u32,
     /// The most memory one map may need; larger maps fail with `ENOMEM`.
     pub map_memory_limit: u64,
-    /// Test and development only: let `prog_test_run` execute programs no verifier has
-    /// accepted, always in the interpreter's checked mode (which traps every memory
-    /// access outside the regions the run grants). Off by default; until the verifier
-    /// exists, nothing runs without it.
+    /// Test and development only: `prog_load` loads a program the verifier rejects
+    /// instead of failing, as [`crate::prog::Verification::Unverified`] with the
+    /// rejection, and `prog_test_run` runs it only in the interpreter's checked mode
+    /// (which traps every memory access outside the regions the run grants). Off by
+    /// default. Differential tests use it for programs the kernel accepts but this
+    /// verifier cannot prove safe yet.
     pub run_unverified: bool,
     /// `CONFIG_HZ`: the tick rate behind `bpf_jiffies64`.
     pub hz: u32,

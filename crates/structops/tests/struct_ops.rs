@@ -1085,3 +1085,36 @@ fn loader_attaches_struct_ops_maps() {
     assert!(host.live.lock().unwrap().is_empty());
     assert_eq!(plain.struct_ops().unwrap().state(), State::ToBeFree);
 }
+
+#[test]
+fn verifier_view_of_ops_types() {
+    use structops::struct_ops::VerifierOps;
+    use structops_verifier::StructOpsType as _;
+    let rt = rt();
+    host_btf(&rt);
+    let d = rt.register_dummy_ops().unwrap();
+    let v = VerifierOps::new(d.clone(), structops::Capabilities::ALL);
+    assert_eq!(v.name(), "bpf_dummy_ops");
+    assert!(v.member_supported(0) && v.member_supported(16) && !v.member_supported(4));
+    assert_eq!(v.check_member(1, 8, true), Err(Errno::EINVAL.0));
+    assert_eq!(v.check_member(2, 16, true), Ok(()));
+    let btf = rt.host_btf().unwrap();
+    let state = btf
+        .btf()
+        .find_by_name_kind("bpf_dummy_ops_state", structops_btf::Kind::Struct)
+        .unwrap();
+    assert!(matches!(
+        v.struct_write(btf.btf(), state, 0, 4),
+        Some(Ok(()))
+    ));
+    assert!(matches!(
+        v.struct_write(btf.btf(), state, 2, 4),
+        Some(Err(_))
+    ));
+    assert!(matches!(
+        v.struct_write(btf.btf(), d.type_id(), 0, 4),
+        Some(Err(_))
+    ));
+    // ktime_get_ns (5) is in the base set.
+    assert!(v.helper(5, 0).is_some());
+}

@@ -638,8 +638,10 @@ pub(crate) fn run_member(
 ) -> Result<u64, CallError> {
     let (code, mode) = match prog.verification() {
         Verification::Verified(v) => (v.code(), Mode::Unchecked),
-        Verification::Unverified if rt.run_unverified() => (prog.unverified_code(), Mode::Checked),
-        Verification::Unverified => return Err(CallError::Unverified { prog_id: prog.id() }),
+        Verification::Unverified(_) if rt.run_unverified() => {
+            (prog.unverified_code(), Mode::Checked)
+        }
+        Verification::Unverified(_) => return Err(CallError::Unverified { prog_id: prog.id() }),
     };
     let guard = crate::read_lock();
     let mut env = ProgEnv::new(rt, prog, &guard, mode);
@@ -1143,5 +1145,61 @@ impl Runtime {
     pub fn struct_ops_find_value(&self, value_id: u32) -> Option<Arc<OpsType>> {
         let host = self.host_btf()?;
         self.struct_ops.find_value(host.object(), value_id)
+    }
+}
+
+/// A registered ops type as the verifier sees it (`structops_verifier::StructOpsType`):
+/// what `prog_load` hands the verifier for a struct_ops program whose `attach_btf_id` is
+/// a registered type ([`Runtime::struct_ops_find`]).
+#[derive(Clone, Debug)]
+pub struct VerifierOps {
+    ty: Arc<OpsType>,
+    caps: crate::caps::Capabilities,
+}
+
+impl VerifierOps {
+    /// The verifier's view of `ty` for a program loaded with `caps`.
+    pub fn new(ty: Arc<OpsType>, caps: crate::caps::Capabilities) -> VerifierOps {
+        VerifierOps { ty, caps }
+    }
+
+    /// The ops type.
+    pub fn ops_type(&self) -> &Arc<OpsType> {
+        &self.ty
+    }
+}
+
+impl structops_verifier::StructOpsType for VerifierOps {
+    fn name(&self) -> &str {
+        &self.ty.name
+    }
+
+    fn member_supported(&self, moff: u32) -> bool {
+        self.ty.member_supported(moff)
+    }
+
+    fn check_member(&self, member_idx: u32, _moff: u32, sleepable: bool) -> Result<(), i32> {
+        self.ty.check_member(member_idx, sleepable).map_err(|e| e.0)
+    }
+
+    fn struct_write(
+        &self,
+        btf: &Btf,
+        btf_id: u32,
+        off: i32,
+        size: u32,
+    ) -> Option<Result<(), structops_verifier::HookError>> {
+        self.ty
+            .ops
+            .struct_write(btf, btf_id, off, size)
+            .map(|r| r.map_err(structops_verifier::HookError::eacces))
+    }
+
+    fn helper(&self, id: i32, member_idx: u32) -> Option<crate::helpers::HelperProto> {
+        let member = self.ty.members.get(member_idx as usize)?;
+        if !self.ty.ops.helper_allowed(id, member) {
+            return None;
+        }
+        crate::helpers::func_proto(crate::prog::ProgType::STRUCT_OPS, id, self.caps).copied()
     }
 }

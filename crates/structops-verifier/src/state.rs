@@ -437,6 +437,7 @@ pub(crate) fn write_reg(
     frameno: u32,
     reg: &Reg,
     map_lookup: &dyn Fn(u32) -> Option<(String, u32, u32)>,
+    btf_name: &dyn Fn(u32) -> String,
 ) {
     let t = reg.ty;
     if t == RegType::Scalar {
@@ -444,6 +445,9 @@ pub(crate) fn write_reg(
         return;
     }
     out.push_str(&reg.type_str());
+    if t == RegType::BtfId {
+        out.push_str(&btf_name(reg.btf_id));
+    }
     if t == RegType::Stack {
         if frameno != reg.frameno {
             let _ = write!(out, "[{}]", reg.frameno);

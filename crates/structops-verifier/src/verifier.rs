@@ -384,12 +384,20 @@ impl<'a> Verifier<'a> {
             let _ = write!(out, " frame{}:", f.frameno);
         }
         let md = self.map_desc();
+        // btf_type_name of a PTR_TO_BTF_ID's target.
+        let bn = |id: u32| -> String {
+            self.env
+                .host_btf()
+                .and_then(|b| b.ty(id).ok().and_then(|t| b.name(t.name_off).ok()))
+                .unwrap_or("")
+                .to_owned()
+        };
         for (i, r) in f.regs.iter().enumerate() {
             if r.ty == RegType::NotInit || only.is_some_and(|m| m.regs & (1 << i) == 0) {
                 continue;
             }
             let _ = write!(out, " R{i}=");
-            write_reg(&mut out, f.frameno, r, &md);
+            write_reg(&mut out, f.frameno, r, &md, &bn);
         }
         for (spi, slot) in f.stack.iter().enumerate() {
             if only.is_some_and(|m| spi >= 64 || m.stack & (1 << spi) == 0) {
@@ -412,7 +420,7 @@ impl<'a> Verifier<'a> {
                     .unwrap_or(0);
                 types.truncate(first);
                 out.push_str(&types);
-                write_reg(&mut out, f.frameno, &slot.spilled, &md);
+                write_reg(&mut out, f.frameno, &slot.spilled, &md, &bn);
             } else {
                 out.push_str(&types);
             }

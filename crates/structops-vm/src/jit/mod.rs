@@ -52,6 +52,7 @@
 //! through [`emit_machine_code`], but executing it needs instruction-cache maintenance
 //! that is not written yet.
 
+mod entry;
 mod memory;
 mod runtime;
 mod translate;
@@ -64,6 +65,10 @@ use cranelift_codegen::settings::{self, Configurable};
 use thiserror::Error;
 
 use crate::code::{Code, CodeInner};
+pub use entry::{
+    ArgKind, EntryEnv, EntryPoint, FuncModel, MAX_ARGS, MAX_STRUCT_ARG_SIZE, RetKind,
+    emit_entry_machine_code,
+};
 use memory::ExecMemory;
 use runtime::{BpfFn, Shims};
 pub(crate) use runtime::{
@@ -126,6 +131,12 @@ pub enum JitError {
     Unsupported {
         /// What.
         what: &'static str,
+    },
+    /// A member's function model the kernel would refuse.
+    #[error("unsupported function model: {reason}")]
+    FuncModel {
+        /// Which limit it exceeds.
+        reason: &'static str,
     },
     /// [`Interpreter::run_compiled`](crate::Interpreter::run_compiled)
     /// got a program compiled from another [`Code`].

@@ -41,6 +41,14 @@
 //! are only `r0`, unless the program was compiled with
 //! [`JitOptions::capture_registers`].
 //!
+//! # Entry points
+//!
+//! [`EntryPoint`] turns a program into a native `extern "C"` function with
+//! a struct_ops member's signature ([`FuncModel`]): it fills the context
+//! array from its arguments and calls the compiled code directly, or runs
+//! the program through the runtime when it needs an environment or the
+//! engine is the interpreter (see the entry module).
+//!
 //! # Code and memory
 //!
 //! Each BPF function becomes one native function (see the translation

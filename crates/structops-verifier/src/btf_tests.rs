@@ -581,9 +581,9 @@ fn kfunc_arguments_are_checked_against_the_prototype() {
     ok(
         "*(u64 *)(r10 -16) = 0\n*(u64 *)(r10 -8) = 0\nr1 = r10\nr1 += -16\nr2 = 1\ncall kfunc:mock_plain\nexit",
     );
-    // 16 bytes at fp-8 run past the frame.
+    // 16 bytes at fp-8 run past the frame (EINVAL, as check_stack_access_within_bounds).
     let e = err("*(u64 *)(r10 -8) = 0\nr1 = r10\nr1 += -8\nr2 = 1\ncall kfunc:mock_plain\nexit");
-    assert_eq!(e.errno, EACCES, "{e}");
+    assert_eq!(e.errno, EINVAL, "{e}");
     // The return value is a scalar; r1-r5 are clobbered.
     let e = err(&format!(
         "{ARG0}r1 += 8\nr2 = 3\ncall kfunc:mock_plain\nr0 = r1\nexit"

@@ -59,7 +59,42 @@ fn compatible(arg: ArgType) -> &'static [(RegType, RegFlags)] {
     }
 }
 
+/// `bpf_helper_changes_pkt_data`: helpers that may move or resize the packet, after
+/// which every packet pointer is stale.
+fn changes_pkt_data(id: i32) -> bool {
+    matches!(
+        id,
+        9 | 10 | 11 | 13 | 18 | 19 | 31 | 38 | 39 | 43 | 44 | 50 | 54 | 63 | 65 | 73..=76 | 90 | 91
+    )
+}
+
 impl Verifier<'_> {
+    /// `clear_all_pkt_pointers`: packet pointers in every frame's registers and
+    /// spills become invalid (`mark_reg_invalid`).
+    fn clear_all_pkt_pointers(&mut self) {
+        let leaks = self.privileges().allow_ptr_leaks;
+        let stale = |r: &Reg| r.ty.is_pkt() || r.ty == RegType::PacketEnd;
+        let invalid = || {
+            if leaks {
+                Reg::unknown()
+            } else {
+                Reg::not_init()
+            }
+        };
+        for f in &mut self.cur.frames {
+            for r in f.regs.iter_mut() {
+                if stale(r) {
+                    *r = invalid();
+                }
+            }
+            for slot in f.stack.iter_mut() {
+                if slot.is_spill() && stale(&slot.spilled) {
+                    slot.spilled = invalid();
+                }
+            }
+        }
+    }
+
     /// `check_helper_call`.
     pub(crate) fn check_helper_call(&mut self, pc: usize, id: i32) -> Res<Flow> {
         let name = self
@@ -93,6 +128,9 @@ impl Verifier<'_> {
         // Caller-saved registers are clobbered.
         for r in 1..=5 {
             *self.reg_mut(r) = Reg::not_init();
+        }
+        if changes_pkt_data(id) {
+            self.clear_all_pkt_pointers();
         }
         let maybe_null = proto.ret.flags.contains(TypeFlags::PTR_MAYBE_NULL);
         let r0 = match proto.ret.ty {
@@ -205,9 +243,16 @@ impl Verifier<'_> {
             if reg.ref_obj_id == 0 && !reg.is_null() {
                 return eacces!("R{regno} must be referenced when passed to release function");
             }
-            if reg.off != 0 || !reg.v.var_off.equals_const(0) {
-                return eacces!(
+            if reg.off != 0 {
+                return einval!(
                     "R{regno} must have zero offset when passed to release func or trusted arg to kfunc"
+                );
+            }
+            if !reg.v.var_off.equals_const(0) {
+                return eacces!(
+                    "variable {} access var_off={} disallowed",
+                    reg.type_str(),
+                    reg.v.var_off
                 );
             }
             meta.release_ref = Some(reg.ref_obj_id);
@@ -222,7 +267,7 @@ impl Verifier<'_> {
                     return eacces!("invalid map_ptr to access map->key");
                 };
                 let ks = self.maps.get(m as usize).map_or(0, |m| m.key_size);
-                self.check_helper_mem_access(regno, u64::from(ks), false, false)?;
+                self.check_helper_mem_access(regno, u64::from(ks), false, false, false)?;
             }
             ArgType::PtrToMapValue => {
                 if skip_type {
@@ -233,7 +278,7 @@ impl Verifier<'_> {
                 };
                 let vs = self.maps.get(m as usize).map_or(0, |m| m.value_size);
                 let write = arg.flags.contains(TypeFlags::MEM_UNINIT);
-                self.check_helper_mem_access(regno, u64::from(vs), false, write)?;
+                self.check_helper_mem_access(regno, u64::from(vs), false, write, write)?;
             }
             ArgType::PtrToMem => {
                 // Checked with the size argument that follows.
@@ -318,7 +363,10 @@ impl Verifier<'_> {
         mem_arg: &Arg,
     ) -> Res<()> {
         let reg = self.reg(regno).clone();
-        let write = mem_arg.flags.contains(TypeFlags::MEM_UNINIT) && reg.v.var_off.is_const();
+        // The helper writes the memory (the direction the bounds message names); only
+        // with a constant size does it count as initialized afterwards (raw mode).
+        let dir_write = mem_arg.flags.contains(TypeFlags::MEM_UNINIT);
+        let write = dir_write && reg.v.var_off.is_const();
         if reg.v.smin < 0 {
             return eacces!(
                 "R{regno} min value is negative, either use unsigned or 'var &= const'"
@@ -345,7 +393,7 @@ impl Verifier<'_> {
             }
             return eacces!("R{mem} type=scalar expected=fp");
         }
-        self.check_helper_mem_access(mem, reg.v.umax, zero_ok, write)?;
+        self.check_helper_mem_access(mem, reg.v.umax, zero_ok, write, dir_write)?;
         self.mark_precise(regno)
     }
 
@@ -356,6 +404,7 @@ impl Verifier<'_> {
         size: u64,
         zero_ok: bool,
         write: bool,
+        dir_write: bool,
     ) -> Res<()> {
         let reg = self.reg(regno).clone();
         let size32 = size as u32;
@@ -390,7 +439,9 @@ impl Verifier<'_> {
                 }
                 self.check_mem_region(regno, reg.off, size32, reg.mem_size, zero_ok)
             }
-            RegType::Stack => self.check_stack_range(regno, reg.off, size32, zero_ok, write),
+            RegType::Stack => {
+                self.check_stack_range(regno, reg.off, size32, zero_ok, write, dir_write)
+            }
             _ => {
                 if zero_ok && size == 0 && reg.is_null() {
                     return Ok(());
@@ -410,6 +461,9 @@ impl Verifier<'_> {
         };
         let id = proto.id;
         let ringbuf_fn = matches!(id, 130..=134);
+        if id == 12 && !matches!(map.map_type, MAP_TYPE_PROG_ARRAY | MAP_TYPE_RINGBUF) {
+            return einval!("expected prog array map for tail call");
+        }
         let ok = match map.map_type {
             MAP_TYPE_RINGBUF => ringbuf_fn,
             MAP_TYPE_PROG_ARRAY => id == 12,

@@ -119,6 +119,12 @@ pub trait VerifierEnv {
         PacketAccess::None
     }
 
+    /// Whether `LD_ABS`/`LD_IND` are allowed (`may_access_skb`: socket filters and
+    /// tc programs).
+    fn may_access_skb(&self) -> bool {
+        false
+    }
+
     /// What `r0` must hold at the main program's exit.
     fn return_rule(&self) -> ReturnRule {
         ReturnRule::Any

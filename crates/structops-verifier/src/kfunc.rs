@@ -343,7 +343,7 @@ impl Verifier<'_> {
                 continue;
             }
             let size = btf.size_of(ref_t).unwrap_or(0);
-            self.check_helper_mem_access(regno, u64::from(size), false, false)?;
+            self.check_helper_mem_access(regno, u64::from(size), false, false, false)?;
             i += 1;
         }
         Ok(if is_release { release } else { None })

@@ -67,9 +67,6 @@ impl Verifier<'_> {
         };
         self.check_src(d)?;
         let dst_ty = self.reg(d).ty;
-        if value.is_none() && dst_ty == RegType::Ctx {
-            return eacces!("BPF_ST stores into R{d} ctx is not allowed");
-        }
         let imm = match src {
             Source::Imm(i) => Some(i),
             Source::Reg(_) => None,
@@ -562,10 +559,11 @@ impl Verifier<'_> {
         t: Access,
     ) -> Res<()> {
         let reg = self.reg(r).clone();
-        let extra = match (src, t) {
-            (Src::Helper, _) => " indirect access to",
-            (_, Access::Read) => " read from",
-            (_, Access::Write) => " write to",
+        // Linux 6.18 words helper accesses by direction too (no "indirect access to").
+        let _ = src;
+        let extra = match t {
+            Access::Read => " read from",
+            Access::Write => " write to",
         };
         let (min_off, max_off) = if reg.v.var_off.is_const() {
             let m = reg.v.var_off.value() as i64 + i64::from(off);
@@ -586,16 +584,25 @@ impl Verifier<'_> {
         } else {
             -allocated
         };
-        let bad = min_off < min_valid || min_off > -1 || max_off > 0;
-        if bad {
-            return if reg.v.var_off.is_const() {
-                eacces!("invalid{extra} stack R{r} off={off} size={size}")
+        // check_stack_slot_within_bounds is EACCES; running past the frame pointer
+        // (into non-negative offsets) is EINVAL.
+        let errno = if min_off < min_valid || min_off > -1 {
+            Some(EACCES)
+        } else if max_off > 0 {
+            Some(EINVAL)
+        } else {
+            None
+        };
+        if let Some(errno) = errno {
+            let msg = if reg.v.var_off.is_const() {
+                format!("invalid{extra} stack R{r} off={off} size={size}")
             } else {
-                eacces!(
+                format!(
                     "invalid variable-offset{extra} stack R{r} var_off={} off={off} size={size}",
                     reg.v.var_off
                 )
             };
+            return Err(Reject::new(errno, msg));
         }
         let need = (-min_off) as usize;
         if let Some(f) = self.cur.frames.get_mut(fi) {
@@ -714,10 +721,9 @@ impl Verifier<'_> {
                 s.slot_type[i] = SlotType::Spill;
             }
             // save_register_state: below a narrow spill, bytes become misc
-            // unless zero (or never written, for privileged loads).
+            // unless zero or never written (mark_stack_slot_misc).
             for i in 0..(8 - size as usize) {
-                let keep = s.slot_type[i] == SlotType::Zero
-                    || (leaks && s.slot_type[i] == SlotType::Invalid);
+                let keep = matches!(s.slot_type[i], SlotType::Zero | SlotType::Invalid);
                 if !keep {
                     s.slot_type[i] = SlotType::Misc;
                 }
@@ -951,12 +957,13 @@ impl Verifier<'_> {
         size: u32,
         zero_ok: bool,
         write: bool,
+        dir_write: bool,
     ) -> Res<()> {
         let reg = self.reg(r).clone();
         if size == 0 && !zero_ok {
             return eacces!("invalid zero-sized read");
         }
-        let t = if write && reg.v.var_off.is_const() {
+        let t = if (write || dir_write) && reg.v.var_off.is_const() {
             Access::Write
         } else {
             Access::Read

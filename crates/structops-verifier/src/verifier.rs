@@ -1103,6 +1103,13 @@ impl<'a> Verifier<'a> {
 
     fn check_ld_abs(&mut self, _pc: usize, _op: Op) -> Res<()> {
         // LD_ABS/LD_IND need an skb context (r6) and may exit the program.
+        if !self.env.may_access_skb() {
+            return einval!("BPF_LD_[ABS|IND] instructions not allowed for this program type");
+        }
+        self.check_src(6)?;
+        if !self.cur.refs.is_empty() {
+            return einval!("BPF_LD_[ABS|IND] would lead to reference leak");
+        }
         if self.reg(6).ty != RegType::Ctx {
             return einval!("at the time of BPF_LD_ABS|IND R6 != pointer to skb");
         }
@@ -1257,8 +1264,8 @@ impl<'a> Verifier<'a> {
             RegType::ConstMap if known && o.smin == 0 && op == AluOp::Add => {}
             _ => return eacces!("R{d} pointer arithmetic on {tstr} prohibited"),
         }
-        sane_offset(offr, ptr.ty, ptr.flags)?;
-        sane_offset(ptr, ptr.ty, ptr.flags)?;
+        sane_offset(offr, ptr.ty, ptr.flags, false)?;
+        sane_offset(ptr, ptr.ty, ptr.flags, false)?;
         let mut out = ptr.clone();
         let p = &ptr.v;
         match op {
@@ -1352,7 +1359,7 @@ impl<'a> Verifier<'a> {
         }
         out.v.mark32_unbounded();
         out.v.sync();
-        sane_offset(&out, ptr.ty, ptr.flags)?;
+        sane_offset(&out, ptr.ty, ptr.flags, true)?;
         *self.reg_mut(d) = out;
         Ok(())
     }
@@ -1548,12 +1555,19 @@ impl<'a> Verifier<'a> {
                     }
                     let v = &r0.v;
                     if v.smin < i64::from(min) || v.smax > i64::from(max) {
-                        let mut s = String::new();
-                        let _ = write!(s, "At program exit the register R0 has ");
-                        if v.var_off.is_const() {
-                            let _ = write!(s, "value {}", v.var_off.value() as i64);
-                        } else {
-                            let _ = write!(s, "smin={} smax={}", v.smin, v.smax);
+                        // verbose_invalid_scalar
+                        let mut s = String::from("At program exit the register R0 has");
+                        let mut unknown = true;
+                        if v.smin > i64::MIN {
+                            let _ = write!(s, " smin={}", v.smin);
+                            unknown = false;
+                        }
+                        if v.smax < i64::MAX {
+                            let _ = write!(s, " smax={}", v.smax);
+                            unknown = false;
+                        }
+                        if unknown {
+                            s.push_str(" unknown scalar value");
                         }
                         let _ = write!(s, " should have been in [{min}, {max}]");
                         return Err(Reject::new(EINVAL, s));
@@ -1611,8 +1625,9 @@ pub(crate) fn alu_name(op: AluOp) -> &'static str {
     op.symbol()
 }
 
-/// `check_reg_sane_offset`.
-fn sane_offset(reg: &Reg, ty: RegType, flags: RegFlags) -> Res<()> {
+/// `check_reg_sane_offset`. For the `result` of pointer arithmetic, Linux 6.18 words
+/// an out-of-range minimum as the pointer's offset.
+fn sane_offset(reg: &Reg, ty: RegType, flags: RegFlags, result: bool) -> Res<()> {
     let tstr = crate::state::type_str(ty, flags);
     let v = &reg.v;
     let known = v.var_off.is_const();
@@ -1631,6 +1646,9 @@ fn sane_offset(reg: &Reg, ty: RegType, flags: RegFlags) -> Res<()> {
         ));
     }
     if v.smin >= MAX_VAR_OFF || v.smin <= -MAX_VAR_OFF {
+        if result {
+            return eacces_einval(format!("{tstr} pointer offset {} is not allowed", v.smin));
+        }
         return eacces_einval(format!(
             "value {} makes {tstr} pointer be out of bounds",
             v.smin
@@ -1786,6 +1804,12 @@ fn decode_reject(e: &DecodeError, insn: Option<&Insn>) -> Reject {
     let msg = match e {
         DecodeError::UnknownOpcode { code, .. } => format!("unknown opcode {code:02x}"),
         DecodeError::InvalidRegister { reg, .. } => format!("R{reg} is invalid"),
+        // check_atomic looks at the operand size before the operation.
+        DecodeError::UnknownAtomicOp { .. }
+            if oc::class(code) == oc::STX && !matches!(code & 0x18, 0x00 | 0x18) =>
+        {
+            "invalid atomic operand size".to_owned()
+        }
         DecodeError::UnknownAtomicOp { imm, .. } => {
             format!("BPF_ATOMIC uses invalid atomic opcode {imm:02x}")
         }

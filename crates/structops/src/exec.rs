@@ -1057,7 +1057,7 @@ impl Env for ProgEnv<'_> {
         };
         let code: Code = match prog.verification() {
             Verification::Verified(v) => v.code().clone(),
-            Verification::Unverified => {
+            Verification::Unverified(_) => {
                 if !self.checked || !self.rt.run_unverified() {
                     return Err(env_err(
                         pc,

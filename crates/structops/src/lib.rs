@@ -56,7 +56,9 @@ pub mod maps;
 pub mod object;
 pub mod prog;
 mod runtime;
+pub mod struct_ops;
 pub mod test_run;
+mod verify;
 
 pub use btf_obj::{BtfHandle, BtfInfo, BtfObject};
 pub use caps::Capabilities;
@@ -70,10 +72,13 @@ pub use maps::{
 };
 pub use object::{AccessMode, Handle, ObjKind};
 pub use prog::{
-    AttachType, Prog, ProgHandle, ProgInfo, ProgLoadAttr, ProgType, ProgVerifier, Verification,
-    VerifiedProgram,
+    AttachType, Prog, ProgHandle, ProgInfo, ProgLoadAttr, ProgType, Verification, VerifiedProgram,
 };
 pub use runtime::{ObjInfo, Runtime, RuntimeConfig};
+pub use struct_ops::{
+    Link, LinkCreateAttr, LinkHandle, LinkInfo, LinkUpdateAttr, OpsSlot, OpsTable, OpsType,
+    StructOps, StructOpsDesc,
+};
 pub use test_run::{RunFault, RunMode, TestRun};
 
 /// Enters a read section (the runtime's `rcu_read_lock`): while the returned guard

@@ -16,8 +16,9 @@
 //!   their output gets a zeroed Ethernet header back, as in the kernel.
 //! - **struct_ops** (`bpf_struct_ops_test_run`): `ctx_in` is the array of `u64`
 //!   arguments of the member's function prototype; `retval` is what the program
-//!   returned. Pointer arguments are host addresses the program may not touch in
-//!   checked runs.
+//!   returned. Pointer arguments are host addresses the program may not touch: a
+//!   member with pointer arguments always runs checked (`RunMode::Unchecked` is
+//!   `EACCES` there), since the words are not the objects its types promise.
 //!
 //! `duration` is the average wall time of one run in nanoseconds, measured around the
 //! whole loop like the kernel's `bpf_test_timer`.
@@ -123,6 +124,10 @@ pub struct TestRun {
     pub duration: u32,
     /// Out: why the run stopped early, when `prog_test_run` returns `EFAULT`.
     pub fault: Option<RunFault>,
+    /// `bpf_dummy_ops` runs: the `struct bpf_dummy_ops_state` (its `val`) that a non-zero
+    /// `args[0]` points to, in and out (the kernel copies it from and back to the user
+    /// pointer in `args[0]`). `None` with a non-zero `args[0]` is `EFAULT`.
+    pub dummy_state: Option<i32>,
 }
 
 impl TestRun {
@@ -347,7 +352,7 @@ fn choose<'p>(rt: &Runtime, prog: &'p Prog, mode: RunMode) -> Result<Exec<'p>, E
             code: v.code(),
             mode: Mode::Checked,
         }),
-        (Verification::Unverified, RunMode::Auto | RunMode::Checked) if rt.run_unverified() => {
+        (Verification::Unverified(_), RunMode::Auto | RunMode::Checked) if rt.run_unverified() => {
             Ok(Exec {
                 code: prog.unverified_code(),
                 mode: Mode::Checked,
@@ -785,7 +790,15 @@ impl Runtime {
 
     /// `bpf_struct_ops_test_run`: `ctx_in` holds one `u64` per argument of the member's
     /// prototype; the program runs once.
+    ///
+    /// When the `bpf_dummy_ops` twin is registered, this is the kernel's
+    /// `bpf_struct_ops_test_run` exactly (see [`crate::struct_ops::dummy`]): programs of
+    /// other ops types are `EOPNOTSUPP`. Without it, any struct_ops program runs with its
+    /// raw arguments (an extension: the kernel can only test `bpf_dummy_ops`).
     fn test_run_struct_ops(&self, prog: &Prog, t: &mut TestRun) -> Result<(), Errno> {
+        if let Some(dummy) = self.dummy_ops() {
+            return crate::struct_ops::dummy::dummy_test_run(self, &dummy, prog, t);
+        }
         let btf = prog.attach_btf().ok_or(Errno::EOPNOTSUPP)?;
         let nargs = btf
             .btf()
@@ -807,7 +820,28 @@ impl Runtime {
         // At least one word, so the context pointer is never dangling.
         let mut words = Boxed::new(if args.is_empty() { vec![0u64] } else { args });
         let ctx_addr = words.get_mut().as_mut_ptr().expose_provenance() as u64;
-        let exec = choose(self, prog, t.mode)?;
+        // The arguments are raw words from the caller, not the objects the member's
+        // pointer types promise, so a program that may follow a pointer argument only
+        // runs checked (where touching host memory traps).
+        let has_ptr_arg = btf
+            .btf()
+            .func_proto(prog.attach_func_proto())
+            .map(|(_, params)| {
+                params.iter().any(|p| {
+                    btf.btf()
+                        .skip_modifiers(p.ty)
+                        .ok()
+                        .and_then(|t| btf.btf().ty(t).ok())
+                        .is_some_and(|t| matches!(t.kind, structops_btf::TypeKind::Ptr { .. }))
+                })
+            })
+            .unwrap_or(true);
+        let mode = match t.mode {
+            RunMode::Auto if has_ptr_arg => RunMode::Checked,
+            RunMode::Unchecked if has_ptr_arg => return Err(Errno::EACCES),
+            m => m,
+        };
+        let exec = choose(self, prog, mode)?;
         let input = RunInput {
             ctx_addr,
             ctx_len: 8 * nargs,

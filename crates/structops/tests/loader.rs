@@ -39,6 +39,10 @@ impl KsymResolver for TestKsyms<'_> {
     }
 }
 
+/// The fixtures use what the verifier does not prove yet — kfunc calls and ksyms
+/// (`globals.bpf.o`), `bpf_loop` callbacks and map-in-map lookups (`maps.bpf.o`),
+/// `PTR_TO_BTF_ID` arguments (`dummy_ops.bpf.o`) — so the loader tests let programs
+/// the verifier rejects load unverified; those run checked only.
 fn rt() -> Runtime {
     Runtime::new(RuntimeConfig {
         ncpus: 2,

@@ -50,6 +50,7 @@ fn accepted_programs_never_fault_in_checked_runs() {
     let mut rng = Rng::new(seed);
     let (mut accepted, mut rejected, mut runs) = (0u64, 0u64, 0u64);
     let mut unverified = 0u64;
+    let mut uninit_stack = 0u64;
     for n in 0..count {
         let prog_seed = rng.next();
         let mut prng = Rng::new(prog_seed);
@@ -102,6 +103,16 @@ fn accepted_programs_never_fault_in_checked_runs() {
                 if e == Errno::EINVAL && len < 14 && fault.is_none() {
                     continue;
                 }
+                // With CAP_PERFMON the verifier, as the kernel's, lets programs read
+                // uninitialized bytes of their own stack (`allow_uninit_stack`);
+                // checked runs trap such reads although they stay in bounds.
+                if fault
+                    .as_deref()
+                    .is_some_and(|f| f.contains("touches uninitialized stack"))
+                {
+                    uninit_stack += 1;
+                    continue;
+                }
                 panic!(
                     "accepted program faulted ({e}, {fault:?}) on a {len}-byte packet; \
                      program seed {prog_seed:#x}:\n{text}"
@@ -111,7 +122,8 @@ fn accepted_programs_never_fault_in_checked_runs() {
     }
     println!(
         "verifier soundness: {count} programs from seed {seed:#x}: {accepted} accepted, \
-         {rejected} rejected, {unverified} unverified; {runs} checked runs, no fault"
+         {rejected} rejected, {unverified} unverified; {runs} checked runs, no fault \
+         ({uninit_stack} in-bounds reads of uninitialized stack, allowed with CAP_PERFMON)"
     );
     // The generator must exercise the verifier's accept side, or the test proves nothing.
     assert!(

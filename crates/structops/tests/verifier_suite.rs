@@ -889,8 +889,8 @@ fn kernel_agrees_with_every_case() {
 const UNSUPPORTED: &str = "unsupported by the runtime: ";
 
 /// Loads one case into `rt` with `prog_load` and returns the outcome. This is the hook
-/// the verifier comparison runs through: once `structops-verifier` is installed as the
-/// runtime's `ProgVerifier`, its verdict, errno and log land here.
+/// the verifier comparison runs through: `prog_load` runs `structops-verifier`, so its
+/// verdict, errno and level-1 log land here.
 fn runtime_run(rt: &Runtime, case: &Case, vmlinux: Option<&Btf>) -> Result<Outcome, String> {
     let mut maps = BTreeMap::new();
     let mut fds = Vec::new();
@@ -922,6 +922,7 @@ fn runtime_run(rt: &Runtime, case: &Case, vmlinux: Option<&Btf>) -> Result<Outco
             attr = attr.func_info(fd, &infos);
         }
         attr.prog_flags = case.prog_flags;
+        attr.log_level = 1;
         if let Some((s, m)) = &case.attach {
             let btf = vmlinux.ok_or("struct_ops case without vmlinux BTF")?;
             let (id, idx) = struct_ops_target(btf, s, m)?;
@@ -936,6 +937,138 @@ fn runtime_run(rt: &Runtime, case: &Case, vmlinux: Option<&Btf>) -> Result<Outco
         let _ = rt.fd_close(fd);
     }
     result
+}
+
+/// Which concurrent line of verifier work an allowlisted case waits for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Owner {
+    /// `PTR_TO_BTF_ID`, struct_ops, kfuncs.
+    Btf,
+    /// Callbacks, iterators, `may_goto`, precision and liveness.
+    Loops,
+    /// Verifier or runtime gaps of the integration itself, not yet closed.
+    Runtime,
+}
+
+/// Cases on which the runtime may still disagree with the kernel, each waiting for a
+/// feature another line of work adds: `(file, case name, owner)`. Every other case
+/// must agree ([`runtime_agrees_with_every_case`] asserts it); an allowlisted case
+/// that agrees is reported so the entry can go.
+const ALLOWLIST: &[(&str, &str, Owner)] = &[
+    // PTR_TO_BTF_ID, struct_ops attach and ctx rules, kfuncs (branch vbtf).
+    ("struct_ops.txt", "dummy_helper_prandom", Owner::Btf),
+    ("struct_ops.txt", "dummy_map_access", Owner::Btf),
+    (
+        "struct_ops.txt",
+        "dummy_member_idx_out_of_range",
+        Owner::Btf,
+    ),
+    ("struct_ops.txt", "dummy_not_struct_ops_type", Owner::Btf),
+    (
+        "struct_ops.txt",
+        "dummy_test_1_deref_checked_arg",
+        Owner::Btf,
+    ),
+    (
+        "struct_ops.txt",
+        "dummy_test_1_deref_nullable_arg",
+        Owner::Btf,
+    ),
+    (
+        "struct_ops.txt",
+        "dummy_test_1_read_beyond_state",
+        Owner::Btf,
+    ),
+    ("struct_ops.txt", "dummy_test_1_sleepable", Owner::Btf),
+    ("struct_ops.txt", "dummy_test_1_write_state_val", Owner::Btf),
+    ("struct_ops.txt", "tcp_btf_ptr_arith_then_read", Owner::Btf),
+    ("struct_ops.txt", "tcp_btf_ptr_scalar_store", Owner::Btf),
+    ("struct_ops.txt", "tcp_btf_ptr_var_off", Owner::Btf),
+    (
+        "struct_ops.txt",
+        "tcp_cong_avoid_write_snd_cwnd",
+        Owner::Btf,
+    ),
+    (
+        "struct_ops.txt",
+        "tcp_cong_avoid_write_snd_ssthresh",
+        Owner::Btf,
+    ),
+    ("struct_ops.txt", "tcp_cong_avoid_write_srtt", Owner::Btf),
+    ("struct_ops.txt", "tcp_helper_send_ack", Owner::Btf),
+    ("struct_ops.txt", "tcp_kfunc_reno_cong_avoid", Owner::Btf),
+    ("struct_ops.txt", "tcp_kfunc_slow_start", Owner::Btf),
+    (
+        "struct_ops.txt",
+        "tcp_kfunc_slow_start_scalar_arg",
+        Owner::Btf,
+    ),
+    ("struct_ops.txt", "tcp_member_flags_not_func", Owner::Btf),
+    ("struct_ops.txt", "tcp_member_name_not_func", Owner::Btf),
+    ("struct_ops.txt", "tcp_read_beyond_tcp_sock", Owner::Btf),
+    ("struct_ops.txt", "tcp_ssthresh_reads_snd_cwnd", Owner::Btf),
+    (
+        "struct_ops.txt",
+        "tcp_untrusted_ptr_member_read",
+        Owner::Btf,
+    ),
+    (
+        "struct_ops.txt",
+        "tcp_untrusted_ptr_member_write",
+        Owner::Btf,
+    ),
+    ("ptr.txt", "map_ptr_deref", Owner::Btf), // CONST_PTR_TO_MAP fields via vmlinux BTF
+    // Callbacks, open-coded iterators, may_goto (branch vloop).
+    ("loops.txt", "bpf_loop_break", Owner::Loops),
+    ("loops.txt", "bpf_loop_cb_index_bounded", Owner::Loops),
+    ("loops.txt", "bpf_loop_cb_r0_uninit", Owner::Loops),
+    ("loops.txt", "bpf_loop_cb_reads_r3", Owner::Loops),
+    ("loops.txt", "bpf_loop_cb_returns_2", Owner::Loops),
+    ("loops.txt", "bpf_loop_cb_scalar_ctx_deref", Owner::Loops),
+    ("loops.txt", "bpf_loop_cb_unknown_return", Owner::Loops),
+    ("loops.txt", "bpf_loop_ctx_oob_in_cb", Owner::Loops),
+    ("loops.txt", "bpf_loop_ctx_stack", Owner::Loops),
+    ("loops.txt", "bpf_loop_flags_nonzero", Owner::Loops),
+    ("loops.txt", "bpf_loop_fn_scalar", Owner::Loops),
+    ("loops.txt", "bpf_loop_ok", Owner::Loops),
+    ("loops.txt", "iter_num_big_range", Owner::Loops),
+    ("loops.txt", "iter_num_elem_oob", Owner::Loops),
+    ("loops.txt", "iter_num_misaligned", Owner::Loops),
+    ("loops.txt", "iter_num_next_deref_unchecked", Owner::Loops),
+    ("loops.txt", "iter_num_no_destroy", Owner::Loops),
+    ("loops.txt", "iter_num_ok", Owner::Loops),
+    ("loops.txt", "iter_num_uninit_next", Owner::Loops),
+    ("loops.txt", "iter_num_value_index_bounded", Owner::Loops),
+    ("loops.txt", "may_goto_infinite", Owner::Loops),
+    ("loops.txt", "may_goto_nested", Owner::Loops),
+    ("cfg.txt", "may_goto_loop", Owner::Loops),
+    // Integration gaps: socket pointers (PTR_TO_SOCKET / sock_common from
+    // bpf_sk_lookup_* and __sk_buff->sk), constant-key array lookups that cannot be
+    // NULL, queue maps the runtime lacks.
+    (
+        "ctx.txt",
+        "skb_sk_sched_cls_is_sock_common_or_null",
+        Owner::Runtime,
+    ),
+    ("ctx.txt", "skb_sk_null_checked", Owner::Runtime),
+    ("refs.txt", "sk_lookup_release", Owner::Runtime),
+    ("refs.txt", "sk_lookup_leak", Owner::Runtime),
+    ("refs.txt", "sk_lookup_release_unchecked", Owner::Runtime),
+    ("refs.txt", "sk_lookup_read_field", Owner::Runtime),
+    ("refs.txt", "sk_lookup_ptr_arith", Owner::Runtime),
+    ("refs.txt", "sk_lookup_tail_call_with_ref", Owner::Runtime),
+    ("refs.txt", "sk_lookup_ld_abs_with_ref", Owner::Runtime),
+    ("map_value.txt", "array_const_key_non_null", Owner::Runtime),
+    ("map_value.txt", "percpu_array_lookup", Owner::Runtime),
+    ("map_value.txt", "lookup_on_queue", Owner::Runtime),
+    ("map_value.txt", "queue_push_pop", Owner::Runtime),
+];
+
+fn allowlisted(c: &Case) -> Option<Owner> {
+    ALLOWLIST
+        .iter()
+        .find(|(f, n, _)| *f == c.file && *n == c.name)
+        .map(|&(_, _, o)| o)
 }
 
 #[test]
@@ -953,10 +1086,19 @@ fn runtime_agrees_with_every_case() {
     let mut verdict_only = 0usize;
     let mut unsupported: Vec<String> = Vec::new();
     let mut bad: Vec<String> = Vec::new();
+    // Disagreements outside the allowlist, and allowlisted cases that agree now.
+    let mut regressions: Vec<String> = Vec::new();
+    let mut now_agree: Vec<String> = Vec::new();
+    let mut allow_disagree = [0usize; 3];
     for c in &cases {
+        let owner = allowlisted(c);
         let out = match runtime_run(&rt, c, vmlinux.as_ref()) {
             Ok(o) => o,
             Err(e) if e.starts_with(UNSUPPORTED) => {
+                match owner {
+                    Some(o) => allow_disagree[o as usize] += 1,
+                    None => regressions.push(format!("{}: {e}", c.id())),
+                }
                 unsupported.push(format!("{}: {e}", c.id()));
                 continue;
             }
@@ -965,7 +1107,14 @@ fn runtime_agrees_with_every_case() {
                 continue;
             }
         };
-        match disagreement(c, &out) {
+        let d = disagreement(c, &out);
+        match (&d, owner) {
+            (None, Some(_)) => now_agree.push(c.id()),
+            (Some(d), None) => regressions.push(format!("{}: {d}", c.id())),
+            (Some(_), Some(o)) => allow_disagree[o as usize] += 1,
+            (None, None) => {}
+        }
+        match d {
             None => match c.expect {
                 Expect::Accept => agree_accept += 1,
                 Expect::Reject { .. } => agree_reject += 1,
@@ -994,8 +1143,25 @@ fn runtime_agrees_with_every_case() {
         if strict {
             ""
         } else {
-            " (not asserted: set STRUCTOPS_VERIFIER_SUITE_STRICT=1)"
+            " (strict off: only disagreements outside ALLOWLIST fail)"
         }
+    );
+    let agree = agree_accept + agree_reject;
+    println!(
+        "verifier suite (our side): {agree} agree, {} disagree; allowlisted disagreements: {} PTR_TO_BTF_ID/struct_ops/kfuncs, {} callbacks/iterators/may_goto, {} integration gaps; {} outside the allowlist",
+        cases.len() - agree,
+        allow_disagree[Owner::Btf as usize],
+        allow_disagree[Owner::Loops as usize],
+        allow_disagree[Owner::Runtime as usize],
+        regressions.len()
+    );
+    for a in &now_agree {
+        println!("allowlisted but agrees now (remove from ALLOWLIST): {a}");
+    }
+    assert!(
+        regressions.is_empty(),
+        "runtime disagrees outside the allowlist:\n{}",
+        regressions.join("\n")
     );
     if strict {
         assert!(

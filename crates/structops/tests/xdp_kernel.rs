@@ -743,6 +743,9 @@ enum Outcome {
         /// The kernel's retvals (errno as `-errno`) and how often each came, to show
         /// which paths the inputs reached.
         retvals: BTreeMap<i64, usize>,
+        /// Why our verifier rejected it (it then ran checked, loaded unverified);
+        /// `None`: verified, so it ran unchecked.
+        rejection: Option<String>,
     },
     /// The kernel refused to load or run it.
     KernelCannot(String),
@@ -914,6 +917,9 @@ fn differential(
     let Some(our_prog) = ours.prog(prog) else {
         return Outcome::OursCannot(format!("program '{prog}' not loaded"));
     };
+    let rejection = our_prog
+        .rejection()
+        .map(|e| format!("insn {}: {} (errno {})", e.pc, e.message, e.errno));
     for seed in h.seeds.iter().filter(|s| s.objects.contains(&path)) {
         let (Some((_, fd, _, key_size, value_size)), Some(our)) =
             (k.maps.iter().find(|m| m.0 == seed.map), ours.map(seed.map))
@@ -945,7 +951,8 @@ fn differential(
             data_in: data.clone(),
             data_out: Some(Vec::new()),
             repeat: *repeat,
-            mode: RunMode::Checked,
+            // Verified programs run unchecked, the rest (loaded unverified) checked.
+            mode: RunMode::Auto,
             ctx_out: ctx_in.as_ref().map(|_| Vec::new()),
             ctx_size_out: ctx_in.as_ref().map_or(0, |c| c.len() as u32),
             ctx_in: ctx_in.clone(),
@@ -997,6 +1004,7 @@ fn differential(
         equal,
         diffs,
         retvals,
+        rejection,
     }
 }
 
@@ -1107,6 +1115,8 @@ fn packet_programs_match_the_kernel() {
     let mut ours_unexpected = Vec::new();
     let mut ours_known = 0;
     let mut stale_gaps = Vec::new();
+    let mut verified = 0;
+    let mut rejected: Vec<String> = Vec::new();
     writeln!(
         table,
         "{:<58} {:<6} {:>6} {:>6} {:>5}  status",
@@ -1121,8 +1131,13 @@ fn packet_programs_match_the_kernel() {
                 equal,
                 diffs,
                 retvals,
+                rejection,
             } => {
                 compared += 1;
+                match rejection {
+                    None => verified += 1,
+                    Some(r) => rejected.push(format!("{name}: {r}")),
+                }
                 runs += inputs;
                 if let Some((_, why)) = gap {
                     stale_gaps.push(format!("{name} ({why})"));
@@ -1132,13 +1147,18 @@ fn packet_programs_match_the_kernel() {
                 }
                 let seen: Vec<String> = retvals.iter().map(|(r, n)| format!("{r}x{n}")).collect();
                 let status = format!(
-                    "{} (retvals {})",
+                    "{} (retvals {}) {}",
                     if diffs.is_empty() {
                         "equal"
                     } else {
                         "DIFFERENT"
                     },
-                    seen.join(" ")
+                    seen.join(" "),
+                    if rejection.is_none() {
+                        "verified, unchecked"
+                    } else {
+                        "UNVERIFIED, checked"
+                    }
                 );
                 (*inputs, *equal, diffs.len(), status)
             }
@@ -1172,6 +1192,16 @@ fn packet_programs_match_the_kernel() {
         ours_unexpected.len(),
         start.elapsed().as_secs_f64()
     );
+    // The kernel accepted every compared program, so each rejection here is a
+    // precision gap of our verifier.
+    println!(
+        "verifier: {verified} of {compared} compared programs verified (the kernel accepted all \
+         {compared}); {} rejected (loaded unverified, run checked):",
+        rejected.len()
+    );
+    for r in &rejected {
+        println!("  verifier gap: {r}");
+    }
     for ty in ["xdp", "tc", "socket"] {
         let of_type = rows.iter().filter(|(_, t, _)| *t == ty);
         let (mut n, mut cmp, mut kc, mut oc) = (0, 0, 0, 0);

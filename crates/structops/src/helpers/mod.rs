@@ -1,11 +1,13 @@
 //! Helper functions by id: the prototypes the verifier checks calls against, which
 //! program types may call which helper, and host-registered helpers.
 //!
-//! A [`HelperProto`] is the runtime's `struct bpf_func_proto`: the return type, the five
-//! argument types (the kernel's `ARG_*` with their `MEM_*`/`PTR_MAYBE_NULL`/`OBJ_RELEASE`
-//! flags), `gpl_only`, whether it may sleep and whether it accepts packet pointers.
+//! A [`HelperProto`] is the verifier's `struct bpf_func_proto` (re-exported from
+//! `structops_verifier::proto`): the return type, the five argument types (the
+//! kernel's `ARG_*` with their `MEM_*`/`PTR_MAYBE_NULL`/`OBJ_RELEASE` flags),
+//! `gpl_only`, whether it may sleep and whether it accepts packet pointers.
 //! [`builtin`] gives the prototypes of the helpers this runtime implements, with the
-//! kernel's `BPF_FUNC_*` ids; [`func_proto`] answers "may a program of this type call
+//! kernel's `BPF_FUNC_*` ids ([`KNOWN_HELPERS`] a few more it verifies calls of but
+//! does not implement); [`func_proto`] answers "may a program of this type call
 //! helper `id`", mirroring the kernel's per-type `get_func_proto` tables
 //! (`bpf_base_func_proto`, `xdp_func_proto`, `sk_filter_func_proto`,
 //! `tc_cls_act_func_proto`) including their capability gates.
@@ -85,186 +87,7 @@ pub const BPF_FUNC_XDP_STORE_BYTES: i32 = 190;
 /// `BPF_FUNC_loop`.
 pub const BPF_FUNC_LOOP: i32 = 181;
 
-/// The base of an argument type (`enum bpf_arg_type` without its flag bits).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum ArgType {
-    /// `ARG_DONTCARE`: the argument is unused.
-    DontCare,
-    /// `ARG_CONST_MAP_PTR`: a map reference (`LD_IMM64` of a map).
-    ConstMapPtr,
-    /// `ARG_PTR_TO_MAP_KEY`: `key_size` readable bytes.
-    PtrToMapKey,
-    /// `ARG_PTR_TO_MAP_VALUE`: `value_size` readable bytes.
-    PtrToMapValue,
-    /// `ARG_PTR_TO_MEM`: memory whose size is the next argument.
-    PtrToMem,
-    /// `ARG_CONST_SIZE`: the size of the previous memory argument, not zero.
-    ConstSize,
-    /// `ARG_CONST_SIZE_OR_ZERO`: the size of the previous memory argument.
-    ConstSizeOrZero,
-    /// `ARG_PTR_TO_CTX`: the program's context.
-    PtrToCtx,
-    /// `ARG_ANYTHING`: any initialized value.
-    Anything,
-    /// `ARG_SCALAR`: a scalar.
-    Scalar,
-    /// `ARG_PTR_TO_SPIN_LOCK`: a `struct bpf_spin_lock` in a map value.
-    PtrToSpinLock,
-    /// `ARG_PTR_TO_BTF_ID`: a typed pointer to a host struct.
-    PtrToBtfId,
-    /// `ARG_PTR_TO_RINGBUF_MEM`: a ring buffer reservation.
-    PtrToRingbufMem,
-    /// `ARG_CONST_ALLOC_SIZE_OR_ZERO`: the size of memory the helper allocates.
-    ConstAllocSizeOrZero,
-    /// `ARG_PTR_TO_FUNC`: a callback (`LD_IMM64` with `BPF_PSEUDO_FUNC`).
-    PtrToFunc,
-    /// `ARG_PTR_TO_STACK`: a pointer into the program's stack.
-    PtrToStack,
-    /// `ARG_PTR_TO_CONST_STR`: a NUL-terminated string in a read-only map value.
-    PtrToConstStr,
-}
-
-/// The flag bits of argument and return types (`enum bpf_type_flag`).
-#[derive(Clone, Copy, PartialEq, Eq, Hash, Default)]
-pub struct TypeFlags(u32);
-
-impl TypeFlags {
-    /// No flags.
-    pub const NONE: TypeFlags = TypeFlags(0);
-    /// `PTR_MAYBE_NULL`: NULL is allowed (arguments) or possible (return values).
-    pub const PTR_MAYBE_NULL: TypeFlags = TypeFlags(1 << 0);
-    /// `MEM_RDONLY`: the helper only reads the memory.
-    pub const MEM_RDONLY: TypeFlags = TypeFlags(1 << 1);
-    /// `MEM_RINGBUF`: ring buffer memory.
-    pub const MEM_RINGBUF: TypeFlags = TypeFlags(1 << 2);
-    /// `OBJ_RELEASE`: the helper releases the reference it is passed.
-    pub const OBJ_RELEASE: TypeFlags = TypeFlags(1 << 5);
-    /// `MEM_UNINIT`: the memory need not be initialized (the helper writes it).
-    pub const MEM_UNINIT: TypeFlags = TypeFlags(1 << 7);
-    /// `MEM_FIXED_SIZE`: the size is known from the prototype.
-    pub const MEM_FIXED_SIZE: TypeFlags = TypeFlags(1 << 10);
-    /// `MEM_WRITE`: the helper writes the memory.
-    pub const MEM_WRITE: TypeFlags = TypeFlags(1 << 19);
-
-    /// Does this set contain every flag of `other`?
-    pub const fn contains(self, other: TypeFlags) -> bool {
-        self.0 & other.0 == other.0
-    }
-
-    /// The union of two sets.
-    pub const fn union(self, other: TypeFlags) -> TypeFlags {
-        TypeFlags(self.0 | other.0)
-    }
-
-    /// The raw bits (the kernel's values shifted down by `BPF_BASE_TYPE_BITS`).
-    pub const fn bits(self) -> u32 {
-        self.0
-    }
-}
-
-impl fmt::Debug for TypeFlags {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let names = [
-            (Self::PTR_MAYBE_NULL, "PTR_MAYBE_NULL"),
-            (Self::MEM_RDONLY, "MEM_RDONLY"),
-            (Self::MEM_RINGBUF, "MEM_RINGBUF"),
-            (Self::OBJ_RELEASE, "OBJ_RELEASE"),
-            (Self::MEM_UNINIT, "MEM_UNINIT"),
-            (Self::MEM_FIXED_SIZE, "MEM_FIXED_SIZE"),
-            (Self::MEM_WRITE, "MEM_WRITE"),
-        ];
-        let mut set = f.debug_set();
-        for (flag, name) in names {
-            if self.contains(flag) {
-                set.entry(&format_args!("{name}"));
-            }
-        }
-        set.finish()
-    }
-}
-
-/// One argument of a helper: its base type and flags.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct Arg {
-    /// The base type.
-    pub ty: ArgType,
-    /// The flags.
-    pub flags: TypeFlags,
-}
-
-impl Arg {
-    /// An argument of `ty` without flags.
-    pub const fn new(ty: ArgType) -> Arg {
-        Arg {
-            ty,
-            flags: TypeFlags::NONE,
-        }
-    }
-
-    /// An argument of `ty` with `flags`.
-    pub const fn with(ty: ArgType, flags: TypeFlags) -> Arg {
-        Arg { ty, flags }
-    }
-
-    /// `ARG_DONTCARE`.
-    pub const DONTCARE: Arg = Arg::new(ArgType::DontCare);
-}
-
-/// The base of a return type (`enum bpf_return_type` without its flag bits).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum RetType {
-    /// `RET_INTEGER`.
-    Integer,
-    /// `RET_VOID`.
-    Void,
-    /// `RET_PTR_TO_MAP_VALUE`: a value of the map in the first argument.
-    PtrToMapValue,
-    /// `RET_PTR_TO_MEM`: memory of the size the allocation argument gave.
-    PtrToMem,
-    /// `RET_PTR_TO_BTF_ID`: a typed pointer to a host struct.
-    PtrToBtfId,
-}
-
-/// A helper's return type and flags.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct Ret {
-    /// The base type.
-    pub ty: RetType,
-    /// The flags (`PTR_MAYBE_NULL`, `MEM_RINGBUF`).
-    pub flags: TypeFlags,
-}
-
-impl Ret {
-    /// `RET_INTEGER`.
-    pub const INTEGER: Ret = Ret {
-        ty: RetType::Integer,
-        flags: TypeFlags::NONE,
-    };
-    /// `RET_VOID`.
-    pub const VOID: Ret = Ret {
-        ty: RetType::Void,
-        flags: TypeFlags::NONE,
-    };
-}
-
-/// A helper's prototype: the runtime's `struct bpf_func_proto`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct HelperProto {
-    /// The helper id (`BPF_FUNC_*`, the call's `imm`).
-    pub id: i32,
-    /// The helper's name without the `bpf_` prefix (as in `enum bpf_func_id`).
-    pub name: &'static str,
-    /// What it returns.
-    pub ret: Ret,
-    /// Its five arguments (`r1` to `r5`), `ARG_DONTCARE` for unused ones.
-    pub args: [Arg; 5],
-    /// Only programs with a GPL-compatible license may call it.
-    pub gpl_only: bool,
-    /// It may sleep: only sleepable programs may call it.
-    pub might_sleep: bool,
-    /// It accepts packet pointers for its memory arguments.
-    pub pkt_access: bool,
-}
+pub use structops_verifier::proto::{Arg, ArgType, HelperProto, Ret, RetType, TypeFlags};
 
 const fn proto(id: i32, name: &'static str, ret: Ret, args: [Arg; 5]) -> HelperProto {
     HelperProto {
@@ -583,9 +406,92 @@ pub static BUILTIN_HELPERS: &[HelperProto] = &[
     ),
 ];
 
+/// `BPF_FUNC_get_current_comm`.
+pub const BPF_FUNC_GET_CURRENT_COMM: i32 = 16;
+/// `BPF_FUNC_skb_load_bytes`.
+pub const BPF_FUNC_SKB_LOAD_BYTES: i32 = 26;
+/// `BPF_FUNC_csum_diff`.
+pub const BPF_FUNC_CSUM_DIFF: i32 = 28;
+/// `BPF_FUNC_get_current_task`.
+pub const BPF_FUNC_GET_CURRENT_TASK: i32 = 35;
+/// `BPF_FUNC_copy_from_user`.
+pub const BPF_FUNC_COPY_FROM_USER: i32 = 148;
+
+/// Kernel helpers whose prototypes the verifier checks programs against, but which
+/// this runtime does not implement: programs calling them verify as in the kernel, and
+/// a run that reaches the call stops with `UnknownHelper`.
+pub static KNOWN_HELPERS: &[HelperProto] = &[
+    proto(
+        BPF_FUNC_GET_CURRENT_COMM,
+        "get_current_comm",
+        Ret::INTEGER,
+        [UNINIT_MEM, a(ArgType::ConstSize), D, D, D],
+    ),
+    proto(
+        BPF_FUNC_SKB_LOAD_BYTES,
+        "skb_load_bytes",
+        Ret::INTEGER,
+        [
+            a(ArgType::PtrToCtx),
+            a(ArgType::Anything),
+            UNINIT_MEM,
+            a(ArgType::ConstSize),
+            D,
+        ],
+    ),
+    HelperProto {
+        pkt_access: true,
+        ..proto(
+            BPF_FUNC_CSUM_DIFF,
+            "csum_diff",
+            Ret::INTEGER,
+            [
+                af(
+                    ArgType::PtrToMem,
+                    TypeFlags::PTR_MAYBE_NULL.union(TypeFlags::MEM_RDONLY),
+                ),
+                a(ArgType::ConstSizeOrZero),
+                af(
+                    ArgType::PtrToMem,
+                    TypeFlags::PTR_MAYBE_NULL.union(TypeFlags::MEM_RDONLY),
+                ),
+                a(ArgType::ConstSizeOrZero),
+                a(ArgType::Anything),
+            ],
+        )
+    },
+    proto(
+        BPF_FUNC_GET_CURRENT_TASK,
+        "get_current_task",
+        Ret::INTEGER,
+        NO_ARGS,
+    ),
+    HelperProto {
+        gpl_only: true,
+        might_sleep: true,
+        ..proto(
+            BPF_FUNC_COPY_FROM_USER,
+            "copy_from_user",
+            Ret::INTEGER,
+            [
+                UNINIT_MEM,
+                a(ArgType::ConstSizeOrZero),
+                a(ArgType::Anything),
+                D,
+                D,
+            ],
+        )
+    },
+];
+
 /// The prototype of built-in helper `id`, whatever the program type.
 pub fn builtin(id: i32) -> Option<&'static HelperProto> {
     BUILTIN_HELPERS.iter().find(|p| p.id == id)
+}
+
+/// The prototype of a built-in or known (unimplemented) helper `id`.
+fn any_proto(id: i32) -> Option<&'static HelperProto> {
+    builtin(id).or_else(|| KNOWN_HELPERS.iter().find(|p| p.id == id))
 }
 
 /// Helpers of `bpf_base_func_proto` that need no capability.
@@ -618,6 +524,7 @@ const BASE_BPF: &[i32] = &[
 /// Helpers of `bpf_base_func_proto` that need `CAP_PERFMON`.
 const BASE_PERFMON: &[i32] = &[
     BPF_FUNC_TRACE_PRINTK,
+    BPF_FUNC_GET_CURRENT_COMM,
     BPF_FUNC_PROBE_READ_KERNEL,
     BPF_FUNC_PROBE_READ_KERNEL_STR,
     BPF_FUNC_SNPRINTF,
@@ -642,7 +549,7 @@ pub fn func_proto(
     id: i32,
     caps: Capabilities,
 ) -> Option<&'static HelperProto> {
-    let p = builtin(id)?;
+    let p = any_proto(id)?;
     let allowed = match prog_type {
         ProgType::XDP => {
             matches!(
@@ -656,15 +563,32 @@ pub fn func_proto(
                     | BPF_FUNC_GET_SMP_PROCESSOR_ID
             ) || base_func_proto(id, caps)
         }
-        ProgType::SOCKET_FILTER | ProgType::SCHED_CLS | ProgType::SCHED_ACT => {
-            // `sk_filter_func_proto`/`tc_cls_act_func_proto` fall back to
+        ProgType::SOCKET_FILTER | ProgType::CGROUP_SKB => {
+            // `sk_filter_func_proto`/`cg_skb_func_proto` fall back to
             // `bpf_sk_base_func_proto`, which is the base set here.
-            base_func_proto(id, caps)
+            id == BPF_FUNC_SKB_LOAD_BYTES || base_func_proto(id, caps)
+        }
+        ProgType::SCHED_CLS | ProgType::SCHED_ACT => {
+            matches!(id, BPF_FUNC_SKB_LOAD_BYTES | BPF_FUNC_CSUM_DIFF) || base_func_proto(id, caps)
+        }
+        ProgType::KPROBE
+        | ProgType::TRACEPOINT
+        | ProgType::PERF_EVENT
+        | ProgType::RAW_TRACEPOINT => {
+            // `bpf_tracing_func_proto`.
+            matches!(
+                id,
+                BPF_FUNC_GET_CURRENT_TASK | BPF_FUNC_COPY_FROM_USER | BPF_FUNC_GET_CURRENT_COMM
+            ) || base_func_proto(id, caps)
         }
         _ => {
             !matches!(
                 id,
-                BPF_FUNC_XDP_ADJUST_HEAD
+                BPF_FUNC_SKB_LOAD_BYTES
+                    | BPF_FUNC_CSUM_DIFF
+                    | BPF_FUNC_GET_CURRENT_TASK
+                    | BPF_FUNC_COPY_FROM_USER
+                    | BPF_FUNC_XDP_ADJUST_HEAD
                     | BPF_FUNC_XDP_ADJUST_META
                     | BPF_FUNC_XDP_ADJUST_TAIL
                     | BPF_FUNC_XDP_GET_BUFF_LEN

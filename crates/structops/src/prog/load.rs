@@ -9,7 +9,7 @@ use std::sync::atomic::Ordering;
 use structops_btf::ext::{FuncInfo, LineInfo};
 use structops_btf::{BTF_MAX_TYPE, Btf, Kind, TypeKind};
 use structops_isa::opcode as oc;
-use structops_isa::{Imm64, Insn, Op, Program};
+use structops_isa::{Imm64, Insn, Op, Program, decode_at};
 use structops_vm::Code;
 
 use super::tag::prog_tag;
@@ -26,28 +26,6 @@ use crate::fd::FdObject;
 use crate::maps::{Map, MapType, obj_name};
 use crate::object::{AccessMode, Handle, ID_LIMIT};
 use crate::runtime::Runtime;
-
-/// The verifier, as the runtime calls it at the end of `prog_load`.
-///
-/// Implemented by `structops-verifier`; installed with
-/// [`Runtime::set_verifier`]. It sees everything `prog_load` established (the
-/// translated instructions with map addresses, the maps, the attach target, func_info)
-/// and either proves the program safe, returning the instructions to run, or refuses
-/// it with the errno the kernel's verifier would return (usually `EACCES` or
-/// `EINVAL`), explaining why in `log`.
-pub trait ProgVerifier: Send + Sync {
-    /// Verifies `prog` for `rt`.
-    ///
-    /// # Errors
-    ///
-    /// The errno `prog_load` returns.
-    fn verify(
-        &self,
-        rt: &Runtime,
-        prog: &ProgBody,
-        log: &mut String,
-    ) -> Result<VerifiedProgram, Errno>;
-}
 
 /// Flags `prog_load` accepts.
 const PROG_FLAGS_MASK: u32 = BPF_F_STRICT_ALIGNMENT
@@ -280,9 +258,9 @@ pub(crate) fn clock_ns(clock: libc::clockid_t) -> u64 {
 }
 
 impl Runtime {
-    /// `BPF_PROG_LOAD`: checks `attr` as the kernel does, resolves map references and
-    /// publishes the program under a new id. Without an installed [`ProgVerifier`] the
-    /// program is [`Verification::Unverified`] (see [the module docs](crate::prog)).
+    /// `BPF_PROG_LOAD`: checks `attr` as the kernel does, resolves map references,
+    /// verifies the program and publishes it under a new id (see [the module
+    /// docs](crate::prog)).
     ///
     /// # Errors
     ///
@@ -291,7 +269,8 @@ impl Runtime {
     /// for missing capabilities; `E2BIG` for too many instructions or maps; `EBADF`
     /// for unused descriptors; `EACCES` for a kernel BTF as program BTF; `EPROTO` for
     /// `MAP_IDX` loads without `fd_array`; `ENOENT` for host variables it cannot
-    /// resolve; whatever the verifier returns.
+    /// resolve; the verifier's errno (`EACCES`, `EINVAL`, `E2BIG`, ...) when it rejects
+    /// the program (unless [`crate::RuntimeConfig::run_unverified`] is on).
     pub fn prog_load(&self, attr: &ProgLoadAttr) -> Result<ProgHandle, Errno> {
         self.prog_load_with_log(attr, &mut String::new())
     }
@@ -307,17 +286,7 @@ impl Runtime {
         attr: &ProgLoadAttr,
         log: &mut String,
     ) -> Result<ProgHandle, Errno> {
-        let body = self.prog_check(attr, log)?;
-        let verifier = self
-            .progs
-            .verifier
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone();
-        let verification = match verifier {
-            Some(v) => Verification::Verified(v.verify(self, &body, log)?),
-            None => Verification::Unverified,
-        };
+        let (body, verification) = self.prog_check(attr, log)?;
         // `bpf_check_tail_call`: every program array the program uses must accept it.
         for m in &body.used_maps {
             if !prog_map_compatible(m, &body) {
@@ -332,8 +301,13 @@ impl Runtime {
         Ok(Handle::new(obj, AccessMode::ReadWrite))
     }
 
-    /// Everything `prog_load` checks before verification, producing the program body.
-    fn prog_check(&self, attr: &ProgLoadAttr, log: &mut String) -> Result<ProgBody, Errno> {
+    /// Everything `prog_load` checks, verification included, producing the program
+    /// body and its verification.
+    fn prog_check(
+        &self,
+        attr: &ProgLoadAttr,
+        log: &mut String,
+    ) -> Result<(ProgBody, Verification), Errno> {
         let caps = self.caps();
         if attr.prog_flags & !PROG_FLAGS_MASK != 0 {
             return Err(Errno::EINVAL);
@@ -451,16 +425,11 @@ impl Runtime {
                 line_info = check_btf_line(attr, insns, &subprogs, btf.btf(), log)?;
             }
         }
-        // Encodings (the kernel finds these in resolve_pseudo_ldimm64 and check_cfg).
-        let decoded = Program::decode(insns).map_err(|e| {
-            log.push_str(&format!("{e}\n"));
-            Errno::EINVAL
-        })?;
-        check_jump_targets(&decoded, log)?;
-        // resolve_pseudo_ldimm64
+        // resolve_pseudo_ldimm64. Encodings, jump targets and everything else the
+        // kernel finds while walking the program are the verifier's to report, with the
+        // kernel's messages and at the point the kernel reports them.
         let tag = prog_tag(insns);
-        let (xlated, used_maps, map_refs) = self.resolve_ldimm64(attr, &decoded, sleepable, log)?;
-        let program = Program::decode(&xlated).map_err(|_| Errno::EINVAL)?;
+        let (xlated, used_maps, map_refs) = self.resolve_ldimm64(attr, sleepable, log)?;
         // check_attach_btf_id
         let body_attach = ProgAttach {
             ty,
@@ -471,8 +440,43 @@ impl Runtime {
             gpl_compatible,
         };
         let attach_func_proto = check_attach_btf_id(&body_attach, log)?;
+        // check_cfg, do_check and the rest of bpf_check.
+        let facts = crate::verify::LoadFacts {
+            prog_type: ty,
+            expected_attach_type: expected,
+            attach: attach_btf
+                .as_ref()
+                .filter(|_| ty == ProgType::STRUCT_OPS)
+                .map(|b| (&**b.btf(), attach_func_proto)),
+            caps,
+            gpl_compatible,
+            sleepable,
+            insns,
+            func_info: &func_info,
+            used_maps: &used_maps,
+            map_refs: &map_refs,
+        };
+        let verdict = crate::verify::verify(self, &facts, attr.log_level, log);
+        if let Err(e) = &verdict
+            && !self.run_unverified()
+        {
+            return Err(crate::verify::errno_of(e));
+        }
+        // The runtime's form of the translated program. The verifier accepts bad
+        // encodings only in code no path reaches (the kernel then removes it); this
+        // runtime does not, so such programs are refused here.
+        let program = Program::decode(&xlated).map_err(|e| {
+            log.push_str(&format!("{e}\n"));
+            Errno::EINVAL
+        })?;
         let code = Code::new(&program);
-        Ok(ProgBody {
+        let verification = match verdict {
+            Ok(proof) => {
+                Verification::Verified(VerifiedProgram::new(proof, program.clone(), code.clone()))
+            }
+            Err(e) => Verification::Unverified(e),
+        };
+        let body = ProgBody {
             prog_type: ty,
             expected_attach_type: expected,
             attach_btf_id: attr.attach_btf_id,
@@ -497,7 +501,8 @@ impl Runtime {
             line_info,
             subprogs: subprogs.starts,
             caps,
-        })
+        };
+        Ok((body, verification))
     }
 
     /// `add_subprog_and_kfunc`: subprogram starts from calls and callback loads, and the
@@ -624,14 +629,26 @@ impl Runtime {
     fn resolve_ldimm64(
         &self,
         attr: &ProgLoadAttr,
-        prog: &Program,
         sleepable: bool,
         log: &mut String,
     ) -> Result<(Vec<Insn>, Vec<Arc<Map>>, Vec<(usize, MapRef)>), Errno> {
         let mut xlated = attr.insns.clone();
         let mut used: Vec<Arc<Map>> = Vec::new();
         let mut refs = Vec::new();
-        for (pc, op) in prog.iter() {
+        // Slots that do not decode are skipped here; the verifier reports them.
+        let mut next = 0usize;
+        while next < attr.insns.len() {
+            let pc = next;
+            let op = match decode_at(&attr.insns, pc) {
+                Ok((op, n)) => {
+                    next += n;
+                    op
+                }
+                Err(_) => {
+                    next += 1;
+                    continue;
+                }
+            };
             let Op::LdImm64 { imm, .. } = op else {
                 continue;
             };
@@ -692,7 +709,12 @@ impl Runtime {
                         log.push_str("no direct value access support for this map type\n");
                         return Err(Errno::EINVAL);
                     }
-                    let p = map.direct_value_addr(off)?;
+                    let p = map.direct_value_addr(off).inspect_err(|_| {
+                        log.push_str(&format!(
+                            "invalid access to map value pointer, value_size={} off={off}\n",
+                            map.value_size()
+                        ));
+                    })?;
                     refs.push((pc, MapRef::Value { map: idx, off }));
                     p.as_ptr() as u64
                 }
@@ -768,22 +790,13 @@ impl Runtime {
         self.progs.table.live()
     }
 
-    /// Installs the verifier that [`Runtime::prog_load`] runs (or removes it).
-    pub fn set_verifier(&self, verifier: Option<Arc<dyn ProgVerifier>>) {
-        *self
-            .progs
-            .verifier
-            .write()
-            .unwrap_or_else(|p| p.into_inner()) = verifier;
-    }
-
-    /// Lets unverified programs run, in checked mode only (see
-    /// [`crate::RuntimeConfig::run_unverified`]).
+    /// Lets programs the verifier rejects load anyway, to run in checked mode only
+    /// (see [`crate::RuntimeConfig::run_unverified`]).
     pub fn set_run_unverified(&self, on: bool) {
         self.progs.run_unverified.store(on, Ordering::Release);
     }
 
-    /// Does the runtime let unverified programs run (checked mode only)?
+    /// Does the runtime load programs the verifier rejects (to run checked only)?
     pub fn run_unverified(&self) -> bool {
         self.progs.run_unverified.load(Ordering::Acquire)
     }
@@ -810,7 +823,10 @@ fn can_be_sleepable(ty: ProgType, expected: AttachType) -> bool {
                 | AttachType::TRACE_ITER
         );
     }
-    matches!(ty, ProgType::LSM | ProgType::KPROBE | ProgType::STRUCT_OPS)
+    if ty == ProgType::LSM {
+        return expected != AttachType::LSM_CGROUP;
+    }
+    matches!(ty, ProgType::KPROBE | ProgType::STRUCT_OPS)
 }
 
 /// `check_attach_btf_id`: returns the struct_ops member's `FUNC_PROTO` id (0 for other
@@ -820,6 +836,13 @@ fn can_be_sleepable(ty: ProgType, expected: AttachType) -> bool {
 /// function pointer. Which structs are ops types comes with the struct_ops registry;
 /// until then every struct qualifies.
 fn check_attach_btf_id(a: &ProgAttach, log: &mut String) -> Result<u32, Errno> {
+    if a.ty == ProgType::SYSCALL {
+        if a.sleepable {
+            return Ok(0);
+        }
+        log.push_str("Syscall programs can only be sleepable\n");
+        return Err(Errno::EINVAL);
+    }
     if a.sleepable && !can_be_sleepable(a.ty, a.expected) {
         log.push_str(
             "Only fentry/fexit/fmod_ret, lsm, iter, uprobe, and struct_ops programs can be sleepable\n",
@@ -1142,21 +1165,6 @@ fn check_btf_line(
         return Err(Errno::EINVAL);
     }
     Ok(out)
-}
-
-/// Jumps and calls must land on the start of an instruction, not on the second slot of
-/// an `LD_IMM64` (`check_cfg`: "jump into the middle of ldimm64 insn").
-fn check_jump_targets(prog: &Program, log: &mut String) -> Result<(), Errno> {
-    for (pc, op) in prog.iter() {
-        let target = op.jump_target(pc).or_else(|| op.subprog_target(pc));
-        if let Some(t) = target
-            && prog.index_of_pc(t).is_none()
-        {
-            log.push_str(&format!("jump into the middle of ldimm64 insn {t}\n"));
-            return Err(Errno::EINVAL);
-        }
-    }
-    Ok(())
 }
 
 #[cfg(test)]

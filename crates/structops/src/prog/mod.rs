@@ -17,22 +17,22 @@
 //!
 //! # Verification
 //!
-//! The verifier is a separate crate (`structops-verifier`) that the runtime calls through
-//! [`ProgVerifier`], installed with [`crate::Runtime::set_verifier`]; only it produces a
-//! [`VerifiedProgram`] (its constructor is `unsafe`: it asserts that the verifier
-//! proved the program safe). Until a verifier is installed, loaded programs are
-//! [`Verification::Unverified`]: they exist, have ids and info, can sit in program
-//! arrays, but **nothing runs them** unless the embedder opts in with
-//! [`crate::RuntimeConfig::run_unverified`] — a test and development switch under which
-//! unverified programs run only in the interpreter's checked mode, which traps every
-//! memory access outside the regions a run grants. Verified programs may also run
-//! unchecked (and later JIT-compiled).
+//! After those checks `prog_load` runs `structops-verifier` (the kernel's `do_check`
+//! and the rest of `bpf_check`) on the submitted instructions, with the runtime's
+//! facts about maps, helpers, the context and return values of the program type (see
+//! the runtime's `verify` module). Only a [`structops_verifier::VerifiedProgram`] — which only
+//! the verifier can construct — makes a program [`Verification::Verified`]; a
+//! rejection fails `prog_load` with the verifier's errno, its log appended to the
+//! caller's log.
 //!
-//! # What is not checked here
+//! Verified programs run in the interpreter's unchecked mode by default (and later
+//! JIT-compiled); [`crate::RunMode::Checked`] runs them with every access checked.
 //!
-//! Everything the kernel checks by walking program paths (`check_cfg`, `do_check`):
-//! unreachable instructions, register types, helper and kfunc argument types, whether
-//! a helper exists for the program type — calls of unknown helpers fail when executed.
+//! [`crate::RuntimeConfig::run_unverified`] is a test and development switch: with
+//! it, a program the verifier rejects is still loaded, as [`Verification::Unverified`]
+//! carrying the rejection, and runs only in checked mode, which traps every memory
+//! access outside the regions a run grants. Differential tests use it to keep running
+//! programs the kernel accepts but this verifier cannot yet prove safe.
 
 mod host;
 pub(crate) mod load;
@@ -40,6 +40,7 @@ pub(crate) mod tag;
 
 use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
+
 use std::sync::{Arc, RwLock};
 
 use structops_btf::ext::{FuncInfo, LineInfo};
@@ -48,9 +49,7 @@ pub use structops_obj::{AttachType, ProgType};
 use structops_vm::Code;
 
 pub use self::host::collecting_sink;
-pub use self::load::ProgVerifier;
 use crate::btf_obj::BtfObject;
-use crate::errno::Errno;
 use crate::helpers::HostHelper;
 use crate::kfunc::KfuncTable;
 use crate::maps::{Map, MapType, TailCallTarget};
@@ -127,6 +126,10 @@ pub struct ProgLoadAttr {
     pub fd_array: Option<Vec<u32>>,
     /// `prog_token_fd` (used with `BPF_F_TOKEN_FD`; tokens do not exist here).
     pub prog_token_fd: i32,
+    /// `log_level`: 0 (only the error line on rejection), 1 (the verifier's
+    /// instruction log), 2 (also register states); `| 4` (`BPF_LOG_STATS`) adds the
+    /// stats line. The log goes to [`crate::Runtime::prog_load_with_log`]'s buffer.
+    pub log_level: u32,
 }
 
 impl ProgLoadAttr {
@@ -152,6 +155,12 @@ impl ProgLoadAttr {
     /// Sets `expected_attach_type`.
     pub fn expected_attach_type(mut self, t: AttachType) -> ProgLoadAttr {
         self.expected_attach_type = t.0;
+        self
+    }
+
+    /// Sets `log_level`.
+    pub fn log_level(mut self, level: u32) -> ProgLoadAttr {
+        self.log_level = level;
         self
     }
 
@@ -189,48 +198,46 @@ impl ProgLoadAttr {
     }
 }
 
-/// A program the verifier accepted: the instructions it produced (its rewrites
-/// applied) and the facts the execution engines need.
+/// A program the verifier accepted: the verifier's proof and the translated
+/// instructions (map references as addresses) in the interpreter's form.
 #[derive(Clone, Debug)]
 pub struct VerifiedProgram {
-    insns: Vec<Insn>,
+    proof: structops_verifier::VerifiedProgram,
     code: Code,
     program: Program,
 }
 
 impl VerifiedProgram {
-    /// Wraps the verifier's output.
-    ///
-    /// # Safety
-    ///
-    /// Only a verifier may call this, for a program it proved safe for the program's
-    /// type, context and environment: every memory access in bounds, every helper and
-    /// kfunc called with arguments its prototype allows, termination. The runtime then
-    /// runs `insns` without checks.
-    ///
-    /// # Errors
-    ///
-    /// `EINVAL` if `insns` do not decode.
-    pub unsafe fn new(insns: Vec<Insn>) -> Result<VerifiedProgram, Errno> {
-        let program = Program::decode(&insns).map_err(|_| Errno::EINVAL)?;
-        Ok(VerifiedProgram {
-            code: Code::new(&program),
+    /// Pairs the verifier's proof with the translated program it was checked for.
+    pub(crate) fn new(
+        proof: structops_verifier::VerifiedProgram,
+        program: Program,
+        code: Code,
+    ) -> VerifiedProgram {
+        VerifiedProgram {
+            proof,
+            code,
             program,
-            insns,
-        })
+        }
     }
 
-    /// The verified instructions.
-    pub fn insns(&self) -> &[Insn] {
-        &self.insns
+    /// What the verifier returned: the instructions it checked, statistics, stack
+    /// depths, and the log of an accepted load.
+    pub fn proof(&self) -> &structops_verifier::VerifiedProgram {
+        &self.proof
     }
 
-    /// The decoded program.
+    /// Verification statistics (processed instructions, states).
+    pub fn stats(&self) -> structops_verifier::Stats {
+        self.proof.stats()
+    }
+
+    /// The decoded translated program.
     pub fn program(&self) -> &Program {
         &self.program
     }
 
-    /// The interpreter's form of the program.
+    /// The interpreter's form of the translated program.
     pub fn code(&self) -> &Code {
         &self.code
     }
@@ -239,9 +246,9 @@ impl VerifiedProgram {
 /// Whether a program was verified.
 #[derive(Clone, Debug)]
 pub enum Verification {
-    /// No verifier has seen the program: it only runs with
-    /// [`crate::RuntimeConfig::run_unverified`], in checked mode.
-    Unverified,
+    /// The verifier rejected it and [`crate::RuntimeConfig::run_unverified`] let it
+    /// load anyway: it runs only in checked mode.
+    Unverified(structops_verifier::VerifyError),
     /// The verifier accepted it.
     Verified(VerifiedProgram),
 }
@@ -505,17 +512,29 @@ impl Prog {
         matches!(self.verification, Verification::Verified(_))
     }
 
-    /// The interpreter's form of the translated, unverified program.
+    /// The interpreter's form of the translated program (verified or not).
     pub(crate) fn unverified_code(&self) -> &Code {
         &self.body.code
     }
 
+    /// Why the verifier rejected it, for programs loaded with
+    /// [`crate::RuntimeConfig::run_unverified`].
+    pub fn rejection(&self) -> Option<&structops_verifier::VerifyError> {
+        match &self.verification {
+            Verification::Unverified(e) => Some(e),
+            Verification::Verified(_) => None,
+        }
+    }
+
     /// `BPF_OBJ_GET_INFO_BY_FD` on a program.
     pub fn info(&self) -> ProgInfo {
-        let xlated = match &self.verification {
-            Verification::Verified(v) => v.insns().len(),
-            Verification::Unverified => self.xlated.len(),
+        let verified_insns = match &self.verification {
+            Verification::Verified(v) => {
+                u32::try_from(v.stats().insn_processed).unwrap_or(u32::MAX)
+            }
+            Verification::Unverified(_) => 0,
         };
+        let xlated = self.xlated.len();
         ProgInfo {
             prog_type: self.prog_type.0,
             id: self.id(),
@@ -532,7 +551,7 @@ impl Prog {
             nr_line_info: self.line_info.len() as u32,
             attach_btf_obj_id: self.attach_btf.as_ref().map_or(0, |b| b.id()),
             attach_btf_id: self.attach_btf_id,
-            verified_insns: 0,
+            verified_insns,
             verified: self.is_verified(),
         }
     }
@@ -573,7 +592,8 @@ pub struct ProgInfo {
     pub attach_btf_obj_id: u32,
     /// `attach_btf_id`.
     pub attach_btf_id: u32,
-    /// `verified_insns`: 0 until a verifier reports it.
+    /// `verified_insns`: instructions the verifier processed (0 for unverified
+    /// programs).
     pub verified_insns: u32,
     /// Not in the kernel's struct: did a verifier accept the program?
     pub verified: bool,
@@ -655,7 +675,6 @@ pub(crate) struct ProgRegistry {
     pub(crate) trace_sink: RwLock<Option<TraceSink>>,
     /// Host memory `bpf_probe_read_kernel` may read: `[start, end)` ranges.
     pub(crate) probe_memory: RwLock<Vec<(u64, u64)>>,
-    pub(crate) verifier: RwLock<Option<Arc<dyn ProgVerifier>>>,
     pub(crate) run_unverified: AtomicBool,
     pub(crate) hz: u32,
 }
@@ -681,7 +700,6 @@ impl ProgRegistry {
             kfuncs: RwLock::new(KfuncTable::default()),
             trace_sink: RwLock::new(None),
             probe_memory: RwLock::new(Vec::new()),
-            verifier: RwLock::new(None),
             run_unverified: AtomicBool::new(run_unverified),
             hz: hz.max(1),
         }

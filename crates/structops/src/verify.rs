@@ -1,0 +1,588 @@
+//! The runtime's side of verification: what `structops-verifier` asks about the world
+//! outside a program's instructions, answered from a loaded [`ProgBody`].
+//!
+//! [`ProgEnv`] implements [`VerifierEnv`] the way the kernel's `bpf_verifier_ops` of
+//! each program type do:
+//!
+//! - **maps**: the maps `prog_load` resolved for the program's `LD_IMM64` references
+//!   (`BPF_PSEUDO_MAP_FD`/`_VALUE` by descriptor, `_IDX`/`_IDX_VALUE` by `fd_array`
+//!   index), with their type, sizes, flags, and the constant contents of frozen
+//!   read-only arrays (`bpf_map_is_rdonly`);
+//! - **helpers**: [`crate::helpers::func_proto`] for built-in helpers (the per-type
+//!   `get_func_proto` tables with their capability gates), then the host helpers the
+//!   embedder registered for the program type;
+//! - **context**: `is_valid_access` of each type — `xdp_md` for XDP
+//!   (`xdp_is_valid_access`), `__sk_buff` for socket filters
+//!   (`sk_filter_is_valid_access`), tc (`tc_cls_act_is_valid_access`) and cgroup skb
+//!   (`cg_skb_is_valid_access`), `pt_regs` for kprobes, the tracepoint and raw
+//!   tracepoint buffers, `bpf_perf_event_data`, syscall programs' argument buffer,
+//!   and the member's arguments for struct_ops (`btf_ctx_access`, simplified: pointers
+//!   to structs become trusted `PTR_TO_BTF_ID`);
+//! - **packets**: `may_access_direct_pkt_data`; **`LD_ABS`**: `may_access_skb`;
+//! - **return values**: `check_return_code`.
+//!
+//! The context layouts are the ones test runs build ([`crate::ctx`]): the uapi structs
+//! themselves, so every access `is_valid_access` allows lands inside them.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use structops_btf::ext::FuncInfo;
+use structops_btf::{Btf, TypeKind};
+use structops_isa::{Imm64, Insn, Op, Program};
+use structops_verifier::{
+    CtxField, LogOptions, MapInfo, MapRef as VMapRef, PacketAccess, Privileges, ReturnRule,
+    VerifierEnv, VerifyError,
+};
+
+use crate::caps::Capabilities;
+use crate::ctx::{SK_BUFF_SIZE, XDP_MD_SIZE};
+use crate::errno::Errno;
+use crate::helpers::{self, HelperProto};
+use crate::maps::{Map, MapType};
+use crate::prog::{AttachType, MapRef, ProgType};
+use crate::runtime::Runtime;
+
+/// `BPF_F_RDONLY_PROG`.
+const BPF_F_RDONLY_PROG: u32 = 1 << 7;
+/// `BPF_F_WRONLY_PROG`.
+const BPF_F_WRONLY_PROG: u32 = 1 << 8;
+/// `sizeof(struct pt_regs)` on x86-64.
+const PT_REGS_SIZE: i32 = 168;
+/// `sizeof(struct bpf_perf_event_data)` on x86-64: `pt_regs`, `sample_period`, `addr`.
+const PERF_EVENT_DATA_SIZE: i32 = PT_REGS_SIZE + 16;
+/// `PERF_MAX_TRACE_SIZE`.
+const PERF_MAX_TRACE_SIZE: i32 = 2048;
+/// `MAX_BPF_FUNC_ARGS`.
+const MAX_BPF_FUNC_ARGS: i32 = 12;
+
+/// Offsets in `struct __sk_buff`.
+mod skb {
+    pub const MARK: i32 = 8;
+    pub const QUEUE_MAPPING: i32 = 12;
+    pub const PRIORITY: i32 = 32;
+    pub const TC_INDEX: i32 = 44;
+    pub const CB: i32 = 48;
+    pub const CB_END: i32 = 68;
+    pub const TC_CLASSID: i32 = 72;
+    pub const DATA: i32 = 76;
+    pub const DATA_END: i32 = 80;
+    pub const FAMILY: i32 = 88;
+    pub const REMOTE_IP4: i32 = 92;
+    pub const LOCAL_IP4: i32 = 96;
+    pub const REMOTE_IP6: i32 = 100;
+    pub const LOCAL_IP6: i32 = 116;
+    pub const LOCAL_PORT_END: i32 = 140;
+    pub const DATA_META: i32 = 140;
+    pub const FLOW_KEYS: i32 = 144;
+    pub const TSTAMP: i32 = 152;
+    pub const WIRE_LEN: i32 = 160;
+    pub const SK: i32 = 168;
+    pub const TSTAMP_TYPE: i32 = 180;
+    pub const HWTSTAMP: i32 = 184;
+}
+
+/// Is `off` inside the 4-byte field at `field` (`bpf_ctx_range`)?
+fn in_u32(off: i32, field: i32) -> bool {
+    (field..field + 4).contains(&off)
+}
+
+/// Is `off` inside the 8-byte field at `field` (`bpf_ctx_range` of a `__u64` or
+/// `bpf_ctx_range_ptr`)?
+fn in_u64(off: i32, field: i32) -> bool {
+    (field..field + 8).contains(&off)
+}
+
+/// `bpf_ctx_narrow_access_ok`.
+fn narrow_ok(size: u32, size_default: u32) -> bool {
+    size <= size_default && size.is_power_of_two()
+}
+
+/// `bpf_skb_is_valid_access`: the rules every `__sk_buff` type shares. `Some(field)`
+/// when allowed.
+fn skb_valid(off: i32, size: u32, write: bool, field: CtxField) -> Option<CtxField> {
+    let s = size as i32;
+    if off < 0 || off >= SK_BUFF_SIZE as i32 || s == 0 || off % s != 0 {
+        return None;
+    }
+    let ok = if (skb::CB..skb::CB_END).contains(&off) {
+        off + s <= skb::CB_END
+    } else if in_u32(off, skb::DATA)
+        || in_u32(off, skb::DATA_META)
+        || in_u32(off, skb::DATA_END)
+        || (skb::REMOTE_IP6..skb::LOCAL_IP6 + 16).contains(&off)
+        || in_u32(off, skb::REMOTE_IP4)
+        || in_u32(off, skb::LOCAL_IP4)
+    {
+        // Packet pointers and addresses: whole fields only.
+        size == 4
+    } else if in_u64(off, skb::FLOW_KEYS) {
+        false
+    } else if in_u64(off, skb::HWTSTAMP) {
+        !write && size == 8
+    } else if in_u64(off, skb::TSTAMP) {
+        size == 8
+    } else if in_u64(off, skb::SK) {
+        // `PTR_TO_SOCK_COMMON_OR_NULL`: socket pointers do not exist in this runtime,
+        // so the field is refused rather than typed.
+        false
+    } else if (skb::TSTAMP_TYPE..skb::HWTSTAMP).contains(&off) {
+        false
+    } else if write {
+        size == 4
+    } else {
+        narrow_ok(size, 4)
+    };
+    ok.then_some(field)
+}
+
+/// The packet pointer a `__sk_buff` field loads, if it is one.
+fn skb_packet_field(off: i32, meta: bool) -> CtxField {
+    if in_u32(off, skb::DATA) {
+        CtxField::PacketData
+    } else if in_u32(off, skb::DATA_END) {
+        CtxField::PacketEnd
+    } else if meta && in_u32(off, skb::DATA_META) {
+        CtxField::PacketMeta
+    } else {
+        CtxField::Scalar
+    }
+}
+
+/// `sk_filter_is_valid_access`.
+fn sk_filter_access(off: i32, size: u32, write: bool) -> Option<CtxField> {
+    let denied = in_u32(off, skb::TC_CLASSID)
+        || in_u32(off, skb::DATA)
+        || in_u32(off, skb::DATA_META)
+        || in_u32(off, skb::DATA_END)
+        || (skb::FAMILY..skb::LOCAL_PORT_END).contains(&off)
+        || in_u64(off, skb::TSTAMP)
+        || in_u32(off, skb::WIRE_LEN)
+        || in_u64(off, skb::HWTSTAMP);
+    if denied || (write && !(skb::CB..skb::CB_END).contains(&off)) {
+        return None;
+    }
+    skb_valid(off, size, write, CtxField::Scalar)
+}
+
+/// `tc_cls_act_is_valid_access`.
+fn tc_access(off: i32, size: u32, write: bool) -> Option<CtxField> {
+    if write {
+        let writable = in_u32(off, skb::MARK)
+            || in_u32(off, skb::TC_INDEX)
+            || in_u32(off, skb::PRIORITY)
+            || in_u32(off, skb::TC_CLASSID)
+            || (skb::CB..skb::CB_END).contains(&off)
+            || in_u64(off, skb::TSTAMP)
+            || in_u32(off, skb::QUEUE_MAPPING);
+        if !writable {
+            return None;
+        }
+    }
+    if (skb::FAMILY..skb::LOCAL_PORT_END).contains(&off) {
+        return None;
+    }
+    if off == skb::TSTAMP_TYPE {
+        return (size == 1).then_some(CtxField::Scalar);
+    }
+    skb_valid(off, size, write, skb_packet_field(off, true))
+}
+
+/// `cg_skb_is_valid_access`.
+fn cg_skb_access(off: i32, size: u32, write: bool, bpf_capable: bool) -> Option<CtxField> {
+    if in_u32(off, skb::TC_CLASSID) || in_u32(off, skb::DATA_META) || in_u32(off, skb::WIRE_LEN) {
+        return None;
+    }
+    if (in_u32(off, skb::DATA) || in_u32(off, skb::DATA_END)) && !bpf_capable {
+        return None;
+    }
+    if write {
+        let writable = in_u32(off, skb::MARK)
+            || in_u32(off, skb::PRIORITY)
+            || (skb::CB..skb::CB_END).contains(&off)
+            || (in_u64(off, skb::TSTAMP) && bpf_capable);
+        if !writable {
+            return None;
+        }
+    }
+    skb_valid(off, size, write, skb_packet_field(off, false))
+}
+
+/// `xdp_is_valid_access` with `__is_valid_xdp_access` (no offloaded programs here).
+fn xdp_access(off: i32, size: u32, write: bool, expected: AttachType) -> Option<CtxField> {
+    // egress_ifindex is only for devmap programs.
+    if expected != AttachType::XDP_DEVMAP && off == 20 {
+        return None;
+    }
+    if write {
+        return None;
+    }
+    if off < 0 || off >= XDP_MD_SIZE as i32 || size != 4 || off % 4 != 0 {
+        return None;
+    }
+    Some(match off {
+        0 => CtxField::PacketData,
+        4 => CtxField::PacketEnd,
+        8 => CtxField::PacketMeta,
+        _ => CtxField::Scalar,
+    })
+}
+
+/// `off % size == 0` and `[off, off + size)` inside `[lo, hi)`, read only.
+fn plain_read(off: i32, size: u32, write: bool, lo: i32, hi: i32) -> Option<CtxField> {
+    let s = size as i32;
+    (!write && s > 0 && off >= lo && off < hi && off % s == 0).then_some(CtxField::Scalar)
+}
+
+/// `btf_ctx_access` for a struct_ops member, simplified: each argument is an 8-byte
+/// slot read whole; a pointer to a struct becomes a trusted `PTR_TO_BTF_ID` (maybe
+/// NULL for `__nullable` arguments), anything else a scalar.
+fn struct_ops_access(btf: &Btf, proto: u32, off: i32, size: u32, write: bool) -> Option<CtxField> {
+    if write || off < 0 || off % 8 != 0 {
+        return None;
+    }
+    let (_, params) = btf.func_proto(proto).ok()?;
+    let param = params.get((off / 8) as usize)?;
+    let ty = btf.skip_modifiers(param.ty).ok()?;
+    let pointee = match btf.ty(ty).ok().map(|t| &t.kind) {
+        Some(TypeKind::Ptr { target }) => btf.skip_modifiers(*target).ok(),
+        _ => None,
+    };
+    let is_struct = pointee
+        .and_then(|p| btf.ty(p).ok())
+        .is_some_and(|t| matches!(t.kind, TypeKind::Struct(_)));
+    match (pointee, is_struct) {
+        (Some(p), true) => {
+            if size != 8 {
+                return None;
+            }
+            let nullable = btf
+                .name(param.name_off)
+                .is_ok_and(|n| n.ends_with("__nullable"));
+            Some(CtxField::BtfId {
+                btf_id: p,
+                maybe_null: nullable,
+                trusted: true,
+            })
+        }
+        _ => (size <= 8 && off % size as i32 == 0).then_some(CtxField::Scalar),
+    }
+}
+
+/// What `prog_load` established about a program before verification: the facts the
+/// verifier's questions are answered from.
+pub(crate) struct LoadFacts<'a> {
+    pub prog_type: ProgType,
+    pub expected_attach_type: AttachType,
+    /// The attach BTF and, for struct_ops, the member's `FUNC_PROTO` id in it.
+    pub attach: Option<(&'a Btf, u32)>,
+    pub caps: Capabilities,
+    pub gpl_compatible: bool,
+    pub sleepable: bool,
+    /// The instructions as submitted (map references as descriptors or indices).
+    pub insns: &'a [Insn],
+    pub func_info: &'a [FuncInfo],
+    pub used_maps: &'a [Arc<Map>],
+    pub map_refs: &'a [(usize, MapRef)],
+}
+
+/// The verifier's view of one program being loaded into a [`Runtime`].
+pub(crate) struct ProgEnv<'a> {
+    facts: &'a LoadFacts<'a>,
+    /// `LD_IMM64` map references of the submitted instructions to `used_maps` indices.
+    maps: HashMap<VMapRef, usize>,
+    /// Host helpers registered for this program type, at load time.
+    host_helpers: Vec<HelperProto>,
+}
+
+impl<'a> ProgEnv<'a> {
+    /// The environment of the program `facts` describe, loaded into `rt`.
+    pub(crate) fn new(rt: &Runtime, facts: &'a LoadFacts<'a>) -> ProgEnv<'a> {
+        let mut maps = HashMap::new();
+        for &(pc, r) in facts.map_refs {
+            let idx = match r {
+                MapRef::Map { map } | MapRef::Value { map, .. } => map,
+            };
+            if let Some(key) = submitted_map_ref(facts.insns, pc) {
+                maps.insert(key, idx);
+            }
+        }
+        let host_helpers = rt
+            .progs
+            .helpers
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .filter(|h| h.prog_types.is_empty() || h.prog_types.contains(&facts.prog_type))
+            .map(|h| h.proto)
+            .collect();
+        ProgEnv {
+            facts,
+            maps,
+            host_helpers,
+        }
+    }
+
+    fn map_info(map: &Map) -> MapInfo {
+        let flags = map.map_flags();
+        let rdonly_prog = flags & BPF_F_RDONLY_PROG != 0;
+        let frozen_value = (rdonly_prog
+            && map.is_frozen()
+            && map.map_type() == MapType::Array
+            && map.max_entries() == 1)
+            .then(|| {
+                let guard = crate::read_lock();
+                let p = map.lookup_ptr(&0u32.to_ne_bytes(), &guard)?;
+                let len = map.value_size() as usize;
+                // SAFETY: an array value of `value_size` bytes, alive while `guard` is
+                // held; the map is frozen, so nothing writes it.
+                Some(unsafe { std::slice::from_raw_parts(p.as_ptr(), len) }.to_vec())
+            })
+            .flatten();
+        MapInfo {
+            map_type: map.map_type().raw(),
+            key_size: map.key_size(),
+            value_size: map.value_size(),
+            max_entries: map.max_entries(),
+            flags,
+            rdonly_prog,
+            wronly_prog: flags & BPF_F_WRONLY_PROG != 0,
+            frozen_value,
+            name: map.name().to_owned(),
+            direct_value: map.map_type() == MapType::Array,
+        }
+    }
+}
+
+/// The verifier's key for the map reference of the `LD_IMM64` at `pc` as submitted.
+fn submitted_map_ref(insns: &[Insn], pc: usize) -> Option<VMapRef> {
+    let prog = Program::decode(insns.get(pc..pc + 2)?).ok()?;
+    let (_, op) = prog.iter().next()?;
+    match op {
+        Op::LdImm64 { imm, .. } => match imm {
+            Imm64::MapFd { fd } | Imm64::MapValue { fd, .. } => Some(VMapRef::Fd(fd)),
+            Imm64::MapIdx { idx } | Imm64::MapIdxValue { idx, .. } => Some(VMapRef::Idx(idx)),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+impl VerifierEnv for ProgEnv<'_> {
+    fn map(&self, map: VMapRef) -> Option<MapInfo> {
+        let idx = *self.maps.get(&map)?;
+        self.facts.used_maps.get(idx).map(|m| Self::map_info(m))
+    }
+
+    fn helper(&self, id: i32) -> Option<HelperProto> {
+        if let Some(p) = helpers::func_proto(self.facts.prog_type, id, self.facts.caps) {
+            return Some(*p);
+        }
+        if helpers::builtin(id).is_some() {
+            return None;
+        }
+        self.host_helpers.iter().find(|p| p.id == id).copied()
+    }
+
+    fn helper_name(&self, id: i32) -> Option<String> {
+        structops_isa::helper_name(id)
+            .map(str::to_owned)
+            .or_else(|| {
+                self.host_helpers
+                    .iter()
+                    .find(|p| p.id == id)
+                    .map(|p| format!("bpf_{}", p.name))
+            })
+    }
+
+    fn ctx_access(&self, off: i32, size: u32, write: bool) -> Option<CtxField> {
+        let b = self.facts;
+        match b.prog_type {
+            ProgType::XDP => xdp_access(off, size, write, b.expected_attach_type),
+            ProgType::SOCKET_FILTER => sk_filter_access(off, size, write),
+            ProgType::SCHED_CLS | ProgType::SCHED_ACT => tc_access(off, size, write),
+            ProgType::CGROUP_SKB => cg_skb_access(off, size, write, b.caps.bpf()),
+            ProgType::KPROBE => plain_read(off, size, write, 0, PT_REGS_SIZE)
+                .filter(|_| off + size as i32 <= PT_REGS_SIZE),
+            ProgType::TRACEPOINT => plain_read(off, size, write, 8, PERF_MAX_TRACE_SIZE),
+            ProgType::RAW_TRACEPOINT | ProgType::RAW_TRACEPOINT_WRITABLE => {
+                plain_read(off, size, write, 0, 8 * MAX_BPF_FUNC_ARGS)
+            }
+            ProgType::PERF_EVENT => {
+                let f = plain_read(off, size, write, 0, PERF_EVENT_DATA_SIZE)?;
+                if off >= PT_REGS_SIZE {
+                    narrow_ok(size, 8).then_some(f)
+                } else {
+                    (size == 8).then_some(f)
+                }
+            }
+            ProgType::SYSCALL => {
+                let s = size as i32;
+                (s > 0 && (0..i32::from(u16::MAX)).contains(&off) && off % s == 0)
+                    .then_some(CtxField::Scalar)
+            }
+            ProgType::STRUCT_OPS => {
+                let (btf, proto) = b.attach?;
+                struct_ops_access(btf, proto, off, size, write)
+            }
+            _ => None,
+        }
+    }
+
+    fn packet_access(&self) -> PacketAccess {
+        match self.facts.prog_type {
+            ProgType::SCHED_CLS | ProgType::SCHED_ACT | ProgType::XDP => PacketAccess::ReadWrite,
+            ProgType::CGROUP_SKB => PacketAccess::Read,
+            _ => PacketAccess::None,
+        }
+    }
+
+    fn may_access_skb(&self) -> bool {
+        matches!(
+            self.facts.prog_type,
+            ProgType::SOCKET_FILTER | ProgType::SCHED_CLS | ProgType::SCHED_ACT
+        )
+    }
+
+    fn return_rule(&self) -> ReturnRule {
+        let b = self.facts;
+        match b.prog_type {
+            ProgType::CGROUP_SKB if b.expected_attach_type == AttachType::CGROUP_INET_EGRESS => {
+                ReturnRule::Range { min: 0, max: 3 }
+            }
+            ProgType::CGROUP_SKB
+            | ProgType::CGROUP_SOCK
+            | ProgType::SOCK_OPS
+            | ProgType::CGROUP_DEVICE
+            | ProgType::CGROUP_SYSCTL
+            | ProgType::CGROUP_SOCKOPT => ReturnRule::Range { min: 0, max: 1 },
+            ProgType::STRUCT_OPS => {
+                let void = b
+                    .attach
+                    .and_then(|(btf, proto)| btf.func_proto(proto).ok())
+                    .is_some_and(|(ret, _)| ret == 0);
+                if void {
+                    ReturnRule::Void
+                } else {
+                    ReturnRule::Any
+                }
+            }
+            _ => ReturnRule::Any,
+        }
+    }
+}
+
+/// What verification of one program produced.
+pub(crate) type Verdict = Result<structops_verifier::VerifiedProgram, VerifyError>;
+
+/// Runs the verifier on the program `facts` describe, loaded into `rt` (the kernel's
+/// `bpf_check` after the structural passes `prog_load` made). The log at `log_level`
+/// is appended to `log`; on rejection the error line is appended even at level 0, so
+/// the caller always learns why.
+pub(crate) fn verify(
+    rt: &Runtime,
+    facts: &LoadFacts<'_>,
+    log_level: u32,
+    log: &mut String,
+) -> Verdict {
+    let env = ProgEnv::new(rt, facts);
+    let caps = facts.caps;
+    let info = structops_verifier::ProgInfo {
+        gpl_compatible: facts.gpl_compatible,
+        sleepable: facts.sleepable,
+        privileges: Privileges {
+            bpf_capable: caps.bpf(),
+            allow_ptr_leaks: caps.perfmon(),
+            allow_uninit_stack: caps.perfmon(),
+        },
+        func_info: facts.func_info.iter().map(|f| f.insn_off).collect(),
+        // The runtime has no struct_ops type registry yet: struct_ops programs get
+        // the member's arguments through `ctx_access` instead of an ops type's hooks.
+        struct_ops: None,
+    };
+    let opts = LogOptions {
+        level: log_level & 3,
+        stats: log_level & 4 != 0,
+    };
+    match structops_verifier::verify(facts.insns, &info, &env, &opts) {
+        Ok(v) => {
+            log.push_str(v.log());
+            Ok(v)
+        }
+        Err(e) => {
+            if e.log.is_empty() {
+                log.push_str(&e.message);
+                log.push('\n');
+            } else {
+                log.push_str(&e.log);
+            }
+            Err(e)
+        }
+    }
+}
+
+/// The errno a rejection makes `prog_load` return.
+pub(crate) fn errno_of(e: &VerifyError) -> Errno {
+    Errno(e.errno)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sk_buff_rules_follow_the_kernel() {
+        // Socket filters: no packet pointers, cb[] writable, narrow reads of len.
+        assert_eq!(sk_filter_access(0, 1, false), Some(CtxField::Scalar));
+        assert_eq!(sk_filter_access(0, 8, false), None);
+        assert_eq!(sk_filter_access(skb::DATA, 4, false), None);
+        assert_eq!(
+            sk_filter_access(skb::CB + 8, 8, true),
+            Some(CtxField::Scalar)
+        );
+        assert_eq!(sk_filter_access(skb::CB + 16, 8, false), None);
+        assert_eq!(sk_filter_access(skb::MARK, 4, true), None);
+        // tc: packet pointers, writable mark, no writes to len, tstamp_type bytes only.
+        assert_eq!(tc_access(skb::DATA, 4, false), Some(CtxField::PacketData));
+        assert_eq!(
+            tc_access(skb::DATA_END, 4, false),
+            Some(CtxField::PacketEnd)
+        );
+        assert_eq!(
+            tc_access(skb::DATA_META, 4, false),
+            Some(CtxField::PacketMeta)
+        );
+        assert_eq!(tc_access(skb::DATA, 2, false), None);
+        assert_eq!(tc_access(skb::MARK, 4, true), Some(CtxField::Scalar));
+        assert_eq!(tc_access(0, 4, true), None);
+        assert_eq!(
+            tc_access(skb::TSTAMP_TYPE, 1, false),
+            Some(CtxField::Scalar)
+        );
+        assert_eq!(tc_access(skb::SK, 8, false), None);
+        assert_eq!(tc_access(SK_BUFF_SIZE as i32, 4, false), None);
+        // cgroup skb: no data_meta, data only with CAP_BPF.
+        assert_eq!(
+            cg_skb_access(skb::DATA, 4, false, true),
+            Some(CtxField::PacketData)
+        );
+        assert_eq!(cg_skb_access(skb::DATA, 4, false, false), None);
+        assert_eq!(cg_skb_access(skb::DATA_META, 4, false, true), None);
+    }
+
+    #[test]
+    fn xdp_md_rules_follow_the_kernel() {
+        let x = AttachType(0);
+        assert_eq!(xdp_access(0, 4, false, x), Some(CtxField::PacketData));
+        assert_eq!(xdp_access(8, 4, false, x), Some(CtxField::PacketMeta));
+        assert_eq!(xdp_access(12, 4, false, x), Some(CtxField::Scalar));
+        assert_eq!(xdp_access(20, 4, false, x), None, "egress_ifindex");
+        assert_eq!(
+            xdp_access(20, 4, false, AttachType::XDP_DEVMAP),
+            Some(CtxField::Scalar)
+        );
+        assert_eq!(xdp_access(12, 2, false, x), None);
+        assert_eq!(xdp_access(12, 4, true, x), None);
+        assert_eq!(xdp_access(24, 4, false, x), None);
+    }
+}

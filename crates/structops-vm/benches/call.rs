@@ -8,7 +8,11 @@
 //!   stack frame on entry, as the interpreter does);
 //! - `jit_entry_no_zero_stack`: the same compiled without frame zeroing
 //!   (what the kernel's JIT does; verified programs cannot observe it);
-//! - `interp_entry`: the same program behind an interpreter entry point.
+//! - `interp_entry`: the same program behind an interpreter entry point;
+//! - `native_mmap` (x86-64 only): the native function's three instructions
+//!   (`mov (%rdi),%eax; add %esi,%eax; ret`) copied into an anonymous
+//!   read+execute mapping, to separate the cost of calling into JIT-style
+//!   memory far from the binary from the cost of the entry point's work.
 //!
 //! All go through `black_box`ed pointers, so each is a real indirect call.
 //! The figures of one run are printed side by side by Criterion in the
@@ -75,8 +79,13 @@ fn bench_call(c: &mut Criterion) {
         ("jit_entry_no_zero_stack", as_op(jit_no_zero.as_ptr())),
         ("interp_entry", as_op(interp.as_ptr())),
     ];
+    let mapped = mapped_native();
+    let mut members = members.to_vec();
+    if let Some(p) = mapped {
+        members.insert(1, ("native_mmap", as_op(p.cast())));
+    }
     let mut state = State { v: 40 };
-    for (name, op) in members {
+    for &(name, op) in &members {
         // SAFETY: a valid state; the program reads `v` only.
         let r = unsafe { op(&mut state, 2) };
         assert_eq!(r, 42, "{name}");
@@ -84,7 +93,7 @@ fn bench_call(c: &mut Criterion) {
         assert_eq!(unsafe { op(&mut state, -50) }, -10, "{name}");
     }
     let mut group = c.benchmark_group("member_call");
-    for (name, op) in members {
+    for &(name, op) in &members {
         group.bench_function(name, |b| {
             let state: *mut State = &mut state;
             b.iter(|| {
@@ -95,6 +104,34 @@ fn bench_call(c: &mut Criterion) {
         });
     }
     group.finish();
+}
+
+/// The native member's code in its own read+execute mapping (leaked).
+fn mapped_native() -> Option<*const u8> {
+    if !cfg!(target_arch = "x86_64") {
+        return None;
+    }
+    const CODE: [u8; 5] = [0x8b, 0x07, 0x01, 0xf0, 0xc3];
+    // SAFETY: a fresh private anonymous mapping, written and then made
+    // read+execute before use.
+    unsafe {
+        let p = libc::mmap(
+            std::ptr::null_mut(),
+            4096,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        );
+        if p == libc::MAP_FAILED {
+            return None;
+        }
+        std::ptr::copy_nonoverlapping(CODE.as_ptr(), p.cast::<u8>(), CODE.len());
+        if libc::mprotect(p, 4096, libc::PROT_READ | libc::PROT_EXEC) != 0 {
+            return None;
+        }
+        Some(p.cast::<u8>().cast_const())
+    }
 }
 
 criterion_group!(benches, bench_call);

@@ -4,8 +4,9 @@
 //!
 //! - `native`: a Rust `extern "C"` function doing the same work;
 //! - `jit_entry`: the one-line BPF program `return state->v + x;` behind a
-//!   JIT [`EntryPoint`] (default options: the callee zeroes its 512-byte
-//!   stack frame on entry, as the interpreter does);
+//!   JIT [`EntryPoint`] (default options: a function zeroes its 512-byte
+//!   frame on entry, as the interpreter does, but only if it reads `r10`,
+//!   which this one does not);
 //! - `jit_entry_no_zero_stack`: the same compiled without frame zeroing
 //!   (what the kernel's JIT does; verified programs cannot observe it);
 //! - `interp_entry`: the same program behind an interpreter entry point;

@@ -136,6 +136,8 @@ pub(crate) struct Verifier<'a> {
     pub log: String,
     pub maps: Vec<MapInfo>,
     map_index: HashMap<MapRef, u32>,
+    /// Maps of maps (index in `maps`) to their inner-map template's index.
+    pub inner_maps: HashMap<u32, u32>,
     pub cfg: Cfg,
     pub cur: State,
     pub insn_idx: usize,
@@ -207,6 +209,7 @@ impl<'a> Verifier<'a> {
             log: String::new(),
             maps: Vec::new(),
             map_index: HashMap::new(),
+            inner_maps: HashMap::new(),
             cfg: Cfg::default(),
             cur: State {
                 frames: vec![Frame::new(0, 0, 0)],
@@ -356,6 +359,11 @@ impl<'a> Verifier<'a> {
         let i = self.maps.len() as u32;
         self.maps.push(info);
         self.map_index.insert(r, i);
+        if let Some(inner) = self.env.inner_map(r) {
+            let j = self.maps.len() as u32;
+            self.maps.push(inner);
+            self.inner_maps.insert(i, j);
+        }
         Ok(i)
     }
 
@@ -1467,8 +1475,8 @@ impl<'a> Verifier<'a> {
                 if let (Some(p), true) = (ptr_side, other_side) {
                     // Eq: taken side is NULL. Ne: taken side is non-NULL.
                     let taken_null = cond == Cond::Eq;
-                    mark_ptr_or_null(&mut other, p.id, taken_null);
-                    mark_ptr_or_null(&mut self.cur, p.id, !taken_null);
+                    mark_ptr_or_null(&mut other, p.id, taken_null, &self.inner_maps);
+                    mark_ptr_or_null(&mut self.cur, p.id, !taken_null, &self.inner_maps);
                 }
             }
             if bits == Bits::B64
@@ -1683,8 +1691,10 @@ fn set_scalar(st: &mut State, r: usize, v: ScalarValue) {
 }
 
 /// `mark_ptr_or_null_regs`: every copy of the pointer with `id` becomes
-/// NULL (a zero scalar) or a non-NULL pointer.
-fn mark_ptr_or_null(st: &mut State, id: u32, is_null: bool) {
+/// NULL (a zero scalar) or a non-NULL pointer; a non-NULL value of a map of
+/// maps (`inner_maps`: outer map index to its template's) is the inner map
+/// (`CONST_PTR_TO_MAP` of `inner_map_meta`).
+fn mark_ptr_or_null(st: &mut State, id: u32, is_null: bool, inner_maps: &HashMap<u32, u32>) {
     if id == 0 {
         return;
     }
@@ -1696,6 +1706,14 @@ fn mark_ptr_or_null(st: &mut State, id: u32, is_null: bool) {
                     *released = true;
                 }
                 *reg = Reg::known(0);
+            } else if let Some(&inner) = inner_maps
+                .get(&reg.map)
+                .filter(|_| reg.ty == RegType::MapValue)
+            {
+                *reg = Reg {
+                    map: inner,
+                    ..Reg::ptr(RegType::ConstMap)
+                };
             } else {
                 reg.flags = reg.flags.without(RegFlags::MAYBE_NULL);
                 if reg.ref_obj_id == 0 {

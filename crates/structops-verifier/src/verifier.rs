@@ -133,6 +133,8 @@ pub(crate) struct Verifier<'a> {
     pub env: &'a dyn VerifierEnv,
     pub info: &'a ProgInfo,
     pub log_level: u32,
+    /// `BPF_LOG_STATS`: the error line and the stats line even at level 0.
+    log_stats: bool,
     pub log: String,
     pub maps: Vec<MapInfo>,
     map_index: HashMap<MapRef, u32>,
@@ -206,6 +208,7 @@ impl<'a> Verifier<'a> {
             env,
             info,
             log_level: log.level,
+            log_stats: log.stats,
             log: String::new(),
             maps: Vec::new(),
             map_index: HashMap::new(),
@@ -255,7 +258,7 @@ impl<'a> Verifier<'a> {
         let res = self.run_inner();
         res.map_err(|r| {
             let mut log = std::mem::take(&mut self.log);
-            if self.log_level > 0 {
+            if self.log_level > 0 || self.log_stats {
                 let _ = writeln!(log, "{}", r.message);
                 let _ = writeln!(log, "{}", self.stats.line());
             }
@@ -301,9 +304,9 @@ impl<'a> Verifier<'a> {
         }
         self.do_check()?;
         self.check_max_stack_depth()?;
-        if self.log_level > 0 {
+        if self.log_level > 0 || self.log_stats {
             let line = self.stats.line();
-            self.verbose(&format!("{line}\n"));
+            let _ = writeln!(self.log, "{line}");
         }
         Ok(())
     }

@@ -598,20 +598,34 @@ pub(crate) fn verify(
         level: log_level & 3,
         stats: log_level & 4 != 0,
     };
-    match structops_verifier::verify(facts.insns, &info, &env, &opts) {
-        Ok(v) => {
-            log.push_str(v.log());
-            Ok(v)
-        }
-        Err(e) => {
-            if e.log.is_empty() {
-                log.push_str(&e.message);
-                log.push('\n');
-            } else {
-                log.push_str(&e.log);
-            }
-            Err(e)
-        }
+    let start = std::time::Instant::now();
+    let verdict = structops_verifier::verify(facts.insns, &info, &env, &opts);
+    let usec = start.elapsed().as_micros();
+    let text = match &verdict {
+        Ok(v) => v.log().to_owned(),
+        Err(e) if e.log.is_empty() => format!("{}\n", e.message),
+        Err(e) => e.log.clone(),
+    };
+    if opts.stats {
+        log.push_str(&with_verification_time(&text, usec));
+    } else {
+        log.push_str(&text);
+    }
+    verdict
+}
+
+/// `print_verification_stats`: with `BPF_LOG_STATS`, `verification time N usec` comes
+/// right before the final `processed ...` line (at the end when there is none).
+fn with_verification_time(log: &str, usec: u128) -> String {
+    let line = format!("verification time {usec} usec\n");
+    let at = if log.starts_with("processed ") {
+        Some(0)
+    } else {
+        log.rfind("\nprocessed ").map(|i| i + 1)
+    };
+    match at {
+        Some(i) => format!("{}{line}{}", &log[..i], &log[i..]),
+        None => format!("{log}{line}"),
     }
 }
 
@@ -662,6 +676,19 @@ mod tests {
         );
         assert_eq!(cg_skb_access(skb::DATA, 4, false, false), None);
         assert_eq!(cg_skb_access(skb::DATA_META, 4, false, true), None);
+    }
+
+    #[test]
+    fn verification_time_precedes_the_stats_line() {
+        assert_eq!(
+            with_verification_time("0: exit\nprocessed 1 insns\n", 7),
+            "0: exit\nverification time 7 usec\nprocessed 1 insns\n"
+        );
+        assert_eq!(
+            with_verification_time("processed 1 insns\n", 3),
+            "verification time 3 usec\nprocessed 1 insns\n"
+        );
+        assert_eq!(with_verification_time("", 3), "verification time 3 usec\n");
     }
 
     #[test]

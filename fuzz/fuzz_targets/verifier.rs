@@ -7,13 +7,17 @@
 //!   XDP programs near the verifier's edges;
 //! - whatever the verifier accepts is test-run in the interpreter's checked mode on a
 //!   packet from the input, and must not fault.
+//!
+//! The runtime grants `CAP_BPF` and `CAP_NET_ADMIN` but not `CAP_PERFMON`, so the verifier
+//! must refuse every read of uninitialized stack too (with `CAP_PERFMON` the kernel allows
+//! those in-bounds reads, and checked runs would trap them).
 #![no_main]
 
 use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
 use structops::{
-    Errno, MapCreateAttr, MapType, ProgLoadAttr, ProgType, RunMode, Runtime, RuntimeConfig,
+    Capabilities, Errno, MapCreateAttr, MapType, ProgLoadAttr, ProgType, RunMode, Runtime, RuntimeConfig,
     TestRun,
 };
 use structops_isa::{Insn, assemble};
@@ -31,6 +35,7 @@ fn fixture() -> &'static Fixture {
     F.get_or_init(|| {
         let rt = Runtime::new(RuntimeConfig {
             ncpus: 2,
+            caps: Capabilities::BPF | Capabilities::NET_ADMIN,
             ..RuntimeConfig::default()
         });
         let array = rt

@@ -101,5 +101,8 @@ pub use error::VmError;
 pub use interp::{
     BPF_MAX_LOOPS, Caller, Config, DEFAULT_STEP_LIMIT, Interpreter, MAX_TAIL_CALL_CNT, Mode,
 };
-pub use jit::{Engine, JitError, JitOptions, JitProgram, MachineCode, Target, emit_machine_code};
+pub use jit::{
+    ArgKind, Engine, EntryEnv, EntryPoint, FuncModel, JitError, JitOptions, JitProgram,
+    MachineCode, RetKind, Target, emit_entry_machine_code, emit_machine_code,
+};
 pub use memory::{Access, MAX_CALL_FRAMES, Region, STACK_SIZE};

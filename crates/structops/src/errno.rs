@@ -64,6 +64,8 @@ errnos! {
     ENOTEMPTY = 39,
     /// Too many levels of indirection.
     ELOOP = 40,
+    /// Link has been severed: a struct_ops link updated after its detach.
+    ENOLINK = 67,
     /// Protocol error: a `BPF_PSEUDO_MAP_IDX` load without `fd_array`.
     EPROTO = 71,
     /// Value too large for the data type.

@@ -20,6 +20,8 @@ pub enum FdObject {
     Btf(BtfHandle),
     /// A program.
     Prog(ProgHandle),
+    /// A link.
+    Link(crate::struct_ops::LinkHandle),
     /// A host object (the key of local-storage maps, as a socket fd is for
     /// `SK_STORAGE`).
     Host(HostObject),
@@ -40,6 +42,12 @@ impl From<BtfHandle> for FdObject {
 impl From<ProgHandle> for FdObject {
     fn from(h: ProgHandle) -> FdObject {
         FdObject::Prog(h)
+    }
+}
+
+impl From<crate::struct_ops::LinkHandle> for FdObject {
+    fn from(h: crate::struct_ops::LinkHandle) -> FdObject {
+        FdObject::Link(h)
     }
 }
 
@@ -98,6 +106,16 @@ impl FdTable {
         match self.lock().get(&fd) {
             None => Err(Errno::EBADF),
             Some(FdObject::Btf(h)) => Ok(h.object().clone()),
+            Some(_) => Err(Errno::EINVAL),
+        }
+    }
+
+    /// The program named by `fd` (`bpf_prog_get`): `EBADF` if unused, `EINVAL` if not a
+    /// program.
+    pub(crate) fn prog(&self, fd: u32) -> Result<Arc<crate::prog::Prog>, Errno> {
+        match self.lock().get(&fd) {
+            None => Err(Errno::EBADF),
+            Some(FdObject::Prog(h)) => Ok(h.object().clone()),
             Some(_) => Err(Errno::EINVAL),
         }
     }

@@ -56,6 +56,7 @@ pub mod maps;
 pub mod object;
 pub mod prog;
 mod runtime;
+pub mod struct_ops;
 pub mod test_run;
 mod verify;
 
@@ -74,6 +75,10 @@ pub use prog::{
     AttachType, Prog, ProgHandle, ProgInfo, ProgLoadAttr, ProgType, Verification, VerifiedProgram,
 };
 pub use runtime::{ObjInfo, Runtime, RuntimeConfig};
+pub use struct_ops::{
+    Link, LinkCreateAttr, LinkHandle, LinkInfo, LinkUpdateAttr, OpsSlot, OpsTable, OpsType,
+    StructOps, StructOpsDesc,
+};
 pub use test_run::{RunFault, RunMode, TestRun};
 
 /// Enters a read section (the runtime's `rcu_read_lock`): while the returned guard

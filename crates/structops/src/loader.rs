@@ -23,8 +23,15 @@
 //! [`LoadedObject`] holds handles, and every descriptor is closed before `load` returns,
 //! on success and on failure alike.
 //!
-//! struct_ops maps are not created here: registering an ops table is the struct_ops
-//! subsystem's job. Their programs are loaded, bound to their member.
+//! struct_ops maps (`.struct_ops` / `.struct_ops.link` variables) are created in step 3
+//! when the host has registered their ops type ([`Runtime::register_struct_ops`]; maps of
+//! other types are left out, their programs still load bound to their member), with the
+//! object's BTF as `btf_fd` and the host value type. As in libbpf, they are filled and
+//! registered only by [`LoadedObject::attach_struct_ops`] (update, then `link_create` for
+//! link maps), which returns a [`StructOpsLink`]; [`StructOpsLink::update_map`] swaps a
+//! link to another map of the object (`bpf_link__update_map`). Before loading, the
+//! variable's data can be changed through [`ObjectLoader::object_mut`]
+//! (`struct_ops_mut`), like libbpf's shadow type.
 //!
 //! ```no_run
 //! use structops::{loader::{LoadOptions, ObjectLoader}, Runtime};
@@ -114,6 +121,15 @@ pub enum LoadError {
         errno: Errno,
         /// The verifier log.
         log: String,
+    },
+    /// Filling or registering a struct_ops map failed (`attach_struct_ops`,
+    /// `update_map`).
+    #[error("struct_ops map '{map}': attach failed: {errno}")]
+    Attach {
+        /// The map's name.
+        map: String,
+        /// The runtime's answer.
+        errno: Errno,
     },
     /// The runtime ran out of descriptors while loading.
     #[error("{path}: descriptor table: {errno}")]
@@ -275,6 +291,20 @@ impl ObjectLoader {
         // 3. Maps.
         let mut maps: Vec<Option<(MapHandle, u32)>> = Vec::with_capacity(self.obj.maps().len());
         for m in self.obj.maps() {
+            if m.autocreate() && m.map_type().0 == MAP_TYPE_STRUCT_OPS {
+                let created = match btf_fd {
+                    Some(fd) => self.create_struct_ops_map(rt, m, fd)?,
+                    None => None,
+                };
+                match created {
+                    Some(handle) => {
+                        let fd = fds.install(&path, handle.clone())?;
+                        maps.push(Some((handle, fd)));
+                    }
+                    None => maps.push(None),
+                }
+                continue;
+            }
             if !m.autocreate() || m.map_type().0 == MAP_TYPE_STRUCT_OPS {
                 maps.push(None);
                 continue;
@@ -432,6 +462,38 @@ impl ObjectLoader {
         })
     }
 
+    /// `bpf_object__create_map` for a struct_ops map whose host type is registered
+    /// (`None` when it is not).
+    fn create_struct_ops_map(
+        &self,
+        rt: &Runtime,
+        m: &structops_obj::Map,
+        btf_fd: u32,
+    ) -> Result<Option<MapHandle>, LoadError> {
+        let vid = m.btf_vmlinux_value_type_id();
+        if vid == 0 || rt.struct_ops_find_value(vid).is_none() {
+            return Ok(None);
+        }
+        let attr = MapCreateAttr {
+            map_type: MAP_TYPE_STRUCT_OPS,
+            key_size: 4,
+            value_size: m.value_size(),
+            max_entries: 1,
+            map_flags: m.map_flags(),
+            btf_fd,
+            btf_vmlinux_value_type_id: vid,
+            ..MapCreateAttr::default()
+        }
+        .name(m.kernel_name());
+        rt.map_create(&attr)
+            .map(Some)
+            .map_err(|errno| LoadError::MapCreate {
+                path: self.path.clone(),
+                map: m.name().to_string(),
+                errno,
+            })
+    }
+
     /// The `BPF_PROG_LOAD` attributes of one relocated program.
     fn prog_attr(&self, l: &LinkedProgram, btf_fd: Option<u32>) -> ProgLoadAttr {
         let p = self.obj.programs().get(l.program);
@@ -574,5 +636,137 @@ impl LoadedObject {
     /// The verifier log of a program, when [`LoadOptions::keep_logs`] was set.
     pub fn log(&self, prog: &str) -> Option<&str> {
         self.logs.get(prog).map(String::as_str)
+    }
+
+    /// Writes the struct_ops map `name`'s value (`kern_vdata` with the programs'
+    /// descriptors, `bpf_map_prepare_vdata`) with `BPF_MAP_UPDATE_ELEM`.
+    fn update_struct_ops(&self, rt: &Runtime, name: &str) -> Result<MapHandle, LoadError> {
+        let map_err = |errno| LoadError::Attach {
+            map: name.to_string(),
+            errno,
+        };
+        let handle = self.map(name).ok_or(map_err(Errno::ENOENT))?;
+        let st = self
+            .object
+            .maps()
+            .iter()
+            .find(|m| m.name() == name)
+            .and_then(|m| m.struct_ops())
+            .ok_or(map_err(Errno::EINVAL))?;
+        let mut fds = FdGuard {
+            rt,
+            fds: Vec::new(),
+        };
+        let mut prog_fds = BTreeMap::new();
+        for p in st.declared_programs().iter().flatten() {
+            let Some(h) = self
+                .object
+                .programs()
+                .get(*p)
+                .and_then(|pr| self.prog(pr.name()))
+            else {
+                continue;
+            };
+            let mut fd = fds.install(&self.name, h.clone())?;
+            if fd == 0 {
+                // Descriptor 0 in a function member means "no program" (it is never a
+                // program in the kernel, where it is stdin): take another one, keeping
+                // 0 busy until the update is done.
+                fd = fds.install(&self.name, h.clone())?;
+            }
+            prog_fds.insert(*p, fd);
+        }
+        let value = st
+            .kern_value(&|p| prog_fds.get(&p).map_or(0, |&fd| i64::from(fd)))
+            .ok_or(map_err(Errno::EINVAL))?;
+        rt.map_update_elem(handle, Some(&0u32.to_ne_bytes()), &value, 0)
+            .map_err(map_err)?;
+        Ok(handle.clone())
+    }
+
+    /// `bpf_map__attach_struct_ops`: fills the struct_ops map `name` (its programs'
+    /// descriptors in the function members) and registers it — by the update itself for
+    /// a `.struct_ops` map, by `link_create` for a `.struct_ops.link` map.
+    ///
+    /// # Errors
+    ///
+    /// [`LoadError::Attach`] with the errno of the update or the link creation (`ENOENT`
+    /// if the object has no such created map).
+    pub fn attach_struct_ops(&self, rt: &Runtime, name: &str) -> Result<StructOpsLink, LoadError> {
+        let handle = self.update_struct_ops(rt, name)?;
+        let is_link = handle.struct_ops().is_some_and(|s| s.is_link_map());
+        if !is_link {
+            return Ok(StructOpsLink::Map(handle));
+        }
+        let fd = rt
+            .fd_install(handle.clone())
+            .map_err(|errno| LoadError::Attach {
+                map: name.to_string(),
+                errno,
+            })?;
+        let link = rt.link_create(&crate::struct_ops::LinkCreateAttr::struct_ops(fd));
+        let _ = rt.fd_close(fd);
+        link.map(StructOpsLink::Link)
+            .map_err(|errno| LoadError::Attach {
+                map: name.to_string(),
+                errno,
+            })
+    }
+}
+
+/// What [`LoadedObject::attach_struct_ops`] returns: libbpf's struct_ops `bpf_link`.
+#[derive(Debug)]
+pub enum StructOpsLink {
+    /// A `.struct_ops` map registered by its update (libbpf's link without a kernel link:
+    /// destroying it deletes the map's element).
+    Map(MapHandle),
+    /// A `.struct_ops.link` map registered through a struct_ops link.
+    Link(crate::struct_ops::LinkHandle),
+}
+
+impl StructOpsLink {
+    /// `bpf_link__update_map`: fills `obj`'s struct_ops map `name` (an `EBUSY` from an
+    /// already filled map is fine) and moves the link to it. `EINVAL` for a
+    /// `.struct_ops` registration, which has no kernel link.
+    pub fn update_map(
+        &self,
+        rt: &Runtime,
+        obj: &LoadedObject,
+        name: &str,
+    ) -> Result<(), LoadError> {
+        let err = |errno| LoadError::Attach {
+            map: name.to_string(),
+            errno,
+        };
+        let StructOpsLink::Link(link) = self else {
+            return Err(err(Errno::EINVAL));
+        };
+        let handle = match obj.update_struct_ops(rt, name) {
+            Ok(h) => h,
+            Err(LoadError::Attach {
+                errno: Errno::EBUSY,
+                ..
+            }) => obj.map(name).cloned().ok_or(err(Errno::ENOENT))?,
+            Err(e) => return Err(e),
+        };
+        let fd = rt.fd_install(handle).map_err(err)?;
+        let r = rt.link_update(
+            link,
+            &crate::struct_ops::LinkUpdateAttr {
+                new_map_fd: fd,
+                ..Default::default()
+            },
+        );
+        let _ = rt.fd_close(fd);
+        r.map_err(err)
+    }
+
+    /// `bpf_link__destroy` / `bpf_link__detach`: detaches a link, deletes a
+    /// `.struct_ops` map's element (unregistering it).
+    pub fn detach(&self, rt: &Runtime) -> Result<(), Errno> {
+        match self {
+            StructOpsLink::Map(m) => rt.map_delete_elem(m, Some(&0u32.to_ne_bytes())),
+            StructOpsLink::Link(l) => rt.link_detach(l),
+        }
     }
 }

@@ -63,6 +63,8 @@ pub enum ObjInfo {
     Btf(BtfInfo),
     /// `struct bpf_prog_info`.
     Prog(ProgInfo),
+    /// `struct bpf_link_info`.
+    Link(crate::struct_ops::LinkInfo),
 }
 
 /// An in-process `bpf(2)`: the object tables, the descriptor table and the commands.
@@ -78,8 +80,9 @@ pub struct Runtime {
     maps: Arc<IdTable<Map>>,
     pub(crate) progs: ProgRegistry,
     btfs: Arc<IdTable<BtfObject>>,
-    fds: FdTable,
+    pub(crate) fds: FdTable,
     host_btf: Mutex<Option<BtfHandle>>,
+    pub(crate) struct_ops: crate::struct_ops::Registry,
 }
 
 impl Default for Runtime {
@@ -128,6 +131,7 @@ impl Runtime {
             btfs: IdTable::new(),
             fds: FdTable::default(),
             host_btf: Mutex::new(None),
+            struct_ops: crate::struct_ops::Registry::new(),
         }
     }
 
@@ -247,6 +251,8 @@ impl Runtime {
             memory_limit: self.map_memory_limit,
             fds: &self.fds,
             table: &self.maps,
+            struct_ops: &self.struct_ops,
+            host_btf: self.host_btf().map(|h| h.object().clone()),
         };
         let map = maps::create(&ctx, attr)?;
         let mode = AccessMode::from_flags(attr.map_flags)?;
@@ -274,12 +280,13 @@ impl Runtime {
         value: &[u8],
         flags: u64,
     ) -> Result<(), Errno> {
-        map.sys_update(map.mode(), &self.fds, key, value, flags)
+        map.object()
+            .sys_update(map.mode(), &self.fds, key, value, flags)
     }
 
     /// `BPF_MAP_DELETE_ELEM`.
     pub fn map_delete_elem(&self, map: &MapHandle, key: Option<&[u8]>) -> Result<(), Errno> {
-        map.sys_delete(map.mode(), &self.fds, key)
+        map.object().sys_delete(map.mode(), &self.fds, key)
     }
 
     /// `BPF_MAP_GET_NEXT_KEY`: `key` `None` (or absent) gives the first key; `ENOENT`
@@ -326,7 +333,7 @@ impl Runtime {
 
     /// `BPF_*_GET_NEXT_ID`: the first id of `kind` greater than `start_id`. `EINVAL`
     /// for `start_id >= INT_MAX`, `EPERM` without `CAP_SYS_ADMIN`, `ENOENT` past the
-    /// last. (No links exist yet, so that id space is empty.)
+    /// last.
     pub fn get_next_id(&self, kind: ObjKind, start_id: u32) -> Result<u32, Errno> {
         if start_id >= ID_LIMIT {
             return Err(Errno::EINVAL);
@@ -338,7 +345,7 @@ impl Runtime {
             ObjKind::Map => self.maps.next_id(start_id),
             ObjKind::Btf => self.btfs.next_id(start_id),
             ObjKind::Prog => self.progs.table.next_id(start_id),
-            ObjKind::Link => Err(Errno::ENOENT),
+            ObjKind::Link => self.struct_ops.links.next_id(start_id),
         }
     }
 
@@ -359,6 +366,7 @@ impl Runtime {
             FdObject::Map(m) => Ok(ObjInfo::Map(m.info())),
             FdObject::Btf(b) => Ok(ObjInfo::Btf(b.info())),
             FdObject::Prog(p) => Ok(ObjInfo::Prog(p.info())),
+            FdObject::Link(l) => Ok(ObjInfo::Link(l.info())),
             FdObject::Host(_) => Err(Errno::EINVAL),
         }
     }

@@ -124,6 +124,10 @@ pub struct TestRun {
     pub duration: u32,
     /// Out: why the run stopped early, when `prog_test_run` returns `EFAULT`.
     pub fault: Option<RunFault>,
+    /// `bpf_dummy_ops` runs: the `struct bpf_dummy_ops_state` (its `val`) that a non-zero
+    /// `args[0]` points to, in and out (the kernel copies it from and back to the user
+    /// pointer in `args[0]`). `None` with a non-zero `args[0]` is `EFAULT`.
+    pub dummy_state: Option<i32>,
 }
 
 impl TestRun {
@@ -786,7 +790,15 @@ impl Runtime {
 
     /// `bpf_struct_ops_test_run`: `ctx_in` holds one `u64` per argument of the member's
     /// prototype; the program runs once.
+    ///
+    /// When the `bpf_dummy_ops` twin is registered, this is the kernel's
+    /// `bpf_struct_ops_test_run` exactly (see [`crate::struct_ops::dummy`]): programs of
+    /// other ops types are `EOPNOTSUPP`. Without it, any struct_ops program runs with its
+    /// raw arguments (an extension: the kernel can only test `bpf_dummy_ops`).
     fn test_run_struct_ops(&self, prog: &Prog, t: &mut TestRun) -> Result<(), Errno> {
+        if let Some(dummy) = self.dummy_ops() {
+            return crate::struct_ops::dummy::dummy_test_run(self, &dummy, prog, t);
+        }
         let btf = prog.attach_btf().ok_or(Errno::EOPNOTSUPP)?;
         let nargs = btf
             .btf()

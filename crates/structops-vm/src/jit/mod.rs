@@ -41,6 +41,14 @@
 //! are only `r0`, unless the program was compiled with
 //! [`JitOptions::capture_registers`].
 //!
+//! # Entry points
+//!
+//! [`EntryPoint`] turns a program into a native `extern "C"` function with
+//! a struct_ops member's signature ([`FuncModel`]): it fills the context
+//! array from its arguments and calls the compiled code directly, or runs
+//! the program through the runtime when it needs an environment or the
+//! engine is the interpreter (see the entry module).
+//!
 //! # Code and memory
 //!
 //! Each BPF function becomes one native function (see the translation
@@ -52,6 +60,7 @@
 //! through [`emit_machine_code`], but executing it needs instruction-cache maintenance
 //! that is not written yet.
 
+mod entry;
 mod memory;
 mod runtime;
 mod translate;
@@ -64,6 +73,10 @@ use cranelift_codegen::settings::{self, Configurable};
 use thiserror::Error;
 
 use crate::code::{Code, CodeInner};
+pub use entry::{
+    ArgKind, EntryEnv, EntryPoint, FuncModel, MAX_ARGS, MAX_STRUCT_ARG_SIZE, RetKind,
+    emit_entry_machine_code,
+};
 use memory::ExecMemory;
 use runtime::{BpfFn, Shims};
 pub(crate) use runtime::{
@@ -126,6 +139,12 @@ pub enum JitError {
     Unsupported {
         /// What.
         what: &'static str,
+    },
+    /// A member's function model the kernel would refuse.
+    #[error("unsupported function model: {reason}")]
+    FuncModel {
+        /// Which limit it exceeds.
+        reason: &'static str,
     },
     /// [`Interpreter::run_compiled`](crate::Interpreter::run_compiled)
     /// got a program compiled from another [`Code`].

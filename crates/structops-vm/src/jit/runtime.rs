@@ -75,6 +75,8 @@ pub(crate) mod state_offsets {
     pub(crate) const STACK_TOP: i32 = std::mem::offset_of!(JitState, stack_top) as i32;
     pub(crate) const TAIL_PROG: i32 = std::mem::offset_of!(JitState, tail_prog) as i32;
     pub(crate) const REGS: i32 = std::mem::offset_of!(JitState, regs) as i32;
+    /// Entry points build only the fields up to and including this one.
+    pub(crate) const VM: i32 = std::mem::offset_of!(JitState, vm) as i32;
 }
 
 // The layout JIT code was generated for.
@@ -83,6 +85,7 @@ const _: () = {
     assert!(state_offsets::STACK_TOP == 8);
     assert!(state_offsets::TAIL_PROG == 16);
     assert!(state_offsets::REGS == 24);
+    assert!(state_offsets::VM == 112);
 };
 
 /// Addresses of the shims, baked into the code as constants.
@@ -330,6 +333,16 @@ unsafe extern "C" fn shim_fail(
     a: u64,
     b: u64,
 ) -> u64 {
+    let st = state.cast::<JitState>();
+    // SAFETY: every run state has the fields up to `vm`; a direct call of
+    // an entry point builds only those, with `vm` null, and has no error
+    // slot or environment: it only learns that the run failed.
+    unsafe {
+        if (&raw const (*st).vm).read().is_null() {
+            (&raw mut (*st).status).write(STATUS_ERROR);
+            return 0;
+        }
+    }
     // SAFETY: called by JIT code with its live state.
     unsafe {
         guarded(state, |_, vm, _| {

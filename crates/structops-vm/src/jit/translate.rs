@@ -454,6 +454,9 @@ struct FunctionTranslator<'a, 'b> {
     shim_sig: Option<SigRef>,
     /// Imported BPF functions, by entry instruction.
     funcs: Vec<(u32, FuncRef)>,
+    /// Whether the code reads `r10`: only then can it reach its frame,
+    /// and only then is the frame zeroed.
+    uses_frame: bool,
 }
 
 impl<'a, 'b> FunctionTranslator<'a, 'b> {
@@ -497,6 +500,7 @@ impl<'a, 'b> FunctionTranslator<'a, 'b> {
             bpf_sig: None,
             shim_sig: None,
             funcs: Vec::new(),
+            uses_frame: false,
         };
         let zero = fx.builder.ins().iconst(I64, 0);
         for (i, var) in regs.iter().enumerate() {
@@ -513,6 +517,9 @@ impl<'a, 'b> FunctionTranslator<'a, 'b> {
     }
 
     fn reg(&mut self, n: u8) -> Value {
+        if n >= 10 {
+            self.uses_frame = true;
+        }
         let var = self.regs[usize::from(n).min(10)];
         self.builder.use_var(var)
     }
@@ -588,15 +595,25 @@ impl<'a, 'b> FunctionTranslator<'a, 'b> {
                 }
             }
         }
-        if self.options.zero_stack {
-            self.zero_frame();
-        }
+        // Zeroing the frame goes in a block filled last, once it is known
+        // whether the function reads r10 at all: a function that never
+        // does cannot reach its frame (callees get their own).
+        let prologue = self.options.zero_stack.then(|| {
+            let p = self.builder.create_block();
+            self.builder.ins().jump(p, &[]);
+            p
+        });
         if start >= n {
+            if let Some(p) = prologue {
+                self.builder.switch_to_block(p);
+            }
             self.fail(runtime::FAIL_FELL_OFF, self.code.slot_count as u64, 0, 0);
             return Ok(());
         }
         let first = self.block(start);
-        self.builder.ins().jump(first, &[]);
+        if prologue.is_none() {
+            self.builder.ins().jump(first, &[]);
+        }
         let mut open = false;
         for idx in 0..n {
             if !reachable[idx] {
@@ -620,6 +637,13 @@ impl<'a, 'b> FunctionTranslator<'a, 'b> {
                 self.fail(runtime::FAIL_FELL_OFF, self.code.slot_count as u64, 0, 0);
                 open = false;
             }
+        }
+        if let Some(p) = prologue {
+            self.builder.switch_to_block(p);
+            if self.uses_frame {
+                self.zero_frame();
+            }
+            self.builder.ins().jump(first, &[]);
         }
         // The shared failure exit.
         self.builder.switch_to_block(self.fail_block);

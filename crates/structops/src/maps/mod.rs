@@ -124,6 +124,8 @@ pub enum MapType {
     HashOfMaps = 13,
     /// `BPF_MAP_TYPE_SK_STORAGE`: local storage keyed by a [`HostObject`].
     SkStorage = 24,
+    /// `BPF_MAP_TYPE_STRUCT_OPS`: an ops table (see [`crate::struct_ops`]).
+    StructOps = 26,
     /// `BPF_MAP_TYPE_RINGBUF`.
     Ringbuf = 27,
     /// `BPF_MAP_TYPE_TASK_STORAGE`: local storage keyed by a [`HostObject`].
@@ -144,6 +146,7 @@ impl MapType {
             12 => MapType::ArrayOfMaps,
             13 => MapType::HashOfMaps,
             24 => MapType::SkStorage,
+            26 => MapType::StructOps,
             27 => MapType::Ringbuf,
             29 => MapType::TaskStorage,
             _ => return None,
@@ -209,6 +212,8 @@ pub struct MapCreateAttr {
     pub map_extra: u64,
     /// `map_token_fd` (used with `BPF_F_TOKEN_FD`; tokens do not exist here).
     pub map_token_fd: i32,
+    /// `value_type_btf_obj_fd` (struct_ops maps with `BPF_F_VTYPE_BTF_OBJ_FD`).
+    pub value_type_btf_obj_fd: i32,
 }
 
 impl MapCreateAttr {
@@ -299,6 +304,7 @@ enum MapImpl {
     Hash(HashTab),
     Ringbuf(RingBuf),
     Storage(LocalStorageMap),
+    StructOps(Box<crate::struct_ops::map::StructOpsMap>),
 }
 
 /// A map.
@@ -368,6 +374,8 @@ pub(crate) struct CreateCtx<'a> {
     pub(crate) memory_limit: u64,
     pub(crate) fds: &'a FdTable,
     pub(crate) table: &'a Arc<IdTable<Map>>,
+    pub(crate) struct_ops: &'a crate::struct_ops::Registry,
+    pub(crate) host_btf: Option<Arc<BtfObject>>,
 }
 
 /// The kernel's `isalnum` (Latin-1 `lib/ctype.c`), `_` and `.`: the characters
@@ -497,7 +505,7 @@ fn check_btf(
                 return Err(Errno::EINVAL);
             }
         }
-        MapType::ProgArray | MapType::Ringbuf => {}
+        MapType::ProgArray | MapType::Ringbuf | MapType::StructOps => {}
     }
     Ok(())
 }
@@ -604,6 +612,7 @@ fn alloc_check(a: &MapCreateAttr, ty: MapType, caps: Capabilities) -> Result<(),
         }
         MapType::SkStorage | MapType::TaskStorage => storage_alloc_check(a),
         MapType::Ringbuf => Ok(()),
+        MapType::StructOps => crate::struct_ops::map::alloc_check(a),
     }
 }
 
@@ -758,6 +767,16 @@ fn alloc(
             0,
             None,
         )),
+        MapType::StructOps => Ok((
+            MapImpl::StructOps(Box::new(crate::struct_ops::map::alloc(
+                a,
+                ctx.fds,
+                ctx.struct_ops,
+                ctx.host_btf.clone(),
+            )?)),
+            1,
+            None,
+        )),
     }
 }
 
@@ -767,9 +786,13 @@ pub(crate) fn create(ctx: &CreateCtx<'_>, attr: &MapCreateAttr) -> Result<Arc<Ma
     let token = a.map_flags & BPF_F_TOKEN_FD != 0;
     a.map_flags &= !BPF_F_TOKEN_FD;
     if a.btf_vmlinux_value_type_id != 0 {
-        // Only struct_ops maps take a vmlinux value type; they are not maps of this
-        // module.
-        return Err(Errno::EINVAL);
+        // Only struct_ops maps take a vmlinux value type, and no other BTF types.
+        if a.map_type != MapType::StructOps.raw()
+            || a.btf_key_type_id != 0
+            || a.btf_value_type_id != 0
+        {
+            return Err(Errno::EINVAL);
+        }
     } else if a.btf_key_type_id != 0 && a.btf_value_type_id == 0 {
         return Err(Errno::EINVAL);
     }
@@ -792,8 +815,11 @@ pub(crate) fn create(ctx: &CreateCtx<'_>, attr: &MapCreateAttr) -> Result<Arc<Ma
     if ctx.unprivileged_bpf_disabled && !ctx.caps.bpf() {
         return Err(Errno::EPERM);
     }
-    let privileged =
-        ty.is_local_storage() || matches!(ty, MapType::LruHash | MapType::LruPercpuHash);
+    let privileged = ty.is_local_storage()
+        || matches!(
+            ty,
+            MapType::LruHash | MapType::LruPercpuHash | MapType::StructOps
+        );
     if privileged && !ctx.caps.bpf() {
         return Err(Errno::EPERM);
     }
@@ -808,7 +834,8 @@ pub(crate) fn create(ctx: &CreateCtx<'_>, attr: &MapCreateAttr) -> Result<Arc<Ma
     let (imp, max_entries, inner_meta) = alloc(&a, ty, ctx)?;
     let name = obj_name(&a.map_name)?;
     let mut btf = None;
-    if a.btf_key_type_id != 0 || a.btf_value_type_id != 0 {
+    // Even a map whose value is a host struct (struct_ops) needs the object's BTF.
+    if a.btf_key_type_id != 0 || a.btf_value_type_id != 0 || a.btf_vmlinux_value_type_id != 0 {
         let b = ctx.fds.btf(a.btf_fd)?;
         if b.is_kernel() {
             return Err(Errno::EACCES);
@@ -1037,13 +1064,14 @@ impl Map {
                 let owner = fds.host(read_u32(k))?;
                 s.lookup(&owner, &mut buf)?;
             }
+            MapImpl::StructOps(s) => s.sys_lookup(k, &mut buf)?,
         }
         put(value, &buf)
     }
 
     /// `BPF_MAP_UPDATE_ELEM`.
     pub(crate) fn sys_update(
-        &self,
+        self: &Arc<Self>,
         mode: AccessMode,
         fds: &FdTable,
         key: Option<&[u8]>,
@@ -1091,6 +1119,7 @@ impl Map {
                 let owner = fds.host(read_u32(k))?;
                 s.update(&owner, value, flags)
             }
+            MapImpl::StructOps(s) => s.update(self, fds, k, value, flags),
         }
     }
 
@@ -1105,7 +1134,7 @@ impl Map {
 
     /// `BPF_MAP_DELETE_ELEM`.
     pub(crate) fn sys_delete(
-        &self,
+        self: &Arc<Self>,
         mode: AccessMode,
         fds: &FdTable,
         key: Option<&[u8]>,
@@ -1123,6 +1152,7 @@ impl Map {
             MapImpl::Hash(h) => h.delete(k, &guard),
             MapImpl::Ringbuf(_) => Err(Errno::ENOTSUPP),
             MapImpl::Storage(s) => s.delete(&fds.host(read_u32(k))?),
+            MapImpl::StructOps(s) => s.delete(),
         }
     }
 
@@ -1148,6 +1178,9 @@ impl Map {
                 buf.copy_from_slice(&n.to_ne_bytes());
             }
             MapImpl::Hash(h) => h.get_next_key(key, &mut buf, &guard)?,
+            MapImpl::StructOps(_) => {
+                crate::struct_ops::map::StructOpsMap::get_next_key(key, &mut buf)?
+            }
             MapImpl::Ringbuf(_) | MapImpl::Storage(_) => return Err(Errno::ENOTSUPP),
         }
         put(next_key, &buf)
@@ -1155,6 +1188,9 @@ impl Map {
 
     /// `BPF_MAP_FREEZE`.
     pub(crate) fn sys_freeze(&self, mode: AccessMode) -> Result<(), Errno> {
+        if self.map_type == MapType::StructOps {
+            return Err(Errno::ENOTSUPP);
+        }
         if !self.can_sys_write(mode) {
             return Err(Errno::EPERM);
         }
@@ -1235,7 +1271,7 @@ impl Map {
                 let n = h.lookup_prog(k, guard)?;
                 h.value_ptr(n, self.prog_cpu())
             }
-            MapImpl::Ringbuf(_) | MapImpl::Storage(_) => return None,
+            MapImpl::Ringbuf(_) | MapImpl::Storage(_) | MapImpl::StructOps(_) => return None,
         };
         NonNull::new(p)
     }
@@ -1319,6 +1355,14 @@ impl Map {
                 a.set(index, prog.map(Slot::Prog), &crossbeam_epoch::pin())
             }
             _ => Err(Errno::EINVAL),
+        }
+    }
+
+    /// The struct_ops part of a `STRUCT_OPS` map.
+    pub fn struct_ops(&self) -> Option<&crate::struct_ops::map::StructOpsMap> {
+        match &self.imp {
+            MapImpl::StructOps(s) => Some(s),
+            _ => None,
         }
     }
 

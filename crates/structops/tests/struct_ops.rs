@@ -1,0 +1,1120 @@
+//! struct_ops in the runtime alone: ops type registration (the checks of
+//! `bpf_struct_ops_desc_init`), the struct_ops map (create, update, lookup, delete,
+//! get_next_key), links (create, update, detach, release), calls through an `OpsSlot`,
+//! hot swap under load, and the `bpf_dummy_ops` twin's test runs.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use structops::struct_ops::{
+    BPF_F_LINK, MAP_TYPE_STRUCT_OPS, MemberInfo, State, add_value_type, dummy,
+    link::{BPF_F_REPLACE, BPF_LINK_TYPE_STRUCT_OPS},
+};
+use structops::{
+    Errno, Link, LinkCreateAttr, LinkUpdateAttr, MapCreateAttr, MapHandle, ObjInfo, ObjKind,
+    OpsSlot, OpsTable, ProgHandle, ProgLoadAttr, ProgType, Runtime, RuntimeConfig, StructOps,
+    StructOpsDesc, TestRun,
+};
+use structops_btf::{BtfBuilder, INT_SIGNED, TypeId};
+use structops_isa::assemble;
+
+fn rt() -> Runtime {
+    Runtime::new(RuntimeConfig {
+        ncpus: 2,
+        run_unverified: true,
+        ..RuntimeConfig::default()
+    })
+}
+
+/// Ids of the host types.
+struct Ids {
+    ops: TypeId,
+    value: TypeId,
+}
+
+/// `struct test_ops { int (*add)(int a, int b); int (*mul)(int a, int b); char name[16];
+/// struct module *owner; unsigned int flags; }` (48 bytes) and its value type.
+fn host_btf(rt: &Runtime) -> Ids {
+    let mut b = BtfBuilder::new();
+    let int = b.add_int("int", 4, INT_SIGNED);
+    let uint = b.add_int("unsigned int", 4, 0);
+    let chr = b.add_int("char", 1, 0);
+    let arr = b.add_array(chr, int, 16);
+    let module = b.add_struct("module", 8, &[("x", int, 0)]);
+    let pmod = b.add_ptr(module);
+    let proto = b.add_func_proto(int, &[("a", int), ("b", int)]);
+    let fp = b.add_ptr(proto);
+    let ops = b.add_struct(
+        "test_ops",
+        48,
+        &[
+            ("add", fp, 0),
+            ("mul", fp, 64),
+            ("name", arr, 128),
+            ("owner", pmod, 256),
+            ("flags", uint, 320),
+        ],
+    );
+    let value = add_value_type(&mut b, ops, "test_ops").unwrap();
+    dummy::add_btf(&mut b);
+    rt.register_host_btf(b.build()).unwrap();
+    Ids { ops, value }
+}
+
+const ADD: usize = 0;
+const MUL: usize = 1;
+const NAME_OFF: usize = 16;
+const OWNER_OFF: usize = 32;
+const FLAGS_OFF: usize = 40;
+const DATA: usize = 64;
+const VALUE_SIZE: u32 = 128;
+
+/// A host for `test_ops`, with `tcp_congestion_ops`-like rules: `name` is set by
+/// `init_member` (non-empty), `add` is required, names are unique, `update` keeps the
+/// name.
+#[derive(Default)]
+struct Host {
+    by_name: Mutex<HashMap<String, Arc<OpsSlot>>>,
+    events: Mutex<Vec<String>>,
+}
+
+fn name_of(kdata: &[u8]) -> String {
+    let n = &kdata[NAME_OFF..NAME_OFF + 16];
+    let end = n.iter().position(|&c| c == 0).unwrap_or(16);
+    String::from_utf8_lossy(&n[..end]).into_owned()
+}
+
+impl StructOps for Host {
+    fn init_member(&self, m: &MemberInfo, kdata: &mut [u8], udata: &[u8]) -> Result<bool, Errno> {
+        if m.name != "name" {
+            return Ok(false);
+        }
+        let src = &udata[NAME_OFF..NAME_OFF + 16];
+        if src[0] == 0 || !src.contains(&0) {
+            return Err(Errno::EINVAL);
+        }
+        kdata[NAME_OFF..NAME_OFF + 16].copy_from_slice(src);
+        Ok(true)
+    }
+
+    fn validate(&self, t: &OpsTable) -> Result<(), Errno> {
+        if t.member(ADD as u32).is_none() {
+            return Err(Errno::EINVAL);
+        }
+        Ok(())
+    }
+
+    fn reg(&self, t: &Arc<OpsTable>, link: Option<&Link>) -> Result<(), Errno> {
+        let name = name_of(t.kdata());
+        let mut m = self.by_name.lock().unwrap();
+        if m.contains_key(&name) {
+            return Err(Errno::EEXIST);
+        }
+        let slot = Arc::new(OpsSlot::new());
+        slot.store(Some(t.clone()));
+        m.insert(name.clone(), slot);
+        self.events
+            .lock()
+            .unwrap()
+            .push(format!("reg {name} link={}", link.is_some()));
+        Ok(())
+    }
+
+    fn unreg(&self, t: &Arc<OpsTable>, _: Option<&Link>) {
+        let name = name_of(t.kdata());
+        let mut m = self.by_name.lock().unwrap();
+        if m.get(&name).is_some_and(|s| s.clear_if(t)) {
+            m.remove(&name);
+        }
+        self.events.lock().unwrap().push(format!("unreg {name}"));
+    }
+
+    fn has_update(&self) -> bool {
+        true
+    }
+
+    fn update(&self, new: &Arc<OpsTable>, old: &Arc<OpsTable>, _: &Link) -> Result<(), Errno> {
+        let name = name_of(new.kdata());
+        if name != name_of(old.kdata()) {
+            return Err(Errno::EINVAL);
+        }
+        let m = self.by_name.lock().unwrap();
+        let slot = m.get(&name).ok_or(Errno::EINVAL)?;
+        if !slot.replace(old, new.clone()) {
+            return Err(Errno::EINVAL);
+        }
+        Ok(())
+    }
+}
+
+impl Host {
+    fn call(&self, rt: &Runtime, name: &str, member: u32, args: &[u64]) -> Option<u64> {
+        let slot = self.by_name.lock().unwrap().get(name)?.clone();
+        let g = structops::read_lock();
+        let t = slot.load(&g)?;
+        t.call(rt, member, args).ok()
+    }
+}
+
+fn setup() -> (Runtime, Ids, Arc<Host>, u32) {
+    let rt = rt();
+    let ids = host_btf(&rt);
+    let host = Arc::new(Host::default());
+    rt.register_struct_ops(StructOpsDesc::new("test_ops", host.clone()))
+        .unwrap();
+    // Any BTF the map can name as its object's (`btf_fd`).
+    let mut b = BtfBuilder::new();
+    b.add_int("int", 4, INT_SIGNED);
+    let btf = rt.btf_load(&b.build().encode()).unwrap();
+    let btf_fd = rt.fd_install(btf).unwrap();
+    (rt, ids, host, btf_fd)
+}
+
+fn attr(ids: &Ids, btf_fd: u32, flags: u32) -> MapCreateAttr {
+    MapCreateAttr {
+        map_type: MAP_TYPE_STRUCT_OPS,
+        key_size: 4,
+        value_size: VALUE_SIZE,
+        max_entries: 1,
+        map_flags: flags,
+        btf_fd,
+        btf_vmlinux_value_type_id: ids.value,
+        ..MapCreateAttr::default()
+    }
+    .name("ops")
+}
+
+/// A struct_ops program for member `idx` of `test_ops`.
+fn prog(rt: &Runtime, ids: &Ids, idx: u32, src: &str) -> (ProgHandle, u32) {
+    let mut a = ProgLoadAttr::new(ProgType::STRUCT_OPS, assemble(src).unwrap().encode(), "GPL");
+    a.attach_btf_id = ids.ops;
+    a.expected_attach_type = idx;
+    let p = rt.prog_load(&a).unwrap();
+    let fd = rt.fd_install(p.clone()).unwrap();
+    (p, fd)
+}
+
+const ADD_SRC: &str = "r0 = *(u64 *)(r1 +0)\nr2 = *(u64 *)(r1 +8)\nr0 += r2\nexit";
+const MUL_SRC: &str = "r0 = *(u64 *)(r1 +0)\nr2 = *(u64 *)(r1 +8)\nr0 *= r2\nexit";
+const SUB_SRC: &str = "r0 = *(u64 *)(r1 +0)\nr2 = *(u64 *)(r1 +8)\nr0 -= r2\nexit";
+
+fn value(name: &str, add_fd: u32, mul_fd: u32) -> Vec<u8> {
+    let mut v = vec![0u8; VALUE_SIZE as usize];
+    v[DATA + ADD * 8..DATA + ADD * 8 + 8].copy_from_slice(&u64::from(add_fd).to_ne_bytes());
+    v[DATA + MUL * 8..DATA + MUL * 8 + 8].copy_from_slice(&u64::from(mul_fd).to_ne_bytes());
+    v[DATA + NAME_OFF..DATA + NAME_OFF + name.len()].copy_from_slice(name.as_bytes());
+    v
+}
+
+fn lookup(rt: &Runtime, m: &MapHandle) -> Vec<u8> {
+    let mut out = vec![0xffu8; VALUE_SIZE as usize];
+    rt.map_lookup_elem(m, Some(&0u32.to_ne_bytes()), &mut out, 0)
+        .unwrap();
+    out
+}
+
+fn u32_at(v: &[u8], off: usize) -> u32 {
+    u32::from_ne_bytes(v[off..off + 4].try_into().unwrap())
+}
+
+fn u64_at(v: &[u8], off: usize) -> u64 {
+    u64::from_ne_bytes(v[off..off + 8].try_into().unwrap())
+}
+
+const K0: [u8; 4] = 0u32.to_ne_bytes();
+
+/// Waits (up to 5 s) for `done` while pushing the epoch along: tables replaced in an
+/// `OpsSlot` are freed once no reader can still see them, which other threads' read
+/// sections (other tests run in parallel) may delay.
+fn reclaimed(done: impl Fn() -> bool) -> bool {
+    let start = std::time::Instant::now();
+    while start.elapsed() < std::time::Duration::from_secs(5) {
+        structops::read_lock().flush();
+        if done() {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    done()
+}
+
+#[test]
+fn registration_checks() {
+    let rt = rt();
+    let ops = || Arc::new(Host::default());
+    assert_eq!(
+        rt.register_struct_ops(StructOpsDesc::new("test_ops", ops()))
+            .err(),
+        Some(Errno::EINVAL),
+        "no host BTF"
+    );
+    let mut b = BtfBuilder::new();
+    let int = b.add_int("int", 4, INT_SIGNED);
+    let i128t = b.add_int("__int128", 16, INT_SIGNED);
+    let small = b.add_struct("small", 4, &[("v", int, 0)]);
+    let mk = |b: &mut BtfBuilder, name: &str, ret: TypeId, params: &[(&str, TypeId)]| {
+        let p = b.add_func_proto(ret, params);
+        let fp = b.add_ptr(p);
+        let s = b.add_struct(name, 8, &[("f", fp, 0)]);
+        add_value_type(b, s, name).unwrap();
+        s
+    };
+    mk(&mut b, "ok_ops", int, &[("a", int)]);
+    let many: Vec<(&str, TypeId)> = (0..13).map(|_| ("a", int)).collect();
+    mk(&mut b, "many_args", int, &many);
+    mk(&mut b, "struct_ret", small, &[]);
+    mk(&mut b, "wide_ret", i128t, &[]);
+    mk(&mut b, "varargs", int, &[("a", int), ("", 0)]);
+    let psmall = b.add_ptr(small);
+    mk(&mut b, "ptr_arg", int, &[("s", psmall), ("i", int)]);
+    // No value type.
+    let p = b.add_func_proto(int, &[]);
+    let fp = b.add_ptr(p);
+    b.add_struct("no_value", 8, &[("f", fp, 0)]);
+    // A value type with the wrong second member.
+    let wrong = b.add_struct("wrong_value", 8, &[("f", fp, 0)]);
+    add_value_type(&mut b, small, "wrong_value").unwrap();
+    let _ = wrong;
+    // An anonymous member.
+    let anon = b.add_struct("anon_ops", 8, &[("", fp, 0)]);
+    add_value_type(&mut b, anon, "anon_ops").unwrap();
+    // 65 members.
+    let members: Vec<(String, TypeId, u32)> =
+        (0..65).map(|i| (format!("m{i}"), int, i * 32)).collect();
+    let mref: Vec<(&str, TypeId, u32)> = members
+        .iter()
+        .map(|(n, t, o)| (n.as_str(), *t, *o))
+        .collect();
+    let big = b.add_struct("big_ops", 65 * 4, &mref);
+    add_value_type(&mut b, big, "big_ops").unwrap();
+    rt.register_host_btf(b.build()).unwrap();
+
+    let reg = |name: &str| {
+        rt.register_struct_ops(StructOpsDesc::new(name, ops()))
+            .err()
+    };
+    assert_eq!(reg("nosuch"), Some(Errno::EINVAL));
+    assert_eq!(reg("no_value"), Some(Errno::EINVAL));
+    assert_eq!(reg("wrong_value"), Some(Errno::EINVAL));
+    assert_eq!(reg("anon_ops"), Some(Errno::EOPNOTSUPP));
+    assert_eq!(reg("big_ops"), Some(Errno::EINVAL));
+    assert_eq!(reg("many_args"), Some(Errno::EINVAL));
+    assert_eq!(reg("struct_ret"), Some(Errno::EINVAL));
+    assert_eq!(reg("wide_ret"), Some(Errno::EOPNOTSUPP));
+    assert_eq!(reg("varargs"), Some(Errno::EINVAL));
+    assert_eq!(reg(&"x".repeat(120)), Some(Errno::EINVAL), "name too long");
+    // Markers.
+    let nullable_int = StructOpsDesc::new("ptr_arg", ops()).nullable("f", 1);
+    assert_eq!(
+        rt.register_struct_ops(nullable_int).err(),
+        Some(Errno::EINVAL)
+    );
+    let no_member = StructOpsDesc::new("ptr_arg", ops()).nullable("g", 0);
+    assert_eq!(rt.register_struct_ops(no_member).err(), Some(Errno::EINVAL));
+    // An unsupported member skips the model checks, like a member without a stub.
+    let t = rt
+        .register_struct_ops(StructOpsDesc::new("wide_ret", ops()).unsupported("f"))
+        .unwrap();
+    assert!(!t.members()[0].is_supported_func());
+    assert_eq!(t.check_member(0, false), Err(Errno::ENOTSUPP));
+    let t = rt
+        .register_struct_ops(StructOpsDesc::new("ptr_arg", ops()).nullable("f", 0))
+        .unwrap();
+    let a = t.members()[0].arg_info(0).unwrap();
+    assert!(a.nullable && !a.refcounted && a.offset == 0 && a.btf_id == small);
+    assert!(t.member_supported(0));
+    assert_eq!(reg("ptr_arg"), Some(Errno::EEXIST));
+    // init() failing.
+    struct BadInit;
+    impl StructOps for BadInit {
+        fn init(&self, _: &structops_btf::Btf) -> Result<(), Errno> {
+            Err(Errno::ENOMEM)
+        }
+        fn reg(&self, _: &Arc<OpsTable>, _: Option<&Link>) -> Result<(), Errno> {
+            Ok(())
+        }
+        fn unreg(&self, _: &Arc<OpsTable>, _: Option<&Link>) {}
+    }
+    assert_eq!(
+        rt.register_struct_ops(StructOpsDesc::new("ok_ops", Arc::new(BadInit)))
+            .err(),
+        Some(Errno::EINVAL)
+    );
+    let ok = rt
+        .register_struct_ops(StructOpsDesc::new("ok_ops", ops()))
+        .unwrap();
+    assert_eq!(rt.struct_ops_find(ok.type_id()).unwrap().name(), "ok_ops");
+    assert_eq!(
+        rt.struct_ops_find_value(ok.value_id()).unwrap().name(),
+        "ok_ops"
+    );
+    assert_eq!(ok.value_size(), 128);
+    assert_eq!(ok.data_offset(), 64);
+    rt.unregister_struct_ops("ok_ops").unwrap();
+    assert_eq!(rt.unregister_struct_ops("ok_ops"), Err(Errno::ENOENT));
+    assert!(rt.struct_ops_find(ok.type_id()).is_none());
+}
+
+#[test]
+fn map_create_checks() {
+    let (rt, ids, _host, btf_fd) = setup();
+    let a = attr(&ids, btf_fd, 0);
+    let e = |a: MapCreateAttr| rt.map_create(&a).err();
+    assert_eq!(
+        e(MapCreateAttr {
+            key_size: 8,
+            ..a.clone()
+        }),
+        Some(Errno::EINVAL)
+    );
+    assert_eq!(
+        e(MapCreateAttr {
+            max_entries: 2,
+            ..a.clone()
+        }),
+        Some(Errno::EINVAL)
+    );
+    assert_eq!(
+        e(MapCreateAttr {
+            map_flags: 1,
+            ..a.clone()
+        }),
+        Some(Errno::EINVAL)
+    );
+    assert_eq!(
+        e(MapCreateAttr {
+            btf_vmlinux_value_type_id: 0,
+            ..a.clone()
+        }),
+        Some(Errno::EINVAL)
+    );
+    assert_eq!(
+        e(MapCreateAttr {
+            btf_vmlinux_value_type_id: ids.ops,
+            ..a.clone()
+        }),
+        Some(Errno::ENOTSUPP)
+    );
+    assert_eq!(
+        e(MapCreateAttr {
+            value_size: 120,
+            ..a.clone()
+        }),
+        Some(Errno::EINVAL)
+    );
+    assert_eq!(
+        e(MapCreateAttr {
+            map_type: 2,
+            ..a.clone()
+        }),
+        Some(Errno::EINVAL)
+    );
+    assert_eq!(
+        e(MapCreateAttr {
+            btf_key_type_id: 1,
+            ..a.clone()
+        }),
+        Some(Errno::EINVAL)
+    );
+    assert_eq!(
+        e(MapCreateAttr {
+            btf_fd: 99,
+            ..a.clone()
+        }),
+        Some(Errno::EBADF)
+    );
+    let host = rt.fd_install(rt.host_btf().unwrap()).unwrap();
+    assert_eq!(
+        e(MapCreateAttr {
+            btf_fd: host,
+            ..a.clone()
+        }),
+        Some(Errno::EACCES)
+    );
+    rt.set_caps(structops::Capabilities::NONE);
+    assert_eq!(e(a.clone()), Some(Errno::EPERM));
+    rt.set_caps(structops::Capabilities::ALL);
+    let m = rt.map_create(&a).unwrap();
+    assert_eq!(rt.map_info(&m).btf_vmlinux_value_type_id, ids.value);
+    assert_eq!(rt.map_freeze(&m), Err(Errno::ENOTSUPP));
+    // get_next_key.
+    let mut k = [9u8; 4];
+    rt.map_get_next_key(&m, None, &mut k).unwrap();
+    assert_eq!(k, K0);
+    assert_eq!(
+        rt.map_get_next_key(&m, Some(&K0), &mut k),
+        Err(Errno::ENOENT)
+    );
+    rt.map_get_next_key(&m, Some(&5u32.to_ne_bytes()), &mut k)
+        .unwrap();
+    assert_eq!(k, K0);
+    // Lookups of an INIT map are zeros; other keys ENOENT.
+    assert!(lookup(&rt, &m).iter().all(|&b| b == 0));
+    let mut out = vec![0u8; VALUE_SIZE as usize];
+    assert_eq!(
+        rt.map_lookup_elem(&m, Some(&1u32.to_ne_bytes()), &mut out, 0),
+        Err(Errno::ENOENT)
+    );
+    assert_eq!(rt.map_delete_elem(&m, Some(&K0)), Err(Errno::ENOENT));
+    // Programs cannot look into it.
+    assert!(m.lookup_ptr(&K0, &structops::read_lock()).is_none());
+    // Unregistering the type keeps existing maps; new ones are ENOTSUPP.
+    rt.unregister_struct_ops("test_ops").unwrap();
+    assert_eq!(e(a.clone()), Some(Errno::ENOTSUPP));
+    assert_eq!(m.struct_ops().unwrap().ops_type().name(), "test_ops");
+}
+
+#[test]
+fn update_lookup_delete_and_calls() {
+    let (rt, ids, host, btf_fd) = setup();
+    let m = rt.map_create(&attr(&ids, btf_fd, 0)).unwrap();
+    let (add, add_fd) = prog(&rt, &ids, 0, ADD_SRC);
+    let (mul, mul_fd) = prog(&rt, &ids, 1, MUL_SRC);
+    let up = |v: &[u8], key: u32, flags: u64| {
+        rt.map_update_elem(&m, Some(&key.to_ne_bytes()), v, flags)
+            .err()
+    };
+    let good = value("alpha", add_fd, mul_fd);
+    assert_eq!(up(&good, 0, 1), Some(Errno::EINVAL), "flags");
+    assert_eq!(up(&good, 1, 0), Some(Errno::E2BIG), "key");
+    let mut hole = good.clone();
+    hole[20] = 1;
+    assert_eq!(up(&hole, 0, 0), Some(Errno::EINVAL), "hole before data");
+    let mut hole = good.clone();
+    hole[DATA + 44] = 1;
+    assert_eq!(up(&hole, 0, 0), Some(Errno::EINVAL), "hole after flags");
+    let mut st = good.clone();
+    st[4] = 1;
+    assert_eq!(up(&st, 0, 0), Some(Errno::EINVAL), "state");
+    let mut rc = good.clone();
+    rc[0] = 1;
+    assert_eq!(up(&rc, 0, 0), Some(Errno::EINVAL), "refcnt");
+    assert_eq!(
+        up(&value("", add_fd, 0), 0, 0),
+        Some(Errno::EINVAL),
+        "init_member"
+    );
+    let mut fl = good.clone();
+    fl[DATA + FLAGS_OFF] = 1;
+    assert_eq!(up(&fl, 0, 0), Some(Errno::EINVAL), "data member not zero");
+    assert_eq!(up(&value("a", 77, 0), 0, 0), Some(Errno::EBADF), "bad fd");
+    let mfd = rt.fd_install(m.clone()).unwrap();
+    assert_eq!(
+        up(&value("a", mfd, 0), 0, 0),
+        Some(Errno::EINVAL),
+        "not a prog"
+    );
+    assert_eq!(
+        up(&value("a", mul_fd, 0), 0, 0),
+        Some(Errno::EINVAL),
+        "wrong member"
+    );
+    let xdp = rt
+        .prog_load(&ProgLoadAttr::new(
+            ProgType::XDP,
+            assemble("r0 = 0\nexit").unwrap().encode(),
+            "GPL",
+        ))
+        .unwrap();
+    let xdp_fd = rt.fd_install(xdp).unwrap();
+    assert_eq!(
+        up(&value("a", xdp_fd, 0), 0, 0),
+        Some(Errno::EINVAL),
+        "not struct_ops"
+    );
+    assert_eq!(
+        up(&value("a", 0, mul_fd), 0, 0),
+        Some(Errno::EINVAL),
+        "validate"
+    );
+    // The owner member: the kernel resets and reports success.
+    let mut own = good.clone();
+    own[DATA + OWNER_OFF] = 1;
+    assert_eq!(up(&own, 0, 0), None);
+    assert_eq!(m.struct_ops().unwrap().state(), State::Init);
+    assert!(lookup(&rt, &m).iter().all(|&b| b == 0), "nothing stayed");
+    assert_eq!(Arc::strong_count(add.object()), 2, "no program leaked");
+
+    assert_eq!(up(&good, 0, 0), None);
+    assert_eq!(up(&good, 0, 0), Some(Errno::EBUSY));
+    let v = lookup(&rt, &m);
+    assert_eq!((u32_at(&v, 0), u32_at(&v, 4)), (1, State::InUse as u32));
+    assert_eq!(
+        u64_at(&v, DATA),
+        u64::from(add.id()),
+        "prog id written back"
+    );
+    assert_eq!(u64_at(&v, DATA + 8), u64::from(mul.id()));
+    assert_eq!(&v[DATA + NAME_OFF..DATA + NAME_OFF + 5], b"alpha");
+    assert_eq!(host.call(&rt, "alpha", 0, &[40, 2]), Some(42));
+    assert_eq!(host.call(&rt, "alpha", 1, &[6, 7]), Some(42));
+    // kdata: name copied, owner marked.
+    let table = m.struct_ops().unwrap().table().unwrap();
+    assert_eq!(name_of(table.kdata()), "alpha");
+    assert_eq!(
+        u64_at(table.kdata(), OWNER_OFF),
+        structops::struct_ops::MODULE_OWNER
+    );
+    assert!(matches!(
+        table.call(&rt, 0, &[1]),
+        Err(structops::struct_ops::CallError::Args { .. })
+    ));
+    // get/put show in refcnt.
+    let r = table.get().unwrap();
+    assert_eq!(u32_at(&lookup(&rt, &m), 0), 2);
+    drop(r);
+    assert_eq!(u32_at(&lookup(&rt, &m), 0), 1);
+    drop(table);
+    // A second map with the same name: reg fails, nothing stays.
+    let m2 = rt.map_create(&attr(&ids, btf_fd, 0)).unwrap();
+    assert_eq!(
+        rt.map_update_elem(&m2, Some(&K0), &good, 0),
+        Err(Errno::EEXIST)
+    );
+    assert_eq!(m2.struct_ops().unwrap().state(), State::Init);
+    // The registration outlives the handles, as in the kernel.
+    let id = m.id();
+    rt.fd_close(mfd).unwrap();
+    drop(m);
+    let m = rt.map_get_fd_by_id(id, 0).unwrap();
+    assert_eq!(host.call(&rt, "alpha", 0, &[1, 2]), Some(3));
+    // Delete: TOBEFREE, unreg, then EINPROGRESS; the key is not looked at.
+    assert_eq!(rt.map_delete_elem(&m, Some(&7u32.to_ne_bytes())), Ok(()));
+    assert_eq!(rt.map_delete_elem(&m, Some(&K0)), Err(Errno::EINPROGRESS));
+    let v = lookup(&rt, &m);
+    assert_eq!((u32_at(&v, 0), u32_at(&v, 4)), (0, State::ToBeFree as u32));
+    assert_eq!(host.call(&rt, "alpha", 0, &[1, 2]), None);
+    assert_eq!(
+        *host.events.lock().unwrap(),
+        vec!["reg alpha link=false", "unreg alpha"]
+    );
+    // Freed with the last reference: the programs go with it.
+    let weak = Arc::downgrade(m.object());
+    drop(m);
+    assert!(weak.upgrade().is_none());
+    drop(m2);
+    assert!(
+        reclaimed(|| Arc::strong_count(add.object()) == 2),
+        "program released"
+    );
+}
+
+#[test]
+fn links() {
+    let (rt, ids, host, btf_fd) = setup();
+    let (_, add_fd) = prog(&rt, &ids, 0, ADD_SRC);
+    let (_, sub_fd) = prog(&rt, &ids, 0, SUB_SRC);
+    let lm = rt.map_create(&attr(&ids, btf_fd, BPF_F_LINK)).unwrap();
+    let lm_fd = rt.fd_install(lm.clone()).unwrap();
+    // Not READY yet.
+    assert_eq!(
+        rt.link_create(&LinkCreateAttr::struct_ops(lm_fd)).err(),
+        Some(Errno::EINVAL)
+    );
+    rt.map_update_elem(&lm, Some(&K0), &value("beta", add_fd, 0), 0)
+        .unwrap();
+    let v = lookup(&rt, &lm);
+    assert_eq!((u32_at(&v, 0), u32_at(&v, 4)), (0, State::Ready as u32));
+    assert_eq!(rt.map_delete_elem(&lm, Some(&K0)), Err(Errno::EOPNOTSUPP));
+    assert_eq!(
+        host.call(&rt, "beta", 0, &[1, 2]),
+        None,
+        "not registered yet"
+    );
+    // Non-link maps cannot be linked; bad descriptors.
+    let plain = rt.map_create(&attr(&ids, btf_fd, 0)).unwrap();
+    let plain_fd = rt.fd_install(plain.clone()).unwrap();
+    assert_eq!(
+        rt.link_create(&LinkCreateAttr::struct_ops(plain_fd)).err(),
+        Some(Errno::EINVAL)
+    );
+    assert_eq!(
+        rt.link_create(&LinkCreateAttr::struct_ops(99)).err(),
+        Some(Errno::EBADF)
+    );
+    assert_eq!(
+        rt.link_create(&LinkCreateAttr::struct_ops(add_fd)).err(),
+        Some(Errno::EINVAL)
+    );
+    let link = rt.link_create(&LinkCreateAttr::struct_ops(lm_fd)).unwrap();
+    assert_eq!(host.call(&rt, "beta", 0, &[1, 2]), Some(3));
+    assert_eq!(u32_at(&lookup(&rt, &lm), 0), 1, "the link holds the map");
+    let info = rt.link_info(&link);
+    assert_eq!(
+        (info.link_type, info.map_id),
+        (BPF_LINK_TYPE_STRUCT_OPS, lm.id())
+    );
+    assert_eq!(rt.get_next_id(ObjKind::Link, 0), Ok(link.id()));
+    let lfd = rt.fd_install(link.clone()).unwrap();
+    assert!(matches!(rt.obj_get_info(lfd), Ok(ObjInfo::Link(i)) if i.map_id == lm.id()));
+    // A second link on the same map: the host refuses the duplicate name.
+    assert_eq!(
+        rt.link_create(&LinkCreateAttr::struct_ops(lm_fd)).err(),
+        Some(Errno::EEXIST)
+    );
+    // Update.
+    let lm2 = rt.map_create(&attr(&ids, btf_fd, BPF_F_LINK)).unwrap();
+    let lm2_fd = rt.fd_install(lm2.clone()).unwrap();
+    let upd = |new: u32, flags: u32, old: u32| {
+        rt.link_update(
+            &link,
+            &LinkUpdateAttr {
+                new_map_fd: new,
+                flags,
+                old_map_fd: old,
+            },
+        )
+        .err()
+    };
+    assert_eq!(upd(lm2_fd, 0, 0), Some(Errno::EINVAL), "new map not READY");
+    rt.map_update_elem(&lm2, Some(&K0), &value("beta", sub_fd, 0), 0)
+        .unwrap();
+    assert_eq!(upd(lm2_fd, 1, 0), Some(Errno::EINVAL), "flags");
+    assert_eq!(
+        upd(lm2_fd, 0, lm_fd),
+        Some(Errno::EINVAL),
+        "old fd without REPLACE"
+    );
+    assert_eq!(upd(lm2_fd, BPF_F_REPLACE, lm2_fd), Some(Errno::EPERM));
+    assert_eq!(upd(plain_fd, 0, 0), Some(Errno::EINVAL), "not a link map");
+    assert_eq!(upd(99, 0, 0), Some(Errno::EBADF));
+    let lm3 = rt.map_create(&attr(&ids, btf_fd, BPF_F_LINK)).unwrap();
+    let lm3_fd = rt.fd_install(lm3.clone()).unwrap();
+    rt.map_update_elem(&lm3, Some(&K0), &value("gamma", sub_fd, 0), 0)
+        .unwrap();
+    assert_eq!(
+        upd(lm3_fd, 0, 0),
+        Some(Errno::EINVAL),
+        "host refuses a new name"
+    );
+    assert_eq!(upd(lm2_fd, BPF_F_REPLACE, lm_fd), None);
+    assert_eq!(
+        host.call(&rt, "beta", 0, &[5, 2]),
+        Some(3),
+        "swapped to sub"
+    );
+    assert_eq!(rt.link_info(&link).map_id, lm2.id());
+    assert_eq!(u32_at(&lookup(&rt, &lm), 0), 0);
+    assert_eq!(u32_at(&lookup(&rt, &lm2), 0), 1);
+    // Detach: idempotent, hang-up, ENOLINK afterwards.
+    assert!(!link.is_hung_up());
+    rt.link_detach(&link).unwrap();
+    rt.link_detach(&link).unwrap();
+    assert!(link.wait_hangup(std::time::Duration::from_millis(1)));
+    assert_eq!(rt.link_info(&link).map_id, 0);
+    assert_eq!(host.call(&rt, "beta", 0, &[5, 2]), None);
+    assert_eq!(upd(lm_fd, 0, 0), Some(Errno::ENOLINK));
+    assert_eq!(u32_at(&lookup(&rt, &lm2), 0), 0);
+    // Release on the last handle unregisters.
+    let l2 = rt.link_create(&LinkCreateAttr::struct_ops(lm_fd)).unwrap();
+    assert_eq!(host.call(&rt, "beta", 0, &[1, 2]), Some(3));
+    let id = l2.id();
+    let again = rt.link_get_fd_by_id(id).unwrap();
+    drop(l2);
+    assert_eq!(
+        host.call(&rt, "beta", 0, &[1, 2]),
+        Some(3),
+        "one handle left"
+    );
+    drop(again);
+    assert_eq!(host.call(&rt, "beta", 0, &[1, 2]), None);
+    assert_eq!(u32_at(&lookup(&rt, &lm), 0), 0);
+    assert_eq!(rt.link_get_fd_by_id(id).err(), Some(Errno::ENOENT));
+    rt.fd_close(lfd).unwrap();
+}
+
+#[test]
+fn dummy_ops_twin() {
+    let rt = rt();
+    host_btf(&rt);
+    let d = rt.register_dummy_ops().unwrap();
+    assert_eq!(d.check_member(0, true), Err(Errno::EINVAL));
+    assert_eq!(d.check_member(2, true), Ok(()));
+    let mut b = BtfBuilder::new();
+    b.add_int("int", 4, INT_SIGNED);
+    let btf_fd = rt
+        .fd_install(rt.btf_load(&b.build().encode()).unwrap())
+        .unwrap();
+    let m = rt
+        .map_create(&MapCreateAttr {
+            map_type: MAP_TYPE_STRUCT_OPS,
+            key_size: 4,
+            value_size: d.value_size(),
+            max_entries: 1,
+            btf_fd,
+            btf_vmlinux_value_type_id: d.value_id(),
+            ..MapCreateAttr::default()
+        })
+        .unwrap();
+    assert_eq!(d.value_size(), 128);
+    assert_eq!(
+        rt.map_update_elem(&m, Some(&K0), &[0u8; 128], 0),
+        Err(Errno::EOPNOTSUPP),
+        "init_member refuses every member"
+    );
+    let load = |idx: u32, src: &str| {
+        let mut a = ProgLoadAttr::new(ProgType::STRUCT_OPS, assemble(src).unwrap().encode(), "GPL");
+        a.attach_btf_id = d.type_id();
+        a.expected_attach_type = idx;
+        rt.prog_load(&a).unwrap()
+    };
+    // test_1: 0xf2f3f4f5 for NULL, else return val and set it to 0x5a.
+    let t1 = load(
+        0,
+        "r1 = *(u64 *)(r1 +0)\nif r1 != 0 goto pc+3\nr0 = 0xf2f3f4f5 ll\nexit\n\
+         r0 = *(u32 *)(r1 +0)\nr2 = 0x5a\n*(u32 *)(r1 +0) = r2\nexit",
+    );
+    let mut t = TestRun::with_args(&[0]);
+    rt.prog_test_run(&t1, &mut t).unwrap();
+    assert_eq!(t.retval, 0xf2f3f4f5);
+    let mut t = TestRun::with_args(&[1]);
+    assert_eq!(
+        rt.prog_test_run(&t1, &mut t),
+        Err(Errno::EFAULT),
+        "no state given"
+    );
+    let mut t = TestRun {
+        dummy_state: Some(-1),
+        ..TestRun::with_args(&[1])
+    };
+    rt.prog_test_run(&t1, &mut t).unwrap();
+    assert_eq!((t.retval, t.dummy_state), (u32::MAX, Some(0x5a)));
+    assert_eq!(
+        rt.prog_test_run(&t1, &mut TestRun::with_args(&[0, 0])),
+        Err(Errno::EINVAL),
+        "one u64 per argument"
+    );
+    // test_2: state is not nullable.
+    let t2 = load(
+        1,
+        "r0 = *(u64 *)(r1 +8)\nr2 = *(u64 *)(r1 +32)\nr0 += r2\nexit",
+    );
+    assert_eq!(
+        rt.prog_test_run(&t2, &mut TestRun::with_args(&[0, 1, 2, 3, 4])),
+        Err(Errno::EINVAL)
+    );
+    let mut t = TestRun {
+        dummy_state: Some(0),
+        ..TestRun::with_args(&[1, 40, 2, 3, 2])
+    };
+    rt.prog_test_run(&t2, &mut t).unwrap();
+    assert_eq!(t.retval, 42);
+    // Programs of other ops types cannot be test-run once the twin is there.
+    let ids_ops = rt.struct_ops_types();
+    assert_eq!(ids_ops.len(), 1);
+    let mut a = ProgLoadAttr::new(
+        ProgType::STRUCT_OPS,
+        assemble("r0 = 0\nexit").unwrap().encode(),
+        "GPL",
+    );
+    a.attach_btf_id = rt
+        .host_btf()
+        .unwrap()
+        .btf()
+        .find_by_name_kind("test_ops", structops_btf::Kind::Struct)
+        .unwrap();
+    let other = rt.prog_load(&a).unwrap();
+    assert_eq!(
+        rt.prog_test_run(&other, &mut TestRun::with_args(&[1, 2])),
+        Err(Errno::EOPNOTSUPP)
+    );
+}
+
+/// Threads call a member continuously while another swaps the link between two maps,
+/// detaches, re-creates links and deletes plain maps: every call sees a whole table (the
+/// result is one of the two functions' results, never a mix or a crash), and all
+/// references return to zero.
+#[test]
+fn hot_swap_under_load() {
+    let (rt, ids, host, btf_fd) = setup();
+    let rt = Arc::new(rt);
+    let (add, add_fd) = prog(&rt, &ids, 0, ADD_SRC);
+    let (sub, sub_fd) = prog(&rt, &ids, 0, SUB_SRC);
+    let (mul, mul_fd) = prog(&rt, &ids, 1, MUL_SRC);
+    let stop = Arc::new(AtomicBool::new(false));
+    let calls = Arc::new(AtomicU64::new(0));
+    let mut workers = Vec::new();
+    for _ in 0..3 {
+        let (rt, host, stop, calls) = (rt.clone(), host.clone(), stop.clone(), calls.clone());
+        workers.push(std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                let Some(slot) = host.by_name.lock().unwrap().get("hot").cloned() else {
+                    std::thread::yield_now();
+                    continue;
+                };
+                let g = structops::read_lock();
+                let Some(t) = slot.load(&g) else { continue };
+                // Both members from the same table: add/sub paired with mul or none.
+                let r = t.call(&rt, 0, &[10, 3]).unwrap();
+                assert!(r == 13 || r == 7, "{r}");
+                let m = t.call(&rt, 1, &[2, 3]);
+                if r == 13 {
+                    assert_eq!(m.ok(), Some(6), "add comes with mul");
+                } else {
+                    assert!(m.is_err(), "sub comes without mul");
+                }
+                calls.fetch_add(1, Ordering::Relaxed);
+            }
+        }));
+    }
+    let mk = |fd_a: u32, fd_m: u32| {
+        let m = rt.map_create(&attr(&ids, btf_fd, BPF_F_LINK)).unwrap();
+        rt.map_update_elem(&m, Some(&K0), &value("hot", fd_a, fd_m), 0)
+            .unwrap();
+        let fd = rt.fd_install(m.clone()).unwrap();
+        (m, fd)
+    };
+    let start = std::time::Instant::now();
+    let mut round = 0u32;
+    // At least 300 rounds, and until the callers made 2000 calls (bounded by time).
+    while round < 300
+        || (calls.load(Ordering::Relaxed) < 2000
+            && start.elapsed() < std::time::Duration::from_secs(30))
+    {
+        round += 1;
+        let (a, afd) = mk(add_fd, mul_fd);
+        let (b, bfd) = mk(sub_fd, 0);
+        let link = rt.link_create(&LinkCreateAttr::struct_ops(afd)).unwrap();
+        for i in 0..6 {
+            let (to, from) = if i % 2 == 0 { (bfd, afd) } else { (afd, bfd) };
+            rt.link_update(
+                &link,
+                &LinkUpdateAttr {
+                    new_map_fd: to,
+                    flags: BPF_F_REPLACE,
+                    old_map_fd: from,
+                },
+            )
+            .unwrap();
+        }
+        if round.is_multiple_of(2) {
+            rt.link_detach(&link).unwrap();
+        }
+        drop(link);
+        // A plain map registered and deleted under the same name.
+        let p = rt.map_create(&attr(&ids, btf_fd, 0)).unwrap();
+        rt.map_update_elem(&p, Some(&K0), &value("hot", add_fd, mul_fd), 0)
+            .unwrap();
+        rt.map_delete_elem(&p, Some(&K0)).unwrap();
+        for fd in [afd, bfd] {
+            rt.fd_close(fd).unwrap();
+        }
+        for m in [&a, &b, &p] {
+            assert_eq!(m.struct_ops().unwrap().refs(), 0);
+        }
+        let weak = [a, b, p].map(|m| Arc::downgrade(m.object()));
+        assert!(weak.iter().all(|w| w.upgrade().is_none()), "maps freed");
+    }
+    stop.store(true, Ordering::Relaxed);
+    for w in workers {
+        w.join().unwrap();
+    }
+    assert!(calls.load(Ordering::Relaxed) > 0);
+    assert!(host.by_name.lock().unwrap().is_empty());
+    // Every table is gone once the epochs advance: the programs are back to the test's
+    // handle and the descriptor table.
+    for p in [&add, &sub, &mul] {
+        assert!(
+            reclaimed(|| Arc::strong_count(p.object()) == 2),
+            "program {} released",
+            p.id()
+        );
+    }
+}
+
+/// A host that accepts every table and remembers the registered ones by map id.
+#[derive(Default)]
+struct Recorder {
+    live: Mutex<HashMap<u32, Arc<OpsTable>>>,
+}
+
+impl StructOps for Recorder {
+    /// Data members are copied as given.
+    fn init_member(&self, m: &MemberInfo, kdata: &mut [u8], udata: &[u8]) -> Result<bool, Errno> {
+        if m.func_proto().is_some() {
+            return Ok(false);
+        }
+        let r = m.offset as usize..(m.offset + m.size) as usize;
+        kdata[r.clone()].copy_from_slice(&udata[r]);
+        Ok(true)
+    }
+
+    fn reg(&self, t: &Arc<OpsTable>, _: Option<&Link>) -> Result<(), Errno> {
+        self.live.lock().unwrap().insert(t.map_id(), t.clone());
+        Ok(())
+    }
+
+    fn unreg(&self, t: &Arc<OpsTable>, _: Option<&Link>) {
+        self.live.lock().unwrap().remove(&t.map_id());
+    }
+
+    fn has_update(&self) -> bool {
+        true
+    }
+
+    fn update(&self, new: &Arc<OpsTable>, old: &Arc<OpsTable>, _: &Link) -> Result<(), Errno> {
+        let mut l = self.live.lock().unwrap();
+        l.remove(&old.map_id());
+        l.insert(new.map_id(), new.clone());
+        Ok(())
+    }
+}
+
+/// The loader creates `.struct_ops` / `.struct_ops.link` maps of registered types and
+/// registers them on `attach_struct_ops` (libbpf's rules), with member programs by name.
+#[test]
+fn loader_attaches_struct_ops_maps() {
+    use structops::helpers::HostFn;
+    use structops::loader::{LoadError, LoadOptions, ObjectLoader, StructOpsLink};
+    let Ok(raw) = std::fs::read("/sys/kernel/btf/vmlinux") else {
+        println!("skipped: /sys/kernel/btf/vmlinux is not readable");
+        return;
+    };
+    let rt = rt();
+    rt.register_host_btf(structops_btf::Btf::parse(&raw).unwrap())
+        .unwrap();
+    for name in [
+        "bpf_rcu_read_lock",
+        "bpf_rcu_read_unlock",
+        "tcp_slow_start",
+        "tcp_cong_avoid_ai",
+        "tcp_reno_undo_cwnd",
+    ] {
+        let f: HostFn = Arc::new(|_, args| Ok(args[0]));
+        rt.register_kfunc(name, structops::KfuncFlags::NONE, Vec::new(), f)
+            .unwrap();
+    }
+    let fixture = |name: &str| {
+        std::fs::read(format!("{}/../../bpf/{name}", env!("CARGO_MANIFEST_DIR"))).unwrap()
+    };
+    // Without the ops type registered, the maps are left out and the programs load.
+    let obj = ObjectLoader::open(&fixture("tcp_ca.bpf.o"), "tcp_ca.bpf.o")
+        .unwrap()
+        .load(&rt, &LoadOptions::default())
+        .unwrap();
+    assert!(obj.map("so_reno").is_none());
+    assert!(obj.prog("so_ssthresh").is_some());
+    drop(obj);
+
+    let host = Arc::new(Recorder::default());
+    let ty = rt
+        .register_struct_ops(
+            StructOpsDesc::new("tcp_congestion_ops", host.clone()).unsupported("get_info"),
+        )
+        .unwrap();
+    let obj = ObjectLoader::open(&fixture("tcp_ca.bpf.o"), "tcp_ca.bpf.o")
+        .unwrap()
+        .load(&rt, &LoadOptions::default())
+        .unwrap();
+    let plain = obj.map("so_reno").unwrap().clone();
+    let linked = obj.map("so_reno_link").unwrap().clone();
+    assert_eq!(rt.map_info(&plain).btf_vmlinux_value_type_id, ty.value_id());
+    assert!(!plain.struct_ops().unwrap().is_link_map());
+    assert!(linked.struct_ops().unwrap().is_link_map());
+    assert_eq!(
+        plain.struct_ops().unwrap().state(),
+        State::Init,
+        "filled on attach"
+    );
+
+    let a = obj.attach_struct_ops(&rt, "so_reno").unwrap();
+    assert!(matches!(a, StructOpsLink::Map(_)));
+    assert_eq!(plain.struct_ops().unwrap().state(), State::InUse);
+    let mut v = vec![0u8; ty.value_size() as usize];
+    rt.map_lookup_elem(&plain, Some(&K0), &mut v, 0).unwrap();
+    let d = ty.data_offset() as usize;
+    let member = |n: &str| ty.member(n).unwrap().offset as usize;
+    assert_eq!(
+        u64_at(&v, d + member("ssthresh")),
+        u64::from(obj.prog("so_ssthresh").unwrap().id())
+    );
+    assert_eq!(
+        u64_at(&v, d + member("init")),
+        u64::from(obj.prog("so_init").unwrap().id())
+    );
+    assert_eq!(u64_at(&v, d + member("get_info")), 0);
+    assert_eq!(&v[d + member("name")..d + member("name") + 8], b"so_reno\0");
+    assert_eq!(
+        u32_at(&v, d + member("flags")),
+        1,
+        "TCP_CONG_NON_RESTRICTED"
+    );
+    let t = host.live.lock().unwrap()[&plain.id()].clone();
+    assert_eq!(&t.kdata()[member("name")..member("name") + 8], b"so_reno\0");
+    assert_eq!(
+        t.member_by_name("cong_avoid").unwrap().prog().id(),
+        obj.prog("so_cong_avoid").unwrap().id()
+    );
+    drop(t);
+    assert_eq!(
+        obj.attach_struct_ops(&rt, "so_reno")
+            .err()
+            .map(|e| match e {
+                LoadError::Attach { errno, .. } => errno,
+                _ => Errno::ENOSYS,
+            }),
+        Some(Errno::EBUSY)
+    );
+
+    let l = obj.attach_struct_ops(&rt, "so_reno_link").unwrap();
+    let StructOpsLink::Link(lh) = &l else {
+        panic!("a link map gives a link")
+    };
+    assert_eq!(lh.info().map_id, linked.id());
+    assert_eq!(host.live.lock().unwrap().len(), 2);
+    // update_map: to itself (already filled, EBUSY tolerated) works; a plain map is
+    // not a link map.
+    l.update_map(&rt, &obj, "so_reno_link").unwrap();
+    assert!(matches!(
+        l.update_map(&rt, &obj, "so_reno"),
+        Err(LoadError::Attach {
+            errno: Errno::EINVAL,
+            ..
+        })
+    ));
+    assert!(matches!(
+        a.update_map(&rt, &obj, "so_reno_link"),
+        Err(LoadError::Attach {
+            errno: Errno::EINVAL,
+            ..
+        })
+    ));
+    l.detach(&rt).unwrap();
+    a.detach(&rt).unwrap();
+    assert!(host.live.lock().unwrap().is_empty());
+    assert_eq!(plain.struct_ops().unwrap().state(), State::ToBeFree);
+}
+
+#[test]
+fn verifier_view_of_ops_types() {
+    use structops::struct_ops::VerifierOps;
+    use structops_verifier::StructOpsType as _;
+    let rt = rt();
+    host_btf(&rt);
+    let d = rt.register_dummy_ops().unwrap();
+    let v = VerifierOps::new(d.clone(), structops::Capabilities::ALL);
+    assert_eq!(v.name(), "bpf_dummy_ops");
+    assert!(v.member_supported(0) && v.member_supported(16) && !v.member_supported(4));
+    assert_eq!(v.check_member(1, 8, true), Err(Errno::EINVAL.0));
+    assert_eq!(v.check_member(2, 16, true), Ok(()));
+    let btf = rt.host_btf().unwrap();
+    let state = btf
+        .btf()
+        .find_by_name_kind("bpf_dummy_ops_state", structops_btf::Kind::Struct)
+        .unwrap();
+    assert!(matches!(
+        v.struct_write(btf.btf(), state, 0, 4),
+        Some(Ok(()))
+    ));
+    assert!(matches!(
+        v.struct_write(btf.btf(), state, 2, 4),
+        Some(Err(_))
+    ));
+    assert!(matches!(
+        v.struct_write(btf.btf(), d.type_id(), 0, 4),
+        Some(Err(_))
+    ));
+    // ktime_get_ns (5) is in the base set.
+    assert!(v.helper(5, 0).is_some());
+}

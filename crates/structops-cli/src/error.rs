@@ -124,6 +124,14 @@ pub enum CliError {
         /// What, and what to do instead.
         what: String,
     },
+    /// `verify`: the verifier rejected some of the programs.
+    #[error("the verifier rejected {rejected} of {total} programs")]
+    Rejected {
+        /// Programs rejected.
+        rejected: usize,
+        /// Programs verified in all.
+        total: usize,
+    },
     /// Writing output failed.
     #[error("writing output: {0}")]
     Write(io::Error),
@@ -167,6 +175,7 @@ impl CliError {
                 _ => "EINVAL",
             },
             CliError::Unsupported { .. } => "EOPNOTSUPP",
+            CliError::Rejected { .. } => "EACCES",
             CliError::NoBtf { .. } => "ENOENT",
             CliError::Write(_) | CliError::BrokenPipe => "EIO",
             _ => "EINVAL",

@@ -8,9 +8,9 @@
 //! kernel configuration (as libbpf would on this host), `__ksym` functions resolve to
 //! the host BTF's `FUNC`s and typeless ksyms to `/proc/kallsyms`.
 //!
-//! Until the verifier is installed by the runtime, programs run in the interpreter's
-//! checked mode, where every memory access outside the regions a run grants stops the
-//! run with an error instead of touching the process.
+//! Every program is verified when it loads, as in the kernel: a program the verifier
+//! rejects does not load, and the command fails with the verifier's error line (and
+//! the load log as a hint). Verified programs run unchecked.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -79,12 +79,20 @@ pub struct Loaded {
 /// Loads `file` into a new runtime with its maps and, among its programs, only those
 /// named in `progs` (all of them when `progs` is `None`).
 pub fn load(file: &Path, btf: Option<&Path>, progs: Option<&[&str]>) -> Result<Loaded, CliError> {
+    load_with(file, btf, progs, 0)
+}
+
+/// [`load`] with each program loaded at verifier `log_level` (logs kept in the
+/// loaded object when it is not 0).
+pub fn load_with(
+    file: &Path,
+    btf: Option<&Path>,
+    progs: Option<&[&str]>,
+    log_level: u32,
+) -> Result<Loaded, CliError> {
     let path = file.display().to_string();
     let bytes = host::read(file)?;
-    let rt = Runtime::new(RuntimeConfig {
-        run_unverified: true,
-        ..RuntimeConfig::default()
-    });
+    let rt = Runtime::new(RuntimeConfig::default());
     let (sink, trace) = collecting_sink();
     rt.set_trace_sink(Some(sink));
     let target = match btf {
@@ -124,6 +132,8 @@ pub fn load(file: &Path, btf: Option<&Path>, progs: Option<&[&str]>) -> Result<L
         kconfig: kconfig.as_deref(),
         ksyms: Some(&ksyms),
         kernel_version: Some(host::kernel_version()),
+        log_level,
+        keep_logs: log_level != 0,
         ..LoadOptions::default()
     };
     let obj = loader.load(&rt, &opts).map_err(load_err)?;

@@ -12,6 +12,7 @@ mod map;
 mod object;
 mod output;
 mod prog;
+mod verify;
 
 use std::process::ExitCode;
 
@@ -55,6 +56,8 @@ enum Noun {
     /// Dump the maps of an object loaded into an in-process runtime.
     #[command(subcommand)]
     Map(map::MapCmd),
+    /// Verify the programs of an object in-process, one row per program (veristat).
+    Verify(verify::VerifyArgs),
 }
 
 fn run(cli: Cli) -> Result<(), CliError> {
@@ -64,6 +67,7 @@ fn run(cli: Cli) -> Result<(), CliError> {
         Noun::Btf(cmd) => btf::run(cmd, &out),
         Noun::Prog(cmd) => prog::run(cmd, &out),
         Noun::Map(cmd) => map::run(cmd, &out),
+        Noun::Verify(args) => verify::run(&args, &out),
     }
 }
 

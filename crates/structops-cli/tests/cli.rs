@@ -371,3 +371,89 @@ fn prog_run_and_map_dump_refuse_bad_requests_with_typed_errors() {
     assert!(stderr(&o).contains("Error: "), "{}", stderr(&o));
     let _ = std::fs::remove_file(junk);
 }
+
+const BAD_CTX: &str = "crates/structops-cli/tests/fixtures/bad_ctx.o";
+
+#[test]
+fn verify_prints_one_row_per_program() {
+    let o = structops(&["verify", &fixture("maps.bpf.o")]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = stdout(&o);
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(lines[0].starts_with("Program") && lines[0].contains("Peak states"));
+    let rows = &lines[1..];
+    assert_eq!(rows.len(), 4, "{text}");
+    for name in ["tail_target", "sock_filter", "xdp_count", "tc_classify"] {
+        let row = rows
+            .iter()
+            .find(|r| r.starts_with(name))
+            .unwrap_or_else(|| panic!("no row for {name}:\n{text}"));
+        let cols: Vec<&str> = row.split_whitespace().collect();
+        assert_eq!(cols[1], "success", "{row}");
+        // Insns, processed insns, total and peak states, time: all figures.
+        for c in &cols[2..7] {
+            assert!(c.parse::<u64>().is_ok(), "{row}");
+        }
+        assert!(cols[3].parse::<u64>().unwrap() > 0, "{row}");
+    }
+    // --prog selects one program.
+    let o = structops(&["verify", &fixture("maps.bpf.o"), "--prog", "xdp_count"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(stdout(&o).lines().count(), 2);
+    let o = structops(&["verify", &fixture("maps.bpf.o"), "--prog", "nope"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("ENOENT"), "{}", stderr(&o));
+}
+
+#[test]
+fn verify_reports_the_rejection_and_fails() {
+    let o = structops(&["-j", "verify", BAD_CTX]);
+    assert_eq!(o.status.code(), Some(1));
+    let out = stdout(&o);
+    let v: serde_json::Value = serde_json::from_str(out.lines().next().unwrap()).unwrap();
+    let p = &v["programs"][0];
+    assert_eq!(p["program"], "bad");
+    assert_eq!(p["verdict"], "failure");
+    assert_eq!(p["insns"], 2);
+    assert_eq!(p["processed_insns"], 1);
+    assert_eq!(p["error"], "invalid bpf_context access off=0 size=8");
+    assert!(p.get("log").is_none());
+    let err: serde_json::Value = serde_json::from_str(out.lines().nth(1).unwrap()).unwrap();
+    assert_eq!(err["errno"], "EACCES");
+    // Level 1: the instructions walked, before the table.
+    let o = structops(&["verify", BAD_CTX, "--log-level", "1"]);
+    assert_eq!(o.status.code(), Some(1));
+    let text = stdout(&o);
+    assert!(text.starts_with("--- bad ---\n"), "{text}");
+    assert!(text.contains("0: (79) r0 = *(u64 *)(r1 +0)"), "{text}");
+    assert!(!text.contains("processed 1 insns"), "{text}");
+    assert!(
+        stderr(&o).contains("rejected 1 of 1 programs"),
+        "{}",
+        stderr(&o)
+    );
+    let o = structops(&["verify", BAD_CTX, "--log-level", "3"]);
+    assert_eq!(o.status.code(), Some(2));
+}
+
+#[test]
+fn prog_run_refuses_programs_the_verifier_rejects() {
+    let pkt = temp_file("bad-pkt", &[0u8; 64]);
+    let o = structops(&[
+        "prog",
+        "run",
+        BAD_CTX,
+        "--prog",
+        "bad",
+        "--data-in",
+        pkt.to_str().unwrap(),
+    ]);
+    let _ = std::fs::remove_file(pkt);
+    assert_eq!(o.status.code(), Some(1), "{}", stdout(&o));
+    let err = stderr(&o);
+    assert!(err.contains("load failed: EACCES"), "{err}");
+    assert!(
+        err.contains("invalid bpf_context access off=0 size=8"),
+        "{err}"
+    );
+}

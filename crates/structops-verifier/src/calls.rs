@@ -21,6 +21,19 @@ struct Meta {
     release_regno: usize,
     /// The callback of an `ARG_PTR_TO_FUNC` argument (`subprogno`).
     callback: Option<usize>,
+    /// The key of an array lookup when it is a known constant
+    /// (`const_map_key`, -1 in the kernel when not).
+    const_map_key: Option<u64>,
+}
+
+/// `BPF_FUNC_map_lookup_elem`.
+const FUNC_MAP_LOOKUP_ELEM: i32 = 1;
+
+/// `can_elide_value_nullness`: arrays and per-CPU arrays, whose in-range
+/// entries always exist.
+fn can_elide_value_nullness(map_type: u32) -> bool {
+    // BPF_MAP_TYPE_ARRAY, BPF_MAP_TYPE_PERCPU_ARRAY
+    matches!(map_type, 2 | 6)
 }
 
 /// The register types an argument accepts (`compatible_reg_types`).
@@ -95,6 +108,43 @@ impl Verifier<'_> {
         }
     }
 
+    /// `get_constant_map_key`: the value of the `key_size`-byte key register
+    /// `regno` points to, when it is a stack slot known to hold a constant
+    /// (zero bytes, or a spilled constant scalar of exactly the key's size,
+    /// which then becomes precise). `None` otherwise.
+    fn constant_map_key(&mut self, regno: usize, key_size: u32) -> Option<u64> {
+        if !self.privileges().bpf_capable {
+            return None;
+        }
+        let key = self.reg(regno).clone();
+        if key.ty != RegType::Stack || !key.v.var_off.is_const() {
+            return None;
+        }
+        let stack_off = i64::from(key.off).wrapping_add(key.v.var_off.value() as i64);
+        let slot = usize::try_from(-stack_off - 1).ok()?;
+        let (spi, off) = (slot / 8, slot % 8);
+        let fi = key.frameno as usize;
+        let st = self.cur.frames.get(fi)?.stack.get(spi)?.clone();
+        let run = |t: crate::state::SlotType| {
+            st.slot_type[..=off]
+                .iter()
+                .rev()
+                .take_while(|&&x| x == t)
+                .count() as u32
+        };
+        if run(crate::state::SlotType::Zero) >= key_size {
+            return Some(0);
+        }
+        if !st.is_spill() || st.spilled.ty != RegType::Scalar {
+            return None;
+        }
+        if run(crate::state::SlotType::Spill) != key_size || !st.spilled.v.var_off.is_const() {
+            return None;
+        }
+        self.mark_slot_precise(fi, spi);
+        Some(st.spilled.v.var_off.value())
+    }
+
     /// `check_helper_call`.
     pub(crate) fn check_helper_call(&mut self, pc: usize, id: i32) -> Res<Flow> {
         let name = self
@@ -132,7 +182,17 @@ impl Verifier<'_> {
         if changes_pkt_data(id) {
             self.clear_all_pkt_pointers();
         }
-        let maybe_null = proto.ret.flags.contains(TypeFlags::PTR_MAYBE_NULL);
+        let mut maybe_null = proto.ret.flags.contains(TypeFlags::PTR_MAYBE_NULL);
+        if id == FUNC_MAP_LOOKUP_ELEM
+            && let Some(m) = meta.map.and_then(|m| self.maps.get(m as usize))
+            && can_elide_value_nullness(m.map_type)
+            && meta
+                .const_map_key
+                .is_some_and(|k| k < u64::from(m.max_entries))
+        {
+            // Linux 6.14+: an in-range constant key of an array always has a value.
+            maybe_null = false;
+        }
         let r0 = match proto.ret.ty {
             RetType::Integer => Reg::unknown(),
             RetType::Void => Reg::not_init(),
@@ -268,6 +328,13 @@ impl Verifier<'_> {
                 };
                 let ks = self.maps.get(m as usize).map_or(0, |m| m.key_size);
                 self.check_helper_mem_access(regno, u64::from(ks), false, false, false)?;
+                let elide = self
+                    .maps
+                    .get(m as usize)
+                    .is_some_and(|m| can_elide_value_nullness(m.map_type));
+                if elide {
+                    meta.const_map_key = self.constant_map_key(regno, ks);
+                }
             }
             ArgType::PtrToMapValue => {
                 if skip_type {

@@ -106,6 +106,14 @@ pub trait VerifierEnv {
     /// (the kernel answers `EBADF` for an fd it cannot resolve).
     fn map(&self, map: MapRef) -> Option<MapInfo>;
 
+    /// The inner-map template of the map of maps `map` refers to (the
+    /// kernel's `map->inner_map_meta`): what a non-NULL lookup result in it
+    /// points to (`CONST_PTR_TO_MAP`). `None` for other maps.
+    fn inner_map(&self, map: MapRef) -> Option<MapInfo> {
+        let _ = map;
+        None
+    }
+
     /// The prototype of helper `id` for this program, or `None` if this
     /// program may not call it (the kernel's `get_func_proto`).
     fn helper(&self, id: i32) -> Option<HelperProto>;

@@ -143,6 +143,14 @@ impl Verifier<'_> {
         Ok(())
     }
 
+    /// `bt_set_frame_slot` + `mark_chain_precision_batch`: the spilled
+    /// scalar in stack slot `spi` of frame `frame` needs its exact value.
+    pub(crate) fn mark_slot_precise(&mut self, frame: usize, spi: usize) {
+        let mut bt = Bt::new(self.cur.curframe());
+        bt.set_slot(frame, spi);
+        self.backtrack(bt);
+    }
+
     /// `propagate_precision`: the current state was pruned against stored
     /// state `old`; what is precise there must be precise on this path.
     pub(crate) fn propagate_precision(&mut self, old: usize) {

@@ -133,9 +133,13 @@ pub(crate) struct Verifier<'a> {
     pub env: &'a dyn VerifierEnv,
     pub info: &'a ProgInfo,
     pub log_level: u32,
+    /// `BPF_LOG_STATS`: the error line and the stats line even at level 0.
+    log_stats: bool,
     pub log: String,
     pub maps: Vec<MapInfo>,
     map_index: HashMap<MapRef, u32>,
+    /// Maps of maps (index in `maps`) to their inner-map template's index.
+    pub inner_maps: HashMap<u32, u32>,
     pub cfg: Cfg,
     pub cur: State,
     pub insn_idx: usize,
@@ -206,9 +210,11 @@ impl<'a> Verifier<'a> {
             env,
             info,
             log_level: log.level,
+            log_stats: log.stats,
             log: String::new(),
             maps: Vec::new(),
             map_index: HashMap::new(),
+            inner_maps: HashMap::new(),
             cfg: Cfg::default(),
             cur: State {
                 frames: vec![Frame::new(0, 0, 0)],
@@ -255,7 +261,7 @@ impl<'a> Verifier<'a> {
         let res = self.run_inner();
         res.map_err(|r| {
             let mut log = std::mem::take(&mut self.log);
-            if self.log_level > 0 {
+            if self.log_level > 0 || self.log_stats {
                 let _ = writeln!(log, "{}", r.message);
                 let _ = writeln!(log, "{}", self.stats.line());
             }
@@ -301,9 +307,9 @@ impl<'a> Verifier<'a> {
         }
         self.do_check()?;
         self.check_max_stack_depth()?;
-        if self.log_level > 0 {
+        if self.log_level > 0 || self.log_stats {
             let line = self.stats.line();
-            self.verbose(&format!("{line}\n"));
+            let _ = writeln!(self.log, "{line}");
         }
         Ok(())
     }
@@ -359,6 +365,11 @@ impl<'a> Verifier<'a> {
         let i = self.maps.len() as u32;
         self.maps.push(info);
         self.map_index.insert(r, i);
+        if let Some(inner) = self.env.inner_map(r) {
+            let j = self.maps.len() as u32;
+            self.maps.push(inner);
+            self.inner_maps.insert(i, j);
+        }
         Ok(i)
     }
 
@@ -1505,8 +1516,8 @@ impl<'a> Verifier<'a> {
                 if let (Some(p), true) = (ptr_side, other_side) {
                     // Eq: taken side is NULL. Ne: taken side is non-NULL.
                     let taken_null = cond == Cond::Eq;
-                    mark_ptr_or_null(&mut other, p.id, taken_null);
-                    mark_ptr_or_null(&mut self.cur, p.id, !taken_null);
+                    mark_ptr_or_null(&mut other, p.id, taken_null, &self.inner_maps);
+                    mark_ptr_or_null(&mut self.cur, p.id, !taken_null, &self.inner_maps);
                 }
             }
             if bits == Bits::B64
@@ -1721,8 +1732,10 @@ fn set_scalar(st: &mut State, r: usize, v: ScalarValue) {
 }
 
 /// `mark_ptr_or_null_regs`: every copy of the pointer with `id` becomes
-/// NULL (a zero scalar) or a non-NULL pointer.
-fn mark_ptr_or_null(st: &mut State, id: u32, is_null: bool) {
+/// NULL (a zero scalar) or a non-NULL pointer; a non-NULL value of a map of
+/// maps (`inner_maps`: outer map index to its template's) is the inner map
+/// (`CONST_PTR_TO_MAP` of `inner_map_meta`).
+fn mark_ptr_or_null(st: &mut State, id: u32, is_null: bool, inner_maps: &HashMap<u32, u32>) {
     if id == 0 {
         return;
     }
@@ -1734,6 +1747,14 @@ fn mark_ptr_or_null(st: &mut State, id: u32, is_null: bool) {
                     *released = true;
                 }
                 *reg = Reg::known(0);
+            } else if let Some(&inner) = inner_maps
+                .get(&reg.map)
+                .filter(|_| reg.ty == RegType::MapValue)
+            {
+                *reg = Reg {
+                    map: inner,
+                    ..Reg::ptr(RegType::ConstMap)
+                };
             } else {
                 reg.flags = reg.flags.without(RegFlags::MAYBE_NULL);
                 if reg.ref_obj_id == 0 {

@@ -161,6 +161,9 @@ pub struct LoadOptions<'a> {
     pub ksyms: Option<&'a dyn KsymResolver>,
     /// A log for the programs' verification, kept in [`LoadedObject::logs`].
     pub keep_logs: bool,
+    /// `log_level` of each program's `BPF_PROG_LOAD` (1, 2, and 4 for the stats
+    /// lines, as in the kernel).
+    pub log_level: u32,
 }
 
 impl std::fmt::Debug for LoadOptions<'_> {
@@ -331,7 +334,8 @@ impl ObjectLoader {
         let mut logs = BTreeMap::new();
         for l in &linked {
             let mut log = String::new();
-            let attr = self.prog_attr(l, btf_fd);
+            let mut attr = self.prog_attr(l, btf_fd);
+            attr.log_level = opts.log_level;
             let name = l.name.clone();
             match rt.prog_load_with_log(&attr, &mut log) {
                 Ok(h) => {

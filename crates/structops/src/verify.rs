@@ -19,7 +19,19 @@
 //!   and the member's arguments for struct_ops (`btf_ctx_access`, simplified: pointers
 //!   to structs become trusted `PTR_TO_BTF_ID`);
 //! - **packets**: `may_access_direct_pkt_data`; **`LD_ABS`**: `may_access_skb`;
-//! - **return values**: `check_return_code`.
+//! - **return values**: `check_return_code`;
+//! - **host BTF**: the runtime's registered vmlinux ([`Runtime::register_host_btf`]),
+//!   what `PTR_TO_BTF_ID` registers, struct_ops arguments and kfunc prototypes are
+//!   typed in;
+//! - **kfuncs**: the runtime's kfunc registry ([`Runtime::register_kfunc`]), those the
+//!   program's type may call, with their `KF_*` flags. Every registered kfunc is
+//!   described to the verifier as `KF_TRUSTED_ARGS`: since Linux 6.18 the kernel
+//!   treats kfunc pointer arguments as trusted by default (the flag no longer exists
+//!   there), so a registered kfunc's pointer arguments must be trusted, non-NULL
+//!   pointers, as the verifier's own vmlinux test setup also assumes;
+//! - **struct_ops types**: not yet; [`ProgEnv::struct_ops_type`] is the single place
+//!   where the ops-type registry's lookup goes, and [`struct_ops_attach`] the one
+//!   that then tells the verifier which member a program implements.
 //!
 //! The context layouts are the ones test runs build ([`crate::ctx`]): the uapi structs
 //! themselves, so every access `is_valid_access` allows lands inside them.
@@ -31,14 +43,15 @@ use structops_btf::ext::FuncInfo;
 use structops_btf::{Btf, TypeKind};
 use structops_isa::{Imm64, Insn, Op, Program};
 use structops_verifier::{
-    CtxField, LogOptions, MapInfo, MapRef as VMapRef, PacketAccess, Privileges, ReturnRule,
-    VerifierEnv, VerifyError,
+    CtxField, KfuncDesc, KfuncFlags as VKfuncFlags, LogOptions, MapInfo, MapRef as VMapRef,
+    PacketAccess, Privileges, ReturnRule, StructOpsAttach, StructOpsType, VerifierEnv, VerifyError,
 };
 
 use crate::caps::Capabilities;
 use crate::ctx::{SK_BUFF_SIZE, XDP_MD_SIZE};
 use crate::errno::Errno;
 use crate::helpers::{self, HelperProto};
+use crate::kfunc::{Kfunc, KfuncFlags};
 use crate::maps::{Map, MapType};
 use crate::prog::{AttachType, MapRef, ProgType};
 use crate::runtime::Runtime;
@@ -274,6 +287,8 @@ fn struct_ops_access(btf: &Btf, proto: u32, off: i32, size: u32, write: bool) ->
 pub(crate) struct LoadFacts<'a> {
     pub prog_type: ProgType,
     pub expected_attach_type: AttachType,
+    /// `attach_btf_id` as submitted (for struct_ops, the ops struct in the host BTF).
+    pub attach_btf_id: u32,
     /// The attach BTF and, for struct_ops, the member's `FUNC_PROTO` id in it.
     pub attach: Option<(&'a Btf, u32)>,
     pub caps: Capabilities,
@@ -288,7 +303,10 @@ pub(crate) struct LoadFacts<'a> {
 
 /// The verifier's view of one program being loaded into a [`Runtime`].
 pub(crate) struct ProgEnv<'a> {
+    rt: &'a Runtime,
     facts: &'a LoadFacts<'a>,
+    /// The host BTF at load time.
+    host: Option<Arc<Btf>>,
     /// `LD_IMM64` map references of the submitted instructions to `used_maps` indices.
     maps: HashMap<VMapRef, usize>,
     /// Host helpers registered for this program type, at load time.
@@ -297,7 +315,7 @@ pub(crate) struct ProgEnv<'a> {
 
 impl<'a> ProgEnv<'a> {
     /// The environment of the program `facts` describe, loaded into `rt`.
-    pub(crate) fn new(rt: &Runtime, facts: &'a LoadFacts<'a>) -> ProgEnv<'a> {
+    pub(crate) fn new(rt: &'a Runtime, facts: &'a LoadFacts<'a>) -> ProgEnv<'a> {
         let mut maps = HashMap::new();
         for &(pc, r) in facts.map_refs {
             let idx = match r {
@@ -317,9 +335,33 @@ impl<'a> ProgEnv<'a> {
             .map(|h| h.proto)
             .collect();
         ProgEnv {
+            rt,
             facts,
+            host: rt.host_btf().map(|h| h.object().btf().clone()),
             maps,
             host_helpers,
+        }
+    }
+
+    /// The verifier's description of a registered kfunc (see the module docs on
+    /// `KF_TRUSTED_ARGS`).
+    fn kfunc_desc(k: &Kfunc) -> KfuncDesc {
+        let pairs = [
+            (KfuncFlags::ACQUIRE, VKfuncFlags::ACQUIRE),
+            (KfuncFlags::RELEASE, VKfuncFlags::RELEASE),
+            (KfuncFlags::RET_NULL, VKfuncFlags::RET_NULL),
+            (KfuncFlags::SLEEPABLE, VKfuncFlags::SLEEPABLE),
+            (KfuncFlags::DESTRUCTIVE, VKfuncFlags::DESTRUCTIVE),
+            (KfuncFlags::RCU, VKfuncFlags::RCU),
+        ];
+        let flags = pairs
+            .iter()
+            .filter(|(ours, _)| k.flags.contains(*ours))
+            .fold(VKfuncFlags::TRUSTED_ARGS, |acc, (_, v)| acc.with(*v));
+        KfuncDesc {
+            name: k.name.clone(),
+            btf_id: k.btf_id,
+            flags,
         }
     }
 
@@ -369,9 +411,52 @@ fn submitted_map_ref(insns: &[Insn], pc: usize) -> Option<VMapRef> {
 }
 
 impl VerifierEnv for ProgEnv<'_> {
+    fn host_btf(&self) -> Option<&Btf> {
+        self.host.as_deref()
+    }
+
+    fn kfunc(&self, btf_id: u32) -> Option<KfuncDesc> {
+        let table = self
+            .rt
+            .progs
+            .kfuncs
+            .read()
+            .unwrap_or_else(|p| p.into_inner());
+        table
+            .get(btf_id)
+            .filter(|k| k.allowed_for(self.facts.prog_type))
+            .map(Self::kfunc_desc)
+    }
+
+    /// The struct_ops type registered for the host BTF struct `btf_id`. The runtime
+    /// has no ops-type registry yet, so there is none; this is where its lookup goes
+    /// (together with [`struct_ops_attach`]).
+    fn struct_ops_type(&self, btf_id: u32) -> Option<&dyn StructOpsType> {
+        let _ = btf_id;
+        None
+    }
+
     fn map(&self, map: VMapRef) -> Option<MapInfo> {
         let idx = *self.maps.get(&map)?;
         self.facts.used_maps.get(idx).map(|m| Self::map_info(m))
+    }
+
+    fn inner_map(&self, map: VMapRef) -> Option<MapInfo> {
+        let idx = *self.maps.get(&map)?;
+        let t = self.facts.used_maps.get(idx)?.inner_template()?;
+        // `bpf_map_meta_alloc` copies no name and makes no direct value address.
+        Some(MapInfo {
+            map_type: t.map_type.raw(),
+            key_size: t.key_size,
+            value_size: t.value_size,
+            max_entries: t.max_entries,
+            flags: t.map_flags,
+            rdonly_prog: t.map_flags & BPF_F_RDONLY_PROG != 0,
+            wronly_prog: t.map_flags & BPF_F_WRONLY_PROG != 0,
+            frozen_value: None,
+            name: String::new(),
+            direct_value: false,
+        })
     }
 
     fn helper(&self, id: i32) -> Option<HelperProto> {
@@ -472,6 +557,17 @@ impl VerifierEnv for ProgEnv<'_> {
     }
 }
 
+/// The struct_ops member a program implements, for the verifier: `Some` makes it take
+/// the context, helpers, writable fields and return rule from the ops type that
+/// [`ProgEnv::struct_ops_type`] finds. The runtime has no ops-type registry yet, so
+/// struct_ops programs get the member's arguments through `ctx_access` instead and
+/// this is `None`; with a registry it becomes `Some` for every `STRUCT_OPS` program:
+/// `StructOpsAttach { btf_id: facts.attach_btf_id, member_idx: facts.expected_attach_type.0 }`.
+fn struct_ops_attach(facts: &LoadFacts<'_>) -> Option<StructOpsAttach> {
+    let _ = facts.attach_btf_id;
+    None
+}
+
 /// What verification of one program produced.
 pub(crate) type Verdict = Result<structops_verifier::VerifiedProgram, VerifyError>;
 
@@ -496,28 +592,40 @@ pub(crate) fn verify(
             allow_uninit_stack: caps.perfmon(),
         },
         func_info: facts.func_info.iter().map(|f| f.insn_off).collect(),
-        // The runtime has no struct_ops type registry yet: struct_ops programs get
-        // the member's arguments through `ctx_access` instead of an ops type's hooks.
-        struct_ops: None,
+        struct_ops: struct_ops_attach(facts),
     };
     let opts = LogOptions {
         level: log_level & 3,
         stats: log_level & 4 != 0,
     };
-    match structops_verifier::verify(facts.insns, &info, &env, &opts) {
-        Ok(v) => {
-            log.push_str(v.log());
-            Ok(v)
-        }
-        Err(e) => {
-            if e.log.is_empty() {
-                log.push_str(&e.message);
-                log.push('\n');
-            } else {
-                log.push_str(&e.log);
-            }
-            Err(e)
-        }
+    let start = std::time::Instant::now();
+    let verdict = structops_verifier::verify(facts.insns, &info, &env, &opts);
+    let usec = start.elapsed().as_micros();
+    let text = match &verdict {
+        Ok(v) => v.log().to_owned(),
+        Err(e) if e.log.is_empty() => format!("{}\n", e.message),
+        Err(e) => e.log.clone(),
+    };
+    if opts.stats {
+        log.push_str(&with_verification_time(&text, usec));
+    } else {
+        log.push_str(&text);
+    }
+    verdict
+}
+
+/// `print_verification_stats`: with `BPF_LOG_STATS`, `verification time N usec` comes
+/// right before the final `processed ...` line (at the end when there is none).
+fn with_verification_time(log: &str, usec: u128) -> String {
+    let line = format!("verification time {usec} usec\n");
+    let at = if log.starts_with("processed ") {
+        Some(0)
+    } else {
+        log.rfind("\nprocessed ").map(|i| i + 1)
+    };
+    match at {
+        Some(i) => format!("{}{line}{}", &log[..i], &log[i..]),
+        None => format!("{log}{line}"),
     }
 }
 
@@ -568,6 +676,19 @@ mod tests {
         );
         assert_eq!(cg_skb_access(skb::DATA, 4, false, false), None);
         assert_eq!(cg_skb_access(skb::DATA_META, 4, false, true), None);
+    }
+
+    #[test]
+    fn verification_time_precedes_the_stats_line() {
+        assert_eq!(
+            with_verification_time("0: exit\nprocessed 1 insns\n", 7),
+            "0: exit\nverification time 7 usec\nprocessed 1 insns\n"
+        );
+        assert_eq!(
+            with_verification_time("processed 1 insns\n", 3),
+            "verification time 3 usec\nprocessed 1 insns\n"
+        );
+        assert_eq!(with_verification_time("", 3), "verification time 3 usec\n");
     }
 
     #[test]

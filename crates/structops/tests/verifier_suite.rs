@@ -966,17 +966,7 @@ const ALLOWLIST: &[(&str, &str, Owner)] = &[
     ("struct_ops.txt", "dummy_not_struct_ops_type", Owner::Btf),
     (
         "struct_ops.txt",
-        "dummy_test_1_deref_checked_arg",
-        Owner::Btf,
-    ),
-    (
-        "struct_ops.txt",
         "dummy_test_1_deref_nullable_arg",
-        Owner::Btf,
-    ),
-    (
-        "struct_ops.txt",
-        "dummy_test_1_read_beyond_state",
         Owner::Btf,
     ),
     ("struct_ops.txt", "dummy_test_1_sleepable", Owner::Btf),
@@ -1007,30 +997,8 @@ const ALLOWLIST: &[(&str, &str, Owner)] = &[
     ("struct_ops.txt", "tcp_member_name_not_func", Owner::Btf),
     ("struct_ops.txt", "tcp_read_beyond_tcp_sock", Owner::Btf),
     ("struct_ops.txt", "tcp_ssthresh_reads_snd_cwnd", Owner::Btf),
-    (
-        "struct_ops.txt",
-        "tcp_untrusted_ptr_member_read",
-        Owner::Btf,
-    ),
-    (
-        "struct_ops.txt",
-        "tcp_untrusted_ptr_member_write",
-        Owner::Btf,
-    ),
     ("ptr.txt", "map_ptr_deref", Owner::Btf), // CONST_PTR_TO_MAP fields via vmlinux BTF
     // Callbacks, open-coded iterators, may_goto (branch vloop).
-    ("loops.txt", "bpf_loop_break", Owner::Loops),
-    ("loops.txt", "bpf_loop_cb_index_bounded", Owner::Loops),
-    ("loops.txt", "bpf_loop_cb_r0_uninit", Owner::Loops),
-    ("loops.txt", "bpf_loop_cb_reads_r3", Owner::Loops),
-    ("loops.txt", "bpf_loop_cb_returns_2", Owner::Loops),
-    ("loops.txt", "bpf_loop_cb_scalar_ctx_deref", Owner::Loops),
-    ("loops.txt", "bpf_loop_cb_unknown_return", Owner::Loops),
-    ("loops.txt", "bpf_loop_ctx_oob_in_cb", Owner::Loops),
-    ("loops.txt", "bpf_loop_ctx_stack", Owner::Loops),
-    ("loops.txt", "bpf_loop_flags_nonzero", Owner::Loops),
-    ("loops.txt", "bpf_loop_fn_scalar", Owner::Loops),
-    ("loops.txt", "bpf_loop_ok", Owner::Loops),
     ("loops.txt", "iter_num_big_range", Owner::Loops),
     ("loops.txt", "iter_num_elem_oob", Owner::Loops),
     ("loops.txt", "iter_num_misaligned", Owner::Loops),
@@ -1039,12 +1007,8 @@ const ALLOWLIST: &[(&str, &str, Owner)] = &[
     ("loops.txt", "iter_num_ok", Owner::Loops),
     ("loops.txt", "iter_num_uninit_next", Owner::Loops),
     ("loops.txt", "iter_num_value_index_bounded", Owner::Loops),
-    ("loops.txt", "may_goto_infinite", Owner::Loops),
-    ("loops.txt", "may_goto_nested", Owner::Loops),
-    ("cfg.txt", "may_goto_loop", Owner::Loops),
     // Integration gaps: socket pointers (PTR_TO_SOCKET / sock_common from
-    // bpf_sk_lookup_* and __sk_buff->sk), constant-key array lookups that cannot be
-    // NULL, queue maps the runtime lacks.
+    // bpf_sk_lookup_* and __sk_buff->sk), queue maps the runtime lacks.
     (
         "ctx.txt",
         "skb_sk_sched_cls_is_sock_common_or_null",
@@ -1058,8 +1022,6 @@ const ALLOWLIST: &[(&str, &str, Owner)] = &[
     ("refs.txt", "sk_lookup_ptr_arith", Owner::Runtime),
     ("refs.txt", "sk_lookup_tail_call_with_ref", Owner::Runtime),
     ("refs.txt", "sk_lookup_ld_abs_with_ref", Owner::Runtime),
-    ("map_value.txt", "array_const_key_non_null", Owner::Runtime),
-    ("map_value.txt", "percpu_array_lookup", Owner::Runtime),
     ("map_value.txt", "lookup_on_queue", Owner::Runtime),
     ("map_value.txt", "queue_push_pop", Owner::Runtime),
 ];

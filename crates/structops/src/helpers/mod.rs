@@ -410,6 +410,8 @@ pub static BUILTIN_HELPERS: &[HelperProto] = &[
 pub const BPF_FUNC_GET_CURRENT_COMM: i32 = 16;
 /// `BPF_FUNC_skb_load_bytes`.
 pub const BPF_FUNC_SKB_LOAD_BYTES: i32 = 26;
+/// `BPF_FUNC_redirect`.
+pub const BPF_FUNC_REDIRECT: i32 = 23;
 /// `BPF_FUNC_csum_diff`.
 pub const BPF_FUNC_CSUM_DIFF: i32 = 28;
 /// `BPF_FUNC_get_current_task`.
@@ -460,6 +462,14 @@ pub static KNOWN_HELPERS: &[HelperProto] = &[
             ],
         )
     },
+    // `bpf_redirect_proto` (tc) and `bpf_xdp_redirect_proto` (XDP) have the same
+    // signature: an ifindex and flags. There are no devices to redirect to here.
+    proto(
+        BPF_FUNC_REDIRECT,
+        "redirect",
+        Ret::INTEGER,
+        [a(ArgType::Anything), a(ArgType::Anything), D, D, D],
+    ),
     proto(
         BPF_FUNC_GET_CURRENT_TASK,
         "get_current_task",
@@ -561,6 +571,8 @@ pub fn func_proto(
                     | BPF_FUNC_XDP_LOAD_BYTES
                     | BPF_FUNC_XDP_STORE_BYTES
                     | BPF_FUNC_GET_SMP_PROCESSOR_ID
+                    | BPF_FUNC_CSUM_DIFF
+                    | BPF_FUNC_REDIRECT
             ) || base_func_proto(id, caps)
         }
         ProgType::SOCKET_FILTER | ProgType::CGROUP_SKB => {
@@ -569,7 +581,10 @@ pub fn func_proto(
             id == BPF_FUNC_SKB_LOAD_BYTES || base_func_proto(id, caps)
         }
         ProgType::SCHED_CLS | ProgType::SCHED_ACT => {
-            matches!(id, BPF_FUNC_SKB_LOAD_BYTES | BPF_FUNC_CSUM_DIFF) || base_func_proto(id, caps)
+            matches!(
+                id,
+                BPF_FUNC_SKB_LOAD_BYTES | BPF_FUNC_CSUM_DIFF | BPF_FUNC_REDIRECT
+            ) || base_func_proto(id, caps)
         }
         ProgType::KPROBE
         | ProgType::TRACEPOINT
@@ -586,6 +601,7 @@ pub fn func_proto(
                 id,
                 BPF_FUNC_SKB_LOAD_BYTES
                     | BPF_FUNC_CSUM_DIFF
+                    | BPF_FUNC_REDIRECT
                     | BPF_FUNC_GET_CURRENT_TASK
                     | BPF_FUNC_COPY_FROM_USER
                     | BPF_FUNC_XDP_ADJUST_HEAD

@@ -275,12 +275,12 @@ pub struct MapInfo {
 
 /// What a map-in-map was created from (`bpf_map_meta_alloc`).
 #[derive(Clone, Copy, Debug)]
-struct InnerMeta {
-    map_type: MapType,
-    key_size: u32,
-    value_size: u32,
-    map_flags: u32,
-    max_entries: u32,
+pub(crate) struct InnerMeta {
+    pub(crate) map_type: MapType,
+    pub(crate) key_size: u32,
+    pub(crate) value_size: u32,
+    pub(crate) map_flags: u32,
+    pub(crate) max_entries: u32,
 }
 
 impl InnerMeta {
@@ -918,6 +918,11 @@ impl Map {
     /// The map's id.
     pub fn id(&self) -> u32 {
         self.header.id()
+    }
+
+    /// The inner-map template of a map of maps (`inner_map_meta`).
+    pub(crate) fn inner_template(&self) -> Option<&InnerMeta> {
+        self.inner_meta.as_ref()
     }
 
     /// The map's type.

@@ -444,6 +444,7 @@ impl Runtime {
         let facts = crate::verify::LoadFacts {
             prog_type: ty,
             expected_attach_type: expected,
+            attach_btf_id: attr.attach_btf_id,
             attach: attach_btf
                 .as_ref()
                 .filter(|_| ty == ProgType::STRUCT_OPS)

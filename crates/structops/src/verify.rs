@@ -311,6 +311,8 @@ pub(crate) struct ProgEnv<'a> {
     maps: HashMap<VMapRef, usize>,
     /// Host helpers registered for this program type, at load time.
     host_helpers: Vec<HelperProto>,
+    /// The registered ops type a struct_ops program attaches to, when there is one.
+    struct_ops: Option<crate::struct_ops::VerifierOps>,
 }
 
 impl<'a> ProgEnv<'a> {
@@ -334,12 +336,17 @@ impl<'a> ProgEnv<'a> {
             .filter(|h| h.prog_types.is_empty() || h.prog_types.contains(&facts.prog_type))
             .map(|h| h.proto)
             .collect();
+        let struct_ops = (facts.prog_type == ProgType::STRUCT_OPS)
+            .then(|| rt.struct_ops_find(facts.attach_btf_id))
+            .flatten()
+            .map(|t| crate::struct_ops::VerifierOps::new(t, facts.caps));
         ProgEnv {
             rt,
             facts,
             host: rt.host_btf().map(|h| h.object().btf().clone()),
             maps,
             host_helpers,
+            struct_ops,
         }
     }
 
@@ -428,12 +435,13 @@ impl VerifierEnv for ProgEnv<'_> {
             .map(Self::kfunc_desc)
     }
 
-    /// The struct_ops type registered for the host BTF struct `btf_id`. The runtime
-    /// has no ops-type registry yet, so there is none; this is where its lookup goes
-    /// (together with [`struct_ops_attach`]).
+    /// The struct_ops type registered for the host BTF struct `btf_id`
+    /// ([`Runtime::struct_ops_find`]), as looked up when the environment was made.
     fn struct_ops_type(&self, btf_id: u32) -> Option<&dyn StructOpsType> {
-        let _ = btf_id;
-        None
+        self.struct_ops
+            .as_ref()
+            .filter(|t| t.ops_type().type_id() == btf_id)
+            .map(|t| t as &dyn StructOpsType)
     }
 
     fn map(&self, map: VMapRef) -> Option<MapInfo> {
@@ -559,13 +567,17 @@ impl VerifierEnv for ProgEnv<'_> {
 
 /// The struct_ops member a program implements, for the verifier: `Some` makes it take
 /// the context, helpers, writable fields and return rule from the ops type that
-/// [`ProgEnv::struct_ops_type`] finds. The runtime has no ops-type registry yet, so
-/// struct_ops programs get the member's arguments through `ctx_access` instead and
-/// this is `None`; with a registry it becomes `Some` for every `STRUCT_OPS` program:
-/// `StructOpsAttach { btf_id: facts.attach_btf_id, member_idx: facts.expected_attach_type.0 }`.
-fn struct_ops_attach(facts: &LoadFacts<'_>) -> Option<StructOpsAttach> {
-    let _ = facts.attach_btf_id;
-    None
+/// [`ProgEnv::struct_ops_type`] finds. `Some` when `attach_btf_id` names an ops type
+/// registered with [`Runtime::register_struct_ops`]; for a struct that is not registered
+/// it stays `None` and the program gets the member's arguments through `ctx_access`
+/// (the kernel would refuse such a program with `ENOTSUPP`; the runtime keeps accepting
+/// it for hosts that call programs through `prog_test_run` only).
+fn struct_ops_attach(rt: &Runtime, facts: &LoadFacts<'_>) -> Option<StructOpsAttach> {
+    (facts.prog_type == ProgType::STRUCT_OPS && rt.struct_ops_find(facts.attach_btf_id).is_some())
+        .then_some(StructOpsAttach {
+            btf_id: facts.attach_btf_id,
+            member_idx: facts.expected_attach_type.0,
+        })
 }
 
 /// What verification of one program produced.
@@ -592,7 +604,7 @@ pub(crate) fn verify(
             allow_uninit_stack: caps.perfmon(),
         },
         func_info: facts.func_info.iter().map(|f| f.insn_off).collect(),
-        struct_ops: struct_ops_attach(facts),
+        struct_ops: struct_ops_attach(rt, facts),
     };
     let opts = LogOptions {
         level: log_level & 3,

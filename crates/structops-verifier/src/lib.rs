@@ -10,8 +10,10 @@
 //!
 //! Verification is the kernel's: a path-sensitive abstract interpretation
 //! whose verdicts must equal those of Linux's `kernel/bpf/verifier.c` on
-//! the same program (the running kernel is the oracle of our tests). This
-//! first part is its numeric foundation, reproduced exactly:
+//! the same program (the running kernel is the oracle of our tests). The
+//! entry point is [`verify`]; the runtime supplies program facts through
+//! [`env::VerifierEnv`]. `docs/verifier.md` describes the rules covered and
+//! how they are tested. Its numeric foundation, reproduced exactly:
 //!
 //! - [`tnum`]: tristate numbers ([`Tnum`]), which bits of a value are known.
 //! - [`scalar`]: [`ScalarValue`], a tnum plus signed and unsigned bounds of

@@ -183,6 +183,8 @@ fn replay() {
         |h| u64::from_str_radix(h, 16).unwrap(),
     );
     let pkt_hex = std::env::var("STRUCTOPS_REPLAY_PACKET").unwrap_or_default();
+    // `STRUCTOPS_REPLAY_UNPRIV=1`: load without CAP_PERFMON, as the fuzz target does.
+    let unpriv = std::env::var("STRUCTOPS_REPLAY_UNPRIV").is_ok_and(|v| v == "1");
     let pkt: Vec<u8> = (0..pkt_hex.len() / 2)
         .map(|i| u8::from_str_radix(&pkt_hex[2 * i..2 * i + 2], 16).unwrap())
         .collect();
@@ -205,6 +207,9 @@ fn replay() {
     };
     let text = program(&mut Rng::new(seed), &maps);
     println!("{text}");
+    if unpriv {
+        rt.set_caps(Capabilities::BPF | Capabilities::NET_ADMIN);
+    }
     let attr = ProgLoadAttr::new(ProgType::XDP, assemble(&text).unwrap().encode(), "GPL");
     let prog = rt.prog_load(&attr).unwrap();
     let mut t = TestRun::with_data(&pkt);

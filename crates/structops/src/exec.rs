@@ -239,10 +239,15 @@ pub struct ProgEnv<'r> {
     caps: Capabilities,
     gpl: bool,
     checked: bool,
-    /// Maps the run may name: the used maps of every program entered.
+    /// The used maps of the program the run started with (borrowed: nothing is cloned
+    /// or counted per run).
+    base_maps: &'r [Arc<Map>],
+    /// Used maps of programs entered by tail calls, beyond `base_maps`.
     maps: Vec<Arc<Map>>,
     /// Inner maps lookups returned (alive while `guard` is held).
     inner: Vec<u64>,
+    /// The id of the program the run started with.
+    root: u32,
     /// Programs entered by tail calls (kept for their maps).
     entered: Vec<u32>,
     /// Outstanding ring buffer reservations.
@@ -261,7 +266,7 @@ impl std::fmt::Debug for ProgEnv<'_> {
         f.debug_struct("ProgEnv")
             .field("prog_type", &self.prog_type)
             .field("checked", &self.checked)
-            .field("maps", &self.maps.len())
+            .field("maps", &self.run_maps().count())
             .finish_non_exhaustive()
     }
 }
@@ -277,9 +282,11 @@ impl<'r> ProgEnv<'r> {
             caps: prog.load_caps(),
             gpl: prog.gpl_compatible(),
             checked: mode == Mode::Checked,
-            maps: prog.used_maps().to_vec(),
+            base_maps: prog.used_maps(),
+            maps: Vec::new(),
             inner: Vec::new(),
-            entered: vec![prog.id()],
+            root: prog.id(),
+            entered: Vec::new(),
             reservations: Vec::new(),
             lock_held: None,
             scratch: Vec::new(),
@@ -287,6 +294,12 @@ impl<'r> ProgEnv<'r> {
             rng: seed(),
             hz: u64::from(rt.progs.hz),
         }
+    }
+
+    /// Every map the run may name: the starting program's and those of programs it
+    /// entered by tail calls.
+    fn run_maps(&self) -> impl Iterator<Item = &Arc<Map>> {
+        self.base_maps.iter().chain(&self.maps)
     }
 
     /// Sets the packet context (XDP or skb runs).
@@ -369,10 +382,10 @@ impl<'r> ProgEnv<'r> {
 
     /// The map at `addr`, if the run may use it.
     fn map(&self, pc: usize, helper: i32, arg: u8, addr: u64) -> Result<&'r Map, VmError> {
-        if let Some(m) = self.maps.iter().find(|m| Arc::as_ptr(m) as u64 == addr) {
+        if let Some(m) = self.run_maps().find(|m| Arc::as_ptr(m) as u64 == addr) {
             let p: *const Map = Arc::as_ptr(m);
-            // SAFETY: `self.maps` holds a reference for the whole run (entries are never
-            // removed), and the run ends before `'r`.
+            // SAFETY: `base_maps` is borrowed for `'r` and `self.maps` holds a reference
+            // for the whole run (entries are never removed); the run ends before `'r`.
             return Ok(unsafe { &*p });
         }
         if self.inner.contains(&addr) {
@@ -418,7 +431,7 @@ impl<'r> ProgEnv<'r> {
             return Readable::Host;
         }
         // Array values of the run's maps (global data, for strings in `.rodata`).
-        for m in &self.maps {
+        for m in self.run_maps() {
             if let Some((base, elem)) = m.array_layout() {
                 let s = base.as_ptr() as u64;
                 let e = s + u64::from(elem) * u64::from(m.max_entries());
@@ -1067,10 +1080,10 @@ impl Env for ProgEnv<'_> {
                 prog.unverified_code().clone()
             }
         };
-        if !self.entered.contains(&prog.id()) {
+        if prog.id() != self.root && !self.entered.contains(&prog.id()) {
             self.entered.push(prog.id());
             for um in prog.used_maps() {
-                if !self.maps.iter().any(|x| Arc::ptr_eq(x, um)) {
+                if !self.run_maps().any(|x| Arc::ptr_eq(x, um)) {
                     self.maps.push(um.clone());
                 }
             }

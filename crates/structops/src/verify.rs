@@ -572,12 +572,11 @@ impl VerifierEnv for ProgEnv<'_> {
 /// it stays `None` and the program gets the member's arguments through `ctx_access`
 /// (the kernel would refuse such a program with `ENOTSUPP`; the runtime keeps accepting
 /// it for hosts that call programs through `prog_test_run` only).
-fn struct_ops_attach(rt: &Runtime, facts: &LoadFacts<'_>) -> Option<StructOpsAttach> {
-    (facts.prog_type == ProgType::STRUCT_OPS && rt.struct_ops_find(facts.attach_btf_id).is_some())
-        .then_some(StructOpsAttach {
-            btf_id: facts.attach_btf_id,
-            member_idx: facts.expected_attach_type.0,
-        })
+fn struct_ops_attach(env: &ProgEnv<'_>) -> Option<StructOpsAttach> {
+    env.struct_ops.as_ref().map(|_| StructOpsAttach {
+        btf_id: env.facts.attach_btf_id,
+        member_idx: env.facts.expected_attach_type.0,
+    })
 }
 
 /// What verification of one program produced.
@@ -604,7 +603,7 @@ pub(crate) fn verify(
             allow_uninit_stack: caps.perfmon(),
         },
         func_info: facts.func_info.iter().map(|f| f.insn_off).collect(),
-        struct_ops: struct_ops_attach(rt, facts),
+        struct_ops: struct_ops_attach(&env),
     };
     let opts = LogOptions {
         level: log_level & 3,

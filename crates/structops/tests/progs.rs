@@ -10,6 +10,7 @@
 use std::cell::Cell;
 use std::sync::Arc;
 
+use structops::Engine;
 use structops::helpers::{Arg, ArgType, HelperProto, HostHelper, Ret};
 use structops::maps::BPF_F_RDONLY_PROG;
 use structops::prog::{BPF_F_SLEEPABLE, BPF_MAXINSNS, collecting_sink};
@@ -27,6 +28,7 @@ fn rt() -> Runtime {
     Runtime::new(RuntimeConfig {
         ncpus: 2,
         run_unverified: false,
+        engine: ENGINE.with(Cell::get),
         ..RuntimeConfig::default()
     })
 }
@@ -38,6 +40,7 @@ fn rt_unverified() -> Runtime {
     Runtime::new(RuntimeConfig {
         ncpus: 2,
         run_unverified: true,
+        engine: ENGINE.with(Cell::get),
         ..RuntimeConfig::default()
     })
 }
@@ -45,6 +48,8 @@ fn rt_unverified() -> Runtime {
 thread_local! {
     /// The run mode of the current test variant.
     static MODE: Cell<RunMode> = const { Cell::new(RunMode::Auto) };
+    /// The engine of the current test variant's runtimes.
+    static ENGINE: Cell<Engine> = const { Cell::new(Engine::Jit) };
 }
 
 /// `prog_test_run` in the current variant's mode, unless `t` asks for one.
@@ -52,29 +57,43 @@ fn run(rt: &Runtime, p: &ProgHandle, t: &mut TestRun) -> Result<(), Errno> {
     if t.mode == RunMode::Auto {
         t.mode = MODE.with(Cell::get);
     }
+    if p.is_verified() {
+        // A verified program runs on the variant's engine, with native code on the JIT.
+        let engine = ENGINE.with(Cell::get);
+        assert_eq!(p.engine(), engine, "{}", p.name());
+        assert_eq!(p.info().jited_prog_len > 0, engine == Engine::Jit);
+    }
     rt.prog_test_run(p, t)
 }
 
-/// Runs `f` with every run in `mode`.
-fn with_mode(mode: RunMode, f: fn()) {
+/// Runs `f` with every run in `mode`, verified programs on `engine`.
+fn with_mode(mode: RunMode, engine: Engine, f: fn()) {
     MODE.with(|m| m.set(mode));
+    ENGINE.with(|e| e.set(engine));
     f();
 }
 
-/// One test per function and mode: `checked::NAME` runs every program checked,
-/// `auto::NAME` in the default mode (unchecked when verified).
+/// Three tests per function: `checked::NAME` runs every program checked (in the
+/// interpreter), `interp::NAME` and `jit::NAME` in the default mode (unchecked when
+/// verified) on that engine.
 macro_rules! both_modes {
     ($($name:ident),* $(,)?) => {
         mod checked {
             $(#[test]
             fn $name() {
-                super::with_mode(super::RunMode::Checked, super::$name);
+                super::with_mode(super::RunMode::Checked, super::Engine::Interp, super::$name);
             })*
         }
-        mod auto {
+        mod interp {
             $(#[test]
             fn $name() {
-                super::with_mode(super::RunMode::Auto, super::$name);
+                super::with_mode(super::RunMode::Auto, super::Engine::Interp, super::$name);
+            })*
+        }
+        mod jit {
+            $(#[test]
+            fn $name() {
+                super::with_mode(super::RunMode::Auto, super::Engine::Jit, super::$name);
             })*
         }
     };

@@ -473,7 +473,13 @@ impl Runtime {
         let code = Code::new(&program);
         let verification = match verdict {
             Ok(proof) => {
-                Verification::Verified(VerifiedProgram::new(proof, program.clone(), code.clone()))
+                let engine = attr.engine.unwrap_or(self.progs.engine);
+                Verification::Verified(VerifiedProgram::new(
+                    proof,
+                    program.clone(),
+                    code.clone(),
+                    engine,
+                ))
             }
             Err(e) => Verification::Unverified(e),
         };
@@ -800,6 +806,12 @@ impl Runtime {
     /// Does the runtime load programs the verifier rejects (to run checked only)?
     pub fn run_unverified(&self) -> bool {
         self.progs.run_unverified.load(Ordering::Acquire)
+    }
+
+    /// The engine verified programs run on unless their load names one
+    /// ([`crate::RuntimeConfig::engine`]).
+    pub fn engine(&self) -> structops_vm::Engine {
+        self.progs.engine
     }
 }
 

@@ -40,6 +40,11 @@ pub struct RuntimeConfig {
     /// ([`crate::ProgLoadAttr::engine`]): the JIT by default where the host has one
     /// (x86-64), the interpreter otherwise. Checked runs always use the interpreter.
     pub engine: Engine,
+    /// Seeds `bpf_get_prandom_u32`: with `Some`, the n-th run of a program that draws
+    /// random numbers gets the same sequence in every runtime with this seed (for
+    /// reproducible simulations and differential tests); `None` (the default) seeds
+    /// from the system.
+    pub prandom_seed: Option<u64>,
 }
 
 /// The JIT where this host can run its code, else the interpreter.
@@ -64,6 +69,7 @@ impl Default for RuntimeConfig {
             run_unverified: false,
             hz: 250,
             engine: default_engine(),
+            prandom_seed: None,
         }
     }
 }
@@ -142,7 +148,12 @@ impl Runtime {
             numa_nodes: config.numa_nodes.max(1),
             map_memory_limit: config.map_memory_limit,
             maps: IdTable::new(),
-            progs: ProgRegistry::new(config.run_unverified, config.hz, config.engine),
+            progs: ProgRegistry::new(
+                config.run_unverified,
+                config.hz,
+                config.engine,
+                config.prandom_seed,
+            ),
             btfs: IdTable::new(),
             fds: FdTable::default(),
             host_btf: Mutex::new(None),

@@ -1459,3 +1459,65 @@ fn xdp_repeat_runs_on_the_adjusted_buffer() {
     );
     assert_eq!(&out[24..], &pkt[..]);
 }
+
+/// `prandom_seed` makes `bpf_get_prandom_u32` reproducible run by run, and a host clock
+/// replaces the system's for every time helper.
+#[test]
+fn seeded_prandom_and_host_clock() {
+    let draw = |seed: Option<u64>, runs: usize| -> Vec<u32> {
+        let rt = Runtime::new(RuntimeConfig {
+            ncpus: 2,
+            prandom_seed: seed,
+            ..RuntimeConfig::default()
+        });
+        let p = load(
+            &rt,
+            ProgType::SOCKET_FILTER,
+            "call bpf_get_prandom_u32\nr6 = r0\ncall bpf_get_prandom_u32\nr0 ^= r6\nexit",
+        );
+        (0..runs)
+            .map(|_| {
+                let mut t = TestRun::with_data(&[0u8; 64]);
+                rt.prog_test_run(&p, &mut t).unwrap();
+                t.retval
+            })
+            .collect()
+    };
+    let a = draw(Some(7), 4);
+    assert_eq!(a, draw(Some(7), 4), "same seed, same sequence");
+    assert_ne!(a, draw(Some(8), 4), "another seed, another sequence");
+    assert!(
+        a.windows(2).any(|w| w[0] != w[1]),
+        "runs draw afresh: {a:?}"
+    );
+    assert_ne!(draw(None, 4), draw(None, 4), "unseeded runtimes differ");
+
+    let rt = Runtime::new(RuntimeConfig {
+        ncpus: 2,
+        hz: 1000,
+        ..RuntimeConfig::default()
+    });
+    let ktime = load(&rt, ProgType::SOCKET_FILTER, "call bpf_ktime_get_ns\nexit");
+    let boot = load(
+        &rt,
+        ProgType::SOCKET_FILTER,
+        "call bpf_ktime_get_boot_ns\nexit",
+    );
+    let jiffies = load(&rt, ProgType::SOCKET_FILTER, "call bpf_jiffies64\nexit");
+    let run = |p: &ProgHandle| {
+        let mut t = TestRun::with_data(&[0u8; 64]);
+        rt.prog_test_run(p, &mut t).unwrap();
+        t.retval
+    };
+    rt.set_clock(Some(std::sync::Arc::new(
+        |k: structops::ClockKind| match k {
+            structops::ClockKind::Boottime => 9_000_000_123,
+            _ => 5_000_000_456,
+        },
+    )));
+    assert_eq!(run(&ktime), 5_000_000_456u64 as u32);
+    assert_eq!(run(&boot), 9_000_000_123u64 as u32);
+    assert_eq!(run(&jiffies), 5_000, "5 s at CONFIG_HZ=1000");
+    rt.set_clock(None);
+    assert_ne!(run(&boot), 9_000_000_123u64 as u32);
+}

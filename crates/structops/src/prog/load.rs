@@ -808,6 +808,16 @@ impl Runtime {
         self.progs.run_unverified.load(Ordering::Acquire)
     }
 
+    /// Makes the time helpers (`bpf_ktime_get_ns`, `_boot_ns`, `_coarse_ns`,
+    /// `bpf_jiffies64`) read `clock` instead of the system's clocks (`None` restores
+    /// them): a simulator's virtual time, or a fixed clock for reproducible runs.
+    pub fn set_clock(&self, clock: Option<crate::prog::Clock>) {
+        match self.progs.clock.write() {
+            Ok(mut c) => *c = clock,
+            Err(poisoned) => *poisoned.into_inner() = clock,
+        }
+    }
+
     /// The engine verified programs run on unless their load names one
     /// ([`crate::RuntimeConfig::engine`]).
     pub fn engine(&self) -> structops_vm::Engine {

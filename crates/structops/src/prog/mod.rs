@@ -722,6 +722,20 @@ pub(crate) fn prog_map_compatible(map: &Map, prog: &ProgBody) -> bool {
 /// A sink for `bpf_trace_printk` lines (the runtime's `trace_pipe`).
 pub type TraceSink = Arc<dyn Fn(&str) + Send + Sync>;
 
+/// Which clock a time helper reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ClockKind {
+    /// `CLOCK_MONOTONIC`: `bpf_ktime_get_ns`, and `bpf_jiffies64` through `CONFIG_HZ`.
+    Monotonic,
+    /// `CLOCK_BOOTTIME`: `bpf_ktime_get_boot_ns`.
+    Boottime,
+    /// `CLOCK_MONOTONIC_COARSE`: `bpf_ktime_get_coarse_ns`.
+    MonotonicCoarse,
+}
+
+/// A host clock for the time helpers (e.g. a simulator's virtual time), in ns.
+pub type Clock = Arc<dyn Fn(ClockKind) -> u64 + Send + Sync>;
+
 /// The program half of the runtime: the id table, registries and switches.
 pub(crate) struct ProgRegistry {
     pub(crate) table: Arc<IdTable<Prog>>,
@@ -734,6 +748,12 @@ pub(crate) struct ProgRegistry {
     pub(crate) hz: u32,
     /// [`crate::RuntimeConfig::engine`].
     pub(crate) engine: Engine,
+    /// [`crate::RuntimeConfig::prandom_seed`].
+    pub(crate) prandom_seed: Option<u64>,
+    /// Runs that seeded a generator from `prandom_seed`.
+    pub(crate) prandom_runs: std::sync::atomic::AtomicU64,
+    /// [`crate::Runtime::set_clock`].
+    pub(crate) clock: RwLock<Option<Clock>>,
 }
 
 impl fmt::Debug for ProgRegistry {
@@ -751,7 +771,12 @@ impl fmt::Debug for ProgRegistry {
 }
 
 impl ProgRegistry {
-    pub(crate) fn new(run_unverified: bool, hz: u32, engine: Engine) -> ProgRegistry {
+    pub(crate) fn new(
+        run_unverified: bool,
+        hz: u32,
+        engine: Engine,
+        prandom_seed: Option<u64>,
+    ) -> ProgRegistry {
         ProgRegistry {
             table: IdTable::new(),
             helpers: RwLock::new(Vec::new()),
@@ -761,6 +786,9 @@ impl ProgRegistry {
             run_unverified: AtomicBool::new(run_unverified),
             hz: hz.max(1),
             engine,
+            prandom_seed,
+            prandom_runs: std::sync::atomic::AtomicU64::new(0),
+            clock: RwLock::new(None),
         }
     }
 }

@@ -34,7 +34,7 @@ use crate::helpers::printf::{self, MemReader};
 use crate::helpers::{self as h, HostFn};
 use crate::maps::{BPF_F_RDONLY_PROG, Guard, Map, MapType};
 use crate::prog::load::clock_ns;
-use crate::prog::{Clock, ClockKind};
+use crate::prog::ClockKind;
 use crate::prog::{Prog, ProgType, Verification};
 use crate::runtime::Runtime;
 

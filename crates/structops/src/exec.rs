@@ -34,7 +34,7 @@ use crate::helpers::printf::{self, MemReader};
 use crate::helpers::{self as h, HostFn};
 use crate::maps::{BPF_F_RDONLY_PROG, Guard, Map, MapType};
 use crate::prog::load::clock_ns;
-use crate::prog::ClockKind;
+use crate::prog::{Callee, ClockKind, HelperCall, HelperTrace};
 use crate::prog::{Prog, ProgType, Verification};
 use crate::runtime::Runtime;
 
@@ -291,6 +291,8 @@ pub struct ProgEnv<'r> {
     packet: PacketCtx,
     rng: u64,
     hz: u64,
+    /// The runtime's helper trace, when one was set ([`Runtime::set_helper_trace`]).
+    trace: Option<HelperTrace>,
 }
 
 impl std::fmt::Debug for ProgEnv<'_> {
@@ -326,6 +328,11 @@ impl<'r> ProgEnv<'r> {
             // Seeded on the first `bpf_get_prandom_u32` (most runs never call it).
             rng: 0,
             hz: u64::from(rt.progs.hz),
+            trace: if rt.progs.trace_on.load(std::sync::atomic::Ordering::Relaxed) {
+                rt.progs.helper_trace.read().ok().and_then(|t| t.clone())
+            } else {
+                None
+            },
         }
     }
 
@@ -999,8 +1006,21 @@ impl MemReader for ProbeReader<'_, '_, '_, '_> {
     }
 }
 
-impl Env for ProgEnv<'_> {
-    fn call_helper(
+impl ProgEnv<'_> {
+    /// Reports a finished helper or kfunc call to the runtime's helper trace.
+    fn traced(&self, pc: usize, callee: Callee, args: [u64; 5], r: &Result<u64, VmError>) {
+        if let Some(trace) = &self.trace {
+            trace(&HelperCall {
+                prog_id: self.root,
+                pc,
+                callee,
+                args,
+                ret: r.as_ref().ok().copied(),
+            });
+        }
+    }
+
+    fn dispatch_helper(
         &mut self,
         pc: usize,
         id: i32,
@@ -1050,7 +1070,7 @@ impl Env for ProgEnv<'_> {
         }
     }
 
-    fn call_kfunc(
+    fn dispatch_kfunc(
         &mut self,
         pc: usize,
         btf_id: u32,
@@ -1082,6 +1102,37 @@ impl Env for ProgEnv<'_> {
             }
         };
         f(caller, args)
+    }
+}
+
+impl Env for ProgEnv<'_> {
+    fn call_helper(
+        &mut self,
+        pc: usize,
+        id: i32,
+        args: [u64; 5],
+        caller: &mut Caller<'_>,
+    ) -> Result<u64, VmError> {
+        let r = self.dispatch_helper(pc, id, args, caller);
+        if self.trace.is_some() {
+            self.traced(pc, Callee::Helper(id), args, &r);
+        }
+        r
+    }
+
+    fn call_kfunc(
+        &mut self,
+        pc: usize,
+        btf_id: u32,
+        off: i16,
+        args: [u64; 5],
+        caller: &mut Caller<'_>,
+    ) -> Result<u64, VmError> {
+        let r = self.dispatch_kfunc(pc, btf_id, off, args, caller);
+        if self.trace.is_some() {
+            self.traced(pc, Callee::Kfunc(btf_id), args, &r);
+        }
+        r
     }
 
     fn tail_call(&mut self, pc: usize, map: u64, index: u32) -> Result<TailCallTarget, VmError> {

@@ -345,7 +345,7 @@ impl Verifier<'_> {
         // where the kernel requires it.
         if arg.flags.contains(TypeFlags::OBJ_RELEASE) {
             if reg.ref_obj_id == 0 && !reg.is_null() {
-                return eacces!("R{regno} must be referenced when passed to release function");
+                return einval!("R{regno} must be referenced when passed to release function");
             }
             if reg.off != 0 {
                 return einval!(

@@ -34,6 +34,7 @@ use crate::helpers::printf::{self, MemReader};
 use crate::helpers::{self as h, HostFn};
 use crate::maps::{BPF_F_RDONLY_PROG, Guard, Map, MapType};
 use crate::prog::load::clock_ns;
+use crate::prog::{Callee, ClockKind, HelperCall, HelperTrace};
 use crate::prog::{Prog, ProgType, Verification};
 use crate::runtime::Runtime;
 
@@ -232,12 +233,43 @@ fn prandom_u32(state: &mut u64) -> u32 {
     (x.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 32) as u32
 }
 
-fn seed() -> u64 {
+/// A generator state for one run: from the runtime's
+/// [`crate::RuntimeConfig::prandom_seed`] and its run count when it has one (every
+/// run of a seeded runtime draws a reproducible sequence), else random.
+fn seed(rt: &Runtime) -> u64 {
     use std::collections::hash_map::RandomState;
     use std::hash::{BuildHasher, Hasher};
-    let mut hs = RandomState::new().build_hasher();
-    hs.write_u64(clock_ns(libc::CLOCK_MONOTONIC));
+    let mut hs = match rt.progs.prandom_seed {
+        Some(seed) => {
+            let mut h = std::hash::DefaultHasher::new();
+            h.write_u64(seed);
+            h.write_u64(
+                rt.progs
+                    .prandom_runs
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            );
+            h
+        }
+        None => {
+            let mut h = RandomState::new().build_hasher();
+            h.write_u64(clock_ns(libc::CLOCK_MONOTONIC));
+            h
+        }
+    };
+    hs.write_u8(0);
     hs.finish() | 1
+}
+
+/// The runtime's clock for `kind`: the host's hook if it set one, else the system's.
+fn now(rt: &Runtime, kind: ClockKind) -> u64 {
+    match rt.progs.clock.read().ok().and_then(|c| c.clone()) {
+        Some(clock) => clock(kind),
+        None => clock_ns(match kind {
+            ClockKind::Monotonic => libc::CLOCK_MONOTONIC,
+            ClockKind::Boottime => libc::CLOCK_BOOTTIME,
+            ClockKind::MonotonicCoarse => libc::CLOCK_MONOTONIC_COARSE,
+        }),
+    }
 }
 
 /// The runtime's environment for one run of one program (and the programs it tail-calls).
@@ -268,6 +300,8 @@ pub struct ProgEnv<'r> {
     packet: PacketCtx,
     rng: u64,
     hz: u64,
+    /// The runtime's helper trace, when one was set ([`Runtime::set_helper_trace`]).
+    trace: Option<HelperTrace>,
 }
 
 impl std::fmt::Debug for ProgEnv<'_> {
@@ -300,8 +334,14 @@ impl<'r> ProgEnv<'r> {
             lock_held: None,
             scratch: Vec::new(),
             packet: PacketCtx::None,
-            rng: seed(),
+            // Seeded on the first `bpf_get_prandom_u32` (most runs never call it).
+            rng: 0,
             hz: u64::from(rt.progs.hz),
+            trace: if rt.progs.trace_on.load(std::sync::atomic::Ordering::Relaxed) {
+                rt.progs.helper_trace.read().ok().and_then(|t| t.clone())
+            } else {
+                None
+            },
         }
     }
 
@@ -559,14 +599,19 @@ impl<'r> ProgEnv<'r> {
             h::BPF_FUNC_SK_FULLSOCK | h::BPF_FUNC_TCP_SOCK | h::BPF_FUNC_GET_LISTENER_SOCK => {
                 self.sock_helper(pc, id, a[0])
             }
-            h::BPF_FUNC_KTIME_GET_NS => Ok(clock_ns(libc::CLOCK_MONOTONIC)),
-            h::BPF_FUNC_KTIME_GET_BOOT_NS => Ok(clock_ns(libc::CLOCK_BOOTTIME)),
-            h::BPF_FUNC_KTIME_GET_COARSE_NS => Ok(clock_ns(libc::CLOCK_MONOTONIC_COARSE)),
+            h::BPF_FUNC_KTIME_GET_NS => Ok(now(self.rt, ClockKind::Monotonic)),
+            h::BPF_FUNC_KTIME_GET_BOOT_NS => Ok(now(self.rt, ClockKind::Boottime)),
+            h::BPF_FUNC_KTIME_GET_COARSE_NS => Ok(now(self.rt, ClockKind::MonotonicCoarse)),
             h::BPF_FUNC_JIFFIES64 => {
-                let ns = u128::from(clock_ns(libc::CLOCK_MONOTONIC));
+                let ns = u128::from(now(self.rt, ClockKind::Monotonic));
                 Ok((ns * u128::from(self.hz) / 1_000_000_000) as u64)
             }
-            h::BPF_FUNC_GET_PRANDOM_U32 => Ok(u64::from(prandom_u32(&mut self.rng))),
+            h::BPF_FUNC_GET_PRANDOM_U32 => {
+                if self.rng == 0 {
+                    self.rng = seed(self.rt);
+                }
+                Ok(u64::from(prandom_u32(&mut self.rng)))
+            }
             h::BPF_FUNC_GET_SMP_PROCESSOR_ID => {
                 Ok(u64::from(crate::cpu::current_cpu(self.rt.ncpus())))
             }
@@ -1022,8 +1067,21 @@ impl MemReader for ProbeReader<'_, '_, '_, '_> {
     }
 }
 
-impl Env for ProgEnv<'_> {
-    fn call_helper(
+impl ProgEnv<'_> {
+    /// Reports a finished helper or kfunc call to the runtime's helper trace.
+    fn traced(&self, pc: usize, callee: Callee, args: [u64; 5], r: &Result<u64, VmError>) {
+        if let Some(trace) = &self.trace {
+            trace(&HelperCall {
+                prog_id: self.root,
+                pc,
+                callee,
+                args,
+                ret: r.as_ref().ok().copied(),
+            });
+        }
+    }
+
+    fn dispatch_helper(
         &mut self,
         pc: usize,
         id: i32,
@@ -1073,7 +1131,7 @@ impl Env for ProgEnv<'_> {
         }
     }
 
-    fn call_kfunc(
+    fn dispatch_kfunc(
         &mut self,
         pc: usize,
         btf_id: u32,
@@ -1105,6 +1163,37 @@ impl Env for ProgEnv<'_> {
             }
         };
         f(caller, args)
+    }
+}
+
+impl Env for ProgEnv<'_> {
+    fn call_helper(
+        &mut self,
+        pc: usize,
+        id: i32,
+        args: [u64; 5],
+        caller: &mut Caller<'_>,
+    ) -> Result<u64, VmError> {
+        let r = self.dispatch_helper(pc, id, args, caller);
+        if self.trace.is_some() {
+            self.traced(pc, Callee::Helper(id), args, &r);
+        }
+        r
+    }
+
+    fn call_kfunc(
+        &mut self,
+        pc: usize,
+        btf_id: u32,
+        off: i16,
+        args: [u64; 5],
+        caller: &mut Caller<'_>,
+    ) -> Result<u64, VmError> {
+        let r = self.dispatch_kfunc(pc, btf_id, off, args, caller);
+        if self.trace.is_some() {
+            self.traced(pc, Callee::Kfunc(btf_id), args, &r);
+        }
+        r
     }
 
     fn tail_call(&mut self, pc: usize, map: u64, index: u32) -> Result<TailCallTarget, VmError> {

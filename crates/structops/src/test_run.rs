@@ -32,7 +32,7 @@
 
 use std::time::Instant;
 
-use structops_vm::{Access, Code, Config, Interpreter, Mode, Region, VmError};
+use structops_vm::{Access, Code, Config, Engine, Interpreter, Mode, Region, VmError};
 use thiserror::Error;
 
 use crate::ctx::{
@@ -342,6 +342,8 @@ fn ctx_finish(t: &mut TestRun, ctx: Option<&[u8]>) -> Result<(), Errno> {
 struct Exec<'p> {
     code: &'p Code,
     mode: Mode,
+    /// The engine of unchecked runs.
+    engine: Engine,
 }
 
 fn choose<'p>(rt: &Runtime, prog: &'p Prog, mode: RunMode) -> Result<Exec<'p>, Errno> {
@@ -349,15 +351,18 @@ fn choose<'p>(rt: &Runtime, prog: &'p Prog, mode: RunMode) -> Result<Exec<'p>, E
         (Verification::Verified(v), RunMode::Auto | RunMode::Unchecked) => Ok(Exec {
             code: v.code(),
             mode: Mode::Unchecked,
+            engine: v.engine(),
         }),
         (Verification::Verified(v), RunMode::Checked) => Ok(Exec {
             code: v.code(),
             mode: Mode::Checked,
+            engine: Engine::Interp,
         }),
         (Verification::Unverified(_), RunMode::Auto | RunMode::Checked) if rt.run_unverified() => {
             Ok(Exec {
                 code: prog.unverified_code(),
                 mode: Mode::Checked,
+                engine: Engine::Interp,
             })
         }
         _ => Err(Errno::EACCES),
@@ -445,9 +450,10 @@ fn run_loop(
                 vm.run_checked(exec.code, &mut env, ctx, &regions)?
             }
             Mode::Unchecked => {
-                // SAFETY: only verified programs run unchecked (`choose`); the context
-                // is the one the verifier checked the program against.
-                unsafe { vm.run_unchecked(exec.code, &mut env, input.ctx_addr)? }
+                // SAFETY: only verified programs run unchecked (`choose`), on either
+                // engine; the context is the one the verifier checked the program
+                // against.
+                unsafe { vm.run(exec.engine, exec.code, &mut env, input.ctx_addr)? }
             }
         };
         env.finish()?;

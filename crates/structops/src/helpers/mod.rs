@@ -10,7 +10,13 @@
 //! does not implement); [`func_proto`] answers "may a program of this type call
 //! helper `id`", mirroring the kernel's per-type `get_func_proto` tables
 //! (`bpf_base_func_proto`, `xdp_func_proto`, `sk_filter_func_proto`,
-//! `tc_cls_act_func_proto`) including their capability gates.
+//! `cg_skb_func_proto`, `tc_cls_act_func_proto`) including their capability gates.
+//!
+//! The socket helpers (`bpf_sk_lookup_tcp` and friends) are the kernel's, but this
+//! runtime has no sockets: lookups return NULL, as the kernel's do when no socket
+//! matches the tuple, and the casts (`bpf_sk_fullsock`, `bpf_tcp_sock`,
+//! `bpf_get_listener_sock`) answer for the only socket a program can hold, the dummy
+//! socket of an skb test run.
 //!
 //! The implementations live in [`crate::exec`], which dispatches calls by id while a
 //! program runs. The kernel's `bpf_snprintf`/`bpf_trace_printk` format rules are in

@@ -28,7 +28,7 @@ use structops_vm::{Access, Caller, Code, Env, Mode, Region, TailCallTarget, VmEr
 use thiserror::Error;
 
 use crate::caps::Capabilities;
-use crate::ctx::{SkBuff, XdpBuff};
+use crate::ctx::{BpfSock, SkBuff, XdpBuff};
 use crate::errno::Errno;
 use crate::helpers::printf::{self, MemReader};
 use crate::helpers::{self as h, HostFn};
@@ -144,6 +144,15 @@ pub enum ExecError {
     #[error("program exited holding the bpf_spin_lock at {addr:#x}")]
     LockHeldAtExit {
         /// The lock (released by the runtime).
+        addr: u64,
+    },
+    /// A socket argument that is not a socket this runtime can answer for (the run's
+    /// skb socket, in the states it can have).
+    #[error("helper #{helper}: {addr:#x} is not a socket of this run")]
+    NotSocket {
+        /// Helper id.
+        helper: i32,
+        /// The value passed.
         addr: u64,
     },
     /// The program returned with ring buffer records neither submitted nor discarded.
@@ -559,6 +568,37 @@ impl<'r> ProgEnv<'r> {
                     Err(e) => neg(e),
                 })
             }
+            h::BPF_FUNC_MAP_PUSH_ELEM => {
+                let m = self.map(pc, id, 1, a[0])?;
+                let value = read_arg(caller, a[1], m.value_size() as usize)?;
+                Ok(match m.push_from_prog(value.as_ref(), a[2]) {
+                    Ok(()) => 0,
+                    Err(e) => neg(e),
+                })
+            }
+            h::BPF_FUNC_MAP_POP_ELEM | h::BPF_FUNC_MAP_PEEK_ELEM => {
+                let m = self.map(pc, id, 1, a[0])?;
+                let mut value = ArgBuf::new(m.value_size() as usize);
+                // The value is written even when the map is empty (zeroed).
+                let r = m.pop_from_prog(value.as_mut(), id == h::BPF_FUNC_MAP_POP_ELEM);
+                caller.write(a[1], value.as_ref())?;
+                Ok(match r {
+                    Ok(()) => 0,
+                    Err(e) => neg(e),
+                })
+            }
+            // No socket exists in this runtime: lookups match nothing and return NULL,
+            // as the kernel's do for a tuple no socket is bound to. The tuple is still
+            // the program's memory (checked runs check it).
+            h::BPF_FUNC_SK_LOOKUP_TCP | h::BPF_FUNC_SK_LOOKUP_UDP | h::BPF_FUNC_SKC_LOOKUP_TCP => {
+                caller.check(a[1], a[2], Access::Read)?;
+                Ok(0)
+            }
+            // Only lookups acquire references, and they never return a socket.
+            h::BPF_FUNC_SK_RELEASE => Ok(0),
+            h::BPF_FUNC_SK_FULLSOCK | h::BPF_FUNC_TCP_SOCK | h::BPF_FUNC_GET_LISTENER_SOCK => {
+                self.sock_helper(pc, id, a[0])
+            }
             h::BPF_FUNC_KTIME_GET_NS => Ok(now(self.rt, ClockKind::Monotonic)),
             h::BPF_FUNC_KTIME_GET_BOOT_NS => Ok(now(self.rt, ClockKind::Boottime)),
             h::BPF_FUNC_KTIME_GET_COARSE_NS => Ok(now(self.rt, ClockKind::MonotonicCoarse)),
@@ -765,6 +805,27 @@ impl<'r> ProgEnv<'r> {
                 Ok(0)
             }
             _ => Err(VmError::UnknownHelper { pc, id }),
+        }
+    }
+
+    /// `bpf_sk_fullsock`, `bpf_tcp_sock`, `bpf_get_listener_sock` on `addr`, which must
+    /// be the socket of this run's skb (the only socket a program can hold here).
+    fn sock_helper(&self, pc: usize, helper: i32, addr: u64) -> Result<u64, VmError> {
+        let sock = match self.packet {
+            // SAFETY: the run's skb, alive for the whole run; the program only reads
+            // its socket.
+            PacketCtx::Skb(p) if addr == p as u64 + SkBuff::SOCK as u64 => unsafe { (*p).sock },
+            _ => return Err(env_err(pc, ExecError::NotSocket { helper, addr })),
+        };
+        let full = sock.is_fullsock();
+        match helper {
+            h::BPF_FUNC_SK_FULLSOCK => Ok(if full { addr } else { 0 }),
+            // `struct bpf_tcp_sock` views exist only for TCP sockets, and the run's
+            // socket has no protocol.
+            h::BPF_FUNC_TCP_SOCK if !(full && sock.protocol == BpfSock::IPPROTO_TCP) => Ok(0),
+            // Not a listener (`TCP_LISTEN` with `SOCK_RCU_FREE`).
+            h::BPF_FUNC_GET_LISTENER_SOCK if sock.state != BpfSock::TCP_LISTEN => Ok(0),
+            _ => Err(env_err(pc, ExecError::NotSocket { helper, addr })),
         }
     }
 

@@ -1069,8 +1069,26 @@ impl MemReader for ProbeReader<'_, '_, '_, '_> {
 
 impl ProgEnv<'_> {
     /// Reports a finished helper or kfunc call to the runtime's helper trace.
-    fn traced(&self, pc: usize, callee: Callee, args: [u64; 5], r: &Result<u64, VmError>) {
+    fn traced(&self, pc: usize, callee: Callee, mut args: [u64; 5], r: &Result<u64, VmError>) {
         if let Some(trace) = &self.trace {
+            // Registers past a helper's arguments hold whatever the engine left there
+            // (the verifier treats them as clobbered by earlier calls): reported as 0.
+            if let Callee::Helper(id) = callee {
+                let proto = h::builtin(id).copied().or_else(|| {
+                    let helpers = self.rt.progs.helpers.read().ok()?;
+                    helpers
+                        .iter()
+                        .find(|hh| hh.proto.id == id)
+                        .map(|hh| hh.proto)
+                });
+                if let Some(p) = proto {
+                    for (a, spec) in args.iter_mut().zip(p.args.iter()) {
+                        if spec.ty == structops_verifier::proto::ArgType::DontCare {
+                            *a = 0;
+                        }
+                    }
+                }
+            }
             trace(&HelperCall {
                 prog_id: self.root,
                 pc,

@@ -752,7 +752,8 @@ pub struct HelperCall {
     pub pc: usize,
     /// The helper or kfunc.
     pub callee: Callee,
-    /// `r1` to `r5`.
+    /// `r1` to `r5`; for a helper, those past its arguments (`ARG_DONTCARE` in its
+    /// prototype) are 0, since they hold whatever earlier code left there.
     pub args: [u64; 5],
     /// `r0` after the call, `None` when the call failed the run.
     pub ret: Option<u64>,

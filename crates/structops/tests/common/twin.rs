@@ -34,7 +34,7 @@ pub fn side(engine: Engine) -> Side {
         prandom_seed: Some(0x5eed),
         ..RuntimeConfig::default()
     });
-    rt.set_clock(Some(Arc::new(|_| 1_234_567_890_123)));
+    rt.set_clock(Some(Arc::new(|_| 987_654_321_000)));
     let array = rt
         .map_create(&MapCreateAttr::new(
             MapType::Array,

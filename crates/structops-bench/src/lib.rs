@@ -111,11 +111,11 @@ impl Row {
         }
     }
 
-    /// The figure divided by its reference's, if it has one.
+    /// The figure divided by its reference's, if it has one and both are positive.
     pub fn ratio(&self) -> Option<f64> {
         self.reference
             .as_ref()
-            .filter(|r| r.value > 0.0)
+            .filter(|r| r.value > 0.0 && self.value > 0.0)
             .map(|r| self.value / r.value)
     }
 }

@@ -22,7 +22,7 @@ use crate::code::Code;
 use crate::env::{Env, TailCallTarget};
 use crate::error::VmError;
 use crate::interp::{
-    CALLBACK_TAG, CALLBACK_TAG_MASK, Caller, Interpreter, MAX_TAIL_CALL_CNT, Mode, trap_error,
+    CALLBACK_TAG, CALLBACK_TAG_MASK, Caller, Interpreter, MAX_TAIL_CALL_CNT, trap_error,
 };
 use crate::memory::{MAX_CALL_FRAMES, STACK_SIZE};
 

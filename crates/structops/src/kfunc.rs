@@ -338,4 +338,63 @@ mod tests {
         assert_eq!(t.unregister(id), Ok(()));
         assert_eq!(t.unregister(id), Err(Errno::ENOENT));
     }
+
+    /// A host BTF with `pad` unrelated types first (so ids move between
+    /// versions) and the number iterator's `FUNC`s.
+    fn iter_btf(pad: usize, with_destroy: bool) -> Btf {
+        let mut b = BtfBuilder::new();
+        for i in 0..pad {
+            b.add_int(&format!("pad{i}"), 4, 0);
+        }
+        let int = b.add_int("int", 4, INT_SIGNED);
+        let it = b.add_struct("bpf_iter_num", 8, &[]);
+        let it_ptr = b.add_ptr(it);
+        let new = b.add_func_proto(int, &[("it", it_ptr), ("start", int), ("end", int)]);
+        let int_ptr = b.add_ptr(int);
+        let next = b.add_func_proto(int_ptr, &[("it", it_ptr)]);
+        b.add_func("bpf_iter_num_new", new, Linkage::Global);
+        b.add_func("bpf_iter_num_next", next, Linkage::Global);
+        if with_destroy {
+            let destroy = b.add_func_proto(0, &[("it", it_ptr)]);
+            b.add_func("bpf_iter_num_destroy", destroy, Linkage::Global);
+        }
+        b.build()
+    }
+
+    #[test]
+    fn builtins_follow_the_host_btf() {
+        let mut t = KfuncTable::default();
+        let v1 = iter_btf(0, true);
+        t.bind_builtins(&v1);
+        let id = |btf: &Btf, n: &str| btf.find_by_name_kind(n, Kind::Func).unwrap();
+        let next1 = id(&v1, "bpf_iter_num_next");
+        let k = t.get(next1).unwrap();
+        assert_eq!(k.name, "bpf_iter_num_next");
+        assert_eq!(k.flags, KfuncFlags::ITER_NEXT | KfuncFlags::RET_NULL);
+        assert!(k.allowed_for(ProgType::XDP) && k.allowed_for(ProgType::STRUCT_OPS));
+        assert_eq!(
+            t.get(id(&v1, "bpf_iter_num_destroy")).unwrap().flags,
+            KfuncFlags::ITER_DESTROY
+        );
+        // A new host BTF rebinds them: the old ids go, a missing FUNC is not offered.
+        let v2 = iter_btf(3, false);
+        t.bind_builtins(&v2);
+        let next2 = id(&v2, "bpf_iter_num_next");
+        assert_ne!(next1, next2);
+        assert!(t.get(next1).is_none());
+        assert_eq!(
+            t.get(next2).unwrap().flags,
+            KfuncFlags::ITER_NEXT | KfuncFlags::RET_NULL
+        );
+        assert_eq!(t.by_id.len(), 2);
+        // A kfunc the host registered under a built-in's name stays its own.
+        let mut t = KfuncTable::default();
+        let own: HostFn = Arc::new(|_, _| Ok(7));
+        let new1 = t
+            .register(&v1, "bpf_iter_num_new", KfuncFlags::NONE, vec![], own)
+            .unwrap();
+        t.bind_builtins(&v1);
+        assert_eq!(t.get(new1).unwrap().flags, KfuncFlags::NONE);
+        assert!(t.get(next1).is_some());
+    }
 }

@@ -541,3 +541,27 @@ fn prog_run_refuses_programs_the_verifier_rejects() {
         "{err}"
     );
 }
+
+#[test]
+fn bench_call_json_has_positive_figures_next_to_the_native_call() {
+    let o = structops(&["bench", "call", "--json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let reports = v.as_array().unwrap();
+    assert_eq!(reports.len(), 1);
+    assert_eq!(reports[0]["bench"], "call");
+    let rows = reports[0]["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 3);
+    for row in rows {
+        assert!(row["value"].as_f64().unwrap() > 0.0, "{row}");
+        assert_eq!(row["unit"], "ns/call");
+    }
+    let jit = rows
+        .iter()
+        .find(|r| r["name"] == "JIT entry point")
+        .unwrap();
+    let native = rows.iter().find(|r| r["reference"].is_null()).unwrap();
+    assert_eq!(jit["reference"]["value"], native["value"]);
+    assert!(jit["reference"]["target"].as_str().unwrap().contains("1.5"));
+    assert!(jit["reference"]["met"].is_boolean());
+}

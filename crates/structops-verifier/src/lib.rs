@@ -71,6 +71,7 @@ pub mod print;
 pub mod proto;
 mod prune;
 pub mod scalar;
+mod sock;
 pub mod state;
 pub mod tnum;
 mod verifier;
@@ -86,7 +87,8 @@ mod tests;
 
 pub use env::{
     CtxField, FieldTrust, HookError, KfuncDesc, KfuncFlags, LogOptions, MapInfo, MapRef,
-    PacketAccess, Privileges, ProgInfo, ReturnRule, StructOpsAttach, StructOpsType, VerifierEnv,
+    PacketAccess, Privileges, ProgInfo, ReturnRule, SockPtr, StructOpsAttach, StructOpsType,
+    VerifierEnv,
 };
 pub use error::VerifyError;
 pub use print::{ScalarLog, Snum, Unum, write_scalar_ranges};

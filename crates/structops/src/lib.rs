@@ -72,8 +72,8 @@ pub use maps::{
 };
 pub use object::{AccessMode, Handle, ObjKind};
 pub use prog::{
-    AttachType, Clock, ClockKind, Prog, ProgHandle, ProgInfo, ProgLoadAttr, ProgType, Verification,
-    VerifiedProgram,
+    AttachType, Callee, Clock, ClockKind, HelperCall, HelperTrace, Prog, ProgHandle, ProgInfo,
+    ProgLoadAttr, ProgType, Verification, VerifiedProgram,
 };
 pub use runtime::{ObjInfo, Runtime, RuntimeConfig};
 pub use struct_ops::{

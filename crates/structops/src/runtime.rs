@@ -320,6 +320,20 @@ impl Runtime {
         map.object().sys_delete(map.mode(), &self.fds, key)
     }
 
+    /// `BPF_MAP_LOOKUP_AND_DELETE_ELEM`: pops the next value of a queue or stack (`key`
+    /// `None`, `flags` 0), or copies a hash map element's value into `value` and deletes
+    /// it. Needs a handle that may read and write; `ENOTSUPP` for other map types.
+    pub fn map_lookup_and_delete_elem(
+        &self,
+        map: &MapHandle,
+        key: Option<&[u8]>,
+        value: &mut [u8],
+        flags: u64,
+    ) -> Result<(), Errno> {
+        map.object()
+            .sys_lookup_and_delete(map.mode(), &self.fds, key, value, flags)
+    }
+
     /// `BPF_MAP_GET_NEXT_KEY`: `key` `None` (or absent) gives the first key; `ENOENT`
     /// after the last.
     pub fn map_get_next_key(

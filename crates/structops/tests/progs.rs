@@ -1627,3 +1627,86 @@ fn iter_num_kfuncs() {
     let p = load(&rt, ProgType::SCHED_CLS, &sum_prog(0, 10));
     assert_eq!(p.kfuncs().len(), 3);
 }
+
+/// The helper trace sees every helper call with its arguments and result, in order,
+/// and both engines make the same calls.
+#[test]
+fn helper_trace_is_the_same_on_both_engines() {
+    let mut traces = Vec::new();
+    for engine in [Engine::Interp, Engine::Jit] {
+        let rt = Runtime::new(RuntimeConfig {
+            ncpus: 2,
+            engine,
+            prandom_seed: Some(3),
+            ..RuntimeConfig::default()
+        });
+        let hash = rt
+            .map_create(&MapCreateAttr::new(MapType::Hash, 4, 8, 8))
+            .unwrap();
+        let hfd = rt.fd_install(hash).unwrap();
+        // key = prandom & 3; counts[key] = 1 unless present; return the lookup's result.
+        let src = format!(
+            "
+            call bpf_get_prandom_u32
+            r0 &= 3
+            *(u32 *)(r10 -4) = r0
+            *(u64 *)(r10 -16) = 1
+            r1 = map[id:{hfd}]
+            r2 = r10
+            r2 += -4
+            r3 = r10
+            r3 += -16
+            r4 = 1
+            call bpf_map_update_elem
+            r1 = map[id:{hfd}]
+            r2 = r10
+            r2 += -4
+            call bpf_map_lookup_elem
+            if r0 == 0 goto out
+            r0 = *(u64 *)(r0 +0)
+            out:
+            exit
+            "
+        );
+        let p = load(&rt, ProgType::SOCKET_FILTER, &src);
+        assert_eq!(p.engine(), engine);
+        let calls = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = calls.clone();
+        rt.set_helper_trace(Some(std::sync::Arc::new(
+            move |c: &structops::HelperCall| {
+                sink.lock().unwrap().push(*c);
+            },
+        )));
+        for _ in 0..3 {
+            let mut t = TestRun::with_data(&[0u8; 64]);
+            rt.prog_test_run(&p, &mut t).unwrap();
+            assert_eq!(t.retval, 1);
+        }
+        rt.set_helper_trace(None);
+        let mut t = TestRun::with_data(&[0u8; 64]);
+        rt.prog_test_run(&p, &mut t).unwrap();
+        let calls = calls.lock().unwrap().clone();
+        // Three runs of prandom, update, lookup; nothing after the trace was removed.
+        assert_eq!(calls.len(), 9, "{calls:?}");
+        let ids: Vec<_> = calls.iter().map(|c| c.callee).collect();
+        assert_eq!(
+            &ids[..3],
+            &[
+                structops::Callee::Helper(7),
+                structops::Callee::Helper(2),
+                structops::Callee::Helper(1)
+            ]
+        );
+        // The update's flags argument and its result.
+        assert_eq!((calls[1].args[3], calls[1].ret), (1, Some(0)));
+        assert!(calls.iter().all(|c| c.prog_id == p.id()));
+        // Map values and stack addresses differ between runtimes; compare the rest.
+        traces.push(
+            calls
+                .iter()
+                .map(|c| (c.pc, c.callee, c.args[3], c.ret.map(|r| r != 0)))
+                .collect::<Vec<_>>(),
+        );
+    }
+    assert_eq!(traces[0], traces[1]);
+}

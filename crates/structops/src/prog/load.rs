@@ -818,6 +818,19 @@ impl Runtime {
         }
     }
 
+    /// Calls `trace` after every helper and kfunc call of every run that starts from
+    /// now on, in order, with its arguments and result (`None` turns tracing off).
+    /// For debugging and for differential tests of the engines; a runtime without a
+    /// trace pays one relaxed load per run.
+    pub fn set_helper_trace(&self, trace: Option<crate::prog::HelperTrace>) {
+        let on = trace.is_some();
+        match self.progs.helper_trace.write() {
+            Ok(mut t) => *t = trace,
+            Err(poisoned) => *poisoned.into_inner() = trace,
+        }
+        self.progs.trace_on.store(on, Ordering::Release);
+    }
+
     /// The engine verified programs run on unless their load names one
     /// ([`crate::RuntimeConfig::engine`]).
     pub fn engine(&self) -> structops_vm::Engine {

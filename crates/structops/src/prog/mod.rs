@@ -733,6 +733,35 @@ pub enum ClockKind {
     MonotonicCoarse,
 }
 
+/// What a traced call called.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Callee {
+    /// Helper `BPF_FUNC_*` id (built-in or host).
+    Helper(i32),
+    /// The kfunc with this host BTF id.
+    Kfunc(u32),
+}
+
+/// One helper or kfunc call a program made, as [`crate::Runtime::set_helper_trace`]
+/// reports it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct HelperCall {
+    /// The program the run started with (tail calls keep it).
+    pub prog_id: u32,
+    /// Slot of the call instruction in the running program.
+    pub pc: usize,
+    /// The helper or kfunc.
+    pub callee: Callee,
+    /// `r1` to `r5`; for a helper, those past its arguments (`ARG_DONTCARE` in its
+    /// prototype) are 0, since they hold whatever earlier code left there.
+    pub args: [u64; 5],
+    /// `r0` after the call, `None` when the call failed the run.
+    pub ret: Option<u64>,
+}
+
+/// A hook that sees every helper and kfunc call of every run, in order.
+pub type HelperTrace = Arc<dyn Fn(&HelperCall) + Send + Sync>;
+
 /// A host clock for the time helpers (e.g. a simulator's virtual time), in ns.
 pub type Clock = Arc<dyn Fn(ClockKind) -> u64 + Send + Sync>;
 
@@ -754,6 +783,9 @@ pub(crate) struct ProgRegistry {
     pub(crate) prandom_runs: std::sync::atomic::AtomicU64,
     /// [`crate::Runtime::set_clock`].
     pub(crate) clock: RwLock<Option<Clock>>,
+    /// [`crate::Runtime::set_helper_trace`], and whether one is set (read once per run).
+    pub(crate) helper_trace: RwLock<Option<HelperTrace>>,
+    pub(crate) trace_on: AtomicBool,
 }
 
 impl fmt::Debug for ProgRegistry {
@@ -789,6 +821,8 @@ impl ProgRegistry {
             prandom_seed,
             prandom_runs: std::sync::atomic::AtomicU64::new(0),
             clock: RwLock::new(None),
+            helper_trace: RwLock::new(None),
+            trace_on: AtomicBool::new(false),
         }
     }
 }

@@ -308,6 +308,13 @@ impl KfuncFlags {
     pub const DESTRUCTIVE: KfuncFlags = KfuncFlags(1 << 6);
     /// `KF_RCU`: pointer arguments may also be RCU pointers.
     pub const RCU: KfuncFlags = KfuncFlags(1 << 7);
+    /// `KF_ITER_NEW`: constructs an open-coded iterator in the stack slot
+    /// its first argument points to.
+    pub const ITER_NEW: KfuncFlags = KfuncFlags(1 << 8);
+    /// `KF_ITER_NEXT`: advances the iterator its first argument points to.
+    pub const ITER_NEXT: KfuncFlags = KfuncFlags(1 << 9);
+    /// `KF_ITER_DESTROY`: destroys the iterator its first argument points to.
+    pub const ITER_DESTROY: KfuncFlags = KfuncFlags(1 << 10);
     /// `KF_RCU_PROTECTED`: the returned pointer is `MEM_RCU`.
     pub const RCU_PROTECTED: KfuncFlags = KfuncFlags(1 << 11);
 

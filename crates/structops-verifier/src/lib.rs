@@ -61,6 +61,7 @@ mod calls;
 mod cfg;
 pub mod env;
 pub mod error;
+mod iter;
 mod kfunc;
 mod live_regs;
 mod liveness;

@@ -5,7 +5,7 @@ use structops_isa::{AtomicOp, Source, Width};
 use crate::env::{CtxField, SockPtr};
 use crate::error::{EACCES, EINVAL, Reject, eacces, einval};
 use crate::liveness::Loc;
-use crate::state::{Reg, RegFlags, RegType, SlotType, StackSlot};
+use crate::state::{IterSlot, Reg, RegFlags, RegType, SlotType, StackSlot};
 use crate::verifier::{MAX_BPF_STACK, MAX_VAR_OFF, Res, Verifier, width_bytes};
 
 /// Read or write.
@@ -749,6 +749,7 @@ impl Verifier<'_> {
         let aligned = off % 8 == 0;
         let spill = |s: &mut StackSlot, reg: Reg, size: u32| {
             s.spilled = reg;
+            s.iter = IterSlot::default();
             for i in (8 - size as usize)..8 {
                 s.slot_type[i] = SlotType::Spill;
             }
@@ -812,15 +813,8 @@ impl Verifier<'_> {
                 }
                 let ty = if zero { SlotType::Zero } else { SlotType::Misc };
                 if let Some(s) = self.slot_mut(fi, spi) {
-                    if s.is_spill() {
-                        // A data write destroys the spilled register.
-                        for b in s.slot_type.iter_mut() {
-                            if *b != SlotType::Invalid {
-                                *b = SlotType::Misc;
-                            }
-                        }
-                    }
-                    s.spilled = Reg::default();
+                    // A data write destroys a spilled register or an iterator.
+                    s.scrub_special();
                     for i in 0..size as usize {
                         s.slot_type[(slot - i) % 8] = ty;
                     }
@@ -863,8 +857,8 @@ impl Verifier<'_> {
                             );
                         }
                     }
-                    SlotType::Invalid => {
-                        if !allow_uninit {
+                    SlotType::Invalid | SlotType::Iter => {
+                        if !allow_uninit || ty == SlotType::Iter {
                             return eacces!(
                                 "invalid read from stack R{r} var_off {}+{} size {}",
                                 reg.v.var_off,
@@ -935,7 +929,7 @@ impl Verifier<'_> {
                             SlotType::Misc => {}
                             SlotType::Zero => zero_cnt += 1,
                             SlotType::Invalid if allow_uninit => {}
-                            SlotType::Invalid => {
+                            SlotType::Invalid | SlotType::Iter => {
                                 return eacces!(
                                     "invalid read from stack off {off}+{i} size {size}"
                                 );
@@ -1015,14 +1009,7 @@ impl Verifier<'_> {
                 let slot = (-o - 1) as usize;
                 let (spi, idx) = (slot / 8, slot % 8);
                 if let Some(s) = self.slot_mut(fi, spi) {
-                    if s.is_spill() {
-                        for b in s.slot_type.iter_mut() {
-                            if *b == SlotType::Spill {
-                                *b = SlotType::Misc;
-                            }
-                        }
-                        s.spilled = Reg::default();
-                    }
+                    s.scrub_special();
                     s.slot_type[idx] = SlotType::Misc;
                 }
             }
@@ -1041,6 +1028,7 @@ impl Verifier<'_> {
                     SlotType::Misc | SlotType::Zero => true,
                     SlotType::Spill => s.spilled.ty == RegType::Scalar || leaks,
                     SlotType::Invalid => allow_uninit,
+                    SlotType::Iter => false,
                 },
             };
             if !ok {

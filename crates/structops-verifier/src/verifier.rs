@@ -16,7 +16,7 @@ use crate::cfg::{self, Cfg};
 use crate::env::{LogOptions, MapInfo, MapRef, ProgInfo, ReturnRule, VerifierEnv};
 use crate::error::{E2BIG, EACCES, EBADF, EINVAL, Reject, VerifyError, eacces, einval};
 use crate::liveness::Loc;
-use crate::prune::{Exact, states_equal};
+use crate::prune::{Exact, iter_active_depths_differ, states_equal};
 use crate::scalar::ScalarValue;
 use crate::state::{Frame, HistEntry, Reg, RegFlags, RegType, State, write_reg};
 
@@ -66,7 +66,7 @@ impl Stats {
 /// A remembered state at a prune point.
 pub(crate) struct Stored {
     pub state: State,
-    insn: usize,
+    pub insn: usize,
     pub parent: Option<usize>,
     branches: u32,
     hit: u32,
@@ -83,6 +83,8 @@ pub(crate) struct Stored {
 enum LoopPoint {
     MayGoto,
     Callback,
+    /// An open-coded iterator's `next` call (`is_iter_next_insn`).
+    IterNext,
 }
 
 /// `maybe_widen_reg`.
@@ -148,6 +150,8 @@ pub(crate) struct Verifier<'a> {
     pub(crate) stored: Vec<Stored>,
     /// Registers live before each instruction ([`crate::live_regs`]).
     live_regs: Vec<u16>,
+    /// Calls of an iterator's `next` kfunc (`insn_aux_data.is_iter_next`).
+    pub(crate) iter_next: Vec<bool>,
     explored: HashMap<usize, Vec<usize>>,
     /// Parent of the current state among `stored`.
     pub(crate) cur_parent: Option<usize>,
@@ -222,6 +226,7 @@ impl<'a> Verifier<'a> {
             },
             cur_parent: None,
             live_regs: Vec::new(),
+            iter_next: Vec::new(),
             frame_uid: 0,
             longest_mark_read_walk: 0,
             jumped: false,
@@ -289,6 +294,7 @@ impl<'a> Verifier<'a> {
         );
         self.verbose(&lines);
         self.cfg = cfg?;
+        self.mark_iter_next_calls();
         self.check_struct_ops()?;
         let ops: Vec<Option<Op>> = self
             .ops
@@ -422,6 +428,22 @@ impl<'a> Verifier<'a> {
                 continue;
             }
             let mut types: String = slot.slot_type.iter().map(|t| t.letter()).collect();
+            if slot.is_iter() {
+                // Only an iterator's first slot carries its reference.
+                let it = &slot.iter;
+                if it.ref_obj_id != 0 {
+                    let _ = write!(
+                        out,
+                        " fp{}=iter_{}(ref_id={},state={},depth={})",
+                        -8 * (spi as i64 + 1),
+                        self.iter_type_str(it.btf_id),
+                        it.ref_obj_id,
+                        it.phase.name(),
+                        it.depth
+                    );
+                }
+                continue;
+            }
             let _ = write!(out, " fp{}=", -8 * (spi as i64 + 1));
             if slot.is_spill() {
                 let first = slot
@@ -627,6 +649,9 @@ impl<'a> Verifier<'a> {
     /// and still converge: open-coded iterator `next` calls, `may_goto`,
     /// and callback-calling helpers.
     fn loop_point(&self, pc: usize) -> Option<LoopPoint> {
+        if self.iter_next.get(pc).copied().unwrap_or(false) {
+            return Some(LoopPoint::IterNext);
+        }
         match self.ops.get(pc) {
             Some(Some(Ok(Op::MayGoto { .. }))) => Some(LoopPoint::MayGoto),
             Some(Some(Ok(Op::Call(CallTarget::Helper { id }))))
@@ -658,6 +683,10 @@ impl<'a> Verifier<'a> {
             if in_progress {
                 let old = &self.stored[si].state;
                 let converged = match loop_point {
+                    Some(LoopPoint::IterNext) => {
+                        states_equal(old, &self.cur, &live, Exact::RangeWithin, privs)
+                            && self.iter_arg_active()
+                    }
                     Some(LoopPoint::MayGoto) => {
                         old.may_goto_depth != self.cur.may_goto_depth
                             && states_equal(old, &self.cur, &live, Exact::RangeWithin, privs)
@@ -672,11 +701,13 @@ impl<'a> Verifier<'a> {
                     keep.extend_from_slice(&list[pos..]);
                     break;
                 }
-                let skip_inf = loop_point == Some(LoopPoint::Callback);
+                let skip_inf =
+                    matches!(loop_point, Some(LoopPoint::Callback | LoopPoint::IterNext));
                 if !skip_inf
                     && old.may_goto_depth == self.cur.may_goto_depth
                     && old.callback_unroll_depth == self.cur.callback_unroll_depth
                     && states_equal(old, &self.cur, &live, Exact::Equal, privs)
+                    && !iter_active_depths_differ(old, &self.cur)
                 {
                     return einval!("infinite loop detected at insn {pc}");
                 }

@@ -200,6 +200,11 @@ impl Runtime {
             BtfObject::new(header, Arc::new(btf), raw, "vmlinux".into(), true)
         })?;
         let h = Handle::new(obj, AccessMode::ReadWrite);
+        self.progs
+            .kfuncs
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .bind_builtins(h.btf());
         *self.host_btf.lock().unwrap_or_else(|p| p.into_inner()) = Some(h.clone());
         Ok(h)
     }

@@ -364,6 +364,9 @@ impl<'a> ProgEnv<'a> {
             (KfuncFlags::SLEEPABLE, VKfuncFlags::SLEEPABLE),
             (KfuncFlags::DESTRUCTIVE, VKfuncFlags::DESTRUCTIVE),
             (KfuncFlags::RCU, VKfuncFlags::RCU),
+            (KfuncFlags::ITER_NEW, VKfuncFlags::ITER_NEW),
+            (KfuncFlags::ITER_NEXT, VKfuncFlags::ITER_NEXT),
+            (KfuncFlags::ITER_DESTROY, VKfuncFlags::ITER_DESTROY),
         ];
         let flags = pairs
             .iter()

@@ -110,6 +110,7 @@ both_modes!(
     printf_helpers_probe_read_and_time,
     host_helpers_and_kfuncs,
     xdp_repeat_runs_on_the_adjusted_buffer,
+    iter_num_kfuncs,
 );
 
 fn insns(src: &str) -> Vec<Insn> {
@@ -1520,6 +1521,111 @@ fn seeded_prandom_and_host_clock() {
     assert_eq!(run(&jiffies), 5_000, "5 s at CONFIG_HZ=1000");
     rt.set_clock(None);
     assert_ne!(run(&boot), 9_000_000_123u64 as u32);
+}
+
+/// A host BTF declaring the open-coded number iterator as the kernel does:
+/// ```c
+/// struct bpf_iter_num { __u64 __opaque[1]; };
+/// int bpf_iter_num_new(struct bpf_iter_num *it, int start, int end);
+/// int *bpf_iter_num_next(struct bpf_iter_num *it);
+/// void bpf_iter_num_destroy(struct bpf_iter_num *it);
+/// ```
+/// Returns the ids of the three `FUNC`s.
+fn iter_num_btf(rt: &Runtime) -> [u32; 3] {
+    let mut b = BtfBuilder::new();
+    let int = b.add_int("int", 4, INT_SIGNED);
+    let u64t = b.add_int("unsigned long long", 8, 0);
+    let it = b.add_struct("bpf_iter_num", 8, &[("__opaque", u64t, 0)]);
+    let it_ptr = b.add_ptr(it);
+    let int_ptr = b.add_ptr(int);
+    let new = b.add_func_proto(int, &[("it", it_ptr), ("start", int), ("end", int)]);
+    let next = b.add_func_proto(int_ptr, &[("it", it_ptr)]);
+    let destroy = b.add_func_proto(0, &[("it", it_ptr)]);
+    let ids = [
+        b.add_func("bpf_iter_num_new", new, Linkage::Global),
+        b.add_func("bpf_iter_num_next", next, Linkage::Global),
+        b.add_func("bpf_iter_num_destroy", destroy, Linkage::Global),
+    ];
+    rt.register_host_btf(b.build()).unwrap();
+    ids
+}
+
+/// The built-in `bpf_iter_num_*` kfuncs: programs the verifier accepts (converging
+/// at `next`, not walking the range) run the kernel's semantics, on every engine.
+fn iter_num_kfuncs() {
+    let rt = rt();
+    let [new, next, destroy] = iter_num_btf(&rt);
+    let k = rt.kfunc(next).expect("bpf_iter_num_next is built in");
+    assert_eq!(k.flags, KfuncFlags::ITER_NEXT | KfuncFlags::RET_NULL);
+    assert!(k.prog_types.is_empty(), "every program type may iterate");
+    // `bpf_for(i, START, END)` summing the values in `w6` and counting the iterations
+    // in `r7`; returns `w0` of `new` (negated) + 1000 * count + sum.
+    let sum_prog = |start: i32, end: i32| {
+        format!(
+            "r6 = 0\nr7 = 0\n\
+             r1 = r10\nr1 += -8\nr2 = {start}\nr3 = {end}\n\
+             call kernel-function#{new}\n\
+             w8 = w0\nw8 = -w8\n\
+             loop:\n\
+             r1 = r10\nr1 += -8\n\
+             call kernel-function#{next}\n\
+             if r0 == 0 goto done\n\
+             r1 = *(u32 *)(r0 +0)\n\
+             w6 += w1\nr7 += 1\n\
+             goto loop\n\
+             done:\n\
+             r1 = r10\nr1 += -8\n\
+             call kernel-function#{destroy}\n\
+             r7 *= 1000\n\
+             w0 = w8\nw0 += w7\nw0 += w6\n\
+             exit"
+        )
+    };
+    let run_sum = |start: i32, end: i32| {
+        let p = load(&rt, ProgType::XDP, &sum_prog(start, end));
+        let mut t = TestRun::with_data(&packet());
+        run(&rt, &p, &mut t).unwrap();
+        t.retval
+    };
+    // 0..100: 100 iterations, 0 + 1 + ... + 99.
+    assert_eq!(run_sum(0, 100), 100 * 1000 + 4950);
+    // Negative starts: -3..2 sums to -5.
+    assert_eq!(run_sum(-3, 2), (5000i32 - 5) as u32);
+    // An empty range is fine; start > end is -EINVAL; a range longer than
+    // BPF_MAX_LOOPS is -E2BIG; failed iterators yield nothing.
+    assert_eq!(run_sum(7, 7), 0);
+    assert_eq!(run_sum(5, 3), 22);
+    assert_eq!(run_sum(0, (1 << 23) + 1), 7);
+    assert_eq!(run_sum(i32::MIN, i32::MAX), 7);
+    // A drained iterator stays drained: one element, then NULL twice.
+    let sticky = format!(
+        "r6 = 0\n\
+         r1 = r10\nr1 += -8\nr2 = 41\nr3 = 42\n\
+         call kernel-function#{new}\n\
+         r1 = r10\nr1 += -8\n\
+         call kernel-function#{next}\n\
+         if r0 == 0 goto done\n\
+         r6 = *(u32 *)(r0 +0)\n\
+         r1 = r10\nr1 += -8\n\
+         call kernel-function#{next}\n\
+         if r0 != 0 goto done\n\
+         r1 = r10\nr1 += -8\n\
+         call kernel-function#{next}\n\
+         if r0 != 0 goto done\n\
+         r6 += 1000\n\
+         done:\n\
+         r1 = r10\nr1 += -8\n\
+         call kernel-function#{destroy}\n\
+         r0 = r6\n\
+         exit"
+    );
+    let p = load(&rt, ProgType::XDP, &sticky);
+    let mut t = TestRun::with_data(&packet());
+    run(&rt, &p, &mut t).unwrap();
+    assert_eq!(t.retval, 1041);
+    // Other program types may call them too (the kernel's common kfunc set).
+    let p = load(&rt, ProgType::SCHED_CLS, &sum_prog(0, 10));
+    assert_eq!(p.kfuncs().len(), 3);
 }
 
 /// The helper trace sees every helper call with its arguments and result, in order,

@@ -998,15 +998,6 @@ const ALLOWLIST: &[(&str, &str, Owner)] = &[
     ("struct_ops.txt", "tcp_read_beyond_tcp_sock", Owner::Btf),
     ("struct_ops.txt", "tcp_ssthresh_reads_snd_cwnd", Owner::Btf),
     ("ptr.txt", "map_ptr_deref", Owner::Btf), // CONST_PTR_TO_MAP fields via vmlinux BTF
-    // Callbacks, open-coded iterators, may_goto (branch vloop).
-    ("loops.txt", "iter_num_big_range", Owner::Loops),
-    ("loops.txt", "iter_num_elem_oob", Owner::Loops),
-    ("loops.txt", "iter_num_misaligned", Owner::Loops),
-    ("loops.txt", "iter_num_next_deref_unchecked", Owner::Loops),
-    ("loops.txt", "iter_num_no_destroy", Owner::Loops),
-    ("loops.txt", "iter_num_ok", Owner::Loops),
-    ("loops.txt", "iter_num_uninit_next", Owner::Loops),
-    ("loops.txt", "iter_num_value_index_bounded", Owner::Loops),
 ];
 
 fn allowlisted(c: &Case) -> Option<Owner> {
@@ -1052,6 +1043,9 @@ fn runtime_agrees_with_every_case() {
                 continue;
             }
         };
+        if std::env::var("STRUCTOPS_VERIFIER_SUITE_LOG").is_ok() {
+            println!("== ours {} -> {:?}\n{}", c.id(), out.result, out.log);
+        }
         let d = disagreement(c, &out);
         match (&d, owner) {
             (None, Some(_)) => now_agree.push(c.id()),

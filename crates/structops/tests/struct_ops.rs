@@ -803,6 +803,8 @@ fn dummy_ops_twin() {
     // Programs of other ops types cannot be test-run once the twin is there.
     let ids_ops = rt.struct_ops_types();
     assert_eq!(ids_ops.len(), 1);
+    rt.register_struct_ops(StructOpsDesc::new("test_ops", Arc::new(Host::default())))
+        .unwrap();
     let mut a = ProgLoadAttr::new(
         ProgType::STRUCT_OPS,
         assemble("r0 = 0\nexit").unwrap().encode(),
@@ -988,14 +990,19 @@ fn loader_attaches_struct_ops_maps() {
     let fixture = |name: &str| {
         std::fs::read(format!("{}/../../bpf/{name}", env!("CARGO_MANIFEST_DIR"))).unwrap()
     };
-    // Without the ops type registered, the maps are left out and the programs load.
-    let obj = ObjectLoader::open(&fixture("tcp_ca.bpf.o"), "tcp_ca.bpf.o")
+    // Without the ops type registered, its programs do not load (the kernel refuses a
+    // struct no subsystem registered).
+    let err = ObjectLoader::open(&fixture("tcp_ca.bpf.o"), "tcp_ca.bpf.o")
         .unwrap()
         .load(&rt, &LoadOptions::default())
-        .unwrap();
-    assert!(obj.map("so_reno").is_none());
-    assert!(obj.prog("so_ssthresh").is_some());
-    drop(obj);
+        .err();
+    match err {
+        Some(LoadError::ProgLoad { errno, log, .. }) => {
+            assert_eq!(errno, Errno::ENOTSUPP);
+            assert!(log.ends_with("is not a supported struct\n"), "{log}");
+        }
+        other => panic!("{other:?}"),
+    }
 
     let host = Arc::new(Recorder::default());
     let ty = rt

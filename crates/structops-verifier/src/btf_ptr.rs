@@ -445,6 +445,11 @@ impl<'a> Verifier<'a> {
                 refcounted[i] = n.ends_with("__ref");
             }
         }
+        for i in 0..nparams {
+            let (n, r) = ops.arg_marks(attach.member_idx, i as u32);
+            nullable[i] |= n;
+            refcounted[i] |= r;
+        }
         self.struct_ops = Some(StructOpsCtx {
             ops,
             member_idx: attach.member_idx,

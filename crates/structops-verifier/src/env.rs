@@ -301,6 +301,15 @@ pub trait StructOpsType {
     /// (`get_func_proto` of the type's verifier ops), `None` if unavailable.
     fn helper(&self, id: i32, member_idx: u32) -> Option<HelperProto>;
 
+    /// Whether argument `arg` of member `member_idx` is `__nullable` (may be
+    /// NULL, so programs must check it) or `__ref` (a reference the program
+    /// owns), as the host declared it: `(nullable, refcounted)`. Adds to what
+    /// the stub function `<ops>__<member>` in the host BTF says.
+    fn arg_marks(&self, member_idx: u32, arg: u32) -> (bool, bool) {
+        let _ = (member_idx, arg);
+        (false, false)
+    }
+
     /// `is_valid_access` retyping of a context argument: the struct id a
     /// pointer argument of struct `btf_id` is seen as (tcp_congestion_ops
     /// promotes `sock` to `tcp_sock`).

@@ -759,6 +759,27 @@ fn dummy_ops_twin() {
         a.expected_attach_type = idx;
         rt.prog_load(&a).unwrap()
     };
+    // test_1's state is __nullable (a mark of the registration; this host BTF has no
+    // stub function saying so): it must be checked before use.
+    let mut unchecked = ProgLoadAttr::new(
+        ProgType::STRUCT_OPS,
+        assemble("r1 = *(u64 *)(r1 +0)\nr0 = *(u32 *)(r1 +0)\nexit")
+            .unwrap()
+            .encode(),
+        "GPL",
+    );
+    unchecked.attach_btf_id = d.type_id();
+    let mut log = String::new();
+    rt.set_run_unverified(false);
+    assert_eq!(
+        rt.prog_load_with_log(&unchecked, &mut log).err(),
+        Some(Errno::EACCES)
+    );
+    assert!(
+        log.contains("R1 invalid mem access 'trusted_ptr_or_null_'"),
+        "{log}"
+    );
+    rt.set_run_unverified(true);
     // test_1: 0xf2f3f4f5 for NULL, else return val and set it to 0x5a.
     let t1 = load(
         0,

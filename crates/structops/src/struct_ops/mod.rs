@@ -1254,4 +1254,15 @@ impl structops_verifier::StructOpsType for VerifierOps {
     fn ctx_arg_btf_id(&self, btf_id: u32) -> u32 {
         self.ty.ops.ctx_arg_btf_id(self.ty.btf.btf(), btf_id)
     }
+
+    /// The `__nullable` / `__ref` marks the host gave the member's arguments
+    /// ([`StructOpsDesc::nullable`], [`StructOpsDesc::refcounted`]), for host BTFs
+    /// without the kernel's stub functions.
+    fn arg_marks(&self, member_idx: u32, arg: u32) -> (bool, bool) {
+        self.ty
+            .members
+            .get(member_idx as usize)
+            .and_then(|m| m.arg_info(arg))
+            .map_or((false, false), |a| (a.nullable, a.refcounted))
+    }
 }

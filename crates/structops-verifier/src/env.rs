@@ -115,6 +115,29 @@ pub enum CtxField {
         /// Trusted (`PTR_TRUSTED`): struct_ops and tracing arguments.
         trusted: bool,
     },
+    /// A socket pointer (`PTR_TO_SOCKET`, `PTR_TO_SOCK_COMMON`, ...), e.g.
+    /// `__sk_buff->sk` as `PTR_TO_SOCK_COMMON_OR_NULL`.
+    Sock {
+        /// Which socket view.
+        kind: SockPtr,
+        /// May be NULL (`PTR_MAYBE_NULL`): the program must check it first.
+        maybe_null: bool,
+    },
+}
+
+/// The socket pointer types (`PTR_TO_SOCKET` and friends): which uapi view of
+/// a kernel socket loads through the pointer see.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum SockPtr {
+    /// `PTR_TO_SOCKET`: a full socket, all of `struct bpf_sock`.
+    Socket,
+    /// `PTR_TO_SOCK_COMMON`: `struct bpf_sock` without the full-socket fields
+    /// (`type` to `priority`).
+    SockCommon,
+    /// `PTR_TO_TCP_SOCK`: `struct bpf_tcp_sock`.
+    TcpSock,
+    /// `PTR_TO_XDP_SOCK`: `struct bpf_xdp_sock`.
+    XdpSock,
 }
 
 /// Whether direct packet access is allowed and how (`may_access_direct_pkt_data`).

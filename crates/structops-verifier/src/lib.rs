@@ -70,6 +70,7 @@ pub mod print;
 pub mod proto;
 mod prune;
 pub mod scalar;
+mod sock;
 pub mod state;
 pub mod tnum;
 mod verifier;
@@ -85,8 +86,8 @@ mod tests;
 
 pub use env::{
     CtxField, FieldTrust, HookError, KfuncDesc, KfuncFlags, LogOptions, MapInfo, MapPtrLoad,
-    MapRef, PacketAccess, Privileges, ProgInfo, ReturnRule, StructOpsAttach, StructOpsType,
-    VerifierEnv, map_btf_struct_name,
+    MapRef, PacketAccess, Privileges, ProgInfo, ReturnRule, SockPtr, StructOpsAttach,
+    StructOpsType, VerifierEnv, map_btf_struct_name,
 };
 pub use error::VerifyError;
 pub use print::{ScalarLog, Snum, Unum, write_scalar_ranges};

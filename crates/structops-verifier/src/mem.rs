@@ -2,7 +2,7 @@
 
 use structops_isa::{AtomicOp, Source, Width};
 
-use crate::env::CtxField;
+use crate::env::{CtxField, SockPtr};
 use crate::error::{EACCES, EINVAL, Reject, eacces, einval};
 use crate::liveness::Loc;
 use crate::state::{Reg, RegFlags, RegType, SlotType, StackSlot};
@@ -110,6 +110,7 @@ impl Verifier<'_> {
         }
         let dr = self.reg(d).clone();
         if matches!(dr.ty, RegType::Ctx | RegType::Packet | RegType::PacketMeta)
+            || (dr.ty.is_sk_pointer() && !dr.maybe_null())
             || dr.flags.has(RegFlags::RDONLY)
         {
             return eacces!(
@@ -366,6 +367,14 @@ impl Verifier<'_> {
                             }
                             p
                         }
+                        CtxField::Sock { kind, maybe_null } => {
+                            let mut p = Reg::ptr(sock_reg_type(kind));
+                            if maybe_null {
+                                p.flags = RegFlags::MAYBE_NULL;
+                                p.id = self.next_id();
+                            }
+                            p
+                        }
                     };
                     *self.reg_mut(v) = nr;
                 }
@@ -399,6 +408,29 @@ impl Verifier<'_> {
             }
             RegType::ConstMap if !reg.maybe_null() => {
                 self.check_ptr_to_map_access(pc, r, &reg, off, size, t, value)?;
+            }
+            ty if ty.is_sk_pointer() && !reg.maybe_null() => {
+                if t == Access::Write {
+                    return eacces!("R{r} cannot write into {tstr}");
+                }
+                // check_sock_access
+                if reg.v.smin < 0 {
+                    return eacces!(
+                        "R{r} min value is negative, either use unsigned index or do a if (index >=0) check."
+                    );
+                }
+                let kind = match ty {
+                    RegType::Socket => SockPtr::Socket,
+                    RegType::TcpSock => SockPtr::TcpSock,
+                    RegType::XdpSock => SockPtr::XdpSock,
+                    _ => SockPtr::SockCommon,
+                };
+                if !crate::sock::valid_access(kind, off, size) {
+                    return eacces!("R{r} invalid {tstr} access off={off} size={size}");
+                }
+                if let Some(v) = value {
+                    *self.reg_mut(v) = Reg::unknown();
+                }
             }
             _ => {
                 return eacces!("R{r} invalid mem access '{tstr}'");
@@ -1053,5 +1085,15 @@ pub(crate) fn tnum_text(t: crate::tnum::Tnum) -> String {
         format!("{}", t.value() as i64)
     } else {
         format!("{t}")
+    }
+}
+
+/// The register type of a socket pointer view.
+pub(crate) fn sock_reg_type(kind: SockPtr) -> RegType {
+    match kind {
+        SockPtr::Socket => RegType::Socket,
+        SockPtr::SockCommon => RegType::SockCommon,
+        SockPtr::TcpSock => RegType::TcpSock,
+        SockPtr::XdpSock => RegType::XdpSock,
     }
 }

@@ -39,6 +39,15 @@ pub enum RegType {
     Func,
     /// `PTR_TO_BUF` (iterator buffers; named in messages only).
     Buf,
+    /// `PTR_TO_SOCKET`: a full socket (`struct bpf_sock`).
+    Socket,
+    /// `PTR_TO_SOCK_COMMON`: a socket that may be a request or timewait
+    /// socket (`struct bpf_sock`, common fields only).
+    SockCommon,
+    /// `PTR_TO_TCP_SOCK`: a TCP socket (`struct bpf_tcp_sock`).
+    TcpSock,
+    /// `PTR_TO_XDP_SOCK`: an AF_XDP socket (`struct bpf_xdp_sock`).
+    XdpSock,
 }
 
 impl RegType {
@@ -59,7 +68,19 @@ impl RegType {
             RegType::BtfId => "ptr_",
             RegType::Func => "func",
             RegType::Buf => "buf",
+            RegType::Socket => "sock",
+            RegType::SockCommon => "sock_common",
+            RegType::TcpSock => "tcp_sock",
+            RegType::XdpSock => "xdp_sock",
         }
+    }
+
+    /// One of the socket pointer types (`type_is_sk_pointer` of the base type).
+    pub const fn is_sk_pointer(self) -> bool {
+        matches!(
+            self,
+            RegType::Socket | RegType::SockCommon | RegType::TcpSock | RegType::XdpSock
+        )
     }
 
     /// `PTR_TO_PACKET` or `PTR_TO_PACKET_META` (`reg_is_pkt_pointer`).

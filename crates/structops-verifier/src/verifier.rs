@@ -1169,9 +1169,7 @@ impl<'a> Verifier<'a> {
             return einval!("BPF_LD_[ABS|IND] instructions not allowed for this program type");
         }
         self.check_src(6)?;
-        if !self.cur.refs.is_empty() {
-            return einval!("BPF_LD_[ABS|IND] would lead to reference leak");
-        }
+        self.check_reference_leak("BPF_LD_[ABS|IND]")?;
         if self.reg(6).ty != RegType::Ctx {
             return einval!("at the time of BPF_LD_ABS|IND R6 != pointer to skb");
         }
@@ -1578,16 +1576,8 @@ impl<'a> Verifier<'a> {
         if curframe == 0 || in_cb {
             // check_reference_leak for the main program (and callbacks,
             // for references they acquired themselves).
-            if curframe == 0 && !self.cur.refs.is_empty() {
-                let refs = self.cur.refs.clone();
-                for r in refs {
-                    self.verbose(&format!(
-                        "Unreleased reference id={} alloc_insn={}
-",
-                        r.id, r.insn
-                    ));
-                }
-                return einval!("BPF_EXIT instruction in main prog would lead to reference leak");
+            if curframe == 0 {
+                self.check_reference_leak("BPF_EXIT instruction in main prog")?;
             }
         }
         if curframe > 0 {
@@ -1770,9 +1760,9 @@ fn mark_ptr_or_null(st: &mut State, id: u32, is_null: bool, inner_maps: &HashMap
                 };
             } else {
                 reg.flags = reg.flags.without(RegFlags::MAYBE_NULL);
-                if reg.ref_obj_id == 0 {
-                    reg.id = 0;
-                }
+                // The id only served the null check; the reference (if any)
+                // stays in `ref_obj_id`.
+                reg.id = 0;
             }
         }
     };

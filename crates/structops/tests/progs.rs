@@ -10,6 +10,7 @@
 use std::cell::Cell;
 use std::sync::Arc;
 
+use structops::Engine;
 use structops::helpers::{Arg, ArgType, HelperProto, HostHelper, Ret};
 use structops::maps::BPF_F_RDONLY_PROG;
 use structops::prog::{BPF_F_SLEEPABLE, BPF_MAXINSNS, collecting_sink};
@@ -28,6 +29,7 @@ fn rt() -> Runtime {
     Runtime::new(RuntimeConfig {
         ncpus: 2,
         run_unverified: false,
+        engine: ENGINE.with(Cell::get),
         ..RuntimeConfig::default()
     })
 }
@@ -39,6 +41,7 @@ fn rt_unverified() -> Runtime {
     Runtime::new(RuntimeConfig {
         ncpus: 2,
         run_unverified: true,
+        engine: ENGINE.with(Cell::get),
         ..RuntimeConfig::default()
     })
 }
@@ -46,6 +49,8 @@ fn rt_unverified() -> Runtime {
 thread_local! {
     /// The run mode of the current test variant.
     static MODE: Cell<RunMode> = const { Cell::new(RunMode::Auto) };
+    /// The engine of the current test variant's runtimes.
+    static ENGINE: Cell<Engine> = const { Cell::new(Engine::Jit) };
 }
 
 /// `prog_test_run` in the current variant's mode, unless `t` asks for one.
@@ -53,29 +58,43 @@ fn run(rt: &Runtime, p: &ProgHandle, t: &mut TestRun) -> Result<(), Errno> {
     if t.mode == RunMode::Auto {
         t.mode = MODE.with(Cell::get);
     }
+    if p.is_verified() {
+        // A verified program runs on the variant's engine, with native code on the JIT.
+        let engine = ENGINE.with(Cell::get);
+        assert_eq!(p.engine(), engine, "{}", p.name());
+        assert_eq!(p.info().jited_prog_len > 0, engine == Engine::Jit);
+    }
     rt.prog_test_run(p, t)
 }
 
-/// Runs `f` with every run in `mode`.
-fn with_mode(mode: RunMode, f: fn()) {
+/// Runs `f` with every run in `mode`, verified programs on `engine`.
+fn with_mode(mode: RunMode, engine: Engine, f: fn()) {
     MODE.with(|m| m.set(mode));
+    ENGINE.with(|e| e.set(engine));
     f();
 }
 
-/// One test per function and mode: `checked::NAME` runs every program checked,
-/// `auto::NAME` in the default mode (unchecked when verified).
+/// Three tests per function: `checked::NAME` runs every program checked (in the
+/// interpreter), `interp::NAME` and `jit::NAME` in the default mode (unchecked when
+/// verified) on that engine.
 macro_rules! both_modes {
     ($($name:ident),* $(,)?) => {
         mod checked {
             $(#[test]
             fn $name() {
-                super::with_mode(super::RunMode::Checked, super::$name);
+                super::with_mode(super::RunMode::Checked, super::Engine::Interp, super::$name);
             })*
         }
-        mod auto {
+        mod interp {
             $(#[test]
             fn $name() {
-                super::with_mode(super::RunMode::Auto, super::$name);
+                super::with_mode(super::RunMode::Auto, super::Engine::Interp, super::$name);
+            })*
+        }
+        mod jit {
+            $(#[test]
+            fn $name() {
+                super::with_mode(super::RunMode::Auto, super::Engine::Jit, super::$name);
             })*
         }
     };
@@ -1589,4 +1608,149 @@ fn xdp_repeat_runs_on_the_adjusted_buffer() {
         "each run read the previous run's marker"
     );
     assert_eq!(&out[24..], &pkt[..]);
+}
+
+/// `prandom_seed` makes `bpf_get_prandom_u32` reproducible run by run, and a host clock
+/// replaces the system's for every time helper.
+#[test]
+fn seeded_prandom_and_host_clock() {
+    let draw = |seed: Option<u64>, runs: usize| -> Vec<u32> {
+        let rt = Runtime::new(RuntimeConfig {
+            ncpus: 2,
+            prandom_seed: seed,
+            ..RuntimeConfig::default()
+        });
+        let p = load(
+            &rt,
+            ProgType::SOCKET_FILTER,
+            "call bpf_get_prandom_u32\nr6 = r0\ncall bpf_get_prandom_u32\nr0 ^= r6\nexit",
+        );
+        (0..runs)
+            .map(|_| {
+                let mut t = TestRun::with_data(&[0u8; 64]);
+                rt.prog_test_run(&p, &mut t).unwrap();
+                t.retval
+            })
+            .collect()
+    };
+    let a = draw(Some(7), 4);
+    assert_eq!(a, draw(Some(7), 4), "same seed, same sequence");
+    assert_ne!(a, draw(Some(8), 4), "another seed, another sequence");
+    assert!(
+        a.windows(2).any(|w| w[0] != w[1]),
+        "runs draw afresh: {a:?}"
+    );
+    assert_ne!(draw(None, 4), draw(None, 4), "unseeded runtimes differ");
+
+    let rt = Runtime::new(RuntimeConfig {
+        ncpus: 2,
+        hz: 1000,
+        ..RuntimeConfig::default()
+    });
+    let ktime = load(&rt, ProgType::SOCKET_FILTER, "call bpf_ktime_get_ns\nexit");
+    let boot = load(
+        &rt,
+        ProgType::SOCKET_FILTER,
+        "call bpf_ktime_get_boot_ns\nexit",
+    );
+    let jiffies = load(&rt, ProgType::SOCKET_FILTER, "call bpf_jiffies64\nexit");
+    let run = |p: &ProgHandle| {
+        let mut t = TestRun::with_data(&[0u8; 64]);
+        rt.prog_test_run(p, &mut t).unwrap();
+        t.retval
+    };
+    rt.set_clock(Some(std::sync::Arc::new(
+        |k: structops::ClockKind| match k {
+            structops::ClockKind::Boottime => 9_000_000_123,
+            _ => 5_000_000_456,
+        },
+    )));
+    assert_eq!(run(&ktime), 5_000_000_456u64 as u32);
+    assert_eq!(run(&boot), 9_000_000_123u64 as u32);
+    assert_eq!(run(&jiffies), 5_000, "5 s at CONFIG_HZ=1000");
+    rt.set_clock(None);
+    assert_ne!(run(&boot), 9_000_000_123u64 as u32);
+}
+
+/// The helper trace sees every helper call with its arguments and result, in order,
+/// and both engines make the same calls.
+#[test]
+fn helper_trace_is_the_same_on_both_engines() {
+    let mut traces = Vec::new();
+    for engine in [Engine::Interp, Engine::Jit] {
+        let rt = Runtime::new(RuntimeConfig {
+            ncpus: 2,
+            engine,
+            prandom_seed: Some(3),
+            ..RuntimeConfig::default()
+        });
+        let hash = rt
+            .map_create(&MapCreateAttr::new(MapType::Hash, 4, 8, 8))
+            .unwrap();
+        let hfd = rt.fd_install(hash).unwrap();
+        // key = prandom & 3; counts[key] = 1 unless present; return the lookup's result.
+        let src = format!(
+            "
+            call bpf_get_prandom_u32
+            r0 &= 3
+            *(u32 *)(r10 -4) = r0
+            *(u64 *)(r10 -16) = 1
+            r1 = map[id:{hfd}]
+            r2 = r10
+            r2 += -4
+            r3 = r10
+            r3 += -16
+            r4 = 1
+            call bpf_map_update_elem
+            r1 = map[id:{hfd}]
+            r2 = r10
+            r2 += -4
+            call bpf_map_lookup_elem
+            if r0 == 0 goto out
+            r0 = *(u64 *)(r0 +0)
+            out:
+            exit
+            "
+        );
+        let p = load(&rt, ProgType::SOCKET_FILTER, &src);
+        assert_eq!(p.engine(), engine);
+        let calls = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = calls.clone();
+        rt.set_helper_trace(Some(std::sync::Arc::new(
+            move |c: &structops::HelperCall| {
+                sink.lock().unwrap().push(*c);
+            },
+        )));
+        for _ in 0..3 {
+            let mut t = TestRun::with_data(&[0u8; 64]);
+            rt.prog_test_run(&p, &mut t).unwrap();
+            assert_eq!(t.retval, 1);
+        }
+        rt.set_helper_trace(None);
+        let mut t = TestRun::with_data(&[0u8; 64]);
+        rt.prog_test_run(&p, &mut t).unwrap();
+        let calls = calls.lock().unwrap().clone();
+        // Three runs of prandom, update, lookup; nothing after the trace was removed.
+        assert_eq!(calls.len(), 9, "{calls:?}");
+        let ids: Vec<_> = calls.iter().map(|c| c.callee).collect();
+        assert_eq!(
+            &ids[..3],
+            &[
+                structops::Callee::Helper(7),
+                structops::Callee::Helper(2),
+                structops::Callee::Helper(1)
+            ]
+        );
+        // The update's flags argument and its result.
+        assert_eq!((calls[1].args[3], calls[1].ret), (1, Some(0)));
+        assert!(calls.iter().all(|c| c.prog_id == p.id()));
+        // Map values and stack addresses differ between runtimes; compare the rest.
+        traces.push(
+            calls
+                .iter()
+                .map(|c| (c.pc, c.callee, c.args[3], c.ret.map(|r| r != 0)))
+                .collect::<Vec<_>>(),
+        );
+    }
+    assert_eq!(traces[0], traces[1]);
 }

@@ -1025,23 +1025,6 @@ const ALLOWLIST: &[(&str, &str, Owner)] = &[
     ("loops.txt", "iter_num_ok", Owner::Loops),
     ("loops.txt", "iter_num_uninit_next", Owner::Loops),
     ("loops.txt", "iter_num_value_index_bounded", Owner::Loops),
-    // Integration gaps: socket pointers (PTR_TO_SOCKET / sock_common from
-    // bpf_sk_lookup_* and __sk_buff->sk), queue maps the runtime lacks.
-    (
-        "ctx.txt",
-        "skb_sk_sched_cls_is_sock_common_or_null",
-        Owner::Runtime,
-    ),
-    ("ctx.txt", "skb_sk_null_checked", Owner::Runtime),
-    ("refs.txt", "sk_lookup_release", Owner::Runtime),
-    ("refs.txt", "sk_lookup_leak", Owner::Runtime),
-    ("refs.txt", "sk_lookup_release_unchecked", Owner::Runtime),
-    ("refs.txt", "sk_lookup_read_field", Owner::Runtime),
-    ("refs.txt", "sk_lookup_ptr_arith", Owner::Runtime),
-    ("refs.txt", "sk_lookup_tail_call_with_ref", Owner::Runtime),
-    ("refs.txt", "sk_lookup_ld_abs_with_ref", Owner::Runtime),
-    ("map_value.txt", "lookup_on_queue", Owner::Runtime),
-    ("map_value.txt", "queue_push_pop", Owner::Runtime),
 ];
 
 fn allowlisted(c: &Case) -> Option<Owner> {

@@ -8,6 +8,12 @@
 //! kernel configuration (as libbpf would on this host), `__ksym` functions resolve to
 //! the host BTF's `FUNC`s and typeless ksyms to `/proc/kallsyms`.
 //!
+//! The runtime registers the bundled ops types whose host exists — today
+//! `bpf_dummy_ops`, when the host BTF declares it — so struct_ops programs written for
+//! them verify with the kernel's rules and `prog run` test-runs them as
+//! `bpf_struct_ops_test_run` does. struct_ops programs of other ops types are refused
+//! (`ENOTSUPP`), as by a kernel that lacks the type.
+//!
 //! Every program is verified when it loads, as in the kernel: a program the verifier
 //! rejects does not load, and the command fails with the verifier's error line (and
 //! the load log as a hint). Verified programs run unchecked.
@@ -16,10 +22,11 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use clap::{Args, ValueEnum};
+use structops::helpers::HostFn;
 use structops::loader::{LoadOptions, LoadedObject, ObjectLoader};
 use structops::prog::collecting_sink;
-use structops::{ProgHandle, RunMode, Runtime, RuntimeConfig, TestRun};
-use structops_btf::Btf;
+use structops::{Errno, KfuncFlags, ProgHandle, RunMode, Runtime, RuntimeConfig, TestRun};
+use structops_btf::{Btf, Kind};
 
 use crate::error::CliError;
 use crate::host;
@@ -121,10 +128,22 @@ pub fn load_with(
             .and_then(|b| Btf::parse(&b).ok()),
     };
     if let Some(t) = target {
+        let has_dummy_ops = t
+            .find_by_name_kind(structops::struct_ops::dummy::NAME, Kind::Struct)
+            .is_some();
         rt.register_host_btf(t).map_err(|errno| CliError::Runtime {
             step: "registering the host BTF".into(),
             errno,
         })?;
+        // The bundled ops types whose host exists: bpf_dummy_ops, when the host BTF
+        // declares it (vmlinux does). tcp_congestion_ops follows with its host.
+        if has_dummy_ops {
+            rt.register_dummy_ops().map_err(|errno| CliError::Runtime {
+                step: "registering bpf_dummy_ops".into(),
+                errno,
+            })?;
+        }
+        register_rcu_kfuncs(&rt)?;
     }
     let mut loader = ObjectLoader::open(&bytes, &path).map_err(load_err)?;
     if let Some(names) = progs {
@@ -157,6 +176,27 @@ pub fn load_with(
     };
     let obj = loader.load(&rt, &opts).map_err(load_err)?;
     Ok(Loaded { rt, obj, trace })
+}
+
+/// `bpf_rcu_read_lock` / `bpf_rcu_read_unlock`, the kernel's generic kfuncs every
+/// program type may call, when the host BTF declares them. A program here always runs
+/// inside the runtime's read-side section (the epoch pin a run or a member call holds,
+/// the runtime's `rcu_read_lock`), so the section a program opens explicitly needs no
+/// work of its own; the verifier still checks that it is balanced.
+fn register_rcu_kfuncs(rt: &Runtime) -> Result<(), CliError> {
+    for name in ["bpf_rcu_read_lock", "bpf_rcu_read_unlock"] {
+        let inside_the_run_section: HostFn = Arc::new(|_, _| Ok(0));
+        match rt.register_kfunc(name, KfuncFlags::NONE, Vec::new(), inside_the_run_section) {
+            Ok(_) | Err(Errno::ENOENT) => {}
+            Err(errno) => {
+                return Err(CliError::Runtime {
+                    step: format!("registering kfunc {name}"),
+                    errno,
+                });
+            }
+        }
+    }
+    Ok(())
 }
 
 fn load_err(e: structops::loader::LoadError) -> CliError {

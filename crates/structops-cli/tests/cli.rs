@@ -489,6 +489,98 @@ fn verify_prints_one_row_per_program() {
     assert!(stderr(&o).contains("ENOENT"), "{}", stderr(&o));
 }
 
+/// `structops -j verify FILE`: `(program, verdict, error)` per row, and whether the
+/// command succeeded.
+fn verify_rows(file: &str) -> (Vec<(String, String, String)>, bool) {
+    let o = structops(&["-j", "verify", file]);
+    let out = stdout(&o);
+    let v: serde_json::Value = serde_json::from_str(out.lines().next().unwrap_or(""))
+        .unwrap_or_else(|e| panic!("{e}: {out}\n{}", stderr(&o)));
+    let rows = v["programs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                p["program"].as_str().unwrap_or("").to_owned(),
+                p["verdict"].as_str().unwrap_or("").to_owned(),
+                p["error"].as_str().unwrap_or("").to_owned(),
+            )
+        })
+        .collect();
+    (rows, o.status.success())
+}
+
+/// Whether this machine's vmlinux declares `bpf_dummy_ops` (the CLI registers the
+/// bundled twin against it).
+fn has_dummy_ops() -> bool {
+    let Ok(raw) = std::fs::read("/sys/kernel/btf/vmlinux") else {
+        return false;
+    };
+    structops_btf::Btf::parse(&raw).is_ok_and(|b| {
+        b.find_by_name_kind("bpf_dummy_ops", structops_btf::Kind::Struct)
+            .is_some()
+    })
+}
+
+/// The in-process runtime registers `bpf_dummy_ops`, so the fixture's programs verify
+/// with its rules; Linux 6.18 loads each of them (`libbpf_report load --each
+/// bpf/dummy_ops.bpf.o`: all five succeed).
+#[test]
+fn verify_dummy_ops_fixture_gives_the_kernels_verdicts() {
+    if !has_dummy_ops() {
+        eprintln!("skipped: /sys/kernel/btf/vmlinux has no bpf_dummy_ops");
+        return;
+    }
+    let (rows, ok) = verify_rows(&fixture("dummy_ops.bpf.o"));
+    let names: Vec<&str> = rows.iter().map(|r| r.0.as_str()).collect();
+    for p in [
+        "dummy_test_1",
+        "dummy_test_2",
+        "dummy_test_sleepable",
+        "dummy_plain_test_1",
+    ] {
+        assert!(names.contains(&p), "no row for {p}: {rows:?}");
+    }
+    for (prog, verdict, error) in &rows {
+        assert_eq!(verdict, "success", "{prog}: {error}");
+    }
+    assert!(ok);
+}
+
+/// The kernel corpus' `dummy_st_ops` selftests (`conformance/build/corpus`, skipped when
+/// not built): the success object verifies, and the fail object's sleepable `test_2`
+/// is refused with the kernel's message (its `__msg`, and the running kernel's verdict).
+#[test]
+fn verify_dummy_st_ops_corpus_gives_the_kernels_verdicts() {
+    let dir = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../conformance/build/corpus"
+    );
+    let success = format!("{dir}/dummy_st_ops_success.bpf.o");
+    let fail = format!("{dir}/dummy_st_ops_fail.bpf.o");
+    if !std::path::Path::new(&fail).exists() || !has_dummy_ops() {
+        eprintln!("skipped: no conformance corpus ({dir}) or no bpf_dummy_ops in vmlinux");
+        return;
+    }
+    let (rows, ok) = verify_rows(&success);
+    assert_eq!(rows.len(), 3, "{rows:?}");
+    for (prog, verdict, error) in &rows {
+        assert_eq!(verdict, "success", "{prog}: {error}");
+    }
+    assert!(ok);
+    let (rows, ok) = verify_rows(&fail);
+    assert_eq!(
+        rows,
+        vec![(
+            "test_unsupported_field_sleepable".to_owned(),
+            "failure".to_owned(),
+            "attach to unsupported member test_2 of struct bpf_dummy_ops".to_owned()
+        )]
+    );
+    assert!(!ok);
+}
+
 #[test]
 fn verify_reports_the_rejection_and_fails() {
     let o = structops(&["-j", "verify", BAD_CTX]);

@@ -445,6 +445,11 @@ impl<'a> Verifier<'a> {
                 refcounted[i] = n.ends_with("__ref");
             }
         }
+        for i in 0..nparams {
+            let (n, r) = ops.arg_marks(attach.member_idx, i as u32);
+            nullable[i] |= n;
+            refcounted[i] |= r;
+        }
         self.struct_ops = Some(StructOpsCtx {
             ops,
             member_idx: attach.member_idx,
@@ -661,6 +666,94 @@ impl<'a> Verifier<'a> {
             Loaded::Scalar => Reg::unknown(),
             Loaded::Ptr { id, flags, field } => {
                 let flags = self.derive_trust(&reg, flags, &field);
+                let mut p = Reg::ptr(RegType::BtfId);
+                p.btf_id = id;
+                p.flags = flags;
+                if flags.has(RegFlags::MAYBE_NULL) {
+                    p.id = self.next_id();
+                }
+                p
+            }
+        };
+        *self.reg_mut(v) = nr;
+        Ok(())
+    }
+
+    /// `check_ptr_to_map_access`: a load or store through a non-NULL
+    /// `CONST_PTR_TO_MAP` in register `r` at `off`. Privileged programs may
+    /// read the map's kernel struct (`map->ops->map_btf_id` in the host BTF)
+    /// as if through an untyped `PTR_TO_BTF_ID`; the load is recorded as a
+    /// [`crate::MapPtrLoad`] for the runtime.
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "mirrors the kernel's check_ptr_to_map_access"
+    )]
+    pub(crate) fn check_ptr_to_map_access(
+        &mut self,
+        pc: usize,
+        r: usize,
+        reg: &Reg,
+        off: i32,
+        size: u32,
+        t: Access,
+        value: Option<usize>,
+    ) -> Res<()> {
+        let Some(btf) = self.env.host_btf() else {
+            return Err(Reject::new(
+                ENOTSUPP,
+                "map_ptr access not supported without CONFIG_DEBUG_INFO_BTF",
+            ));
+        };
+        let map_type = self.maps.get(reg.map as usize).map_or(0, |m| m.map_type);
+        let Some(sid) = crate::env::map_btf_struct_name(map_type)
+            .and_then(|n| btf.find_by_name_kind(n, Kind::Struct))
+        else {
+            return Err(Reject::new(
+                ENOTSUPP,
+                format!("map_ptr access not supported for map type {map_type}"),
+            ));
+        };
+        let tname = name_of(btf, sid);
+        if !self.privileges().allow_ptr_leaks {
+            return Err(Reject::new(
+                EPERM,
+                format!("'struct {tname}' access is allowed only to CAP_PERFMON and CAP_SYS_ADMIN"),
+            ));
+        }
+        if off < 0 {
+            return Err(Reject::new(
+                EACCES,
+                format!("R{r} is {tname} invalid negative access: off={off}"),
+            ));
+        }
+        if t != Access::Read {
+            return Err(Reject::new(
+                EACCES,
+                format!("only read from {tname} is supported"),
+            ));
+        }
+        // The walk of an untyped PTR_TO_BTF_ID of the map's struct; its flags
+        // go to the loaded pointer unchanged (mark_btf_ld_reg).
+        let loaded = struct_access(btf, sid, off as u32, size)?;
+        let map = self.map_ref_of(reg.map);
+        let site = self
+            .map_ptr_loads
+            .entry(pc)
+            .or_insert_with(|| crate::env::MapPtrLoad {
+                pc,
+                off,
+                size,
+                maps: Vec::new(),
+            });
+        if !site.maps.contains(&map) {
+            site.maps.push(map);
+        }
+        let Some(v) = value else {
+            return Ok(());
+        };
+        let nr = match loaded {
+            Loaded::Scalar => Reg::unknown(),
+            Loaded::Ptr { id, flags, .. } => {
                 let mut p = Reg::ptr(RegType::BtfId);
                 p.btf_id = id;
                 p.flags = flags;

@@ -648,3 +648,150 @@ fn typed_pointers_need_perfmon() {
         )
     );
 }
+
+/// A host BTF with the kernel's array map struct, reduced to what the
+/// tests read:
+///
+/// ```c
+/// struct bpf_map_ops { u64 f; };
+/// struct bpf_map { const struct bpf_map_ops *ops; u32 map_type; u32 key_size;
+///                  u32 value_size; u32 max_entries; };          // 0, 8, 12, 16, 20
+/// struct bpf_array { struct bpf_map map; u32 elem_size; };      // 0, 24
+/// ```
+struct MapEnv {
+    btf: Btf,
+    map_type: u32,
+}
+
+impl VerifierEnv for MapEnv {
+    fn map(&self, map: MapRef) -> Option<MapInfo> {
+        (map == MapRef::Fd(3)).then(|| MapInfo {
+            map_type: self.map_type,
+            key_size: 4,
+            value_size: 8,
+            max_entries: 5,
+            flags: 0,
+            rdonly_prog: false,
+            wronly_prog: false,
+            frozen_value: None,
+            name: "m".into(),
+            direct_value: true,
+        })
+    }
+
+    fn helper(&self, _id: i32) -> Option<HelperProto> {
+        None
+    }
+
+    fn ctx_access(&self, _off: i32, _size: u32, _write: bool) -> Option<CtxField> {
+        None
+    }
+
+    fn host_btf(&self) -> Option<&Btf> {
+        Some(&self.btf)
+    }
+}
+
+fn map_env(map_type: u32) -> MapEnv {
+    let mut b = BtfBuilder::new();
+    let u32t = b.add_int("u32", 4, 0);
+    let u64t = b.add_int("u64", 8, 0);
+    let ops = b.add_struct("bpf_map_ops", 8, &[("f", u64t, 0)]);
+    let cops = b.add_const(ops);
+    let ops_ptr = b.add_ptr(cops);
+    let map = b.add_struct(
+        "bpf_map",
+        24,
+        &[
+            ("ops", ops_ptr, 0),
+            ("map_type", u32t, 64),
+            ("key_size", u32t, 96),
+            ("value_size", u32t, 128),
+            ("max_entries", u32t, 160),
+        ],
+    );
+    b.add_struct(
+        "bpf_array",
+        28,
+        &[("map", map, 0), ("elem_size", u32t, 192)],
+    );
+    MapEnv {
+        btf: b.build(),
+        map_type,
+    }
+}
+
+fn map_run(env: &MapEnv, src: &str, privileged: bool) -> Result<VerifiedProgram, VerifyError> {
+    let insns = assemble(&format!("r1 = map[id:3]\n{src}"))
+        .unwrap()
+        .encode();
+    let info = ProgInfo {
+        gpl_compatible: true,
+        privileges: if privileged {
+            crate::env::Privileges::ROOT
+        } else {
+            crate::env::Privileges::BPF_ONLY
+        },
+        ..ProgInfo::default()
+    };
+    verify(&insns, &info, env, &LogOptions::default())
+}
+
+#[test]
+fn map_pointer_reads_follow_the_maps_kernel_struct() {
+    let env = map_env(2);
+    // max_entries of the array's struct bpf_map: a scalar, recorded for the runtime.
+    let p = map_run(&env, "r0 = *(u32 *)(r1 +20)\nexit", true).unwrap();
+    assert_eq!(
+        p.map_ptr_loads(),
+        &[crate::MapPtrLoad {
+            pc: 2,
+            off: 20,
+            size: 4,
+            maps: vec![Some(MapRef::Fd(3))],
+        }]
+    );
+    // The scalar is unknown: using it as a pointer fails.
+    let e = map_run(
+        &env,
+        "r0 = *(u32 *)(r1 +20)\nr0 = *(u8 *)(r0 +0)\nexit",
+        true,
+    )
+    .unwrap_err();
+    assert_eq!(e.message, "R0 invalid mem access 'scalar'");
+    // The ops pointer is a PTR_TO_BTF_ID of bpf_map_ops: readable.
+    map_run(
+        &env,
+        "r2 = *(u64 *)(r1 +0)\nr0 = *(u64 *)(r2 +0)\nexit",
+        true,
+    )
+    .unwrap();
+    // A member of the array's own struct past bpf_map.
+    map_run(&env, "r0 = *(u32 *)(r1 +24)\nexit", true).unwrap();
+    let e = map_run(&env, "r0 = *(u32 *)(r1 +28)\nexit", true).unwrap_err();
+    assert_eq!(
+        (e.errno, e.message.as_str()),
+        (EACCES, "access beyond struct bpf_array at off 28 size 4")
+    );
+    let e = map_run(&env, "r2 = 1\n*(u32 *)(r1 +20) = r2\nr0 = 0\nexit", true).unwrap_err();
+    assert_eq!(
+        (e.errno, e.message.as_str()),
+        (EACCES, "only read from bpf_array is supported")
+    );
+    let e = map_run(&env, "r0 = *(u32 *)(r1 -4)\nexit", true).unwrap_err();
+    assert_eq!(e.message, "R1 is bpf_array invalid negative access: off=-4");
+    let e = map_run(&env, "r0 = *(u32 *)(r1 +20)\nexit", false).unwrap_err();
+    assert_eq!(
+        (e.errno, e.message.as_str()),
+        (
+            crate::error::EPERM,
+            "'struct bpf_array' access is allowed only to CAP_PERFMON and CAP_SYS_ADMIN"
+        )
+    );
+    // A hash map's struct is not in this host BTF.
+    let e = map_run(&map_env(1), "r0 = *(u32 *)(r1 +20)\nexit", true).unwrap_err();
+    assert_eq!(
+        (e.errno, e.message.as_str()),
+        (ENOTSUPP, "map_ptr access not supported for map type 1")
+    );
+}

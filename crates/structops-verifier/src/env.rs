@@ -45,6 +45,51 @@ pub struct MapInfo {
     pub direct_value: bool,
 }
 
+/// `map->ops->map_btf_id`: the name of the kernel struct behind a map of
+/// `BPF_MAP_TYPE_*` `map_type` (what a program reads through a map pointer,
+/// `check_ptr_to_map_access`), or `None` for types the kernel gives none.
+pub fn map_btf_struct_name(map_type: u32) -> Option<&'static str> {
+    Some(match map_type {
+        1 | 5 | 9 | 10 | 13 => "bpf_htab",
+        2 | 3 | 4 | 6 | 8 | 12 => "bpf_array",
+        7 => "bpf_stack_map",
+        11 => "lpm_trie",
+        14 | 25 => "bpf_dtab",
+        15 => "bpf_stab",
+        16 => "bpf_cpu_map",
+        17 => "xsk_map",
+        18 => "bpf_shtab",
+        19 | 21 => "bpf_cgroup_storage_map",
+        20 => "reuseport_array",
+        22 | 23 => "bpf_queue_stack",
+        24 | 28 | 29 | 32 => "bpf_local_storage_map",
+        26 => "bpf_struct_ops_map",
+        27 | 31 => "bpf_ringbuf_map",
+        30 => "bpf_bloom_filter",
+        33 => "bpf_arena",
+        _ => return None,
+    })
+}
+
+/// A load through a map pointer (`CONST_PTR_TO_MAP`) the verifier accepted:
+/// the program reads the kernel's `struct bpf_map` (inside the map type's
+/// struct, [`map_btf_struct_name`]) of a map known at load time. A runtime
+/// whose maps are not kernel structs must give such loads the values the
+/// kernel's struct would hold.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MapPtrLoad {
+    /// The load instruction.
+    pub pc: usize,
+    /// Byte offset read in the map's struct.
+    pub off: i32,
+    /// Bytes read.
+    pub size: u32,
+    /// The maps the pointer was to, over every path reaching the load: the
+    /// `LD_IMM64` reference, or `None` for an inner map (a map-of-maps
+    /// lookup result, not known until the program runs).
+    pub maps: Vec<Option<MapRef>>,
+}
+
 /// `BPF_MAP_TYPE_RINGBUF`.
 pub const MAP_TYPE_RINGBUF: u32 = 27;
 /// `BPF_MAP_TYPE_PROG_ARRAY`.
@@ -278,6 +323,15 @@ pub trait StructOpsType {
     /// The helper `id` for a program implementing member `member_idx`
     /// (`get_func_proto` of the type's verifier ops), `None` if unavailable.
     fn helper(&self, id: i32, member_idx: u32) -> Option<HelperProto>;
+
+    /// Whether argument `arg` of member `member_idx` is `__nullable` (may be
+    /// NULL, so programs must check it) or `__ref` (a reference the program
+    /// owns), as the host declared it: `(nullable, refcounted)`. Adds to what
+    /// the stub function `<ops>__<member>` in the host BTF says.
+    fn arg_marks(&self, member_idx: u32, arg: u32) -> (bool, bool) {
+        let _ = (member_idx, arg);
+        (false, false)
+    }
 
     /// `is_valid_access` retyping of a context argument: the struct id a
     /// pointer argument of struct `btf_id` is seen as (tcp_congestion_ops

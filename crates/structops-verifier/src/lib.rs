@@ -86,9 +86,9 @@ mod loop_cases;
 mod tests;
 
 pub use env::{
-    CtxField, FieldTrust, HookError, KfuncDesc, KfuncFlags, LogOptions, MapInfo, MapRef,
-    PacketAccess, Privileges, ProgInfo, ReturnRule, SockPtr, StructOpsAttach, StructOpsType,
-    VerifierEnv,
+    CtxField, FieldTrust, HookError, KfuncDesc, KfuncFlags, LogOptions, MapInfo, MapPtrLoad,
+    MapRef, PacketAccess, Privileges, ProgInfo, ReturnRule, SockPtr, StructOpsAttach,
+    StructOpsType, VerifierEnv, map_btf_struct_name,
 };
 pub use error::VerifyError;
 pub use print::{ScalarLog, Snum, Unum, write_scalar_ranges};
@@ -109,6 +109,7 @@ pub struct VerifiedProgram {
     log: String,
     stack_depth: Vec<usize>,
     subprogs: Vec<usize>,
+    map_ptr_loads: Vec<MapPtrLoad>,
 }
 
 impl VerifiedProgram {
@@ -137,6 +138,11 @@ impl VerifiedProgram {
         &self.subprogs
     }
 
+    /// The loads through map pointers, by instruction ([`MapPtrLoad`]).
+    pub fn map_ptr_loads(&self) -> &[MapPtrLoad] {
+        &self.map_ptr_loads
+    }
+
     /// Gives back the instructions.
     pub fn into_insns(self) -> Vec<Insn> {
         self.insns
@@ -163,5 +169,6 @@ pub fn verify(
         log: std::mem::take(&mut v.log),
         stack_depth: v.stack_depth.clone(),
         subprogs: v.cfg.subprogs.clone(),
+        map_ptr_loads: std::mem::take(&mut v.map_ptr_loads).into_values().collect(),
     })
 }

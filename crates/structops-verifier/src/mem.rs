@@ -233,7 +233,7 @@ impl Verifier<'_> {
     )]
     pub(crate) fn check_mem_access(
         &mut self,
-        _pc: usize,
+        pc: usize,
         r: usize,
         off: i32,
         size: u32,
@@ -405,6 +405,9 @@ impl Verifier<'_> {
             }
             RegType::BtfId if !reg.maybe_null() => {
                 self.check_ptr_to_btf_access(r, off, size, t, value)?;
+            }
+            RegType::ConstMap if !reg.maybe_null() => {
+                self.check_ptr_to_map_access(pc, r, &reg, off, size, t, value)?;
             }
             ty if ty.is_sk_pointer() && !reg.maybe_null() => {
                 if t == Access::Write {

@@ -140,6 +140,9 @@ pub(crate) struct Verifier<'a> {
     pub log: String,
     pub maps: Vec<MapInfo>,
     map_index: HashMap<MapRef, u32>,
+    /// Loads through `CONST_PTR_TO_MAP` by instruction (see
+    /// [`crate::MapPtrLoad`]).
+    pub map_ptr_loads: std::collections::BTreeMap<usize, crate::env::MapPtrLoad>,
     /// Maps of maps (index in `maps`) to their inner-map template's index.
     pub inner_maps: HashMap<u32, u32>,
     pub cfg: Cfg,
@@ -218,6 +221,7 @@ impl<'a> Verifier<'a> {
             log: String::new(),
             maps: Vec::new(),
             map_index: HashMap::new(),
+            map_ptr_loads: std::collections::BTreeMap::new(),
             inner_maps: HashMap::new(),
             cfg: Cfg::default(),
             cur: State {
@@ -354,6 +358,15 @@ impl<'a> Verifier<'a> {
             }
         }
         Ok(())
+    }
+
+    /// The reference a map of the verifier's table was named by; `None`
+    /// for inner-map templates (what a map-of-maps lookup points to).
+    pub fn map_ref_of(&self, idx: u32) -> Option<MapRef> {
+        self.map_index
+            .iter()
+            .find(|&(_, &i)| i == idx)
+            .map(|(&r, _)| r)
     }
 
     pub fn map_idx(&mut self, r: MapRef) -> Res<u32> {

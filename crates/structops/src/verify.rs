@@ -29,9 +29,15 @@
 //!   treats kfunc pointer arguments as trusted by default (the flag no longer exists
 //!   there), so a registered kfunc's pointer arguments must be trusted, non-NULL
 //!   pointers, as the verifier's own vmlinux test setup also assumes;
-//! - **struct_ops types**: not yet; [`ProgEnv::struct_ops_type`] is the single place
-//!   where the ops-type registry's lookup goes, and [`struct_ops_attach`] the one
-//!   that then tells the verifier which member a program implements.
+//! - **struct_ops types**: the registered ops type a program's `attach_btf_id` names
+//!   ([`ProgEnv::struct_ops_type`], through [`crate::struct_ops::VerifierOps`]): its
+//!   members, `check_member`, helpers (`get_func_proto`, with the host helpers
+//!   registered for struct_ops programs and the type's `arg_btf_id`s), context
+//!   retyping and writable fields; [`struct_ops_attach`] tells the verifier which
+//!   member a program implements;
+//! - **map pointers**: loads through `CONST_PTR_TO_MAP` that the verifier accepts read
+//!   the kernel's `struct bpf_map`; [`rewrite_map_ptr_loads`] gives them the values a
+//!   kernel-layout image of the map holds.
 //!
 //! The context layouts are the ones test runs build ([`crate::ctx`]): the uapi structs
 //! themselves, so every access `is_valid_access` allows lands inside them.
@@ -322,16 +328,8 @@ pub(crate) struct ProgEnv<'a> {
 impl<'a> ProgEnv<'a> {
     /// The environment of the program `facts` describe, loaded into `rt`.
     pub(crate) fn new(rt: &'a Runtime, facts: &'a LoadFacts<'a>) -> ProgEnv<'a> {
-        let mut maps = HashMap::new();
-        for &(pc, r) in facts.map_refs {
-            let idx = match r {
-                MapRef::Map { map } | MapRef::Value { map, .. } => map,
-            };
-            if let Some(key) = submitted_map_ref(facts.insns, pc) {
-                maps.insert(key, idx);
-            }
-        }
-        let host_helpers = rt
+        let maps = map_indices(facts);
+        let host_helpers: Vec<HelperProto> = rt
             .progs
             .helpers
             .read()
@@ -343,7 +341,10 @@ impl<'a> ProgEnv<'a> {
         let struct_ops = (facts.prog_type == ProgType::STRUCT_OPS)
             .then(|| rt.struct_ops_find(facts.attach_btf_id))
             .flatten()
-            .map(|t| crate::struct_ops::VerifierOps::new(t, facts.caps));
+            .map(|t| {
+                crate::struct_ops::VerifierOps::new(t, facts.caps)
+                    .with_host_helpers(host_helpers.clone())
+            });
         ProgEnv {
             rt,
             facts,
@@ -408,6 +409,208 @@ impl<'a> ProgEnv<'a> {
             direct_value: map.map_type() == MapType::Array,
         }
     }
+}
+
+/// The verifier's keys of a program's map references, to `used_maps` indices.
+fn map_indices(facts: &LoadFacts<'_>) -> HashMap<VMapRef, usize> {
+    let mut maps = HashMap::new();
+    for &(pc, r) in facts.map_refs {
+        let idx = match r {
+            MapRef::Map { map } | MapRef::Value { map, .. } => map,
+        };
+        if let Some(key) = submitted_map_ref(facts.insns, pc) {
+            maps.insert(key, idx);
+        }
+    }
+    maps
+}
+
+/// A kernel-layout image of `map`'s struct (`struct bpf_array`, `struct bpf_htab`, ...
+/// as the host BTF lays it out, [`structops_verifier::map_btf_struct_name`]): what a
+/// program reading through the map's pointer sees. The runtime's maps are not kernel
+/// structs, so the image holds what the kernel's would for the map's identity — in the
+/// embedded `struct bpf_map`: `map_type`, `key_size`, `value_size`, `max_entries`,
+/// `map_extra`, `map_flags`, `id`, `numa_node` (`NUMA_NO_NODE`), the BTF type ids and
+/// `name`; in `struct bpf_array`: `elem_size` and `index_mask` — and zero everywhere
+/// else: pointers (the runtime has no `ops`, `btf` or `inner_map_meta` objects to point
+/// to), locks, counters and the map's internal state. `None` if the host BTF lacks the
+/// struct.
+pub fn map_image(btf: &Btf, map: &Map) -> Option<Vec<u8>> {
+    let info = map.info();
+    let sid = structops_verifier::map_btf_struct_name(info.map_type)
+        .and_then(|n| btf.find_by_name_kind(n, structops_btf::Kind::Struct))?;
+    let size = btf.size_of(sid).ok()? as usize;
+    let mut image = vec![0u8; size];
+    let (map_member, map_bits) = btf.member_by_name(sid, "map").ok()??;
+    let base = (map_bits / 8) as usize;
+    // Writes `bytes` into member `name` of the struct `id` at `at`, if its size matches.
+    let put = |image: &mut Vec<u8>, id: u32, at: usize, name: &str, bytes: &[u8]| {
+        let Ok(Some((m, bits))) = btf.member_by_name(id, name) else {
+            return;
+        };
+        if btf.size_of(m.ty).ok() != Some(bytes.len() as u32) {
+            return;
+        }
+        let o = at + (bits / 8) as usize;
+        if let Some(dst) = image.get_mut(o..o + bytes.len()) {
+            dst.copy_from_slice(bytes);
+        }
+    };
+    let m = map_member.ty;
+    put(
+        &mut image,
+        m,
+        base,
+        "map_type",
+        &info.map_type.to_ne_bytes(),
+    );
+    put(
+        &mut image,
+        m,
+        base,
+        "key_size",
+        &info.key_size.to_ne_bytes(),
+    );
+    put(
+        &mut image,
+        m,
+        base,
+        "value_size",
+        &info.value_size.to_ne_bytes(),
+    );
+    put(
+        &mut image,
+        m,
+        base,
+        "max_entries",
+        &info.max_entries.to_ne_bytes(),
+    );
+    put(
+        &mut image,
+        m,
+        base,
+        "map_extra",
+        &info.map_extra.to_ne_bytes(),
+    );
+    put(
+        &mut image,
+        m,
+        base,
+        "map_flags",
+        &info.map_flags.to_ne_bytes(),
+    );
+    put(&mut image, m, base, "id", &info.id.to_ne_bytes());
+    put(&mut image, m, base, "numa_node", &(-1i32).to_ne_bytes());
+    put(
+        &mut image,
+        m,
+        base,
+        "btf_key_type_id",
+        &info.btf_key_type_id.to_ne_bytes(),
+    );
+    put(
+        &mut image,
+        m,
+        base,
+        "btf_value_type_id",
+        &info.btf_value_type_id.to_ne_bytes(),
+    );
+    put(
+        &mut image,
+        m,
+        base,
+        "btf_vmlinux_value_type_id",
+        &info.btf_vmlinux_value_type_id.to_ne_bytes(),
+    );
+    let mut name = [0u8; 16];
+    let n = info.name.len().min(15);
+    name[..n].copy_from_slice(&info.name.as_bytes()[..n]);
+    put(&mut image, m, base, "name", &name);
+    if structops_verifier::map_btf_struct_name(info.map_type) == Some("bpf_array") {
+        // `array_map_alloc`: elements are 8-byte aligned; the index mask covers the
+        // next power of two.
+        let elem_size = info.value_size.next_multiple_of(8);
+        let index_mask = info
+            .max_entries
+            .max(1)
+            .checked_next_power_of_two()
+            .map_or(u32::MAX, |p| p - 1);
+        put(&mut image, sid, 0, "elem_size", &elem_size.to_ne_bytes());
+        put(&mut image, sid, 0, "index_mask", &index_mask.to_ne_bytes());
+    }
+    Some(image)
+}
+
+/// After verification: each load through a map pointer the verifier accepted
+/// ([`structops_verifier::VerifiedProgram::map_ptr_loads`]) becomes a move of the value
+/// the map's kernel-layout image ([`map_image`]) holds at that offset, since the map
+/// behind the pointer is known at load time and its struct is not a kernel struct here.
+/// The move keeps the instruction count: `rD = imm` (sign-extended) when the value fits,
+/// `wD = imm` (zero-extended) for other 32-bit values. `EINVAL`, with a log line, for
+/// loads the runtime cannot give a fixed value: through an inner map (a map-of-maps
+/// lookup result), through different maps on different paths, or of a 64-bit value
+/// that fits neither move.
+pub(crate) fn rewrite_map_ptr_loads(
+    rt: &Runtime,
+    facts: &LoadFacts<'_>,
+    proof: &structops_verifier::VerifiedProgram,
+    xlated: &mut [Insn],
+    log: &mut String,
+) -> Result<(), Errno> {
+    if proof.map_ptr_loads().is_empty() {
+        return Ok(());
+    }
+    let host = rt.host_btf().ok_or(Errno::EINVAL)?;
+    let btf = host.btf();
+    let maps = map_indices(facts);
+    let mut refuse = |pc: usize, why: &str| {
+        log.push_str(&format!(
+            "structops: map pointer read at insn {pc}: {why}\n"
+        ));
+        Err(Errno::EINVAL)
+    };
+    for load in proof.map_ptr_loads() {
+        let pc = load.pc;
+        let [Some(r)] = load.maps.as_slice() else {
+            return refuse(
+                pc,
+                "the map must be one map known at load time (not an inner map, not different maps on different paths)",
+            );
+        };
+        let Some(map) = maps.get(r).and_then(|&i| facts.used_maps.get(i)) else {
+            return refuse(pc, "unknown map");
+        };
+        let Some(image) = map_image(btf, map) else {
+            return refuse(pc, "no kernel struct for the map in the host BTF");
+        };
+        let (Ok(off), Some(insn)) = (usize::try_from(load.off), xlated.get(pc).copied()) else {
+            return refuse(pc, "bad load");
+        };
+        let Some(bytes) = image.get(off..off + load.size as usize) else {
+            return refuse(pc, "outside the map's struct");
+        };
+        let mut w = [0u8; 8];
+        w[..bytes.len()].copy_from_slice(bytes);
+        let raw = u64::from_ne_bytes(w);
+        // BPF_LDX | BPF_MEMSX sign-extends.
+        let value = if insn.code & 0xe0 == 0x80 {
+            let shift = 64 - 8 * load.size;
+            (((raw << shift) as i64) >> shift) as u64
+        } else {
+            raw
+        };
+        let dst = insn.dst_reg();
+        xlated[pc] = if let Ok(v) = i32::try_from(value as i64) {
+            // BPF_ALU64 | BPF_MOV | BPF_K
+            Insn::new(0xb7, dst, 0, 0, v)
+        } else if let Ok(v) = u32::try_from(value) {
+            // BPF_ALU | BPF_MOV | BPF_K: zero-extends.
+            Insn::new(0xb4, dst, 0, 0, v as i32)
+        } else {
+            return refuse(pc, "a 64-bit value no move immediate holds");
+        };
+    }
+    Ok(())
 }
 
 /// The verifier's key for the map reference of the `LD_IMM64` at `pc` as submitted.
@@ -482,6 +685,14 @@ impl VerifierEnv for ProgEnv<'_> {
             return None;
         }
         self.host_helpers.iter().find(|p| p.id == id).copied()
+    }
+
+    /// `arg<N>_btf_id` of a helper: what the struct_ops type that hands the helper out
+    /// says ([`crate::StructOps::helper_arg_btf_id`]).
+    fn helper_arg_btf_id(&self, helper: i32, arg: usize) -> Option<u32> {
+        self.struct_ops
+            .as_ref()
+            .and_then(|t| t.helper_arg_btf_id(helper, arg))
     }
 
     fn helper_name(&self, id: i32) -> Option<String> {
@@ -574,11 +785,9 @@ impl VerifierEnv for ProgEnv<'_> {
 
 /// The struct_ops member a program implements, for the verifier: `Some` makes it take
 /// the context, helpers, writable fields and return rule from the ops type that
-/// [`ProgEnv::struct_ops_type`] finds. `Some` when `attach_btf_id` names an ops type
-/// registered with [`Runtime::register_struct_ops`]; for a struct that is not registered
-/// it stays `None` and the program gets the member's arguments through `ctx_access`
-/// (the kernel would refuse such a program with `ENOTSUPP`; the runtime keeps accepting
-/// it for hosts that call programs through `prog_test_run` only).
+/// [`ProgEnv::struct_ops_type`] finds. `prog_load` refuses struct_ops programs whose
+/// `attach_btf_id` is not a type registered with [`Runtime::register_struct_ops`]
+/// (`ENOTSUPP`, as the kernel), so for them this is always `Some`.
 fn struct_ops_attach(env: &ProgEnv<'_>) -> Option<StructOpsAttach> {
     env.struct_ops.as_ref().map(|_| StructOpsAttach {
         btf_id: env.facts.attach_btf_id,

@@ -261,6 +261,9 @@ fn every_fixture_loads_against_the_kernel_btf() {
     };
     let rt = rt();
     rt.register_host_btf(Btf::parse(&raw).unwrap()).unwrap();
+    // The kernel's ops types, as the library's twins against vmlinux.
+    rt.register_dummy_ops().unwrap();
+    rt.register_tcp_congestion_ops().unwrap();
     // The kernel kfuncs the fixtures call, as a host embedding vmlinux BTF would
     // register them (no-ops here: nothing runs).
     for name in [
@@ -283,15 +286,10 @@ fn every_fixture_loads_against_the_kernel_btf() {
         "core_vmlinux.bpf.o",
         "core_local.bpf.o",
     ] {
-        // struct_ops programs write their ops types' state (`only read is
-        // supported` without the ops type's `btf_struct_access` hook): until the
-        // runtime has an ops-type registry they load unverified, and so does
-        // core_local's call of bpf_cast_to_kern_ctx (a kfunc the verifier does not
-        // special-case yet). Everything else must verify.
-        rt.set_run_unverified(matches!(
-            name,
-            "dummy_ops.bpf.o" | "tcp_ca.bpf.o" | "core_local.bpf.o"
-        ));
+        // tcp_ca calls bpf_sk_storage_get, a helper only a TCP host provides, so it
+        // loads unverified, and so does core_local's call of bpf_cast_to_kern_ctx (a
+        // kfunc the verifier does not special-case yet). Everything else must verify.
+        rt.set_run_unverified(matches!(name, "tcp_ca.bpf.o" | "core_local.bpf.o"));
         let (bytes, path) = fixture(name);
         let host = rt.host_btf().unwrap();
         let ksyms = TestKsyms(BtfKsyms {

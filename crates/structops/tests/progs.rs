@@ -14,11 +14,12 @@ use structops::Engine;
 use structops::helpers::{Arg, ArgType, HelperProto, HostHelper, Ret};
 use structops::maps::BPF_F_RDONLY_PROG;
 use structops::prog::{BPF_F_SLEEPABLE, BPF_MAXINSNS, collecting_sink};
+use structops::struct_ops::add_value_type;
 use structops::test_run::XDP_PACKET_HEADROOM;
 use structops::{
-    AttachType, BPF_ANY, Capabilities, Errno, FdObject, KfuncFlags, MapCreateAttr, MapType,
-    ObjInfo, ObjKind, ProgHandle, ProgLoadAttr, ProgType, RunFault, RunMode, Runtime,
-    RuntimeConfig, TestRun,
+    AttachType, BPF_ANY, Capabilities, Errno, FdObject, KfuncFlags, Link, MapCreateAttr, MapType,
+    ObjInfo, ObjKind, OpsTable, ProgHandle, ProgLoadAttr, ProgType, RunFault, RunMode, Runtime,
+    RuntimeConfig, StructOps, StructOpsDesc, TestRun,
 };
 use structops_btf::ext::{FuncInfo, LineInfo};
 use structops_btf::{BtfBuilder, INT_SIGNED, Linkage};
@@ -378,6 +379,18 @@ fn map_references_are_resolved_and_held() {
     assert_eq!(rt.prog_load(&sl).err(), Some(Errno::EINVAL));
 }
 
+/// An ops type whose tables the host never takes: enough for programs to load and run
+/// with `prog_test_run`.
+struct TestRunOnlyOps;
+
+impl StructOps for TestRunOnlyOps {
+    fn reg(&self, _: &Arc<OpsTable>, _: Option<&Link>) -> Result<(), Errno> {
+        Err(Errno::EOPNOTSUPP)
+    }
+
+    fn unreg(&self, _: &Arc<OpsTable>, _: Option<&Link>) {}
+}
+
 fn host_btf(rt: &Runtime) -> (u32, u32) {
     // struct ops { int (*add)(int, int); int x; }; int host_twice(int);
     let mut b = BtfBuilder::new();
@@ -385,6 +398,7 @@ fn host_btf(rt: &Runtime) -> (u32, u32) {
     let proto = b.add_func_proto(int, &[("a", int), ("b", int)]);
     let ptr = b.add_ptr(proto);
     let ops = b.add_struct("ops", 16, &[("add", ptr, 0), ("x", int, 64)]);
+    add_value_type(&mut b, ops, "ops").unwrap();
     let kproto = b.add_func_proto(int, &[("x", int)]);
     let kf = b.add_func("host_twice", kproto, Linkage::Global);
     rt.register_host_btf(b.build()).unwrap();
@@ -402,6 +416,18 @@ fn struct_ops_attach_checks_and_test_run() {
     assert_eq!(rt.prog_load(&a).err(), Some(Errno::EINVAL), "no host BTF");
     let (ops, _) = host_btf(&rt);
     a.attach_btf_id = ops;
+    // A struct no ops type registered is refused, as the kernel refuses it.
+    let mut log = String::new();
+    assert_eq!(
+        rt.prog_load_with_log(&a, &mut log).err(),
+        Some(Errno::ENOTSUPP)
+    );
+    assert_eq!(
+        log,
+        format!("attach_btf_id {ops} is not a supported struct\n")
+    );
+    rt.register_struct_ops(StructOpsDesc::new("ops", Arc::new(TestRunOnlyOps)))
+        .unwrap();
     let mut not_gpl = a.clone();
     not_gpl.license = "MIT".into();
     assert_eq!(rt.prog_load(&not_gpl).err(), Some(Errno::EINVAL));
@@ -442,6 +468,130 @@ fn struct_ops_attach_checks_and_test_run() {
     let mut t = TestRun::with_args(&[1, 2]);
     assert_eq!(run(&rt, &p, &mut t), Err(Errno::EFAULT));
     assert!(matches!(t.fault, Some(RunFault::Vm(_))), "{:?}", t.fault);
+}
+
+/// A host BTF with the kernel's map structs, reduced to some fields at the kernel's
+/// 6.18 offsets: `struct bpf_map { const struct bpf_map_ops *ops; ...; enum bpf_map_type
+/// map_type @24; u32 key_size @28; u32 value_size @32; u32 max_entries @36; u64 map_extra
+/// @40; u32 map_flags @48; u32 id @52; ...; char name[16] @96; }` (size 128), `struct
+/// bpf_array { struct bpf_map map; u32 elem_size; u32 index_mask; }`, `struct bpf_htab {
+/// struct bpf_map map; }`.
+fn map_struct_btf(rt: &Runtime) {
+    let mut b = BtfBuilder::new();
+    let u32t = b.add_int("u32", 4, 0);
+    let u64t = b.add_int("u64", 8, 0);
+    let chr = b.add_int("char", 1, INT_SIGNED);
+    let name = b.add_array(chr, u32t, 16);
+    let ops = b.add_struct("bpf_map_ops", 8, &[("map_alloc_check", u64t, 0)]);
+    let ops_ptr = b.add_ptr(ops);
+    let map = b.add_struct(
+        "bpf_map",
+        128,
+        &[
+            ("ops", ops_ptr, 0),
+            ("map_type", u32t, 24 * 8),
+            ("key_size", u32t, 28 * 8),
+            ("value_size", u32t, 32 * 8),
+            ("max_entries", u32t, 36 * 8),
+            ("map_extra", u64t, 40 * 8),
+            ("map_flags", u32t, 48 * 8),
+            ("id", u32t, 52 * 8),
+            ("name", name, 96 * 8),
+        ],
+    );
+    b.add_struct(
+        "bpf_array",
+        136,
+        &[
+            ("map", map, 0),
+            ("elem_size", u32t, 128 * 8),
+            ("index_mask", u32t, 132 * 8),
+        ],
+    );
+    b.add_struct("bpf_htab", 128, &[("map", map, 0)]);
+    rt.register_host_btf(b.build()).unwrap();
+}
+
+#[test]
+fn map_pointer_reads_give_the_maps_values() {
+    let rt = rt();
+    map_struct_btf(&rt);
+    let arr = rt
+        .map_create(&MapCreateAttr::new(MapType::Array, 4, 12, 5).name("sizes"))
+        .unwrap();
+    let hash = rt
+        .map_create(&MapCreateAttr::new(MapType::Hash, 4, 4, 1000))
+        .unwrap();
+    let afd = rt.fd_install(arr.clone()).unwrap();
+    let hfd = rt.fd_install(hash.clone()).unwrap();
+    // (field read, value the kernel's struct holds)
+    let cases: [(String, u64); 8] = [
+        (format!("r1 = map[id:{afd}]\nr0 = *(u32 *)(r1 +36)"), 5),
+        (format!("r1 = map[id:{afd}]\nr0 = *(u32 *)(r1 +32)"), 12),
+        (format!("r1 = map[id:{afd}]\nr0 = *(u32 *)(r1 +24)"), 2),
+        (
+            format!("r1 = map[id:{afd}]\nr0 = *(u32 *)(r1 +52)"),
+            u64::from(arr.id()),
+        ),
+        // elem_size rounds up to 8; index_mask covers the next power of two.
+        (format!("r1 = map[id:{afd}]\nr0 = *(u32 *)(r1 +128)"), 16),
+        (format!("r1 = map[id:{afd}]\nr0 = *(u32 *)(r1 +132)"), 7),
+        // The first bytes of the name; a hash map's struct.
+        (
+            format!("r1 = map[id:{afd}]\nr0 = *(u16 *)(r1 +96)"),
+            u64::from(u16::from_le_bytes(*b"si")),
+        ),
+        (format!("r1 = map[id:{hfd}]\nr0 = *(u32 *)(r1 +36)"), 1000),
+    ];
+    for (src, want) in cases {
+        let p = load(&rt, ProgType::SOCKET_FILTER, &format!("{src}\nexit"));
+        // The load became a move: no instruction reads the runtime's map object.
+        assert!(
+            p.xlated_insns().iter().all(|i| i.code & 0x07 != 0x01),
+            "{src}: {:?}",
+            p.xlated_insns()
+        );
+        for mode in [RunMode::Checked, RunMode::Unchecked] {
+            let mut t = TestRun::with_data(&packet());
+            t.mode = mode;
+            rt.prog_test_run(&p, &mut t).unwrap();
+            assert_eq!(u64::from(t.retval), want & 0xffff_ffff, "{src} {mode:?}");
+        }
+    }
+    // The ops pointer: the runtime has no kernel object behind it, so it reads as 0.
+    let p = load(
+        &rt,
+        ProgType::SOCKET_FILTER,
+        &format!("r1 = map[id:{afd}]\nr0 = *(u64 *)(r1 +0)\nexit"),
+    );
+    let mut t = TestRun::with_data(&packet());
+    rt.prog_test_run(&p, &mut t).unwrap();
+    assert_eq!(t.retval, 0);
+    // Writes are the verifier's to refuse.
+    let mut log = String::new();
+    assert_eq!(
+        rt.prog_load_with_log(
+            &attr(
+                ProgType::SOCKET_FILTER,
+                &format!("r1 = map[id:{afd}]\nr2 = 1\n*(u32 *)(r1 +36) = r2\nr0 = 0\nexit")
+            ),
+            &mut log
+        )
+        .err(),
+        Some(Errno::EACCES)
+    );
+    assert!(
+        log.contains("only read from bpf_array is supported"),
+        "{log}"
+    );
+    // Different maps on different paths: no single value to give the load.
+    let src = format!(
+        "call bpf_get_prandom_u32\nr1 = map[id:{afd}]\nif r0 == 0 goto l\nr1 = map[id:{hfd}]\nl:\nr0 = *(u32 *)(r1 +36)\nexit"
+    );
+    let mut log = String::new();
+    let e = rt.prog_load_with_log(&attr(ProgType::SOCKET_FILTER, &src), &mut log);
+    assert_eq!(e.err(), Some(Errno::EINVAL), "{log}");
+    assert!(log.contains("map pointer read at insn"), "{log}");
 }
 
 #[test]

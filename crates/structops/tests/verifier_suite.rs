@@ -13,11 +13,13 @@
 //!   Needs root and BPF; skips with a printed reason otherwise.
 //! - **Ours** ([`runtime_agrees_with_every_case`]): the same case loaded into
 //!   [`structops::Runtime`] with `prog_load` (maps from `Runtime::map_create`, the
-//!   vmlinux BTF as host BTF for struct_ops and kfunc cases), compared the same way.
-//!   Until the verifier is installed in the runtime, most rejects are accepted, so this
-//!   run only prints its agreement counts. Set `STRUCTOPS_VERIFIER_SUITE_STRICT=1` to
-//!   make every disagreement fail the test (the switch to flip once
-//!   `structops-verifier` is wired into `prog_load`).
+//!   vmlinux BTF as host BTF), compared the same way. The runtime registers the kernel's
+//!   two struct_ops types as the library's twins against vmlinux — `bpf_dummy_ops`
+//!   ([`structops::struct_ops::dummy`]) and `tcp_congestion_ops` without a TCP host
+//!   ([`structops::struct_ops::tcp_ca`]) — with the TCP kfuncs and `bpf_tcp_send_ack`
+//!   registered for struct_ops programs ([`register_kernel_struct_ops`]). Every case
+//!   outside the `ALLOWLIST` must agree; set `STRUCTOPS_VERIFIER_SUITE_STRICT=1` to make
+//!   the allowlisted ones fail too.
 //!
 //! Run: `cargo test -p structops --test verifier_suite -- --nocapture`
 //! (`STRUCTOPS_VERIFIER_SUITE_FILTER=substr` runs only cases whose `file:name` contains
@@ -31,10 +33,15 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use structops::{Errno, MapCreateAttr, ProgLoadAttr, ProgType, Runtime, RuntimeConfig};
+use std::sync::Arc;
+
+use structops::helpers::{Arg, ArgType, HelperProto, HostFn, HostHelper, Ret};
+use structops::struct_ops::tcp_ca;
+use structops::{Errno, KfuncFlags, MapCreateAttr, ProgLoadAttr, ProgType, Runtime, RuntimeConfig};
 use structops_btf::ext::FuncInfo;
 use structops_btf::{Btf, BtfBuilder, INT_SIGNED, Kind, Linkage};
 use structops_isa::{AsmError, Insn, assemble};
+use structops_vm::VmError;
 
 /// `BPF_PROG_LOAD`.
 const BPF_PROG_LOAD: u32 = 5;
@@ -939,6 +946,60 @@ fn runtime_run(rt: &Runtime, case: &Case, vmlinux: Option<&Btf>) -> Result<Outco
     result
 }
 
+/// What a kernel function the suite's runtime has no host for does when a program calls
+/// it: the cases are only loaded, never run, so this only has to refuse honestly.
+fn without_tcp_host() -> HostFn {
+    Arc::new(|caller, _| {
+        Err(VmError::Unsupported {
+            pc: caller.pc(),
+            what: "a TCP kernel function without a TCP host",
+        })
+    })
+}
+
+/// The kernel's struct_ops types in `rt` (whose host BTF is vmlinux), as the running
+/// kernel registers them: the `bpf_dummy_ops` and `tcp_congestion_ops` twins, the TCP
+/// congestion-control kfuncs for struct_ops programs (those vmlinux has) and
+/// `bpf_tcp_send_ack` (`bpf_tcp_send_ack_proto`).
+fn register_kernel_struct_ops(rt: &Runtime) -> Result<(), String> {
+    rt.register_dummy_ops()
+        .map_err(|e| format!("register bpf_dummy_ops: {e:?}"))?;
+    rt.register_tcp_congestion_ops()
+        .map_err(|e| format!("register tcp_congestion_ops: {e:?}"))?;
+    for name in tcp_ca::KFUNCS {
+        match rt.register_kfunc(
+            name,
+            KfuncFlags::NONE,
+            vec![ProgType::STRUCT_OPS],
+            without_tcp_host(),
+        ) {
+            Ok(_) | Err(Errno::ENOENT) => {}
+            Err(e) => return Err(format!("register kfunc {name}: {e:?}")),
+        }
+    }
+    let proto = HelperProto {
+        id: tcp_ca::FUNC_TCP_SEND_ACK,
+        name: "tcp_send_ack",
+        ret: Ret::INTEGER,
+        args: [
+            Arg::new(ArgType::PtrToBtfId),
+            Arg::new(ArgType::Anything),
+            Arg::DONTCARE,
+            Arg::DONTCARE,
+            Arg::DONTCARE,
+        ],
+        gpl_only: false,
+        might_sleep: false,
+        pkt_access: false,
+    };
+    rt.register_helper(HostHelper {
+        proto,
+        prog_types: vec![ProgType::STRUCT_OPS],
+        func: without_tcp_host(),
+    })
+    .map_err(|e| format!("register bpf_tcp_send_ack: {e:?}"))
+}
+
 /// Which concurrent line of verifier work an allowlisted case waits for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Owner {
@@ -955,49 +1016,7 @@ enum Owner {
 /// must agree ([`runtime_agrees_with_every_case`] asserts it); an allowlisted case
 /// that agrees is reported so the entry can go.
 const ALLOWLIST: &[(&str, &str, Owner)] = &[
-    // PTR_TO_BTF_ID, struct_ops attach and ctx rules, kfuncs (branch vbtf).
-    ("struct_ops.txt", "dummy_helper_prandom", Owner::Btf),
-    ("struct_ops.txt", "dummy_map_access", Owner::Btf),
-    (
-        "struct_ops.txt",
-        "dummy_member_idx_out_of_range",
-        Owner::Btf,
-    ),
-    ("struct_ops.txt", "dummy_not_struct_ops_type", Owner::Btf),
-    (
-        "struct_ops.txt",
-        "dummy_test_1_deref_nullable_arg",
-        Owner::Btf,
-    ),
-    ("struct_ops.txt", "dummy_test_1_sleepable", Owner::Btf),
-    ("struct_ops.txt", "dummy_test_1_write_state_val", Owner::Btf),
-    ("struct_ops.txt", "tcp_btf_ptr_arith_then_read", Owner::Btf),
-    ("struct_ops.txt", "tcp_btf_ptr_scalar_store", Owner::Btf),
-    ("struct_ops.txt", "tcp_btf_ptr_var_off", Owner::Btf),
-    (
-        "struct_ops.txt",
-        "tcp_cong_avoid_write_snd_cwnd",
-        Owner::Btf,
-    ),
-    (
-        "struct_ops.txt",
-        "tcp_cong_avoid_write_snd_ssthresh",
-        Owner::Btf,
-    ),
-    ("struct_ops.txt", "tcp_cong_avoid_write_srtt", Owner::Btf),
-    ("struct_ops.txt", "tcp_helper_send_ack", Owner::Btf),
-    ("struct_ops.txt", "tcp_kfunc_reno_cong_avoid", Owner::Btf),
-    ("struct_ops.txt", "tcp_kfunc_slow_start", Owner::Btf),
-    (
-        "struct_ops.txt",
-        "tcp_kfunc_slow_start_scalar_arg",
-        Owner::Btf,
-    ),
-    ("struct_ops.txt", "tcp_member_flags_not_func", Owner::Btf),
-    ("struct_ops.txt", "tcp_member_name_not_func", Owner::Btf),
-    ("struct_ops.txt", "tcp_read_beyond_tcp_sock", Owner::Btf),
-    ("struct_ops.txt", "tcp_ssthresh_reads_snd_cwnd", Owner::Btf),
-    ("ptr.txt", "map_ptr_deref", Owner::Btf), // CONST_PTR_TO_MAP fields via vmlinux BTF
+    // Empty: every case agrees with the kernel through the runtime.
 ];
 
 fn allowlisted(c: &Case) -> Option<Owner> {
@@ -1016,6 +1035,7 @@ fn runtime_agrees_with_every_case() {
     if let Some(b) = &vmlinux {
         rt.register_host_btf(b.clone())
             .unwrap_or_else(|e| panic!("register vmlinux BTF: {e:?}"));
+        register_kernel_struct_ops(&rt).unwrap_or_else(|e| panic!("{e}"));
     }
     let mut agree_accept = 0usize;
     let mut agree_reject = 0usize;

@@ -431,11 +431,16 @@ impl Runtime {
         let tag = prog_tag(insns);
         let (xlated, used_maps, map_refs) = self.resolve_ldimm64(attr, sleepable, log)?;
         // check_attach_btf_id
+        let ops_type = attach_btf
+            .as_ref()
+            .filter(|_| ty == ProgType::STRUCT_OPS)
+            .and_then(|b| self.struct_ops.find(b, attr.attach_btf_id));
         let body_attach = ProgAttach {
             ty,
             expected,
             attach_btf_id: attr.attach_btf_id,
             attach_btf: attach_btf.clone(),
+            ops_type,
             sleepable,
             gpl_compatible,
         };
@@ -462,6 +467,10 @@ impl Runtime {
             && !self.run_unverified()
         {
             return Err(crate::verify::errno_of(e));
+        }
+        let mut xlated = xlated;
+        if let Ok(proof) = &verdict {
+            crate::verify::rewrite_map_ptr_loads(self, &facts, proof, &mut xlated, log)?;
         }
         // The runtime's form of the translated program. The verifier accepts bad
         // encodings only in code no path reaches (the kernel then removes it); this
@@ -844,6 +853,9 @@ struct ProgAttach {
     expected: AttachType,
     attach_btf_id: u32,
     attach_btf: Option<Arc<BtfObject>>,
+    /// For struct_ops, the registered ops type `attach_btf_id` names
+    /// (`bpf_struct_ops_find`).
+    ops_type: Option<Arc<crate::struct_ops::OpsType>>,
     sleepable: bool,
     gpl_compatible: bool,
 }
@@ -868,9 +880,11 @@ fn can_be_sleepable(ty: ProgType, expected: AttachType) -> bool {
 /// `check_attach_btf_id`: returns the struct_ops member's `FUNC_PROTO` id (0 for other
 /// types).
 ///
-/// struct_ops programs must name a struct of the host BTF and a member of it that is a
-/// function pointer. Which structs are ops types comes with the struct_ops registry;
-/// until then every struct qualifies.
+/// struct_ops programs follow `check_struct_ops_btf_id`: `attach_btf_id` must name an ops
+/// type registered with [`Runtime::register_struct_ops`] (`ENOTSUPP` otherwise, as the
+/// kernel refuses a struct no subsystem registered), `expected_attach_type` one of its
+/// function members that the host can call (a supported member) and that the type's
+/// `check_member` accepts. The verifier repeats these checks with the same messages.
 fn check_attach_btf_id(a: &ProgAttach, log: &mut String) -> Result<u32, Errno> {
     if a.ty == ProgType::SYSCALL {
         if a.sleepable {
@@ -894,31 +908,35 @@ fn check_attach_btf_id(a: &ProgAttach, log: &mut String) -> Result<u32, Errno> {
             return Err(Errno::ENOTSUPP);
         };
         let btf = btf.btf();
-        let members = match btf.ty(a.attach_btf_id).map(|t| &t.kind) {
-            Ok(TypeKind::Struct(c)) => &c.members,
-            _ => {
-                log.push_str(&format!(
-                    "attach_btf_id {} is not a supported struct\n",
-                    a.attach_btf_id
-                ));
-                return Err(Errno::ENOTSUPP);
-            }
+        let Some(ops) = &a.ops_type else {
+            log.push_str(&format!(
+                "attach_btf_id {} is not a supported struct\n",
+                a.attach_btf_id
+            ));
+            return Err(Errno::ENOTSUPP);
         };
-        let Some(member) = members.get(a.expected.0 as usize) else {
-            log.push_str(&format!("attach to invalid member idx {}\n", a.expected.0));
+        let sname = ops.name();
+        let idx = a.expected.0;
+        let Some(member) = ops.members().get(idx as usize) else {
+            log.push_str(&format!(
+                "attach to invalid member idx {idx} of struct {sname}\n"
+            ));
             return Err(Errno::EINVAL);
         };
-        return match btf.func_ptr_proto(member.ty) {
-            Ok(Some(proto)) => Ok(proto),
-            _ => {
-                log.push_str(&format!(
-                    "attach to invalid member {}(@idx {})\n",
-                    btf.name(member.name_off).unwrap_or("?"),
-                    a.expected.0
-                ));
-                Err(Errno::EINVAL)
-            }
+        let mname = &member.name;
+        let Some(proto) = btf.func_ptr_proto(member.ty).ok().flatten() else {
+            log.push_str(&format!(
+                "attach to invalid member {mname}(@idx {idx}) of struct {sname}\n"
+            ));
+            return Err(Errno::EINVAL);
         };
+        if let Err(e) = ops.check_member(idx, a.sleepable) {
+            log.push_str(&format!(
+                "attach to unsupported member {mname} of struct {sname}\n"
+            ));
+            return Err(e);
+        }
+        return Ok(proto);
     }
     if !matches!(a.ty, ProgType::TRACING | ProgType::LSM | ProgType::EXT) {
         return Ok(0);

@@ -13,8 +13,9 @@
 //!
 //! As in the kernel: `init_member` refuses every member and `reg` is `EOPNOTSUPP` (so its
 //! maps can be created but never updated or attached); only `test_sleepable` may be
-//! implemented by a sleepable program; programs may write only inside the
-//! `bpf_dummy_ops_state`. Test runs ([`dummy_test_run`]) follow
+//! implemented by a sleepable program; programs call no helpers (its verifier ops have
+//! no `get_func_proto`; kfuncs registered for struct_ops remain callable) and may write
+//! only inside the `bpf_dummy_ops_state`. Test runs ([`dummy_test_run`]) follow
 //! `bpf_struct_ops_test_run`: one `u64` per argument in `ctx_in`; `args[0]` non-zero
 //! means "a state": the state's value comes from [`crate::TestRun::dummy_state`] (the
 //! kernel copies it from the user pointer in `args[0]`) and is written back after the run;
@@ -50,6 +51,11 @@ impl StructOps for DummyOps {
             return Err(Errno::EINVAL);
         }
         Ok(())
+    }
+
+    /// `bpf_dummy_verifier_ops` has no `get_func_proto`: no helper at all.
+    fn helper_allowed(&self, _: i32, _: &MemberInfo) -> bool {
+        false
     }
 
     /// `bpf_dummy_init_member`: every member is refused.

@@ -56,6 +56,7 @@
 pub mod dummy;
 pub mod link;
 pub mod map;
+pub mod tcp_ca;
 
 use std::cell::RefCell;
 use std::collections::BTreeSet;
@@ -183,11 +184,30 @@ pub trait StructOps: Send + Sync + 'static {
     }
 
     /// `get_func_proto` of the type's verifier ops: may a program implementing `member`
-    /// call helper `helper_id` (subject to the base helper rules)? Defaults to the base
-    /// set.
+    /// call helper `helper_id`? An allowed helper's prototype is the runtime's built-in
+    /// one (subject to the base helper rules and the loader's capabilities) or, for ids
+    /// the runtime does not implement, the host helper registered for struct_ops
+    /// programs ([`Runtime::register_helper`]). Defaults to every helper (the base set
+    /// and the host's).
     fn helper_allowed(&self, helper_id: i32, member: &MemberInfo) -> bool {
         let _ = (helper_id, member);
         true
+    }
+
+    /// `arg<N>_btf_id` of the helpers this type hands out: the host BTF struct that
+    /// `ARG_PTR_TO_BTF_ID` argument `arg` (0-based) of helper `helper_id` must point to,
+    /// `None` for any struct (`bpf_tcp_send_ack`'s first argument is a `tcp_sock`).
+    fn helper_arg_btf_id(&self, btf: &Btf, helper_id: i32, arg: usize) -> Option<u32> {
+        let _ = (btf, helper_id, arg);
+        None
+    }
+
+    /// `is_valid_access` retyping of a pointer argument: the host BTF struct a member's
+    /// pointer-to-`btf_id` argument is seen as (`tcp_congestion_ops` promotes `sock` to
+    /// `tcp_sock`). Defaults to `btf_id`.
+    fn ctx_arg_btf_id(&self, btf: &Btf, btf_id: u32) -> u32 {
+        let _ = btf;
+        btf_id
     }
 
     /// `btf_struct_access`: may a program write `size` bytes at `off` of host struct
@@ -1156,12 +1176,32 @@ impl Runtime {
 pub struct VerifierOps {
     ty: Arc<OpsType>,
     caps: crate::caps::Capabilities,
+    host_helpers: Vec<crate::helpers::HelperProto>,
 }
 
 impl VerifierOps {
     /// The verifier's view of `ty` for a program loaded with `caps`.
     pub fn new(ty: Arc<OpsType>, caps: crate::caps::Capabilities) -> VerifierOps {
-        VerifierOps { ty, caps }
+        VerifierOps {
+            ty,
+            caps,
+            host_helpers: Vec::new(),
+        }
+    }
+
+    /// With the host helpers registered for struct_ops programs: the prototypes an
+    /// allowed helper id the runtime does not implement resolves to.
+    pub fn with_host_helpers(mut self, helpers: Vec<crate::helpers::HelperProto>) -> VerifierOps {
+        self.host_helpers = helpers;
+        self
+    }
+
+    /// The host BTF struct helper `helper` wants in `ARG_PTR_TO_BTF_ID` argument `arg`
+    /// ([`StructOps::helper_arg_btf_id`]).
+    pub fn helper_arg_btf_id(&self, helper: i32, arg: usize) -> Option<u32> {
+        self.ty
+            .ops
+            .helper_arg_btf_id(self.ty.btf.btf(), helper, arg)
     }
 
     /// The ops type.
@@ -1201,6 +1241,29 @@ impl structops_verifier::StructOpsType for VerifierOps {
         if !self.ty.ops.helper_allowed(id, member) {
             return None;
         }
-        crate::helpers::func_proto(crate::prog::ProgType::STRUCT_OPS, id, self.caps).copied()
+        if let Some(p) =
+            crate::helpers::func_proto(crate::prog::ProgType::STRUCT_OPS, id, self.caps)
+        {
+            return Some(*p);
+        }
+        if crate::helpers::builtin(id).is_some() {
+            return None;
+        }
+        self.host_helpers.iter().find(|p| p.id == id).copied()
+    }
+
+    fn ctx_arg_btf_id(&self, btf_id: u32) -> u32 {
+        self.ty.ops.ctx_arg_btf_id(self.ty.btf.btf(), btf_id)
+    }
+
+    /// The `__nullable` / `__ref` marks the host gave the member's arguments
+    /// ([`StructOpsDesc::nullable`], [`StructOpsDesc::refcounted`]), for host BTFs
+    /// without the kernel's stub functions.
+    fn arg_marks(&self, member_idx: u32, arg: u32) -> (bool, bool) {
+        self.ty
+            .members
+            .get(member_idx as usize)
+            .and_then(|m| m.arg_info(arg))
+            .map_or((false, false), |a| (a.nullable, a.refcounted))
     }
 }

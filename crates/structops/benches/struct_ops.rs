@@ -18,9 +18,10 @@ use structops::{
 use structops_btf::{BtfBuilder, INT_SIGNED, TypeId};
 use structops_isa::assemble;
 
-/// `kvalue` header (refcnt, state) then `struct bench_ops` (one 8-byte pointer).
-const DATA: usize = 8;
-const VALUE_SIZE: u32 = 16;
+/// `kvalue` header (refcnt, state), then `struct bench_ops` (one 8-byte pointer) at the
+/// next cache line, as the kernel aligns the data of a `bpf_struct_ops_<name>` value.
+const DATA: usize = 64;
+const VALUE_SIZE: u32 = 128;
 
 /// A host with one slot; any number of tables may register (the latest wins).
 #[derive(Default)]

@@ -132,6 +132,9 @@ pub enum CliError {
         /// Programs verified in all.
         total: usize,
     },
+    /// A benchmark could not be set up (`structops bench`).
+    #[error("benchmark: {0}")]
+    Bench(#[from] structops_bench::BenchError),
     /// Writing output failed.
     #[error("writing output: {0}")]
     Write(io::Error),

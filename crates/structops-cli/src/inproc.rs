@@ -24,14 +24,23 @@ use structops_btf::Btf;
 use crate::error::CliError;
 use crate::host;
 
-/// How programs execute.
+/// How verified programs execute.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
 pub enum Engine {
     /// The reference interpreter.
-    #[default]
     Interp,
-    /// Native code from the Cranelift JIT.
+    /// Native code from the Cranelift JIT (the default).
+    #[default]
     Jit,
+}
+
+impl From<Engine> for structops::Engine {
+    fn from(e: Engine) -> structops::Engine {
+        match e {
+            Engine::Interp => structops::Engine::Interp,
+            Engine::Jit => structops::Engine::Jit,
+        }
+    }
 }
 
 /// What to run a program on: the options `prog run` and `map dump --run` share.
@@ -50,8 +59,8 @@ pub struct RunInput {
     /// Run this many times (the duration is the mean per run).
     #[arg(long, default_value_t = 1, value_name = "N")]
     pub repeat: u32,
-    /// Execution engine.
-    #[arg(long, value_enum, default_value_t = Engine::Interp)]
+    /// Execution engine of verified programs.
+    #[arg(long, value_enum, default_value_t = Engine::Jit)]
     pub engine: Engine,
 }
 
@@ -78,8 +87,14 @@ pub struct Loaded {
 
 /// Loads `file` into a new runtime with its maps and, among its programs, only those
 /// named in `progs` (all of them when `progs` is `None`).
-pub fn load(file: &Path, btf: Option<&Path>, progs: Option<&[&str]>) -> Result<Loaded, CliError> {
-    load_with(file, btf, progs, 0)
+/// Verified programs run on `engine`.
+pub fn load(
+    file: &Path,
+    btf: Option<&Path>,
+    progs: Option<&[&str]>,
+    engine: Engine,
+) -> Result<Loaded, CliError> {
+    load_with(file, btf, progs, 0, engine)
 }
 
 /// [`load`] with each program loaded at verifier `log_level` (logs kept in the
@@ -89,10 +104,14 @@ pub fn load_with(
     btf: Option<&Path>,
     progs: Option<&[&str]>,
     log_level: u32,
+    engine: Engine,
 ) -> Result<Loaded, CliError> {
     let path = file.display().to_string();
     let bytes = host::read(file)?;
-    let rt = Runtime::new(RuntimeConfig::default());
+    let rt = Runtime::new(RuntimeConfig {
+        engine: engine.into(),
+        ..RuntimeConfig::default()
+    });
     let (sink, trace) = collecting_sink();
     rt.set_trace_sink(Some(sink));
     let target = match btf {
@@ -165,11 +184,6 @@ pub fn run(
     prog: &ProgHandle,
     input: &RunInput,
 ) -> Result<RunResult, CliError> {
-    if input.engine == Engine::Jit {
-        return Err(CliError::Unsupported {
-            what: "--engine jit: the JIT is not built yet; use --engine interp".into(),
-        });
-    }
     let data = match &input.data_in {
         Some(p) => Some(host::read(p)?),
         None => None,

@@ -4,6 +4,7 @@
 //! Exit codes: 0 on success, 1 when the command failed (the error names the step, the
 //! errno where there is one, and a hint), 2 for usage errors (from clap).
 
+mod bench;
 mod btf;
 mod error;
 mod host;
@@ -58,6 +59,9 @@ enum Noun {
     Map(map::MapCmd),
     /// Verify the programs of an object in-process, one row per program (veristat).
     Verify(verify::VerifyArgs),
+    /// Quick benchmarks of this runtime on this machine, each figure next to its
+    /// reference from the same run.
+    Bench(bench::BenchArgs),
 }
 
 fn run(cli: Cli) -> Result<(), CliError> {
@@ -68,6 +72,7 @@ fn run(cli: Cli) -> Result<(), CliError> {
         Noun::Prog(cmd) => prog::run(cmd, &out),
         Noun::Map(cmd) => map::run(cmd, &out),
         Noun::Verify(args) => verify::run(&args, &out),
+        Noun::Bench(args) => bench::run(&args, &out),
     }
 }
 

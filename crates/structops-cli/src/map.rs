@@ -70,7 +70,7 @@ fn dump(
     out: &Output,
 ) -> Result<(), CliError> {
     let progs: Vec<&str> = run.into_iter().collect();
-    let loaded = inproc::load(file, btf, Some(&progs))?;
+    let loaded = inproc::load(file, btf, Some(&progs), input.engine)?;
     if let Some(name) = run {
         let Some(prog) = loaded.obj.prog(name) else {
             return Err(CliError::NoSuchProgram {

@@ -30,6 +30,11 @@ pub enum ProgCmd {
         /// Target BTF for CO-RE and struct_ops (default: /sys/kernel/btf/vmlinux).
         #[arg(long, value_name = "PATH")]
         btf: Option<PathBuf>,
+        /// Print the native code the JIT made (Intel syntax, like `bpftool prog dump
+        /// jited`) instead: the object is loaded into an in-process runtime, so the
+        /// program must pass the verifier.
+        #[arg(long)]
+        jited: bool,
     },
     /// Load an object into an in-process runtime and test-run one program
     /// (`BPF_PROG_TEST_RUN`): prints retval, ns per run and the output data.
@@ -67,7 +72,18 @@ pub fn run(cmd: ProgCmd, out: &Output) -> Result<(), CliError> {
             &input,
             out,
         ),
-        ProgCmd::Dump { file, name, btf } => {
+        ProgCmd::Dump {
+            file,
+            name,
+            btf,
+            jited: true,
+        } => dump_jited(&file, &name, btf.as_deref(), out),
+        ProgCmd::Dump {
+            file,
+            name,
+            btf,
+            jited: false,
+        } => {
             let path = file.display().to_string();
             let bytes = host::read(&file)?;
             let mut obj = open(&path, &bytes)?;
@@ -109,6 +125,127 @@ pub fn run(cmd: ProgCmd, out: &Output) -> Result<(), CliError> {
     }
 }
 
+/// `prog dump --jited`.
+fn dump_jited(
+    file: &std::path::Path,
+    name: &str,
+    btf: Option<&std::path::Path>,
+    out: &Output,
+) -> Result<(), CliError> {
+    let loaded = inproc::load(file, btf, Some(&[name]), inproc::Engine::Jit)?;
+    let Some(prog) = loaded.obj.prog(name) else {
+        return Err(CliError::NoSuchProgram {
+            name: name.to_string(),
+            path: file.display().to_string(),
+            available: loaded.obj.progs().map(|(n, _)| n.to_string()).collect(),
+        });
+    };
+    let Some(jit) = prog.jited() else {
+        return Err(CliError::Unsupported {
+            what: format!("{name}: the JIT did not compile it (this host has no JIT)"),
+        });
+    };
+    let info = prog.info();
+    let code = jit.machine_code();
+    let funcs = jit.functions();
+    let mut listing = Vec::new();
+    for &(entry, start, size) in &funcs {
+        let end = start.saturating_add(size).min(code.len());
+        let label = if entry == 0 {
+            format!("bpf_prog_{}_{}", info.tag_hex(), info.name)
+        } else {
+            format!("bpf_prog_{}_F{entry}", info.tag_hex())
+        };
+        let bytes = code.get(start..end).unwrap_or_default();
+        listing.push((label, entry, start, disasm_x86(bytes, start)));
+    }
+    if out.json {
+        let funcs: Vec<_> = listing
+            .iter()
+            .map(|(label, entry, start, lines)| {
+                json!({
+                    "name": label,
+                    "insn": entry,
+                    "offset": start,
+                    "insns": lines
+                        .iter()
+                        .map(|l| json!({"pc": l.pc, "bytes": hex(&l.bytes), "operation": l.text}))
+                        .collect::<Vec<_>>(),
+                })
+            })
+            .collect();
+        out.json(&json!({"name": name, "jited_prog_len": code.len(), "functions": funcs}))
+    } else {
+        let mut text = String::new();
+        for (label, _, start, lines) in &listing {
+            text.push_str(&format!("{label}:\n"));
+            for l in lines {
+                text.push_str(&format!("{:4x}:\t{}\n", l.pc - start, l.text));
+            }
+        }
+        out.text(text.trim_end())
+    }
+}
+
+/// One disassembled native instruction.
+struct NativeInsn {
+    pc: usize,
+    bytes: Vec<u8>,
+    text: String,
+}
+
+/// Disassembles the x86-64 function `bytes` found at offset `base` of the program's
+/// code. Its constants follow its instructions; decoding stops where the first
+/// constant an instruction refers to (RIP-relative) begins.
+fn disasm_x86(bytes: &[u8], base: usize) -> Vec<NativeInsn> {
+    use iced_x86::{Decoder, DecoderOptions, Formatter, IntelFormatter};
+    let mut decoder = Decoder::with_ip(64, bytes, base as u64, DecoderOptions::NONE);
+    let mut fmt = IntelFormatter::new();
+    fmt.options_mut().set_hex_prefix("0x");
+    fmt.options_mut().set_hex_suffix("");
+    fmt.options_mut().set_first_operand_char_index(0);
+    fmt.options_mut().set_space_after_operand_separator(true);
+    let mut lines = Vec::new();
+    let mut data_start = base + bytes.len();
+    while decoder.can_decode() && base + decoder.position() < data_start {
+        let off = decoder.position();
+        let insn = decoder.decode();
+        if insn.is_ip_rel_memory_operand() {
+            let target = insn.ip_rel_memory_address() as usize;
+            if target > base + off && target < data_start {
+                data_start = target;
+            }
+        }
+        let mut text = String::new();
+        if insn.is_invalid() {
+            text.push_str("(bad)");
+        } else {
+            fmt.format(&insn, &mut text);
+        }
+        let end = decoder.position();
+        lines.push(NativeInsn {
+            pc: insn.ip() as usize,
+            bytes: bytes.get(off..end).unwrap_or_default().to_vec(),
+            text,
+        });
+    }
+    // The constants are aligned with zero bytes, which decode as `add [rax], al`.
+    while lines
+        .last()
+        .is_some_and(|l| l.bytes.iter().all(|&b| b == 0))
+    {
+        lines.pop();
+    }
+    lines
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter()
+        .map(|x| format!("{x:02x}"))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 /// `prog run`.
 fn run_prog(
     file: &std::path::Path,
@@ -118,7 +255,7 @@ fn run_prog(
     input: &inproc::RunInput,
     out: &Output,
 ) -> Result<(), CliError> {
-    let loaded = inproc::load(file, btf, Some(&[name]))?;
+    let loaded = inproc::load(file, btf, Some(&[name]), input.engine)?;
     let Some(prog) = loaded.obj.prog(name) else {
         return Err(CliError::NoSuchProgram {
             name: name.to_string(),
@@ -139,9 +276,14 @@ fn run_prog(
         .map(|t| t.clone())
         .unwrap_or_else(|p| p.into_inner().clone());
     let hex = |d: &[u8]| d.iter().map(|b| format!("{b:02x}")).collect::<String>();
+    let engine = match prog.engine() {
+        structops::Engine::Jit => "jit",
+        structops::Engine::Interp => "interp",
+    };
     if out.json {
         return out.json(&json!({
             "name": name,
+            "engine": engine,
             "retval": r.retval,
             "duration_ns": r.duration,
             "repeat": r.repeat,
@@ -152,7 +294,7 @@ fn run_prog(
         }));
     }
     let mut s = format!(
-        "retval: {} ({:#x})\nduration: {} ns/run ({} run{})\n",
+        "retval: {} ({:#x})\nduration: {} ns/run ({} run{}, {engine})\n",
         r.retval,
         r.retval,
         r.duration,

@@ -116,7 +116,13 @@ fn verify_one(
         insns,
         ..Row::default()
     };
-    match inproc::load_with(file, btf, Some(&[name]), log_level | LOG_STATS) {
+    match inproc::load_with(
+        file,
+        btf,
+        Some(&[name]),
+        log_level | LOG_STATS,
+        inproc::Engine::Interp,
+    ) {
         Ok(l) => {
             row.verified = l.obj.prog(name).is_some_and(|h| h.is_verified());
             if let Some(h) = l.obj.prog(name) {

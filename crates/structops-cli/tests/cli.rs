@@ -214,6 +214,13 @@ fn temp_file(tag: &str, bytes: &[u8]) -> std::path::PathBuf {
 
 #[test]
 fn prog_run_xdp_reports_retval_duration_and_data() {
+    for engine in ["interp", "jit"] {
+        prog_run_xdp_on(engine);
+    }
+}
+
+/// `prog run` of the maps fixture's XDP program with `--engine engine`.
+fn prog_run_xdp_on(engine: &str) {
     let pkt: Vec<u8> = (0..64u8).collect();
     let input = temp_file("pkt", &pkt);
     let output = std::env::temp_dir().join(format!("structops-cli-{}-out", std::process::id()));
@@ -230,10 +237,13 @@ fn prog_run_xdp_reports_retval_duration_and_data() {
         output.to_str().unwrap(),
         "--repeat",
         "3",
+        "--engine",
+        engine,
     ]);
     assert!(o.status.success(), "{}", stderr(&o));
     let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
     assert_eq!(v["name"], "xdp_count");
+    assert_eq!(v["engine"], engine);
     assert_eq!(v["retval"], 2, "XDP_PASS");
     assert_eq!(v["repeat"], 3);
     assert_eq!(v["data_size_out"], 64);
@@ -254,15 +264,91 @@ fn prog_run_xdp_reports_retval_duration_and_data() {
         "xdp_count",
         "--data-in",
         input.to_str().unwrap(),
+        "--engine",
+        engine,
     ]);
     assert!(o.status.success(), "{}", stderr(&o));
     let text = stdout(&o);
+    assert!(text.contains(&format!("(1 run, {engine})\n")), "{text}");
     assert!(text.starts_with("retval: 2 (0x2)\nduration: "), "{text}");
     assert!(
         text.contains("data_out: 64 bytes\n00000000  00 01 02"),
         "{text}"
     );
     let _ = std::fs::remove_file(input);
+}
+
+#[test]
+fn prog_dump_jited_disassembles_the_native_code() {
+    let o = structops(&[
+        "prog",
+        "dump",
+        &fixture("maps.bpf.o"),
+        "--prog",
+        "xdp_count",
+        "--jited",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = stdout(&o);
+    let first = text.lines().next().unwrap_or_default();
+    assert!(
+        first.starts_with("bpf_prog_") && first.ends_with("_xdp_count:"),
+        "{text}"
+    );
+    // The entry saves the frame pointer, and every function returns.
+    assert!(text.contains("   0:\tpush rbp\n"), "{text}");
+    assert!(
+        text.contains("\tret\n") || text.ends_with("\tret"),
+        "{text}"
+    );
+    // JSON: the length, and one function per BPF function (the entry, then the
+    // bpf_loop and for_each callbacks).
+    let o = structops(&[
+        "-j",
+        "prog",
+        "dump",
+        &fixture("maps.bpf.o"),
+        "--prog",
+        "xdp_count",
+        "--jited",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let funcs = v["functions"].as_array().unwrap();
+    assert!(funcs.len() >= 2, "{v}");
+    assert_eq!(funcs[0]["insn"], 0);
+    // Every function ends in a return, with no padding or constants decoded as code.
+    for f in funcs {
+        let insns = f["insns"].as_array().unwrap();
+        let last = insns.last().unwrap()["operation"].as_str().unwrap();
+        assert!(
+            last == "ret" || last.starts_with("jmp"),
+            "{}: {last}",
+            f["name"]
+        );
+        assert!(
+            insns.iter().all(|i| i["operation"] != "(bad)"),
+            "{}",
+            f["name"]
+        );
+    }
+    let decoded: usize = funcs
+        .iter()
+        .flat_map(|f| f["insns"].as_array().unwrap())
+        .map(|i| i["bytes"].as_str().unwrap().split(' ').count())
+        .sum();
+    let len = v["jited_prog_len"].as_u64().unwrap() as usize;
+    assert!(decoded > 0 && decoded <= len, "{decoded} of {len}");
+    // A program the verifier rejects has no native code: the load fails.
+    let o = structops(&[
+        "prog",
+        "dump",
+        &fixture("maps.bpf.o"),
+        "--prog",
+        "nope",
+        "--jited",
+    ]);
+    assert_eq!(o.status.code(), Some(1));
 }
 
 #[test]
@@ -342,20 +428,18 @@ fn prog_run_and_map_dump_refuse_bad_requests_with_typed_errors() {
         "1,two",
     ]);
     assert_eq!(o.status.code(), Some(2));
-    // The JIT does not exist yet.
+    // An engine that does not exist: a usage error naming the choices.
     let o = structops(&[
-        "-j",
         "prog",
         "run",
         &fixture("maps.bpf.o"),
         "--prog",
         "xdp_count",
         "--engine",
-        "jit",
+        "turbo",
     ]);
-    assert_eq!(o.status.code(), Some(1));
-    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
-    assert_eq!(v["errno"], "EOPNOTSUPP");
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("interp, jit"), "{}", stderr(&o));
     // An XDP program without packet data: the runtime's EINVAL, as the kernel's.
     let o = structops(&["prog", "run", &fixture("maps.bpf.o"), "--prog", "xdp_count"]);
     assert_eq!(o.status.code(), Some(1), "{}", stdout(&o));
@@ -456,4 +540,28 @@ fn prog_run_refuses_programs_the_verifier_rejects() {
         err.contains("invalid bpf_context access off=0 size=8"),
         "{err}"
     );
+}
+
+#[test]
+fn bench_call_json_has_positive_figures_next_to_the_native_call() {
+    let o = structops(&["bench", "call", "--json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let reports = v.as_array().unwrap();
+    assert_eq!(reports.len(), 1);
+    assert_eq!(reports[0]["bench"], "call");
+    let rows = reports[0]["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 3);
+    for row in rows {
+        assert!(row["value"].as_f64().unwrap() > 0.0, "{row}");
+        assert_eq!(row["unit"], "ns/call");
+    }
+    let jit = rows
+        .iter()
+        .find(|r| r["name"] == "JIT entry point")
+        .unwrap();
+    let native = rows.iter().find(|r| r["reference"].is_null()).unwrap();
+    assert_eq!(jit["reference"]["value"], native["value"]);
+    assert!(jit["reference"]["target"].as_str().unwrap().contains("1.5"));
+    assert!(jit["reference"]["met"].is_boolean());
 }

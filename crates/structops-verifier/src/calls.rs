@@ -3,7 +3,7 @@
 //! `prepare_func_exit`).
 
 use crate::env::{MAP_TYPE_PROG_ARRAY, MAP_TYPE_RINGBUF};
-use crate::error::{E2BIG, EACCES, EINVAL, Reject, eacces, einval};
+use crate::error::{E2BIG, EACCES, EFAULT, EINVAL, Reject, eacces, einval};
 use crate::liveness::Loc;
 use crate::proto::{Arg, ArgType, HelperProto, RetType, TypeFlags};
 use crate::state::{CallbackKind, Frame, RefState, Reg, RegFlags, RegType, type_str};
@@ -24,6 +24,9 @@ struct Meta {
     /// The key of an array lookup when it is a known constant
     /// (`const_map_key`, -1 in the kernel when not).
     const_map_key: Option<u64>,
+    /// The reference an argument carries (`ref_obj_id`): what a pointer
+    /// cast helper's result shares.
+    ref_obj_id: u32,
 }
 
 /// `BPF_FUNC_map_lookup_elem`.
@@ -68,6 +71,21 @@ fn compatible(arg: ArgType) -> &'static [(RegType, RegFlags)] {
         ArgType::PtrToFunc => &[(RegType::Func, RegFlags::NONE)],
         ArgType::PtrToStack => &[(RegType::Stack, RegFlags::NONE)],
         ArgType::PtrToConstStr => &[(RegType::MapValue, RegFlags::NONE)],
+        ArgType::PtrToSockCommon => &[
+            (RegType::SockCommon, RegFlags::NONE),
+            (RegType::Socket, RegFlags::NONE),
+            (RegType::TcpSock, RegFlags::NONE),
+            (RegType::XdpSock, RegFlags::NONE),
+        ],
+        ArgType::PtrToSocket => &[(RegType::Socket, RegFlags::NONE)],
+        ArgType::PtrToBtfIdSockCommon => &[
+            (RegType::SockCommon, RegFlags::NONE),
+            (RegType::Socket, RegFlags::NONE),
+            (RegType::TcpSock, RegFlags::NONE),
+            (RegType::XdpSock, RegFlags::NONE),
+            (RegType::BtfId, RegFlags::NONE),
+            (RegType::BtfId, RegFlags::TRUSTED),
+        ],
         ArgType::DontCare | ArgType::Anything => &[],
     }
 }
@@ -168,12 +186,16 @@ impl Verifier<'_> {
         for (i, arg) in proto.args.iter().enumerate() {
             self.check_func_arg(i, arg, &proto, &mut meta)?;
         }
+        self.record_func_map(&meta, id)?;
         self.check_map_func_compat(&meta, &proto, &name)?;
         if crate::cfg::is_callback_helper(id) {
             self.push_callback_call(pc, id, &meta, &name)?;
         }
         if let Some(ref_id) = meta.release_ref {
             self.release_reference(ref_id, meta.release_regno)?;
+        }
+        if helper_is(id, &["tail_call"]) {
+            self.check_reference_leak("tail_call")?;
         }
         // Caller-saved registers are clobbered.
         for r in 1..=5 {
@@ -221,12 +243,18 @@ impl Verifier<'_> {
                     r.flags = r.flags.with(RegFlags::MAYBE_NULL);
                     r.id = self.next_id();
                 }
-                if proto.ret.flags.contains(TypeFlags::MEM_RINGBUF) {
-                    // Acquire: the program must submit or discard it.
-                    let id = self.next_id();
-                    r.id = id;
-                    r.ref_obj_id = id;
-                    self.cur.refs.push(RefState { id, insn: pc });
+                r
+            }
+            RetType::PtrToSocket | RetType::PtrToSockCommon | RetType::PtrToTcpSock => {
+                let ty = match proto.ret.ty {
+                    RetType::PtrToSocket => RegType::Socket,
+                    RetType::PtrToSockCommon => RegType::SockCommon,
+                    _ => RegType::TcpSock,
+                };
+                let mut r = Reg::ptr(ty);
+                if maybe_null {
+                    r.flags = RegFlags::MAYBE_NULL;
+                    r.id = self.next_id();
                 }
                 r
             }
@@ -234,6 +262,22 @@ impl Verifier<'_> {
                 return einval!("helper returning a BTF pointer needs host BTF");
             }
         };
+        let mut r0 = r0;
+        let map_type = meta
+            .map
+            .and_then(|m| self.maps.get(m as usize))
+            .map(|m| m.map_type);
+        if is_ptr_cast_function(id) {
+            // The result is the argument seen as another type: it shares its
+            // reference (released together).
+            r0.ref_obj_id = meta.ref_obj_id;
+        } else if is_acquire_function(id, map_type) {
+            // acquire_reference: the program must release it before exit.
+            let rid = self.next_id();
+            r0.id = rid;
+            r0.ref_obj_id = rid;
+            self.cur.refs.push(RefState { id: rid, insn: pc });
+        }
         *self.reg_mut(0) = r0;
         Ok(Flow::Next(pc + 1))
     }
@@ -301,7 +345,7 @@ impl Verifier<'_> {
         // where the kernel requires it.
         if arg.flags.contains(TypeFlags::OBJ_RELEASE) {
             if reg.ref_obj_id == 0 && !reg.is_null() {
-                return eacces!("R{regno} must be referenced when passed to release function");
+                return einval!("R{regno} must be referenced when passed to release function");
             }
             if reg.off != 0 {
                 return einval!(
@@ -317,6 +361,18 @@ impl Verifier<'_> {
             }
             meta.release_ref = Some(reg.ref_obj_id);
             meta.release_regno = regno;
+        }
+        if reg.ref_obj_id != 0 {
+            if meta.ref_obj_id != 0 {
+                return Err(Reject::new(
+                    EFAULT,
+                    format!(
+                        "verifier internal error: more than one arg with ref_obj_id R{regno} {} {}",
+                        reg.ref_obj_id, meta.ref_obj_id
+                    ),
+                ));
+            }
+            meta.ref_obj_id = reg.ref_obj_id;
         }
         match arg.ty {
             ArgType::ConstMapPtr => {
@@ -368,6 +424,32 @@ impl Verifier<'_> {
             }
             ArgType::PtrToCtx => {
                 self.check_ptr_off_reg(regno, &reg, false)?;
+            }
+            ArgType::PtrToBtfIdSockCommon if !skip_type && reg.ty == RegType::BtfId => {
+                // The struct must start with `struct sock_common` (the
+                // prototype's `arg_btf_id`, else the compatible types' one).
+                let want = self.env.helper_arg_btf_id(proto.id, i).or_else(|| {
+                    self.env.host_btf().and_then(|b| {
+                        b.find_by_name_kind("sock_common", structops_btf::Kind::Struct)
+                    })
+                });
+                if let (Some(want), Some(btf)) = (want, self.env.host_btf())
+                    && !crate::btf_ptr::struct_ids_match(btf, reg.btf_id, reg.off, want, false)
+                {
+                    let name = |id: u32| {
+                        btf.ty(id)
+                            .ok()
+                            .and_then(|t| btf.name(t.name_off).ok())
+                            .unwrap_or("")
+                            .to_owned()
+                    };
+                    return eacces!(
+                        "R{regno} is of type {} but {} is expected",
+                        name(reg.btf_id),
+                        name(want)
+                    );
+                }
+                self.check_ptr_off_reg(regno, &reg, true)?;
             }
             ArgType::PtrToBtfId if !skip_type => {
                 // check_reg_type for ARG_PTR_TO_BTF_ID: the struct must match.
@@ -518,7 +600,30 @@ impl Verifier<'_> {
         }
     }
 
-    /// `check_map_func_compatibility`, for the map types we know.
+    /// `record_func_map`: programs may not modify a map they may only read
+    /// (`BPF_F_RDONLY_PROG`).
+    fn record_func_map(&self, meta: &Meta, id: i32) -> Res<()> {
+        let Some(map) = meta.map.and_then(|m| self.maps.get(m as usize)) else {
+            return Ok(());
+        };
+        let writes = helper_is(
+            id,
+            &[
+                "map_delete_elem",
+                "map_update_elem",
+                "map_push_elem",
+                "map_pop_elem",
+            ],
+        );
+        if writes && map.rdonly_prog {
+            return eacces!("write into map forbidden");
+        }
+        Ok(())
+    }
+
+    /// `check_map_func_compatibility`: the map type must suit the helper,
+    /// checked from both sides (which helpers a map type takes, and which
+    /// map types a helper takes).
     fn check_map_func_compat(&self, meta: &Meta, proto: &HelperProto, name: &str) -> Res<()> {
         let Some(m) = meta.map else {
             return Ok(());
@@ -527,22 +632,35 @@ impl Verifier<'_> {
             return Ok(());
         };
         let id = proto.id;
-        let ringbuf_fn = matches!(id, 130..=134);
         if id == 12 && !matches!(map.map_type, MAP_TYPE_PROG_ARRAY | MAP_TYPE_RINGBUF) {
             return einval!("expected prog array map for tail call");
         }
-        let ok = match map.map_type {
-            MAP_TYPE_RINGBUF => ringbuf_fn,
-            MAP_TYPE_PROG_ARRAY => id == 12,
-            _ => !ringbuf_fn && id != 12,
-        };
-        if !ok {
+        let func = structops_isa::helper_name(id)
+            .and_then(|n| n.strip_prefix("bpf_"))
+            .unwrap_or("");
+        if !map_type_accepts(map.map_type, func) || !func_accepts(func, map.map_type) {
             return einval!(
                 "cannot pass map_type {} into func {name}#{id}",
                 map.map_type
             );
         }
         Ok(())
+    }
+
+    /// `check_reference_leak`: every acquired reference must have been
+    /// released before `what` (exit, a tail call, `LD_ABS`).
+    pub(crate) fn check_reference_leak(&mut self, what: &str) -> Res<()> {
+        if self.cur.refs.is_empty() {
+            return Ok(());
+        }
+        let refs = self.cur.refs.clone();
+        for r in refs {
+            self.verbose(&format!(
+                "Unreleased reference id={} alloc_insn={}\n",
+                r.id, r.insn
+            ));
+        }
+        einval!("{what} would lead to reference leak")
     }
 
     /// `release_reference`: drop the reference and invalidate every
@@ -756,4 +874,174 @@ pub(crate) fn invalid_scalar_msg(reg: &Reg, ctx: &str, name: &str, min: i32, max
     }
     s.push_str(&format!(" should have been in [{min}, {max}]"));
     s
+}
+
+/// Whether helper `id` is one of `names` (kernel names without `bpf_`).
+fn helper_is(id: i32, names: &[&str]) -> bool {
+    structops_isa::helper_name(id)
+        .and_then(|n| n.strip_prefix("bpf_"))
+        .is_some_and(|n| names.contains(&n))
+}
+
+/// `is_acquire_function`: helpers whose result is a reference the program
+/// must release (socket lookups, ring buffer reservations, `kptr_xchg`,
+/// lookups in socket maps).
+fn is_acquire_function(id: i32, map_type: Option<u32>) -> bool {
+    if helper_is(
+        id,
+        &[
+            "sk_lookup_tcp",
+            "sk_lookup_udp",
+            "skc_lookup_tcp",
+            "ringbuf_reserve",
+            "kptr_xchg",
+        ],
+    ) {
+        return true;
+    }
+    id == FUNC_MAP_LOOKUP_ELEM && matches!(map_type, Some(map_type::SOCKMAP | map_type::SOCKHASH))
+}
+
+/// `is_ptr_cast_function`: helpers that return their socket argument as
+/// another type (same object, same reference).
+fn is_ptr_cast_function(id: i32) -> bool {
+    helper_is(
+        id,
+        &[
+            "tcp_sock",
+            "sk_fullsock",
+            "skc_to_tcp_sock",
+            "skc_to_tcp6_sock",
+            "skc_to_udp6_sock",
+            "skc_to_mptcp_sock",
+            "skc_to_tcp_timewait_sock",
+            "skc_to_tcp_request_sock",
+        ],
+    )
+}
+
+/// `enum bpf_map_type` numbers the compatibility table names.
+mod map_type {
+    pub const PROG_ARRAY: u32 = 3;
+    pub const PERF_EVENT_ARRAY: u32 = 4;
+    pub const PERCPU_HASH: u32 = 5;
+    pub const PERCPU_ARRAY: u32 = 6;
+    pub const STACK_TRACE: u32 = 7;
+    pub const CGROUP_ARRAY: u32 = 8;
+    pub const LRU_PERCPU_HASH: u32 = 10;
+    pub const ARRAY_OF_MAPS: u32 = 12;
+    pub const HASH_OF_MAPS: u32 = 13;
+    pub const DEVMAP: u32 = 14;
+    pub const SOCKMAP: u32 = 15;
+    pub const CPUMAP: u32 = 16;
+    pub const XSKMAP: u32 = 17;
+    pub const SOCKHASH: u32 = 18;
+    pub const CGROUP_STORAGE: u32 = 19;
+    pub const REUSEPORT_SOCKARRAY: u32 = 20;
+    pub const PERCPU_CGROUP_STORAGE: u32 = 21;
+    pub const QUEUE: u32 = 22;
+    pub const STACK: u32 = 23;
+    pub const SK_STORAGE: u32 = 24;
+    pub const DEVMAP_HASH: u32 = 25;
+    pub const RINGBUF: u32 = 27;
+    pub const INODE_STORAGE: u32 = 28;
+    pub const TASK_STORAGE: u32 = 29;
+    pub const BLOOM_FILTER: u32 = 30;
+    pub const USER_RINGBUF: u32 = 31;
+    pub const CGRP_STORAGE: u32 = 32;
+}
+
+/// The map side of `check_map_func_compatibility`: the helpers a map type
+/// may be passed to (`func` is the helper's name without `bpf_`).
+fn map_type_accepts(t: u32, func: &str) -> bool {
+    use map_type::*;
+    let only = |names: &[&str]| names.contains(&func);
+    match t {
+        PROG_ARRAY => only(&["tail_call"]),
+        PERF_EVENT_ARRAY => only(&[
+            "perf_event_read",
+            "perf_event_output",
+            "skb_output",
+            "perf_event_read_value",
+            "xdp_output",
+        ]),
+        RINGBUF => only(&[
+            "ringbuf_output",
+            "ringbuf_reserve",
+            "ringbuf_query",
+            "ringbuf_reserve_dynptr",
+            "ringbuf_submit_dynptr",
+            "ringbuf_discard_dynptr",
+        ]),
+        USER_RINGBUF => only(&["user_ringbuf_drain"]),
+        STACK_TRACE => only(&["get_stackid"]),
+        CGROUP_ARRAY => only(&["skb_under_cgroup", "current_task_under_cgroup"]),
+        CGROUP_STORAGE | PERCPU_CGROUP_STORAGE => only(&["get_local_storage"]),
+        DEVMAP | DEVMAP_HASH | XSKMAP => only(&["redirect_map", "map_lookup_elem"]),
+        CPUMAP => only(&["redirect_map"]),
+        ARRAY_OF_MAPS | HASH_OF_MAPS => only(&["map_lookup_elem"]),
+        SOCKMAP => only(&[
+            "sk_redirect_map",
+            "sock_map_update",
+            "msg_redirect_map",
+            "sk_select_reuseport",
+            "map_lookup_elem",
+            "map_update_elem",
+            "map_delete_elem",
+        ]),
+        SOCKHASH => only(&[
+            "sk_redirect_hash",
+            "sock_hash_update",
+            "msg_redirect_hash",
+            "sk_select_reuseport",
+            "map_lookup_elem",
+            "map_update_elem",
+            "map_delete_elem",
+        ]),
+        REUSEPORT_SOCKARRAY => only(&["sk_select_reuseport"]),
+        QUEUE | STACK => only(&["map_peek_elem", "map_pop_elem", "map_push_elem"]),
+        SK_STORAGE => only(&["sk_storage_get", "sk_storage_delete", "kptr_xchg"]),
+        INODE_STORAGE => only(&["inode_storage_get", "inode_storage_delete", "kptr_xchg"]),
+        TASK_STORAGE => only(&["task_storage_get", "task_storage_delete", "kptr_xchg"]),
+        CGRP_STORAGE => only(&["cgrp_storage_get", "cgrp_storage_delete", "kptr_xchg"]),
+        BLOOM_FILTER => only(&["map_peek_elem", "map_push_elem"]),
+        _ => true,
+    }
+}
+
+/// The helper side of `check_map_func_compatibility`: the map types a
+/// helper takes.
+fn func_accepts(func: &str, t: u32) -> bool {
+    use map_type::*;
+    let one_of = |types: &[u32]| types.contains(&t);
+    match func {
+        "tail_call" => t == PROG_ARRAY,
+        "perf_event_read"
+        | "perf_event_output"
+        | "perf_event_read_value"
+        | "skb_output"
+        | "xdp_output" => t == PERF_EVENT_ARRAY,
+        "ringbuf_output"
+        | "ringbuf_reserve"
+        | "ringbuf_query"
+        | "ringbuf_reserve_dynptr"
+        | "ringbuf_submit_dynptr"
+        | "ringbuf_discard_dynptr" => t == RINGBUF,
+        "user_ringbuf_drain" => t == USER_RINGBUF,
+        "get_stackid" => t == STACK_TRACE,
+        "current_task_under_cgroup" | "skb_under_cgroup" => t == CGROUP_ARRAY,
+        "redirect_map" => one_of(&[DEVMAP, DEVMAP_HASH, CPUMAP, XSKMAP]),
+        "sk_redirect_map" | "msg_redirect_map" | "sock_map_update" => t == SOCKMAP,
+        "sk_redirect_hash" | "msg_redirect_hash" | "sock_hash_update" => t == SOCKHASH,
+        "get_local_storage" => one_of(&[CGROUP_STORAGE, PERCPU_CGROUP_STORAGE]),
+        "sk_select_reuseport" => one_of(&[REUSEPORT_SOCKARRAY, SOCKMAP, SOCKHASH]),
+        "map_pop_elem" => one_of(&[QUEUE, STACK]),
+        "map_peek_elem" | "map_push_elem" => one_of(&[QUEUE, STACK, BLOOM_FILTER]),
+        "map_lookup_percpu_elem" => one_of(&[PERCPU_ARRAY, PERCPU_HASH, LRU_PERCPU_HASH]),
+        "sk_storage_get" | "sk_storage_delete" => t == SK_STORAGE,
+        "inode_storage_get" | "inode_storage_delete" => t == INODE_STORAGE,
+        "task_storage_get" | "task_storage_delete" => t == TASK_STORAGE,
+        "cgrp_storage_get" | "cgrp_storage_delete" => t == CGRP_STORAGE,
+        _ => true,
+    }
 }

@@ -71,6 +71,29 @@ pub enum CtxField {
         /// Trusted (`PTR_TRUSTED`): struct_ops and tracing arguments.
         trusted: bool,
     },
+    /// A socket pointer (`PTR_TO_SOCKET`, `PTR_TO_SOCK_COMMON`, ...), e.g.
+    /// `__sk_buff->sk` as `PTR_TO_SOCK_COMMON_OR_NULL`.
+    Sock {
+        /// Which socket view.
+        kind: SockPtr,
+        /// May be NULL (`PTR_MAYBE_NULL`): the program must check it first.
+        maybe_null: bool,
+    },
+}
+
+/// The socket pointer types (`PTR_TO_SOCKET` and friends): which uapi view of
+/// a kernel socket loads through the pointer see.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum SockPtr {
+    /// `PTR_TO_SOCKET`: a full socket, all of `struct bpf_sock`.
+    Socket,
+    /// `PTR_TO_SOCK_COMMON`: `struct bpf_sock` without the full-socket fields
+    /// (`type` to `priority`).
+    SockCommon,
+    /// `PTR_TO_TCP_SOCK`: `struct bpf_tcp_sock`.
+    TcpSock,
+    /// `PTR_TO_XDP_SOCK`: `struct bpf_xdp_sock`.
+    XdpSock,
 }
 
 /// A context access the verifier allowed at one instruction: what
@@ -317,6 +340,13 @@ impl KfuncFlags {
     pub const DESTRUCTIVE: KfuncFlags = KfuncFlags(1 << 6);
     /// `KF_RCU`: pointer arguments may also be RCU pointers.
     pub const RCU: KfuncFlags = KfuncFlags(1 << 7);
+    /// `KF_ITER_NEW`: constructs an open-coded iterator in the stack slot
+    /// its first argument points to.
+    pub const ITER_NEW: KfuncFlags = KfuncFlags(1 << 8);
+    /// `KF_ITER_NEXT`: advances the iterator its first argument points to.
+    pub const ITER_NEXT: KfuncFlags = KfuncFlags(1 << 9);
+    /// `KF_ITER_DESTROY`: destroys the iterator its first argument points to.
+    pub const ITER_DESTROY: KfuncFlags = KfuncFlags(1 << 10);
     /// `KF_RCU_PROTECTED`: the returned pointer is `MEM_RCU`.
     pub const RCU_PROTECTED: KfuncFlags = KfuncFlags(1 << 11);
 

@@ -9,6 +9,7 @@ use structops_isa::{CallTarget, Op};
 use crate::btf_ptr::{is_trusted_reg, struct_ids_match};
 use crate::env::{KfuncDesc, KfuncFlags};
 use crate::error::{EACCES, EINVAL, ENOTSUPP, Reject};
+use crate::iter::IterArg;
 use crate::proto::Arg;
 use crate::state::{RefState, Reg, RegFlags, RegType};
 use crate::verifier::{Flow, Res, Verifier};
@@ -127,9 +128,9 @@ impl Verifier<'_> {
             ));
         };
         let params = params.to_vec();
-        let release = self.check_kfunc_args(btf, &desc, &fname, &params)?;
+        let meta = self.check_kfunc_args(btf, &desc, &fname, &params, pc)?;
         if desc.flags.has(KfuncFlags::RELEASE) {
-            let Some((ref_id, regno)) = release else {
+            let Some((ref_id, regno)) = meta.release else {
                 return Err(Reject::new(
                     EINVAL,
                     format!("release kernel function {fname} expects refcounted PTR_TO_BTF_ID"),
@@ -155,30 +156,57 @@ impl Verifier<'_> {
             ));
         }
         if rt == 0 {
-            return Ok(Flow::Next(pc + 1));
+            return self.kfunc_done(pc, meta.iter_next);
         }
         if is_scalar(btf, rt) {
             *self.reg_mut(0) = Reg::unknown();
-            return Ok(Flow::Next(pc + 1));
+            return self.kfunc_done(pc, meta.iter_next);
         }
-        let Some(pointee) = ret_struct_ptr else {
-            let (k, n) = match btf.ty(rt).map(|t| &t.kind) {
-                Ok(TypeKind::Ptr { target }) => {
-                    let pt = skip_mods(btf, *target);
-                    (kind_str(btf, pt), type_name(btf, pt).to_owned())
+        let mut r0 = match ret_struct_ptr {
+            Some(pointee) => {
+                let mut r0 = Reg::ptr(RegType::BtfId);
+                r0.btf_id = pointee;
+                if desc.flags.has(KfuncFlags::RCU_PROTECTED) {
+                    r0.flags = r0.flags.with(RegFlags::RCU);
+                } else if meta.iter_next.is_some() {
+                    // An iterator's element is trusted for the iteration.
+                    r0.flags = r0.flags.with(RegFlags::TRUSTED);
                 }
-                _ => (kind_str(btf, rt), type_name(btf, rt).to_owned()),
-            };
-            return Err(Reject::new(
-                EINVAL,
-                format!("kernel function {fname} returns pointer type {k} {n} is not supported"),
-            ));
+                r0
+            }
+            None => {
+                let pt = match btf.ty(rt).map(|t| &t.kind) {
+                    Ok(TypeKind::Ptr { target }) => Some(skip_mods(btf, *target)),
+                    _ => None,
+                };
+                if pt == Some(0) {
+                    // `void *` is just a number to the program.
+                    *self.reg_mut(0) = Reg::unknown();
+                    return self.kfunc_done(pc, meta.iter_next);
+                }
+                // A pointer to a sized non-struct type: read-only memory
+                // of that size (the `int *` of `bpf_iter_num_next`).
+                let size = pt.and_then(|pt| btf.size_of(pt).ok()).unwrap_or(0);
+                if size == 0 {
+                    let (k, n) = match pt {
+                        Some(pt) => (kind_str(btf, pt), type_name(btf, pt).to_owned()),
+                        None => (kind_str(btf, rt), type_name(btf, rt).to_owned()),
+                    };
+                    return Err(Reject::new(
+                        EINVAL,
+                        format!(
+                            "kernel function {fname} returns pointer type {k} {n} is not supported"
+                        ),
+                    ));
+                }
+                let mut r0 = Reg::ptr(RegType::Mem);
+                r0.flags = RegFlags::RDONLY;
+                r0.mem_size = size;
+                // Memory of a referenced object dies with the reference.
+                r0.ref_obj_id = meta.ref_obj_id;
+                r0
+            }
         };
-        let mut r0 = Reg::ptr(RegType::BtfId);
-        r0.btf_id = pointee;
-        if desc.flags.has(KfuncFlags::RCU_PROTECTED) {
-            r0.flags = r0.flags.with(RegFlags::RCU);
-        }
         if desc.flags.has(KfuncFlags::RET_NULL) {
             r0.flags = r0.flags.with(RegFlags::MAYBE_NULL);
             r0.id = self.next_id();
@@ -192,18 +220,26 @@ impl Verifier<'_> {
             r0.ref_obj_id = id;
         }
         *self.reg_mut(0) = r0;
+        self.kfunc_done(pc, meta.iter_next)
+    }
+
+    /// The end of `check_kfunc_call`: an iterator's `next` forks the path.
+    fn kfunc_done(&mut self, pc: usize, iter_next: Option<IterArg>) -> Res<Flow> {
+        if let Some(it) = iter_next {
+            self.process_iter_next_call(pc, it)?;
+        }
         Ok(Flow::Next(pc + 1))
     }
 
-    /// `check_kfunc_args`: returns the reference a release kfunc drops and
-    /// the register carrying it.
+    /// `check_kfunc_args`: what the arguments tell the rest of the call.
     fn check_kfunc_args(
         &mut self,
         btf: &Btf,
         desc: &KfuncDesc,
         fname: &str,
         params: &[Param],
-    ) -> Res<Option<(u32, usize)>> {
+        pc: usize,
+    ) -> Res<ArgMeta> {
         let nargs = params.len();
         if nargs > MAX_REG_ARGS {
             return Err(Reject::new(
@@ -215,6 +251,10 @@ impl Verifier<'_> {
         let rcu = desc.flags.has(KfuncFlags::RCU);
         let is_release = desc.flags.has(KfuncFlags::RELEASE);
         let mut release: Option<(u32, usize)> = None;
+        let mut meta = ArgMeta::default();
+        let is_iter_kfunc = desc.flags.has(KfuncFlags::ITER_NEW)
+            || desc.flags.has(KfuncFlags::ITER_NEXT)
+            || desc.flags.has(KfuncFlags::ITER_DESTROY);
         let mut i = 0;
         while i < nargs {
             let p = params[i];
@@ -266,10 +306,33 @@ impl Verifier<'_> {
                     ));
                 }
                 release = Some((reg.ref_obj_id, regno));
+                meta.ref_obj_id = reg.ref_obj_id;
             }
             let ref_t = skip_mods(btf, *target);
             let ref_tname = type_name(btf, ref_t).to_owned();
             if nullable && reg.is_null() {
+                i += 1;
+                continue;
+            }
+            // is_kfunc_arg_iter: the first argument of an iterator kfunc,
+            // or any argument named `*__iter`.
+            let is_iter_arg = if is_iter_kfunc {
+                i == 0
+            } else {
+                param_has_suffix(btf, &p, "__iter")
+            };
+            if is_iter_arg {
+                let flags = if is_iter_kfunc {
+                    desc.flags
+                } else {
+                    KfuncFlags::NONE
+                };
+                if let Some(it) = self.process_iter_arg(btf, params, i, flags, pc)? {
+                    meta.ref_obj_id = it.ref_obj_id;
+                    if desc.flags.has(KfuncFlags::ITER_NEXT) && is_iter_kfunc {
+                        meta.iter_next = Some(it);
+                    }
+                }
                 i += 1;
                 continue;
             }
@@ -346,6 +409,20 @@ impl Verifier<'_> {
             self.check_helper_mem_access(regno, u64::from(size), false, false, false)?;
             i += 1;
         }
-        Ok(if is_release { release } else { None })
+        meta.release = if is_release { release } else { None };
+        Ok(meta)
     }
+}
+
+/// What `check_kfunc_args` learned (the parts of `bpf_kfunc_call_arg_meta`
+/// the call needs afterwards).
+#[derive(Default)]
+struct ArgMeta {
+    /// The reference a release kfunc drops and the register carrying it.
+    release: Option<(u32, usize)>,
+    /// A reference the arguments carry (`meta.ref_obj_id`): memory the
+    /// call returns lives as long as it.
+    ref_obj_id: u32,
+    /// The iterator of an iterator `next` call.
+    iter_next: Option<IterArg>,
 }

@@ -62,6 +62,7 @@ mod cfg;
 pub mod env;
 pub mod error;
 pub mod facts;
+mod iter;
 mod kfunc;
 mod live_regs;
 mod liveness;
@@ -72,6 +73,7 @@ pub mod proto;
 mod prune;
 pub mod rewrite;
 pub mod scalar;
+mod sock;
 pub mod state;
 pub mod tnum;
 mod verifier;
@@ -89,7 +91,8 @@ mod tests;
 
 pub use env::{
     CtxAccess, CtxField, FieldTrust, HookError, KfuncDesc, KfuncFlags, LogOptions, MapInfo, MapRef,
-    PacketAccess, Privileges, ProgInfo, ReturnRule, StructOpsAttach, StructOpsType, VerifierEnv,
+    PacketAccess, Privileges, ProgInfo, ReturnRule, SockPtr, StructOpsAttach, StructOpsType,
+    VerifierEnv,
 };
 pub use error::VerifyError;
 pub use facts::InsnFacts;

@@ -2,10 +2,10 @@
 
 use structops_isa::{AtomicOp, Source, Width};
 
-use crate::env::CtxField;
+use crate::env::{CtxField, SockPtr};
 use crate::error::{EACCES, EINVAL, Reject, eacces, einval};
 use crate::liveness::Loc;
-use crate::state::{Reg, RegFlags, RegType, SlotType, StackSlot};
+use crate::state::{IterSlot, Reg, RegFlags, RegType, SlotType, StackSlot};
 use crate::verifier::{MAX_BPF_STACK, MAX_VAR_OFF, Res, Verifier, width_bytes};
 
 /// Read or write.
@@ -110,6 +110,7 @@ impl Verifier<'_> {
         }
         let dr = self.reg(d).clone();
         if matches!(dr.ty, RegType::Ctx | RegType::Packet | RegType::PacketMeta)
+            || (dr.ty.is_sk_pointer() && !dr.maybe_null())
             || dr.flags.has(RegFlags::RDONLY)
         {
             return eacces!(
@@ -374,6 +375,14 @@ impl Verifier<'_> {
                             }
                             p
                         }
+                        CtxField::Sock { kind, maybe_null } => {
+                            let mut p = Reg::ptr(sock_reg_type(kind));
+                            if maybe_null {
+                                p.flags = RegFlags::MAYBE_NULL;
+                                p.id = self.next_id();
+                            }
+                            p
+                        }
                     };
                     *self.reg_mut(v) = nr;
                 }
@@ -404,6 +413,29 @@ impl Verifier<'_> {
             }
             RegType::BtfId if !reg.maybe_null() => {
                 self.check_ptr_to_btf_access(r, off, size, t, value)?;
+            }
+            ty if ty.is_sk_pointer() && !reg.maybe_null() => {
+                if t == Access::Write {
+                    return eacces!("R{r} cannot write into {tstr}");
+                }
+                // check_sock_access
+                if reg.v.smin < 0 {
+                    return eacces!(
+                        "R{r} min value is negative, either use unsigned index or do a if (index >=0) check."
+                    );
+                }
+                let kind = match ty {
+                    RegType::Socket => SockPtr::Socket,
+                    RegType::TcpSock => SockPtr::TcpSock,
+                    RegType::XdpSock => SockPtr::XdpSock,
+                    _ => SockPtr::SockCommon,
+                };
+                if !crate::sock::valid_access(kind, off, size) {
+                    return eacces!("R{r} invalid {tstr} access off={off} size={size}");
+                }
+                if let Some(v) = value {
+                    *self.reg_mut(v) = Reg::unknown();
+                }
             }
             _ => {
                 return eacces!("R{r} invalid mem access '{tstr}'");
@@ -725,6 +757,7 @@ impl Verifier<'_> {
         let aligned = off % 8 == 0;
         let spill = |s: &mut StackSlot, reg: Reg, size: u32| {
             s.spilled = reg;
+            s.iter = IterSlot::default();
             for i in (8 - size as usize)..8 {
                 s.slot_type[i] = SlotType::Spill;
             }
@@ -788,15 +821,8 @@ impl Verifier<'_> {
                 }
                 let ty = if zero { SlotType::Zero } else { SlotType::Misc };
                 if let Some(s) = self.slot_mut(fi, spi) {
-                    if s.is_spill() {
-                        // A data write destroys the spilled register.
-                        for b in s.slot_type.iter_mut() {
-                            if *b != SlotType::Invalid {
-                                *b = SlotType::Misc;
-                            }
-                        }
-                    }
-                    s.spilled = Reg::default();
+                    // A data write destroys a spilled register or an iterator.
+                    s.scrub_special();
                     for i in 0..size as usize {
                         s.slot_type[(slot - i) % 8] = ty;
                     }
@@ -839,8 +865,8 @@ impl Verifier<'_> {
                             );
                         }
                     }
-                    SlotType::Invalid => {
-                        if !allow_uninit {
+                    SlotType::Invalid | SlotType::Iter => {
+                        if !allow_uninit || ty == SlotType::Iter {
                             return eacces!(
                                 "invalid read from stack R{r} var_off {}+{} size {}",
                                 reg.v.var_off,
@@ -911,7 +937,7 @@ impl Verifier<'_> {
                             SlotType::Misc => {}
                             SlotType::Zero => zero_cnt += 1,
                             SlotType::Invalid if allow_uninit => {}
-                            SlotType::Invalid => {
+                            SlotType::Invalid | SlotType::Iter => {
                                 return eacces!(
                                     "invalid read from stack off {off}+{i} size {size}"
                                 );
@@ -991,14 +1017,7 @@ impl Verifier<'_> {
                 let slot = (-o - 1) as usize;
                 let (spi, idx) = (slot / 8, slot % 8);
                 if let Some(s) = self.slot_mut(fi, spi) {
-                    if s.is_spill() {
-                        for b in s.slot_type.iter_mut() {
-                            if *b == SlotType::Spill {
-                                *b = SlotType::Misc;
-                            }
-                        }
-                        s.spilled = Reg::default();
-                    }
+                    s.scrub_special();
                     s.slot_type[idx] = SlotType::Misc;
                 }
             }
@@ -1017,6 +1036,7 @@ impl Verifier<'_> {
                     SlotType::Misc | SlotType::Zero => true,
                     SlotType::Spill => s.spilled.ty == RegType::Scalar || leaks,
                     SlotType::Invalid => allow_uninit,
+                    SlotType::Iter => false,
                 },
             };
             if !ok {
@@ -1058,5 +1078,15 @@ pub(crate) fn tnum_text(t: crate::tnum::Tnum) -> String {
         format!("{}", t.value() as i64)
     } else {
         format!("{t}")
+    }
+}
+
+/// The register type of a socket pointer view.
+pub(crate) fn sock_reg_type(kind: SockPtr) -> RegType {
+    match kind {
+        SockPtr::Socket => RegType::Socket,
+        SockPtr::SockCommon => RegType::SockCommon,
+        SockPtr::TcpSock => RegType::TcpSock,
+        SockPtr::XdpSock => RegType::XdpSock,
     }
 }

@@ -44,6 +44,14 @@ pub enum ArgType {
     PtrToStack,
     /// `ARG_PTR_TO_CONST_STR`: a NUL-terminated string in a read-only map value.
     PtrToConstStr,
+    /// `ARG_PTR_TO_SOCK_COMMON`: any socket pointer (`sock_common`, `sock`,
+    /// `tcp_sock`, `xdp_sock`).
+    PtrToSockCommon,
+    /// `ARG_PTR_TO_SOCKET`: a full socket (`PTR_TO_SOCKET`).
+    PtrToSocket,
+    /// `ARG_PTR_TO_BTF_ID_SOCK_COMMON`: a socket pointer, or a typed pointer
+    /// to a struct that starts with `struct sock_common`.
+    PtrToBtfIdSockCommon,
 }
 
 /// The flag bits of argument and return types (`enum bpf_type_flag`).
@@ -145,6 +153,12 @@ pub enum RetType {
     PtrToMem,
     /// `RET_PTR_TO_BTF_ID`: a typed pointer to a host struct.
     PtrToBtfId,
+    /// `RET_PTR_TO_SOCKET`: a full socket.
+    PtrToSocket,
+    /// `RET_PTR_TO_SOCK_COMMON`: a socket, maybe not a full one.
+    PtrToSockCommon,
+    /// `RET_PTR_TO_TCP_SOCK`: a TCP socket.
+    PtrToTcpSock,
 }
 
 /// A helper's return type and flags.

@@ -12,7 +12,7 @@ use std::collections::HashMap;
 
 use crate::env::Privileges;
 use crate::scalar::ScalarValue;
-use crate::state::{Frame, LIVE_READ, Reg, RegType, SlotType, State};
+use crate::state::{Frame, IterPhase, LIVE_READ, Reg, RegType, SlotType, State};
 
 /// How strictly `states_equal` compares (`enum exact_level`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -195,6 +195,17 @@ fn stacksafe(old: &Frame, cur: &Frame, exact: Exact, privs: Privileges, ids: &mu
             if !regsafe(&os.spilled, &cs.spilled, LIVE_READ, exact, privs, ids) {
                 return false;
             }
+        } else if os.is_iter() {
+            // The depth is not compared: it only tells iterations apart for
+            // the infinite-loop check (`iter_active_depths_differ`).
+            let Some(cs) = cs else {
+                return false;
+            };
+            let (o, c) = (&os.iter, &cs.iter);
+            if o.btf_id != c.btf_id || o.phase != c.phase || !ids.check(o.ref_obj_id, c.ref_obj_id)
+            {
+                return false;
+            }
         }
     }
     if exact == Exact::Equal && cur.stack.len() > old.stack.len() {
@@ -227,6 +238,19 @@ fn func_states_equal(
         }
     }
     stacksafe(old, cur, exact, privs, ids)
+}
+
+/// `iter_active_depths_differ`: some iterator active in `old` is at a
+/// different iteration in `cur`, so equal states there are successive
+/// iterations of an iterator loop, not an infinite loop.
+pub(crate) fn iter_active_depths_differ(old: &State, cur: &State) -> bool {
+    old.frames.iter().zip(cur.frames.iter()).any(|(fo, fc)| {
+        fo.stack.iter().enumerate().any(|(spi, so)| {
+            so.slot_type[0] == SlotType::Iter
+                && so.iter.phase == IterPhase::Active
+                && fc.stack.get(spi).map_or(0, |s| s.iter.depth) != so.iter.depth
+        })
+    })
 }
 
 /// `states_equal`: with [`Exact::Equal`], the states must be the same

@@ -39,6 +39,15 @@ pub enum RegType {
     Func,
     /// `PTR_TO_BUF` (iterator buffers; named in messages only).
     Buf,
+    /// `PTR_TO_SOCKET`: a full socket (`struct bpf_sock`).
+    Socket,
+    /// `PTR_TO_SOCK_COMMON`: a socket that may be a request or timewait
+    /// socket (`struct bpf_sock`, common fields only).
+    SockCommon,
+    /// `PTR_TO_TCP_SOCK`: a TCP socket (`struct bpf_tcp_sock`).
+    TcpSock,
+    /// `PTR_TO_XDP_SOCK`: an AF_XDP socket (`struct bpf_xdp_sock`).
+    XdpSock,
 }
 
 impl RegType {
@@ -59,7 +68,19 @@ impl RegType {
             RegType::BtfId => "ptr_",
             RegType::Func => "func",
             RegType::Buf => "buf",
+            RegType::Socket => "sock",
+            RegType::SockCommon => "sock_common",
+            RegType::TcpSock => "tcp_sock",
+            RegType::XdpSock => "xdp_sock",
         }
+    }
+
+    /// One of the socket pointer types (`type_is_sk_pointer` of the base type).
+    pub const fn is_sk_pointer(self) -> bool {
+        matches!(
+            self,
+            RegType::Socket | RegType::SockCommon | RegType::TcpSock | RegType::XdpSock
+        )
     }
 
     /// `PTR_TO_PACKET` or `PTR_TO_PACKET_META` (`reg_is_pkt_pointer`).
@@ -252,6 +273,8 @@ pub enum SlotType {
     Misc,
     /// Written with zero.
     Zero,
+    /// Part of an open-coded iterator (`STACK_ITER`).
+    Iter,
 }
 
 impl SlotType {
@@ -262,8 +285,44 @@ impl SlotType {
             SlotType::Spill => 'r',
             SlotType::Misc => 'm',
             SlotType::Zero => '0',
+            SlotType::Iter => 'i',
         }
     }
+}
+
+/// The state of an open-coded iterator (`enum bpf_iter_state`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub enum IterPhase {
+    /// `BPF_ITER_STATE_ACTIVE`: `next` may still return an element.
+    #[default]
+    Active,
+    /// `BPF_ITER_STATE_DRAINED`: `next` returned NULL and keeps doing so.
+    Drained,
+}
+
+impl IterPhase {
+    /// The kernel's name (`iter_state_str`).
+    pub const fn name(self) -> &'static str {
+        match self {
+            IterPhase::Active => "active",
+            IterPhase::Drained => "drained",
+        }
+    }
+}
+
+/// What a stack slot of an open-coded iterator knows (the `iter` part of
+/// the kernel's `spilled_ptr` of a `STACK_ITER` slot).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub struct IterSlot {
+    /// Host BTF id of the iterator struct (`struct bpf_iter_num`).
+    pub btf_id: u32,
+    /// Reference the iterator holds; set in its first (highest) slot only.
+    pub ref_obj_id: u32,
+    /// Active or drained.
+    pub phase: IterPhase,
+    /// Iterations forked so far (`iter.depth`): distinguishes loop
+    /// iterations from an infinite loop; never compared for pruning.
+    pub depth: u32,
 }
 
 /// One 8-byte stack slot (`struct bpf_stack_state`). `slot_type[i]` is the
@@ -275,12 +334,38 @@ pub struct StackSlot {
     pub spilled: Reg,
     /// The kind of each byte.
     pub slot_type: [SlotType; 8],
+    /// The iterator (valid when the slot holds `Iter` bytes).
+    pub iter: IterSlot,
 }
 
 impl StackSlot {
     /// `is_spilled_reg`: the last byte is a spill.
     pub fn is_spill(&self) -> bool {
         self.slot_type[7] == SlotType::Spill
+    }
+
+    /// Whether the slot belongs to an iterator (`STACK_ITER`).
+    pub fn is_iter(&self) -> bool {
+        self.slot_type[7] == SlotType::Iter
+    }
+
+    /// `is_stack_slot_special`: a spill or an iterator.
+    pub fn is_special(&self) -> bool {
+        matches!(self.slot_type[7], SlotType::Spill | SlotType::Iter)
+    }
+
+    /// `scrub_special_slot`: a data write over a spilled register or an
+    /// iterator leaves unknown data in the bytes that held it.
+    pub fn scrub_special(&mut self) {
+        self.spilled = Reg::default();
+        if self.is_special() {
+            for b in self.slot_type.iter_mut() {
+                if *b != SlotType::Invalid {
+                    *b = SlotType::Misc;
+                }
+            }
+        }
+        self.iter = IterSlot::default();
     }
 }
 

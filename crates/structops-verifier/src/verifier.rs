@@ -16,7 +16,7 @@ use crate::cfg::{self, Cfg};
 use crate::env::{LogOptions, MapInfo, MapRef, ProgInfo, ReturnRule, VerifierEnv};
 use crate::error::{E2BIG, EACCES, EBADF, EINVAL, Reject, VerifyError, eacces, einval};
 use crate::liveness::Loc;
-use crate::prune::{Exact, states_equal};
+use crate::prune::{Exact, iter_active_depths_differ, states_equal};
 use crate::scalar::ScalarValue;
 use crate::state::{Frame, HistEntry, Reg, RegFlags, RegType, State, write_reg};
 
@@ -66,7 +66,7 @@ impl Stats {
 /// A remembered state at a prune point.
 pub(crate) struct Stored {
     pub state: State,
-    insn: usize,
+    pub insn: usize,
     pub parent: Option<usize>,
     branches: u32,
     hit: u32,
@@ -83,6 +83,8 @@ pub(crate) struct Stored {
 enum LoopPoint {
     MayGoto,
     Callback,
+    /// An open-coded iterator's `next` call (`is_iter_next_insn`).
+    IterNext,
 }
 
 /// `maybe_widen_reg`.
@@ -154,6 +156,8 @@ pub(crate) struct Verifier<'a> {
     pub(crate) stored: Vec<Stored>,
     /// Registers live before each instruction ([`crate::live_regs`]).
     live_regs: Vec<u16>,
+    /// Calls of an iterator's `next` kfunc (`insn_aux_data.is_iter_next`).
+    pub(crate) iter_next: Vec<bool>,
     explored: HashMap<usize, Vec<usize>>,
     /// Parent of the current state among `stored`.
     pub(crate) cur_parent: Option<usize>,
@@ -234,6 +238,7 @@ impl<'a> Verifier<'a> {
             },
             cur_parent: None,
             live_regs: Vec::new(),
+            iter_next: Vec::new(),
             frame_uid: 0,
             longest_mark_read_walk: 0,
             jumped: false,
@@ -302,6 +307,7 @@ impl<'a> Verifier<'a> {
         );
         self.verbose(&lines);
         self.cfg = cfg?;
+        self.mark_iter_next_calls();
         self.check_struct_ops()?;
         let ops: Vec<Option<Op>> = self
             .ops
@@ -435,6 +441,22 @@ impl<'a> Verifier<'a> {
                 continue;
             }
             let mut types: String = slot.slot_type.iter().map(|t| t.letter()).collect();
+            if slot.is_iter() {
+                // Only an iterator's first slot carries its reference.
+                let it = &slot.iter;
+                if it.ref_obj_id != 0 {
+                    let _ = write!(
+                        out,
+                        " fp{}=iter_{}(ref_id={},state={},depth={})",
+                        -8 * (spi as i64 + 1),
+                        self.iter_type_str(it.btf_id),
+                        it.ref_obj_id,
+                        it.phase.name(),
+                        it.depth
+                    );
+                }
+                continue;
+            }
             let _ = write!(out, " fp{}=", -8 * (spi as i64 + 1));
             if slot.is_spill() {
                 let first = slot
@@ -640,6 +662,9 @@ impl<'a> Verifier<'a> {
     /// and still converge: open-coded iterator `next` calls, `may_goto`,
     /// and callback-calling helpers.
     fn loop_point(&self, pc: usize) -> Option<LoopPoint> {
+        if self.iter_next.get(pc).copied().unwrap_or(false) {
+            return Some(LoopPoint::IterNext);
+        }
         match self.ops.get(pc) {
             Some(Some(Ok(Op::MayGoto { .. }))) => Some(LoopPoint::MayGoto),
             Some(Some(Ok(Op::Call(CallTarget::Helper { id }))))
@@ -671,6 +696,10 @@ impl<'a> Verifier<'a> {
             if in_progress {
                 let old = &self.stored[si].state;
                 let converged = match loop_point {
+                    Some(LoopPoint::IterNext) => {
+                        states_equal(old, &self.cur, &live, Exact::RangeWithin, privs)
+                            && self.iter_arg_active()
+                    }
                     Some(LoopPoint::MayGoto) => {
                         old.may_goto_depth != self.cur.may_goto_depth
                             && states_equal(old, &self.cur, &live, Exact::RangeWithin, privs)
@@ -685,11 +714,13 @@ impl<'a> Verifier<'a> {
                     keep.extend_from_slice(&list[pos..]);
                     break;
                 }
-                let skip_inf = loop_point == Some(LoopPoint::Callback);
+                let skip_inf =
+                    matches!(loop_point, Some(LoopPoint::Callback | LoopPoint::IterNext));
                 if !skip_inf
                     && old.may_goto_depth == self.cur.may_goto_depth
                     && old.callback_unroll_depth == self.cur.callback_unroll_depth
                     && states_equal(old, &self.cur, &live, Exact::Equal, privs)
+                    && !iter_active_depths_differ(old, &self.cur)
                 {
                     return einval!("infinite loop detected at insn {pc}");
                 }
@@ -1180,9 +1211,7 @@ impl<'a> Verifier<'a> {
             return einval!("BPF_LD_[ABS|IND] instructions not allowed for this program type");
         }
         self.check_src(6)?;
-        if !self.cur.refs.is_empty() {
-            return einval!("BPF_LD_[ABS|IND] would lead to reference leak");
-        }
+        self.check_reference_leak("BPF_LD_[ABS|IND]")?;
         if self.reg(6).ty != RegType::Ctx {
             return einval!("at the time of BPF_LD_ABS|IND R6 != pointer to skb");
         }
@@ -1596,16 +1625,8 @@ impl<'a> Verifier<'a> {
         if curframe == 0 || in_cb {
             // check_reference_leak for the main program (and callbacks,
             // for references they acquired themselves).
-            if curframe == 0 && !self.cur.refs.is_empty() {
-                let refs = self.cur.refs.clone();
-                for r in refs {
-                    self.verbose(&format!(
-                        "Unreleased reference id={} alloc_insn={}
-",
-                        r.id, r.insn
-                    ));
-                }
-                return einval!("BPF_EXIT instruction in main prog would lead to reference leak");
+            if curframe == 0 {
+                self.check_reference_leak("BPF_EXIT instruction in main prog")?;
             }
         }
         if curframe > 0 {
@@ -1788,9 +1809,9 @@ fn mark_ptr_or_null(st: &mut State, id: u32, is_null: bool, inner_maps: &HashMap
                 };
             } else {
                 reg.flags = reg.flags.without(RegFlags::MAYBE_NULL);
-                if reg.ref_obj_id == 0 {
-                    reg.id = 0;
-                }
+                // The id only served the null check; the reference (if any)
+                // stays in `ref_obj_id`.
+                reg.id = 0;
             }
         }
     };

@@ -340,7 +340,15 @@ impl Interpreter {
     }
 
     pub(crate) fn start(&mut self, code: &Code, ctx: u64, mode: Mode) {
+        self.start_native(code, ctx);
         self.mode = mode;
+        self.stack.reset_frame(0, mode == Mode::Checked);
+    }
+
+    /// [`Interpreter::start`] of a JIT run: unchecked, and the first frame is not
+    /// cleared (the compiled code zeroes the frames it can reach).
+    pub(crate) fn start_native(&mut self, code: &Code, ctx: u64) {
+        self.mode = Mode::Unchecked;
         self.regs = [0; 16];
         self.regs[1] = ctx;
         self.regs[10] = self.stack.frame_pointer(0);
@@ -351,7 +359,6 @@ impl Interpreter {
         self.fixed_regions = 0;
         self.tail_calls = 0;
         self.steps = 0;
-        self.stack.reset_frame(0);
     }
 
     pub(crate) fn finish(&mut self) {
@@ -412,7 +419,7 @@ impl Interpreter {
             may_goto,
         });
         let depth = self.frames.len();
-        self.stack.reset_frame(depth);
+        self.stack.reset_frame(depth, self.mode == Mode::Checked);
         self.regs[10] = self.stack.frame_pointer(depth);
         Ok(())
     }
@@ -739,7 +746,8 @@ impl Interpreter {
                                 self.tail_calls += 1;
                                 // The target replaces the current function:
                                 // same frame (now fresh), same registers.
-                                self.stack.reset_frame(self.frames.len());
+                                let checked = self.mode == Mode::Checked;
+                                self.stack.reset_frame(self.frames.len(), checked);
                                 cur = Arc::clone(target.inner());
                                 self.codes.push(target);
                                 code_idx = self.codes.len() - 1;

@@ -191,7 +191,9 @@ impl Stack {
     }
 
     /// Zeroes frame `depth` and marks it uninitialized, as on entry.
-    pub(crate) fn reset_frame(&mut self, depth: usize) {
+    /// Zeroes frame `depth`, and with `track` marks its bytes unwritten (the
+    /// initialization tracking only checked runs read).
+    pub(crate) fn reset_frame(&mut self, depth: usize, track: bool) {
         let depth = depth.min(MAX_CALL_FRAMES - 1);
         let start = depth * STACK_SIZE;
         // SAFETY: `start + STACK_SIZE <= STACK_WORDS * 8`, inside the
@@ -203,7 +205,7 @@ impl Stack {
                 .add(start)
                 .write_bytes(0, STACK_SIZE);
         }
-        if let Some(flags) = self.init.get_mut(start..start + STACK_SIZE) {
+        if track && let Some(flags) = self.init.get_mut(start..start + STACK_SIZE) {
             flags.fill(false);
         }
     }

@@ -460,6 +460,51 @@ fn entry_points_are_shared_between_threads() {
 }
 
 #[test]
+fn single_function_programs_are_compiled_into_the_entry_point() {
+    let model = FuncModel::new(vec![ArgKind::Ptr, ArgKind::I32], RetKind::I32).unwrap();
+    // `return state->v + x;`: one function, no environment.
+    let one =
+        code("r2 = *(u64 *)(r1 +0)\nr0 = *(u32 *)(r2 +0)\nr3 = *(u64 *)(r1 +8)\nr0 += r3\nexit");
+    // The same through a bpf-to-bpf call: direct, but not inline.
+    let two = code(
+        "r2 = *(u64 *)(r1 +0)\nr3 = *(u64 *)(r1 +8)\ncall f\nexit\nf:\nr0 = *(u32 *)(r2 +0)\nr0 += r3\nexit",
+    );
+    let mut state = 40u32;
+    for (c, inline) in [(&one, true), (&two, false)] {
+        for engine in ENGINES {
+            let e = entry(c, &model, engine);
+            assert_eq!(e.is_inline(), inline && engine == Engine::Jit, "{engine:?}");
+            // SAFETY: the model's signature; the program reads `*state` only.
+            let f = unsafe {
+                std::mem::transmute::<*const c_void, unsafe extern "C" fn(*mut u32, i32) -> i32>(
+                    e.as_ptr(),
+                )
+            };
+            for x in [2, -50, i32::MAX] {
+                // SAFETY: as above.
+                let got = unsafe { f(&mut state, x) };
+                assert_eq!(got, 40i32.wrapping_add(x), "{engine:?} inline {inline}");
+            }
+            assert_eq!(e.faults(), 0);
+        }
+    }
+    // A fault inside an inline entry (a misaligned atomic, which a
+    // verifier would refuse) returns 0 and is counted.
+    let bad = code("r2 = *(u64 *)(r1 +0)\nr3 = 1\nlock *(u32 *)(r2 +1) += r3\nr0 = 9\nexit");
+    let e = entry(&bad, &model, Engine::Jit);
+    assert!(e.is_inline());
+    let mut words = [0u32; 2];
+    // SAFETY: the model's signature; the program touches `words` only.
+    let f = unsafe {
+        std::mem::transmute::<*const c_void, unsafe extern "C" fn(*mut u32, i32) -> i32>(e.as_ptr())
+    };
+    // SAFETY: as above.
+    assert_eq!(unsafe { f(words.as_mut_ptr(), 0) }, 0);
+    assert_eq!(e.faults(), 1);
+    assert_eq!(words, [0, 0]);
+}
+
+#[test]
 fn run_time_faults_return_zero_and_are_counted() {
     // Unbounded recursion (a verifier rejects it): the call depth check fails.
     let code = code("r0 = 5\ncall f\nexit\nf:\ncall f\nr0 = 7\nexit");

@@ -523,7 +523,7 @@ fn differential(code: &Code) -> Result<u64, TestCaseError> {
 
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(
-        std::env::var("STRUCTOPS_JIT_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(3000)
+        std::env::var("STRUCTOPS_JIT_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(20_000)
     ))]
 
     /// Random valid programs agree on all three runs.

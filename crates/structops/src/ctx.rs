@@ -8,7 +8,8 @@
 //!
 //! - [`XdpBuff`]: `struct xdp_md` at offset 0, then `data`, `data_end`, `data_meta`,
 //!   `data_hard_start` as real addresses;
-//! - [`SkBuff`]: `struct __sk_buff` (192 bytes) at offset 0, then the packet pointers.
+//! - [`SkBuff`]: `struct __sk_buff` (192 bytes) at offset 0, then the packet pointers,
+//!   then the [`BpfSock`] its `sk` field points to.
 //!
 //! The uapi fields `data`, `data_end` and `data_meta` are 32 bits wide, too narrow for
 //! an address. After verification the runtime rewrites every load of them
@@ -193,8 +194,68 @@ pub mod sk_buff {
     pub const GSO_SEGS: usize = 164;
     /// `gso_size`.
     pub const GSO_SIZE: usize = 176;
+    /// `sk`: a pointer to the packet's socket.
+    pub const SK: usize = 168;
     /// `hwtstamp`.
     pub const HWTSTAMP: usize = 184;
+}
+
+/// `sizeof(struct bpf_sock)`.
+pub const BPF_SOCK_SIZE: usize = 80;
+
+/// `struct bpf_sock`: the view of a socket that loads through a socket pointer see
+/// (`__sk_buff->sk`, `bpf_sk_fullsock`). Like the contexts, the runtime keeps the uapi
+/// struct itself, so the verifier's `bpf_sock_is_valid_access` rules map each load onto
+/// a field.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct BpfSock {
+    /// `bound_dev_if`.
+    pub bound_dev_if: u32,
+    /// `family` (`AF_*`).
+    pub family: u32,
+    /// `type` (`SOCK_*`).
+    pub sk_type: u32,
+    /// `protocol` (`IPPROTO_*`).
+    pub protocol: u32,
+    /// `mark`.
+    pub mark: u32,
+    /// `priority`.
+    pub priority: u32,
+    /// `src_ip4` (network byte order).
+    pub src_ip4: u32,
+    /// `src_ip6` (network byte order).
+    pub src_ip6: [u32; 4],
+    /// `src_port` (host byte order).
+    pub src_port: u32,
+    /// `dst_port` (network byte order) and its 16 bits of padding.
+    pub dst_port: u32,
+    /// `dst_ip4` (network byte order).
+    pub dst_ip4: u32,
+    /// `dst_ip6` (network byte order).
+    pub dst_ip6: [u32; 4],
+    /// `state` (`TCP_*`).
+    pub state: u32,
+    /// `rx_queue_mapping` (-1: none).
+    pub rx_queue_mapping: i32,
+}
+
+impl BpfSock {
+    /// `TCP_CLOSE`: the state `sock_init_data` leaves a new socket in.
+    pub const TCP_CLOSE: u32 = 7;
+    /// `TCP_TIME_WAIT`.
+    pub const TCP_TIME_WAIT: u32 = 6;
+    /// `TCP_LISTEN`.
+    pub const TCP_LISTEN: u32 = 10;
+    /// `TCP_NEW_SYN_RECV`.
+    pub const TCP_NEW_SYN_RECV: u32 = 12;
+    /// `IPPROTO_TCP`.
+    pub const IPPROTO_TCP: u32 = 6;
+
+    /// `sk_fullsock`: not a timewait or request socket.
+    pub fn is_fullsock(&self) -> bool {
+        !matches!(self.state, Self::TCP_TIME_WAIT | Self::TCP_NEW_SYN_RECV)
+    }
 }
 
 /// The runtime's `sk_buff`: the program sees `struct __sk_buff` at offset 0.
@@ -215,6 +276,14 @@ pub struct SkBuff {
     pub len: u32,
     /// Padding.
     pub pad: u32,
+    /// The socket `__sk_buff->sk` points to in a test run (the kernel's
+    /// `bpf_prog_test_run_skb` gives every skb a dummy socket).
+    pub sock: BpfSock,
+}
+
+impl SkBuff {
+    /// Offset of [`SkBuff::sock`].
+    pub const SOCK: usize = SK_BUFF_SIZE + 40;
 }
 
 impl Default for SkBuff {
@@ -227,6 +296,7 @@ impl Default for SkBuff {
             network_header: 0,
             len: 0,
             pad: 0,
+            sock: BpfSock::default(),
         }
     }
 }
@@ -283,6 +353,11 @@ mod tests {
         assert_eq!(std::mem::offset_of!(XdpBuff, data_meta), XdpBuff::DATA_META);
         assert_eq!(std::mem::offset_of!(SkBuff, data), SkBuff::DATA);
         assert_eq!(std::mem::offset_of!(SkBuff, data_end), SkBuff::DATA_END);
+        assert_eq!(std::mem::offset_of!(SkBuff, sock), SkBuff::SOCK);
+        assert_eq!(std::mem::size_of::<BpfSock>(), BPF_SOCK_SIZE);
+        assert_eq!(std::mem::offset_of!(BpfSock, src_port), 44);
+        assert_eq!(std::mem::offset_of!(BpfSock, dst_ip4), 52);
+        assert_eq!(std::mem::offset_of!(BpfSock, rx_queue_mapping), 76);
         let md = XdpMd {
             data: 1,
             data_end: 2,

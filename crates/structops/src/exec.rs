@@ -28,12 +28,13 @@ use structops_vm::{Access, Caller, Code, Env, Mode, Region, TailCallTarget, VmEr
 use thiserror::Error;
 
 use crate::caps::Capabilities;
-use crate::ctx::{SkBuff, XdpBuff};
+use crate::ctx::{BpfSock, SkBuff, XdpBuff};
 use crate::errno::Errno;
 use crate::helpers::printf::{self, MemReader};
 use crate::helpers::{self as h, HostFn};
 use crate::maps::{BPF_F_RDONLY_PROG, Guard, Map, MapType};
 use crate::prog::load::clock_ns;
+use crate::prog::{Callee, ClockKind, HelperCall, HelperTrace};
 use crate::prog::{Prog, ProgType, Verification};
 use crate::runtime::Runtime;
 
@@ -145,6 +146,15 @@ pub enum ExecError {
         /// The lock (released by the runtime).
         addr: u64,
     },
+    /// A socket argument that is not a socket this runtime can answer for (the run's
+    /// skb socket, in the states it can have).
+    #[error("helper #{helper}: {addr:#x} is not a socket of this run")]
+    NotSocket {
+        /// Helper id.
+        helper: i32,
+        /// The value passed.
+        addr: u64,
+    },
     /// The program returned with ring buffer records neither submitted nor discarded.
     #[error("program exited with {count} unreleased ring buffer reservations (discarded)")]
     UnreleasedReservations {
@@ -223,12 +233,43 @@ fn prandom_u32(state: &mut u64) -> u32 {
     (x.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 32) as u32
 }
 
-fn seed() -> u64 {
+/// A generator state for one run: from the runtime's
+/// [`crate::RuntimeConfig::prandom_seed`] and its run count when it has one (every
+/// run of a seeded runtime draws a reproducible sequence), else random.
+fn seed(rt: &Runtime) -> u64 {
     use std::collections::hash_map::RandomState;
     use std::hash::{BuildHasher, Hasher};
-    let mut hs = RandomState::new().build_hasher();
-    hs.write_u64(clock_ns(libc::CLOCK_MONOTONIC));
+    let mut hs = match rt.progs.prandom_seed {
+        Some(seed) => {
+            let mut h = std::hash::DefaultHasher::new();
+            h.write_u64(seed);
+            h.write_u64(
+                rt.progs
+                    .prandom_runs
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            );
+            h
+        }
+        None => {
+            let mut h = RandomState::new().build_hasher();
+            h.write_u64(clock_ns(libc::CLOCK_MONOTONIC));
+            h
+        }
+    };
+    hs.write_u8(0);
     hs.finish() | 1
+}
+
+/// The runtime's clock for `kind`: the host's hook if it set one, else the system's.
+fn now(rt: &Runtime, kind: ClockKind) -> u64 {
+    match rt.progs.clock.read().ok().and_then(|c| c.clone()) {
+        Some(clock) => clock(kind),
+        None => clock_ns(match kind {
+            ClockKind::Monotonic => libc::CLOCK_MONOTONIC,
+            ClockKind::Boottime => libc::CLOCK_BOOTTIME,
+            ClockKind::MonotonicCoarse => libc::CLOCK_MONOTONIC_COARSE,
+        }),
+    }
 }
 
 /// The runtime's environment for one run of one program (and the programs it tail-calls).
@@ -259,6 +300,8 @@ pub struct ProgEnv<'r> {
     packet: PacketCtx,
     rng: u64,
     hz: u64,
+    /// The runtime's helper trace, when one was set ([`Runtime::set_helper_trace`]).
+    trace: Option<HelperTrace>,
 }
 
 impl std::fmt::Debug for ProgEnv<'_> {
@@ -291,8 +334,14 @@ impl<'r> ProgEnv<'r> {
             lock_held: None,
             scratch: Vec::new(),
             packet: PacketCtx::None,
-            rng: seed(),
+            // Seeded on the first `bpf_get_prandom_u32` (most runs never call it).
+            rng: 0,
             hz: u64::from(rt.progs.hz),
+            trace: if rt.progs.trace_on.load(std::sync::atomic::Ordering::Relaxed) {
+                rt.progs.helper_trace.read().ok().and_then(|t| t.clone())
+            } else {
+                None
+            },
         }
     }
 
@@ -519,14 +568,50 @@ impl<'r> ProgEnv<'r> {
                     Err(e) => neg(e),
                 })
             }
-            h::BPF_FUNC_KTIME_GET_NS => Ok(clock_ns(libc::CLOCK_MONOTONIC)),
-            h::BPF_FUNC_KTIME_GET_BOOT_NS => Ok(clock_ns(libc::CLOCK_BOOTTIME)),
-            h::BPF_FUNC_KTIME_GET_COARSE_NS => Ok(clock_ns(libc::CLOCK_MONOTONIC_COARSE)),
+            h::BPF_FUNC_MAP_PUSH_ELEM => {
+                let m = self.map(pc, id, 1, a[0])?;
+                let value = read_arg(caller, a[1], m.value_size() as usize)?;
+                Ok(match m.push_from_prog(value.as_ref(), a[2]) {
+                    Ok(()) => 0,
+                    Err(e) => neg(e),
+                })
+            }
+            h::BPF_FUNC_MAP_POP_ELEM | h::BPF_FUNC_MAP_PEEK_ELEM => {
+                let m = self.map(pc, id, 1, a[0])?;
+                let mut value = ArgBuf::new(m.value_size() as usize);
+                // The value is written even when the map is empty (zeroed).
+                let r = m.pop_from_prog(value.as_mut(), id == h::BPF_FUNC_MAP_POP_ELEM);
+                caller.write(a[1], value.as_ref())?;
+                Ok(match r {
+                    Ok(()) => 0,
+                    Err(e) => neg(e),
+                })
+            }
+            // No socket exists in this runtime: lookups match nothing and return NULL,
+            // as the kernel's do for a tuple no socket is bound to. The tuple is still
+            // the program's memory (checked runs check it).
+            h::BPF_FUNC_SK_LOOKUP_TCP | h::BPF_FUNC_SK_LOOKUP_UDP | h::BPF_FUNC_SKC_LOOKUP_TCP => {
+                caller.check(a[1], a[2], Access::Read)?;
+                Ok(0)
+            }
+            // Only lookups acquire references, and they never return a socket.
+            h::BPF_FUNC_SK_RELEASE => Ok(0),
+            h::BPF_FUNC_SK_FULLSOCK | h::BPF_FUNC_TCP_SOCK | h::BPF_FUNC_GET_LISTENER_SOCK => {
+                self.sock_helper(pc, id, a[0])
+            }
+            h::BPF_FUNC_KTIME_GET_NS => Ok(now(self.rt, ClockKind::Monotonic)),
+            h::BPF_FUNC_KTIME_GET_BOOT_NS => Ok(now(self.rt, ClockKind::Boottime)),
+            h::BPF_FUNC_KTIME_GET_COARSE_NS => Ok(now(self.rt, ClockKind::MonotonicCoarse)),
             h::BPF_FUNC_JIFFIES64 => {
-                let ns = u128::from(clock_ns(libc::CLOCK_MONOTONIC));
+                let ns = u128::from(now(self.rt, ClockKind::Monotonic));
                 Ok((ns * u128::from(self.hz) / 1_000_000_000) as u64)
             }
-            h::BPF_FUNC_GET_PRANDOM_U32 => Ok(u64::from(prandom_u32(&mut self.rng))),
+            h::BPF_FUNC_GET_PRANDOM_U32 => {
+                if self.rng == 0 {
+                    self.rng = seed(self.rt);
+                }
+                Ok(u64::from(prandom_u32(&mut self.rng)))
+            }
             h::BPF_FUNC_GET_SMP_PROCESSOR_ID => {
                 Ok(u64::from(crate::cpu::current_cpu(self.rt.ncpus())))
             }
@@ -720,6 +805,27 @@ impl<'r> ProgEnv<'r> {
                 Ok(0)
             }
             _ => Err(VmError::UnknownHelper { pc, id }),
+        }
+    }
+
+    /// `bpf_sk_fullsock`, `bpf_tcp_sock`, `bpf_get_listener_sock` on `addr`, which must
+    /// be the socket of this run's skb (the only socket a program can hold here).
+    fn sock_helper(&self, pc: usize, helper: i32, addr: u64) -> Result<u64, VmError> {
+        let sock = match self.packet {
+            // SAFETY: the run's skb, alive for the whole run; the program only reads
+            // its socket.
+            PacketCtx::Skb(p) if addr == p as u64 + SkBuff::SOCK as u64 => unsafe { (*p).sock },
+            _ => return Err(env_err(pc, ExecError::NotSocket { helper, addr })),
+        };
+        let full = sock.is_fullsock();
+        match helper {
+            h::BPF_FUNC_SK_FULLSOCK => Ok(if full { addr } else { 0 }),
+            // `struct bpf_tcp_sock` views exist only for TCP sockets, and the run's
+            // socket has no protocol.
+            h::BPF_FUNC_TCP_SOCK if !(full && sock.protocol == BpfSock::IPPROTO_TCP) => Ok(0),
+            // Not a listener (`TCP_LISTEN` with `SOCK_RCU_FREE`).
+            h::BPF_FUNC_GET_LISTENER_SOCK if sock.state != BpfSock::TCP_LISTEN => Ok(0),
+            _ => Err(env_err(pc, ExecError::NotSocket { helper, addr })),
         }
     }
 
@@ -961,8 +1067,39 @@ impl MemReader for ProbeReader<'_, '_, '_, '_> {
     }
 }
 
-impl Env for ProgEnv<'_> {
-    fn call_helper(
+impl ProgEnv<'_> {
+    /// Reports a finished helper or kfunc call to the runtime's helper trace.
+    fn traced(&self, pc: usize, callee: Callee, mut args: [u64; 5], r: &Result<u64, VmError>) {
+        if let Some(trace) = &self.trace {
+            // Registers past a helper's arguments hold whatever the engine left there
+            // (the verifier treats them as clobbered by earlier calls): reported as 0.
+            if let Callee::Helper(id) = callee {
+                let proto = h::builtin(id).copied().or_else(|| {
+                    let helpers = self.rt.progs.helpers.read().ok()?;
+                    helpers
+                        .iter()
+                        .find(|hh| hh.proto.id == id)
+                        .map(|hh| hh.proto)
+                });
+                if let Some(p) = proto {
+                    for (a, spec) in args.iter_mut().zip(p.args.iter()) {
+                        if spec.ty == structops_verifier::proto::ArgType::DontCare {
+                            *a = 0;
+                        }
+                    }
+                }
+            }
+            trace(&HelperCall {
+                prog_id: self.root,
+                pc,
+                callee,
+                args,
+                ret: r.as_ref().ok().copied(),
+            });
+        }
+    }
+
+    fn dispatch_helper(
         &mut self,
         pc: usize,
         id: i32,
@@ -1012,7 +1149,7 @@ impl Env for ProgEnv<'_> {
         }
     }
 
-    fn call_kfunc(
+    fn dispatch_kfunc(
         &mut self,
         pc: usize,
         btf_id: u32,
@@ -1044,6 +1181,37 @@ impl Env for ProgEnv<'_> {
             }
         };
         f(caller, args)
+    }
+}
+
+impl Env for ProgEnv<'_> {
+    fn call_helper(
+        &mut self,
+        pc: usize,
+        id: i32,
+        args: [u64; 5],
+        caller: &mut Caller<'_>,
+    ) -> Result<u64, VmError> {
+        let r = self.dispatch_helper(pc, id, args, caller);
+        if self.trace.is_some() {
+            self.traced(pc, Callee::Helper(id), args, &r);
+        }
+        r
+    }
+
+    fn call_kfunc(
+        &mut self,
+        pc: usize,
+        btf_id: u32,
+        off: i16,
+        args: [u64; 5],
+        caller: &mut Caller<'_>,
+    ) -> Result<u64, VmError> {
+        let r = self.dispatch_kfunc(pc, btf_id, off, args, caller);
+        if self.trace.is_some() {
+            self.traced(pc, Callee::Kfunc(btf_id), args, &r);
+        }
+        r
     }
 
     fn tail_call(&mut self, pc: usize, map: u64, index: u32) -> Result<TailCallTarget, VmError> {

@@ -72,13 +72,15 @@ pub use maps::{
 };
 pub use object::{AccessMode, Handle, ObjKind};
 pub use prog::{
-    AttachType, Prog, ProgHandle, ProgInfo, ProgLoadAttr, ProgType, Verification, VerifiedProgram,
+    AttachType, Callee, Clock, ClockKind, HelperCall, HelperTrace, Prog, ProgHandle, ProgInfo,
+    ProgLoadAttr, ProgType, Verification, VerifiedProgram,
 };
 pub use runtime::{ObjInfo, Runtime, RuntimeConfig};
 pub use struct_ops::{
     Link, LinkCreateAttr, LinkHandle, LinkInfo, LinkUpdateAttr, OpsSlot, OpsTable, OpsType,
     StructOps, StructOpsDesc,
 };
+pub use structops_vm::{Engine, JitProgram};
 pub use test_run::{RunFault, RunMode, TestRun};
 
 /// Enters a read section (the runtime's `rcu_read_lock`): while the returned guard

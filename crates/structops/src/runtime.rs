@@ -4,6 +4,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 
 use structops_btf::Btf;
+use structops_vm::Engine;
 
 use crate::btf_obj::{BtfHandle, BtfInfo, BtfObject};
 use crate::caps::Capabilities;
@@ -35,6 +36,24 @@ pub struct RuntimeConfig {
     pub run_unverified: bool,
     /// `CONFIG_HZ`: the tick rate behind `bpf_jiffies64`.
     pub hz: u32,
+    /// The engine verified programs run on unless their load asks for another
+    /// ([`crate::ProgLoadAttr::engine`]): the JIT by default where the host has one
+    /// (x86-64), the interpreter otherwise. Checked runs always use the interpreter.
+    pub engine: Engine,
+    /// Seeds `bpf_get_prandom_u32`: with `Some`, the n-th run of a program that draws
+    /// random numbers gets the same sequence in every runtime with this seed (for
+    /// reproducible simulations and differential tests); `None` (the default) seeds
+    /// from the system.
+    pub prandom_seed: Option<u64>,
+}
+
+/// The JIT where this host can run its code, else the interpreter.
+fn default_engine() -> Engine {
+    if structops_vm::Target::host().is_some() {
+        Engine::Jit
+    } else {
+        Engine::Interp
+    }
 }
 
 impl Default for RuntimeConfig {
@@ -49,6 +68,8 @@ impl Default for RuntimeConfig {
             map_memory_limit: 1 << 30,
             run_unverified: false,
             hz: 250,
+            engine: default_engine(),
+            prandom_seed: None,
         }
     }
 }
@@ -127,7 +148,12 @@ impl Runtime {
             numa_nodes: config.numa_nodes.max(1),
             map_memory_limit: config.map_memory_limit,
             maps: IdTable::new(),
-            progs: ProgRegistry::new(config.run_unverified, config.hz),
+            progs: ProgRegistry::new(
+                config.run_unverified,
+                config.hz,
+                config.engine,
+                config.prandom_seed,
+            ),
             btfs: IdTable::new(),
             fds: FdTable::default(),
             host_btf: Mutex::new(None),
@@ -174,6 +200,11 @@ impl Runtime {
             BtfObject::new(header, Arc::new(btf), raw, "vmlinux".into(), true)
         })?;
         let h = Handle::new(obj, AccessMode::ReadWrite);
+        self.progs
+            .kfuncs
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .bind_builtins(h.btf());
         *self.host_btf.lock().unwrap_or_else(|p| p.into_inner()) = Some(h.clone());
         Ok(h)
     }
@@ -287,6 +318,20 @@ impl Runtime {
     /// `BPF_MAP_DELETE_ELEM`.
     pub fn map_delete_elem(&self, map: &MapHandle, key: Option<&[u8]>) -> Result<(), Errno> {
         map.object().sys_delete(map.mode(), &self.fds, key)
+    }
+
+    /// `BPF_MAP_LOOKUP_AND_DELETE_ELEM`: pops the next value of a queue or stack (`key`
+    /// `None`, `flags` 0), or copies a hash map element's value into `value` and deletes
+    /// it. Needs a handle that may read and write; `ENOTSUPP` for other map types.
+    pub fn map_lookup_and_delete_elem(
+        &self,
+        map: &MapHandle,
+        key: Option<&[u8]>,
+        value: &mut [u8],
+        flags: u64,
+    ) -> Result<(), Errno> {
+        map.object()
+            .sys_lookup_and_delete(map.mode(), &self.fds, key, value, flags)
     }
 
     /// `BPF_MAP_GET_NEXT_KEY`: `key` `None` (or absent) gives the first key; `ENOENT`

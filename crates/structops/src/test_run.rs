@@ -34,10 +34,12 @@
 
 use std::time::Instant;
 
-use structops_vm::{Access, Code, Config, Interpreter, Mode, Region, VmError};
+use structops_vm::{Access, Code, Config, Engine, Interpreter, Mode, Region, VmError};
 use thiserror::Error;
 
-use crate::ctx::{SK_BUFF_SIZE, SkBuff, XDP_MD_SIZE, XdpBuff, XdpMd, sk_buff};
+use crate::ctx::{
+    BPF_SOCK_SIZE, BpfSock, SK_BUFF_SIZE, SkBuff, XDP_MD_SIZE, XdpBuff, XdpMd, sk_buff,
+};
 use crate::errno::Errno;
 use crate::exec::{ExecError, PacketCtx, ProgEnv, SKB_SHARED_INFO_SIZE};
 use crate::maps::Guard;
@@ -348,6 +350,8 @@ fn ctx_finish(t: &mut TestRun, ctx: Option<&[u8]>) -> Result<(), Errno> {
 struct Exec<'p> {
     code: &'p Code,
     mode: Mode,
+    /// The engine of unchecked runs.
+    engine: Engine,
 }
 
 fn choose<'p>(rt: &Runtime, prog: &'p Prog, mode: RunMode) -> Result<Exec<'p>, Errno> {
@@ -355,15 +359,18 @@ fn choose<'p>(rt: &Runtime, prog: &'p Prog, mode: RunMode) -> Result<Exec<'p>, E
         (Verification::Verified(v), RunMode::Auto | RunMode::Unchecked) => Ok(Exec {
             code: v.code(),
             mode: Mode::Unchecked,
+            engine: v.engine(),
         }),
         (Verification::Verified(v), RunMode::Checked) => Ok(Exec {
             code: v.code(),
             mode: Mode::Checked,
+            engine: Engine::Interp,
         }),
         (Verification::Unverified(_), RunMode::Auto | RunMode::Checked) if rt.run_unverified() => {
             Ok(Exec {
                 code: prog.unverified_code(),
                 mode: Mode::Checked,
+                engine: Engine::Interp,
             })
         }
         _ => Err(Errno::EACCES),
@@ -375,12 +382,12 @@ struct RunInput {
     ctx_addr: u64,
     ctx_len: usize,
     ctx_access: Access,
-    /// Read-only context bytes `[start, end)` beyond the `ctx_len` the program may
-    /// also read (rewritten loads of the runtime's packet pointers), in checked runs.
-    ctx_extra: Option<(u64, u64)>,
     packet: PacketCtx,
     /// The packet region `[start, end)` to grant in checked runs.
     packet_region: Option<(u64, u64)>,
+    /// Read-only memory besides the context that loads reach in checked runs: the
+    /// skb's socket (`__sk_buff->sk`) and its packet pointers (rewritten loads).
+    extra_regions: Vec<(u64, usize)>,
 }
 
 impl RunInput {
@@ -419,12 +426,12 @@ fn run_loop(
     } else {
         Vec::new()
     };
-    if exec.mode == Mode::Checked
-        && let Some((s, e)) = input.ctx_extra
-    {
-        // SAFETY: part of the run's context, alive for the whole test run; the
-        // program only reads it.
-        regions.push(unsafe { Region::from_raw_parts(s, (e - s) as usize, Access::Read) });
+    if exec.mode == Mode::Checked {
+        for &(addr, len) in &input.extra_regions {
+            // SAFETY: memory of the run's context allocation (the skb's socket), alive
+            // for the whole test run and only read by the program.
+            regions.push(unsafe { Region::from_raw_parts(addr, len, Access::Read) });
+        }
     }
     let fixed_regions = regions.len();
     let mut vm = Interpreter::with_config(Config::default());
@@ -451,9 +458,10 @@ fn run_loop(
                 vm.run_checked(exec.code, &mut env, ctx, &regions)?
             }
             Mode::Unchecked => {
-                // SAFETY: only verified programs run unchecked (`choose`); the context
-                // is the one the verifier checked the program against.
-                unsafe { vm.run_unchecked(exec.code, &mut env, input.ctx_addr)? }
+                // SAFETY: only verified programs run unchecked (`choose`), on either
+                // engine; the context is the one the verifier checked the program
+                // against.
+                unsafe { vm.run(exec.engine, exec.code, &mut env, input.ctx_addr)? }
             }
         };
         env.finish()?;
@@ -594,9 +602,9 @@ impl Runtime {
             // The uapi view and the pointers its rewritten loads read.
             ctx_len: XdpBuff::DATA_META + 8,
             ctx_access: Access::Read,
-            ctx_extra: None,
             packet: PacketCtx::Xdp(xdp.ptr),
             packet_region: Some((data_meta, data_end)),
+            extra_regions: Vec::new(),
         };
         let result = run_loop(self, prog, &exec, &input, t.repeat);
         let b = *xdp.get_mut();
@@ -758,6 +766,19 @@ impl Runtime {
             d.copy_from_slice(&local6);
         }
         skb.set_u32(sk_buff::WIRE_LEN, pkt_len);
+        // The socket `bpf_prog_test_run_skb` allocates (`sk_alloc` + `sock_init_data`
+        // without a `struct socket`): no type, protocol or ports, state `TCP_CLOSE`, and
+        // the family and addresses of the packet's IPv4 or IPv6 header.
+        skb.sock = BpfSock {
+            family,
+            src_ip4: local4,
+            dst_ip4: remote4,
+            src_ip6: ip6_words(&local6),
+            dst_ip6: ip6_words(&remote6),
+            state: BpfSock::TCP_CLOSE,
+            rx_queue_mapping: -1,
+            ..BpfSock::default()
+        };
         skb.data = data;
         skb.data_end = data_end;
         skb.mac_header = mac;
@@ -765,18 +786,22 @@ impl Runtime {
         skb.len = len;
         let csum_before = (t.flags & BPF_F_TEST_SKB_CHECKSUM_COMPLETE != 0)
             .then(|| csum_fold(&buf.read(net, u64::from(headlen))));
-        let boxed = Boxed::new(skb);
+        let mut boxed = Boxed::new(skb);
+        let sock = boxed.addr() + SkBuff::SOCK as u64;
+        boxed.get_mut().set_u64(sk_buff::SK, sock);
         let exec = choose(self, prog, t.mode)?;
         let input = RunInput {
             ctx_addr: boxed.addr(),
             ctx_len: SK_BUFF_SIZE,
             ctx_access: Access::ReadWrite,
-            ctx_extra: Some((
-                boxed.addr() + SkBuff::DATA as u64,
-                boxed.addr() + SkBuff::DATA_END as u64 + 8,
-            )),
             packet: PacketCtx::Skb(boxed.ptr),
             packet_region: Some((mac, mac + u64::from(size))),
+            // The socket, and the packet pointers the rewritten loads of `data`,
+            // `data_end` and `data_meta` read.
+            extra_regions: vec![
+                (sock, BPF_SOCK_SIZE),
+                (boxed.addr() + SkBuff::DATA as u64, 16),
+            ],
         };
         let result = run_loop(self, prog, &exec, &input, t.repeat);
         let after = *boxed.get();
@@ -873,9 +898,9 @@ impl Runtime {
             ctx_addr,
             ctx_len: 8 * nargs,
             ctx_access: Access::Read,
-            ctx_extra: None,
             packet: PacketCtx::None,
             packet_region: None,
+            extra_regions: Vec::new(),
         };
         let (retval, _) = run_loop(self, prog, &exec, &input, 1).map_err(|f| Self::fault(t, f))?;
         drop(words);
@@ -898,4 +923,15 @@ fn csum_fold(data: &[u8]) -> u16 {
         sum = (sum & 0xffff) + (sum >> 16);
     }
     !(sum as u16)
+}
+
+/// Sixteen address bytes as the four `__u32` words of a uapi struct (byte order kept).
+fn ip6_words(b: &[u8; 16]) -> [u32; 4] {
+    let mut w = [0u32; 4];
+    for (d, c) in w.iter_mut().zip(b.chunks_exact(4)) {
+        let mut x = [0u8; 4];
+        x.copy_from_slice(c);
+        *d = u32::from_ne_bytes(x);
+    }
+    w
 }

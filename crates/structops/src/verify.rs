@@ -47,8 +47,8 @@ use structops_btf::{Btf, TypeKind};
 use structops_isa::{Imm64, Insn, Op, Program};
 use structops_verifier::{
     CtxAccess, CtxField, KfuncDesc, KfuncFlags as VKfuncFlags, LogOptions, MapInfo,
-    MapRef as VMapRef, PacketAccess, Privileges, ReturnRule, StructOpsAttach, StructOpsType,
-    VerifierEnv, VerifyError,
+    MapRef as VMapRef, PacketAccess, Privileges, ReturnRule, SockPtr, StructOpsAttach,
+    StructOpsType, VerifierEnv, VerifyError,
 };
 
 use crate::caps::Capabilities;
@@ -144,9 +144,12 @@ fn skb_valid(off: i32, size: u32, write: bool, field: CtxField) -> Option<CtxFie
     } else if in_u64(off, skb::TSTAMP) {
         size == 8
     } else if in_u64(off, skb::SK) {
-        // `PTR_TO_SOCK_COMMON_OR_NULL`: socket pointers do not exist in this runtime,
-        // so the field is refused rather than typed.
-        false
+        // `PTR_TO_SOCK_COMMON_OR_NULL`: the socket the packet belongs to (a test run's
+        // skb has the kernel's dummy socket, see `crate::test_run`).
+        return (!write && size == 8).then_some(CtxField::Sock {
+            kind: SockPtr::SockCommon,
+            maybe_null: true,
+        });
     } else if (skb::TSTAMP_TYPE..skb::HWTSTAMP).contains(&off) {
         false
     } else if write {
@@ -368,6 +371,9 @@ impl<'a> ProgEnv<'a> {
             (KfuncFlags::SLEEPABLE, VKfuncFlags::SLEEPABLE),
             (KfuncFlags::DESTRUCTIVE, VKfuncFlags::DESTRUCTIVE),
             (KfuncFlags::RCU, VKfuncFlags::RCU),
+            (KfuncFlags::ITER_NEW, VKfuncFlags::ITER_NEW),
+            (KfuncFlags::ITER_NEXT, VKfuncFlags::ITER_NEXT),
+            (KfuncFlags::ITER_DESTROY, VKfuncFlags::ITER_DESTROY),
         ];
         let flags = pairs
             .iter()
@@ -721,7 +727,14 @@ mod tests {
             tc_access(skb::TSTAMP_TYPE, 1, false),
             Some(CtxField::Scalar)
         );
-        assert_eq!(tc_access(skb::SK, 8, false), None);
+        let sk = Some(CtxField::Sock {
+            kind: SockPtr::SockCommon,
+            maybe_null: true,
+        });
+        assert_eq!(tc_access(skb::SK, 8, false), sk);
+        assert_eq!(sk_filter_access(skb::SK, 8, false), sk);
+        assert_eq!(tc_access(skb::SK, 4, false), None);
+        assert_eq!(tc_access(skb::SK, 8, true), None);
         assert_eq!(tc_access(SK_BUFF_SIZE as i32, 4, false), None);
         // cgroup skb: no data_meta, data only with CAP_BPF.
         assert_eq!(

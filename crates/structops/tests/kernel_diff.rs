@@ -12,6 +12,9 @@ use structops::maps::*;
 use structops::{Errno, HostObject, MapHandle, Runtime, RuntimeConfig};
 use structops_btf::{BtfBuilder, INT_SIGNED, Linkage, VarSecInfo};
 
+/// `BPF_MAP_LOOKUP_AND_DELETE_ELEM`.
+const BPF_MAP_LOOKUP_AND_DELETE_ELEM: u32 = 21;
+
 /// An object a step refers to, translated to each backend's descriptor.
 #[derive(Clone, Copy, Debug)]
 enum Ref {
@@ -51,6 +54,12 @@ enum Step {
         m: usize,
         key: Option<Val>,
     },
+    /// `BPF_MAP_LOOKUP_AND_DELETE_ELEM`: the output is the value.
+    LookupAndDelete {
+        m: usize,
+        key: Option<Val>,
+        flags: u64,
+    },
     NextKey {
         m: usize,
         key: Option<Val>,
@@ -83,6 +92,13 @@ trait Backend {
     fn lookup(&mut self, m: usize, k: Option<&[u8]>, out: &mut [u8], f: u64) -> Result<(), Errno>;
     fn update(&mut self, m: usize, k: Option<&[u8]>, v: &[u8], f: u64) -> Result<(), Errno>;
     fn delete(&mut self, m: usize, k: Option<&[u8]>) -> Result<(), Errno>;
+    fn lookup_and_delete(
+        &mut self,
+        m: usize,
+        k: Option<&[u8]>,
+        out: &mut [u8],
+        f: u64,
+    ) -> Result<(), Errno>;
     fn next_key(&mut self, m: usize, k: Option<&[u8]>, out: &mut [u8]) -> Result<(), Errno>;
     fn freeze(&mut self, m: usize) -> Result<(), Errno>;
     fn map_id(&self, m: usize) -> u32;
@@ -145,6 +161,20 @@ impl Backend for Kernel {
     }
     fn delete(&mut self, m: usize, k: Option<&[u8]>) -> Result<(), Errno> {
         kernel::delete(self.maps[m], k)
+    }
+    fn lookup_and_delete(
+        &mut self,
+        m: usize,
+        k: Option<&[u8]>,
+        out: &mut [u8],
+        f: u64,
+    ) -> Result<(), Errno> {
+        let mut at = kernel::Attr::new();
+        at.u32(0, self.maps[m] as u32)
+            .u64(8, k.map_or(0, |k| k.as_ptr() as u64))
+            .u64(16, out.as_mut_ptr() as u64)
+            .u64(24, f);
+        kernel::sys_bpf(BPF_MAP_LOOKUP_AND_DELETE_ELEM, &mut at).map(drop)
     }
     fn next_key(&mut self, m: usize, k: Option<&[u8]>, out: &mut [u8]) -> Result<(), Errno> {
         kernel::next_key(self.maps[m], k, out)
@@ -249,6 +279,16 @@ impl Backend for Ours {
     fn delete(&mut self, m: usize, k: Option<&[u8]>) -> Result<(), Errno> {
         self.rt.map_delete_elem(&self.maps[m].0, k)
     }
+    fn lookup_and_delete(
+        &mut self,
+        m: usize,
+        k: Option<&[u8]>,
+        out: &mut [u8],
+        f: u64,
+    ) -> Result<(), Errno> {
+        self.rt
+            .map_lookup_and_delete_elem(&self.maps[m].0, k, out, f)
+    }
     fn next_key(&mut self, m: usize, k: Option<&[u8]>, out: &mut [u8]) -> Result<(), Errno> {
         self.rt.map_get_next_key(&self.maps[m].0, k, out)
     }
@@ -326,6 +366,7 @@ fn run(b: &mut dyn Backend, steps: &[Step], ncpus: u32) -> Vec<Outcome> {
         // A step on a map whose creation failed (in both, or the case already differs).
         let target = match s {
             Step::Lookup { m, .. }
+            | Step::LookupAndDelete { m, .. }
             | Step::Update { m, .. }
             | Step::Delete { m, .. }
             | Step::NextKey { m, .. }
@@ -377,6 +418,12 @@ fn run(b: &mut dyn Backend, steps: &[Step], ncpus: u32) -> Vec<Outcome> {
             Step::Delete { m, key: k } => {
                 let k = key(b, k);
                 b.delete(*m, k.as_deref()).map(|_| vec![])
+            }
+            Step::LookupAndDelete { m, key: k, flags } => {
+                let k = key(b, k);
+                let mut v = vec![0u8; sys_value_size(slots[*m], ncpus)];
+                b.lookup_and_delete(*m, k.as_deref(), &mut v, *flags)
+                    .map(|_| v)
             }
             Step::NextKey { m, key: k } => {
                 let k = key(b, k);
@@ -503,7 +550,7 @@ impl Rng {
     }
 }
 
-const ALL_TYPES: [MapType; 12] = [
+const ALL_TYPES: [MapType; 14] = [
     MapType::Hash,
     MapType::Array,
     MapType::ProgArray,
@@ -516,6 +563,8 @@ const ALL_TYPES: [MapType; 12] = [
     MapType::SkStorage,
     MapType::Ringbuf,
     MapType::TaskStorage,
+    MapType::Queue,
+    MapType::Stack,
 ];
 
 /// Sizes and flags a map of `ty` can be created with.
@@ -525,6 +574,7 @@ fn valid(ty: MapType) -> MapCreateAttr {
         MapType::ProgArray | MapType::ArrayOfMaps => MapCreateAttr::new(ty, 4, 4, 4),
         MapType::HashOfMaps => MapCreateAttr::new(ty, 4, 4, 4),
         MapType::Ringbuf => MapCreateAttr::new(ty, 0, 0, 4096),
+        MapType::Queue | MapType::Stack => MapCreateAttr::new(ty, 0, 8, 4),
         MapType::SkStorage | MapType::TaskStorage => {
             let mut a = MapCreateAttr::new(ty, 4, 8, 0).flags(BPF_F_NO_PREALLOC);
             a.btf_key_type_id = 1;
@@ -888,6 +938,80 @@ fn random_ops(attr: MapCreateAttr, seed: u64, n: usize, ncpus: u32) -> Vec<Step>
     steps
 }
 
+/// A random sequence on a queue or stack of `attr` (map 1 after the prelude): pushes
+/// (`BPF_MAP_UPDATE_ELEM`) with every flag combination, peeks (`LOOKUP`), pops
+/// (`LOOKUP_AND_DELETE`), and the operations such maps refuse, mostly with the NULL key
+/// they take.
+fn random_queue_ops(attr: MapCreateAttr, seed: u64, n: usize) -> Vec<Step> {
+    let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
+    let vs = attr.value_size as usize;
+    let mut steps = prelude();
+    steps.push(create(attr));
+    for _ in 0..n {
+        let key = match rng.below(20) {
+            0 => Some(Val::Bytes(vec![])),
+            1 => k32(0),
+            _ => None,
+        };
+        let op = rng.below(100);
+        let step = match op {
+            0..=39 => {
+                let mut v = vec![0u8; vs];
+                for b in v.iter_mut() {
+                    *b = rng.next() as u8;
+                }
+                Step::Update {
+                    m: 1,
+                    key,
+                    value: Val::Bytes(v),
+                    flags: rng.pick(&[0u64, 0, 0, 0, 2, 2, 1, 3, 4, 8]),
+                }
+            }
+            40..=59 => Step::Lookup {
+                m: 1,
+                key,
+                flags: rng.pick(&[0u64, 0, 0, 0, 4, 8]),
+            },
+            60..=84 => Step::LookupAndDelete {
+                m: 1,
+                key,
+                flags: rng.pick(&[0u64, 0, 0, 0, 0, 1, 4, 8]),
+            },
+            85..=90 => Step::Delete { m: 1, key },
+            91..=96 => Step::NextKey { m: 1, key },
+            _ => {
+                if rng.below(10) == 0 {
+                    Step::Freeze { m: 1 }
+                } else {
+                    Step::Info { m: 1 }
+                }
+            }
+        };
+        steps.push(step);
+    }
+    // Drain what is left.
+    for _ in 0..attr_max(&steps) + 1 {
+        steps.push(Step::LookupAndDelete {
+            m: 1,
+            key: None,
+            flags: 0,
+        });
+    }
+    steps
+}
+
+/// `max_entries` of the map a queue sequence creates (map 1).
+fn attr_max(steps: &[Step]) -> u32 {
+    steps
+        .iter()
+        .filter_map(|s| match s {
+            Step::Create { attr, .. } => Some(attr.max_entries),
+            _ => None,
+        })
+        .nth(1)
+        .unwrap_or(0)
+}
+
 fn sequence_cases(ncpus: u32) -> Vec<Case> {
     let mut cases = vec![];
     let z = BPF_F_ZERO_SEED;
@@ -959,6 +1083,22 @@ fn sequence_cases(ncpus: u32) -> Vec<Case> {
                 group: format!("ops {name}"),
                 label: format!("seed {seed}"),
                 steps: random_ops(attr.clone(), seed, 300, ncpus),
+            });
+        }
+    }
+    let queues = [
+        ("QUEUE", MapCreateAttr::new(MapType::Queue, 0, 8, 4)),
+        ("QUEUE v3", MapCreateAttr::new(MapType::Queue, 0, 3, 7)),
+        ("QUEUE max1", MapCreateAttr::new(MapType::Queue, 0, 16, 1)),
+        ("STACK", MapCreateAttr::new(MapType::Stack, 0, 8, 4)),
+        ("STACK v5", MapCreateAttr::new(MapType::Stack, 0, 5, 9)),
+    ];
+    for (name, attr) in queues {
+        for seed in 0..seeds {
+            cases.push(Case {
+                group: format!("ops {name}"),
+                label: format!("seed {seed}"),
+                steps: random_queue_ops(attr.clone(), seed, 300),
             });
         }
     }
@@ -1445,6 +1585,110 @@ fn scenario_cases() -> Vec<Case> {
             Step::Info { m: 2 },
         ],
     );
+    // Queues and stacks through read-only, write-only and frozen handles; pop needs
+    // both rights.
+    for ty in [MapType::Queue, MapType::Stack] {
+        let g = format!("modes {ty:?}");
+        let pop = |m: usize| Step::LookupAndDelete {
+            m,
+            key: None,
+            flags: 0,
+        };
+        let push = |m: usize, x: u64, flags: u64| Step::Update {
+            m,
+            key: None,
+            value: v8(x),
+            flags,
+        };
+        let peek = |m: usize| Step::Lookup {
+            m,
+            key: None,
+            flags: 0,
+        };
+        add(
+            &g,
+            "handles",
+            vec![
+                create(MapCreateAttr::new(ty, 0, 8, 2)),
+                push(1, 1, 0),
+                push(1, 2, 0),
+                push(1, 3, 0),
+                push(1, 3, BPF_EXIST),
+                Step::Reopen {
+                    m: 1,
+                    flags: BPF_F_RDONLY,
+                },
+                Step::Reopen {
+                    m: 1,
+                    flags: BPF_F_WRONLY,
+                },
+                push(2, 4, 0),
+                peek(2),
+                pop(2),
+                push(3, 4, BPF_EXIST),
+                peek(3),
+                pop(3),
+                pop(1),
+                Step::Freeze { m: 1 },
+                push(1, 5, 0),
+                peek(1),
+                pop(1),
+                Step::Info { m: 1 },
+            ],
+        );
+        add(
+            &g,
+            "created write-only",
+            vec![
+                create(MapCreateAttr::new(ty, 0, 8, 2).flags(BPF_F_WRONLY)),
+                push(1, 1, 0),
+                peek(1),
+                pop(1),
+                Step::Info { m: 1 },
+            ],
+        );
+    }
+    // lookup_and_delete on the hash maps (copy, then delete) and on types without it.
+    for ty in [
+        MapType::Hash,
+        MapType::PercpuHash,
+        MapType::LruHash,
+        MapType::Array,
+        MapType::Ringbuf,
+    ] {
+        let g = format!("lookup_and_delete {ty:?}");
+        let a = valid(ty);
+        let ks = a.key_size as usize;
+        let key = Some(Val::Bytes(vec![1; ks]));
+        let vs = if ty.is_percpu() {
+            8 * kernel::possible_cpus() as usize
+        } else {
+            8
+        };
+        let mut steps = vec![create(a)];
+        if ty != MapType::Ringbuf {
+            steps.push(Step::Update {
+                m: 1,
+                key: key.clone(),
+                value: Val::Bytes((0..vs as u8).collect()),
+                flags: 0,
+            });
+        }
+        for flags in [0u64, 4, 1] {
+            steps.push(Step::LookupAndDelete {
+                m: 1,
+                key: key.clone(),
+                flags,
+            });
+        }
+        steps.push(Step::LookupAndDelete {
+            m: 1,
+            key: None,
+            flags: 0,
+        });
+        steps.push(Step::Walk { m: 1 });
+        add(&g, "ops", steps);
+    }
     cases
 }
 

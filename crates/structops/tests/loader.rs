@@ -143,7 +143,22 @@ fn maps_fixture_creates_every_map_and_fills_fd_slots() {
 
 #[test]
 fn maps_fixture_xdp_program_runs_against_its_maps() {
-    let rt = rt();
+    for (mode, engine) in [
+        (RunMode::Checked, structops::Engine::Interp),
+        (RunMode::Auto, structops::Engine::Interp),
+        (RunMode::Auto, structops::Engine::Jit),
+    ] {
+        xdp_program_runs_against_its_maps(mode, engine);
+    }
+}
+
+/// The maps fixture's XDP program, run in `mode` with verified code on `engine`.
+fn xdp_program_runs_against_its_maps(mode: RunMode, engine: structops::Engine) {
+    let rt = Runtime::new(RuntimeConfig {
+        ncpus: 2,
+        engine,
+        ..RuntimeConfig::default()
+    });
     let (bytes, path) = fixture("maps.bpf.o");
     let obj = ObjectLoader::open(&bytes, &path)
         .unwrap()
@@ -155,8 +170,9 @@ fn maps_fixture_xdp_program_runs_against_its_maps() {
     let prog = obj.prog("xdp_count").unwrap();
     // bpf_loop callback, map-in-map lookups, constant-key array lookups: verified.
     assert!(prog.is_verified());
+    assert_eq!(prog.engine(), engine);
     let mut t = TestRun::with_data(&[0u8; 64]);
-    t.mode = RunMode::Checked;
+    t.mode = mode;
     rt.prog_test_run(prog, &mut t).unwrap();
     // The program bumped the value in the inner hash map named by outer_hash[1].
     assert_eq!(lookup_u32(&rt, inner_h, 1), Ok(42));

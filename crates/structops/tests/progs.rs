@@ -10,6 +10,7 @@
 use std::cell::Cell;
 use std::sync::Arc;
 
+use structops::Engine;
 use structops::helpers::{Arg, ArgType, HelperProto, HostHelper, Ret};
 use structops::maps::BPF_F_RDONLY_PROG;
 use structops::prog::{BPF_F_SLEEPABLE, BPF_MAXINSNS, collecting_sink};
@@ -27,6 +28,7 @@ fn rt() -> Runtime {
     Runtime::new(RuntimeConfig {
         ncpus: 2,
         run_unverified: false,
+        engine: ENGINE.with(Cell::get),
         ..RuntimeConfig::default()
     })
 }
@@ -38,6 +40,7 @@ fn rt_unverified() -> Runtime {
     Runtime::new(RuntimeConfig {
         ncpus: 2,
         run_unverified: true,
+        engine: ENGINE.with(Cell::get),
         ..RuntimeConfig::default()
     })
 }
@@ -45,6 +48,8 @@ fn rt_unverified() -> Runtime {
 thread_local! {
     /// The run mode of the current test variant.
     static MODE: Cell<RunMode> = const { Cell::new(RunMode::Auto) };
+    /// The engine of the current test variant's runtimes.
+    static ENGINE: Cell<Engine> = const { Cell::new(Engine::Jit) };
 }
 
 /// `prog_test_run` in the current variant's mode, unless `t` asks for one.
@@ -52,29 +57,43 @@ fn run(rt: &Runtime, p: &ProgHandle, t: &mut TestRun) -> Result<(), Errno> {
     if t.mode == RunMode::Auto {
         t.mode = MODE.with(Cell::get);
     }
+    if p.is_verified() {
+        // A verified program runs on the variant's engine, with native code on the JIT.
+        let engine = ENGINE.with(Cell::get);
+        assert_eq!(p.engine(), engine, "{}", p.name());
+        assert_eq!(p.info().jited_prog_len > 0, engine == Engine::Jit);
+    }
     rt.prog_test_run(p, t)
 }
 
-/// Runs `f` with every run in `mode`.
-fn with_mode(mode: RunMode, f: fn()) {
+/// Runs `f` with every run in `mode`, verified programs on `engine`.
+fn with_mode(mode: RunMode, engine: Engine, f: fn()) {
     MODE.with(|m| m.set(mode));
+    ENGINE.with(|e| e.set(engine));
     f();
 }
 
-/// One test per function and mode: `checked::NAME` runs every program checked,
-/// `auto::NAME` in the default mode (unchecked when verified).
+/// Three tests per function: `checked::NAME` runs every program checked (in the
+/// interpreter), `interp::NAME` and `jit::NAME` in the default mode (unchecked when
+/// verified) on that engine.
 macro_rules! both_modes {
     ($($name:ident),* $(,)?) => {
         mod checked {
             $(#[test]
             fn $name() {
-                super::with_mode(super::RunMode::Checked, super::$name);
+                super::with_mode(super::RunMode::Checked, super::Engine::Interp, super::$name);
             })*
         }
-        mod auto {
+        mod interp {
             $(#[test]
             fn $name() {
-                super::with_mode(super::RunMode::Auto, super::$name);
+                super::with_mode(super::RunMode::Auto, super::Engine::Interp, super::$name);
+            })*
+        }
+        mod jit {
+            $(#[test]
+            fn $name() {
+                super::with_mode(super::RunMode::Auto, super::Engine::Jit, super::$name);
             })*
         }
     };
@@ -92,6 +111,7 @@ both_modes!(
     host_helpers_and_kfuncs,
     xdp_repeat_runs_on_the_adjusted_buffer,
     packet_pointers_are_rewritten_to_64_bits,
+    iter_num_kfuncs,
 );
 
 fn insns(src: &str) -> Vec<Insn> {
@@ -1504,4 +1524,254 @@ fn packet_pointers_are_rewritten_to_64_bits() {
         assert_eq!(t.retval, 0x08 + 1000, "{ty:?}: the packet is above 4 GiB");
         assert_eq!(t.data_out.as_deref(), Some(packet().as_slice()));
     }
+}
+
+/// `prandom_seed` makes `bpf_get_prandom_u32` reproducible run by run, and a host clock
+/// replaces the system's for every time helper.
+#[test]
+fn seeded_prandom_and_host_clock() {
+    let draw = |seed: Option<u64>, runs: usize| -> Vec<u32> {
+        let rt = Runtime::new(RuntimeConfig {
+            ncpus: 2,
+            prandom_seed: seed,
+            ..RuntimeConfig::default()
+        });
+        let p = load(
+            &rt,
+            ProgType::SOCKET_FILTER,
+            "call bpf_get_prandom_u32\nr6 = r0\ncall bpf_get_prandom_u32\nr0 ^= r6\nexit",
+        );
+        (0..runs)
+            .map(|_| {
+                let mut t = TestRun::with_data(&[0u8; 64]);
+                rt.prog_test_run(&p, &mut t).unwrap();
+                t.retval
+            })
+            .collect()
+    };
+    let a = draw(Some(7), 4);
+    assert_eq!(a, draw(Some(7), 4), "same seed, same sequence");
+    assert_ne!(a, draw(Some(8), 4), "another seed, another sequence");
+    assert!(
+        a.windows(2).any(|w| w[0] != w[1]),
+        "runs draw afresh: {a:?}"
+    );
+    assert_ne!(draw(None, 4), draw(None, 4), "unseeded runtimes differ");
+
+    let rt = Runtime::new(RuntimeConfig {
+        ncpus: 2,
+        hz: 1000,
+        ..RuntimeConfig::default()
+    });
+    let ktime = load(&rt, ProgType::SOCKET_FILTER, "call bpf_ktime_get_ns\nexit");
+    let boot = load(
+        &rt,
+        ProgType::SOCKET_FILTER,
+        "call bpf_ktime_get_boot_ns\nexit",
+    );
+    let jiffies = load(&rt, ProgType::SOCKET_FILTER, "call bpf_jiffies64\nexit");
+    let run = |p: &ProgHandle| {
+        let mut t = TestRun::with_data(&[0u8; 64]);
+        rt.prog_test_run(p, &mut t).unwrap();
+        t.retval
+    };
+    rt.set_clock(Some(std::sync::Arc::new(
+        |k: structops::ClockKind| match k {
+            structops::ClockKind::Boottime => 9_000_000_123,
+            _ => 5_000_000_456,
+        },
+    )));
+    assert_eq!(run(&ktime), 5_000_000_456u64 as u32);
+    assert_eq!(run(&boot), 9_000_000_123u64 as u32);
+    assert_eq!(run(&jiffies), 5_000, "5 s at CONFIG_HZ=1000");
+    rt.set_clock(None);
+    assert_ne!(run(&boot), 9_000_000_123u64 as u32);
+}
+
+/// A host BTF declaring the open-coded number iterator as the kernel does:
+/// ```c
+/// struct bpf_iter_num { __u64 __opaque[1]; };
+/// int bpf_iter_num_new(struct bpf_iter_num *it, int start, int end);
+/// int *bpf_iter_num_next(struct bpf_iter_num *it);
+/// void bpf_iter_num_destroy(struct bpf_iter_num *it);
+/// ```
+/// Returns the ids of the three `FUNC`s.
+fn iter_num_btf(rt: &Runtime) -> [u32; 3] {
+    let mut b = BtfBuilder::new();
+    let int = b.add_int("int", 4, INT_SIGNED);
+    let u64t = b.add_int("unsigned long long", 8, 0);
+    let it = b.add_struct("bpf_iter_num", 8, &[("__opaque", u64t, 0)]);
+    let it_ptr = b.add_ptr(it);
+    let int_ptr = b.add_ptr(int);
+    let new = b.add_func_proto(int, &[("it", it_ptr), ("start", int), ("end", int)]);
+    let next = b.add_func_proto(int_ptr, &[("it", it_ptr)]);
+    let destroy = b.add_func_proto(0, &[("it", it_ptr)]);
+    let ids = [
+        b.add_func("bpf_iter_num_new", new, Linkage::Global),
+        b.add_func("bpf_iter_num_next", next, Linkage::Global),
+        b.add_func("bpf_iter_num_destroy", destroy, Linkage::Global),
+    ];
+    rt.register_host_btf(b.build()).unwrap();
+    ids
+}
+
+/// The built-in `bpf_iter_num_*` kfuncs: programs the verifier accepts (converging
+/// at `next`, not walking the range) run the kernel's semantics, on every engine.
+fn iter_num_kfuncs() {
+    let rt = rt();
+    let [new, next, destroy] = iter_num_btf(&rt);
+    let k = rt.kfunc(next).expect("bpf_iter_num_next is built in");
+    assert_eq!(k.flags, KfuncFlags::ITER_NEXT | KfuncFlags::RET_NULL);
+    assert!(k.prog_types.is_empty(), "every program type may iterate");
+    // `bpf_for(i, START, END)` summing the values in `w6` and counting the iterations
+    // in `r7`; returns `w0` of `new` (negated) + 1000 * count + sum.
+    let sum_prog = |start: i32, end: i32| {
+        format!(
+            "r6 = 0\nr7 = 0\n\
+             r1 = r10\nr1 += -8\nr2 = {start}\nr3 = {end}\n\
+             call kernel-function#{new}\n\
+             w8 = w0\nw8 = -w8\n\
+             loop:\n\
+             r1 = r10\nr1 += -8\n\
+             call kernel-function#{next}\n\
+             if r0 == 0 goto done\n\
+             r1 = *(u32 *)(r0 +0)\n\
+             w6 += w1\nr7 += 1\n\
+             goto loop\n\
+             done:\n\
+             r1 = r10\nr1 += -8\n\
+             call kernel-function#{destroy}\n\
+             r7 *= 1000\n\
+             w0 = w8\nw0 += w7\nw0 += w6\n\
+             exit"
+        )
+    };
+    let run_sum = |start: i32, end: i32| {
+        let p = load(&rt, ProgType::XDP, &sum_prog(start, end));
+        let mut t = TestRun::with_data(&packet());
+        run(&rt, &p, &mut t).unwrap();
+        t.retval
+    };
+    // 0..100: 100 iterations, 0 + 1 + ... + 99.
+    assert_eq!(run_sum(0, 100), 100 * 1000 + 4950);
+    // Negative starts: -3..2 sums to -5.
+    assert_eq!(run_sum(-3, 2), (5000i32 - 5) as u32);
+    // An empty range is fine; start > end is -EINVAL; a range longer than
+    // BPF_MAX_LOOPS is -E2BIG; failed iterators yield nothing.
+    assert_eq!(run_sum(7, 7), 0);
+    assert_eq!(run_sum(5, 3), 22);
+    assert_eq!(run_sum(0, (1 << 23) + 1), 7);
+    assert_eq!(run_sum(i32::MIN, i32::MAX), 7);
+    // A drained iterator stays drained: one element, then NULL twice.
+    let sticky = format!(
+        "r6 = 0\n\
+         r1 = r10\nr1 += -8\nr2 = 41\nr3 = 42\n\
+         call kernel-function#{new}\n\
+         r1 = r10\nr1 += -8\n\
+         call kernel-function#{next}\n\
+         if r0 == 0 goto done\n\
+         r6 = *(u32 *)(r0 +0)\n\
+         r1 = r10\nr1 += -8\n\
+         call kernel-function#{next}\n\
+         if r0 != 0 goto done\n\
+         r1 = r10\nr1 += -8\n\
+         call kernel-function#{next}\n\
+         if r0 != 0 goto done\n\
+         r6 += 1000\n\
+         done:\n\
+         r1 = r10\nr1 += -8\n\
+         call kernel-function#{destroy}\n\
+         r0 = r6\n\
+         exit"
+    );
+    let p = load(&rt, ProgType::XDP, &sticky);
+    let mut t = TestRun::with_data(&packet());
+    run(&rt, &p, &mut t).unwrap();
+    assert_eq!(t.retval, 1041);
+    // Other program types may call them too (the kernel's common kfunc set).
+    let p = load(&rt, ProgType::SCHED_CLS, &sum_prog(0, 10));
+    assert_eq!(p.kfuncs().len(), 3);
+}
+
+/// The helper trace sees every helper call with its arguments and result, in order,
+/// and both engines make the same calls.
+#[test]
+fn helper_trace_is_the_same_on_both_engines() {
+    let mut traces = Vec::new();
+    for engine in [Engine::Interp, Engine::Jit] {
+        let rt = Runtime::new(RuntimeConfig {
+            ncpus: 2,
+            engine,
+            prandom_seed: Some(3),
+            ..RuntimeConfig::default()
+        });
+        let hash = rt
+            .map_create(&MapCreateAttr::new(MapType::Hash, 4, 8, 8))
+            .unwrap();
+        let hfd = rt.fd_install(hash).unwrap();
+        // key = prandom & 3; counts[key] = 1 unless present; return the lookup's result.
+        let src = format!(
+            "
+            call bpf_get_prandom_u32
+            r0 &= 3
+            *(u32 *)(r10 -4) = r0
+            *(u64 *)(r10 -16) = 1
+            r1 = map[id:{hfd}]
+            r2 = r10
+            r2 += -4
+            r3 = r10
+            r3 += -16
+            r4 = 1
+            call bpf_map_update_elem
+            r1 = map[id:{hfd}]
+            r2 = r10
+            r2 += -4
+            call bpf_map_lookup_elem
+            if r0 == 0 goto out
+            r0 = *(u64 *)(r0 +0)
+            out:
+            exit
+            "
+        );
+        let p = load(&rt, ProgType::SOCKET_FILTER, &src);
+        assert_eq!(p.engine(), engine);
+        let calls = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = calls.clone();
+        rt.set_helper_trace(Some(std::sync::Arc::new(
+            move |c: &structops::HelperCall| {
+                sink.lock().unwrap().push(*c);
+            },
+        )));
+        for _ in 0..3 {
+            let mut t = TestRun::with_data(&[0u8; 64]);
+            rt.prog_test_run(&p, &mut t).unwrap();
+            assert_eq!(t.retval, 1);
+        }
+        rt.set_helper_trace(None);
+        let mut t = TestRun::with_data(&[0u8; 64]);
+        rt.prog_test_run(&p, &mut t).unwrap();
+        let calls = calls.lock().unwrap().clone();
+        // Three runs of prandom, update, lookup; nothing after the trace was removed.
+        assert_eq!(calls.len(), 9, "{calls:?}");
+        let ids: Vec<_> = calls.iter().map(|c| c.callee).collect();
+        assert_eq!(
+            &ids[..3],
+            &[
+                structops::Callee::Helper(7),
+                structops::Callee::Helper(2),
+                structops::Callee::Helper(1)
+            ]
+        );
+        // The update's flags argument and its result.
+        assert_eq!((calls[1].args[3], calls[1].ret), (1, Some(0)));
+        assert!(calls.iter().all(|c| c.prog_id == p.id()));
+        // Map values and stack addresses differ between runtimes; compare the rest.
+        traces.push(
+            calls
+                .iter()
+                .map(|c| (c.pc, c.callee, c.args[3], c.ret.map(|r| r != 0)))
+                .collect::<Vec<_>>(),
+        );
+    }
+    assert_eq!(traces[0], traces[1]);
 }

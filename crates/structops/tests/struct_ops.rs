@@ -20,9 +20,15 @@ use structops_btf::{BtfBuilder, INT_SIGNED, TypeId};
 use structops_isa::assemble;
 
 fn rt() -> Runtime {
+    rt_on(structops::Engine::default())
+}
+
+/// A runtime whose verified programs run on `engine`.
+fn rt_on(engine: structops::Engine) -> Runtime {
     Runtime::new(RuntimeConfig {
         ncpus: 2,
         run_unverified: true,
+        engine,
         ..RuntimeConfig::default()
     })
 }
@@ -158,7 +164,12 @@ impl Host {
 }
 
 fn setup() -> (Runtime, Ids, Arc<Host>, u32) {
-    let rt = rt();
+    setup_on(structops::Engine::default())
+}
+
+/// [`setup`] with verified programs on `engine`.
+fn setup_on(engine: structops::Engine) -> (Runtime, Ids, Arc<Host>, u32) {
+    let rt = rt_on(engine);
     let ids = host_btf(&rt);
     let host = Arc::new(Host::default());
     rt.register_struct_ops(StructOpsDesc::new("test_ops", host.clone()))
@@ -191,6 +202,9 @@ fn prog(rt: &Runtime, ids: &Ids, idx: u32, src: &str) -> (ProgHandle, u32) {
     a.attach_btf_id = ids.ops;
     a.expected_attach_type = idx;
     let p = rt.prog_load(&a).unwrap();
+    // The test programs only read their arguments: verified, on the runtime's engine.
+    assert!(p.is_verified(), "{src}");
+    assert_eq!(p.engine(), rt.engine());
     let fd = rt.fd_install(p.clone()).unwrap();
     (p, fd)
 }
@@ -467,7 +481,13 @@ fn map_create_checks() {
 
 #[test]
 fn update_lookup_delete_and_calls() {
-    let (rt, ids, host, btf_fd) = setup();
+    for engine in [structops::Engine::Interp, structops::Engine::Jit] {
+        update_lookup_delete_and_calls_on(engine);
+    }
+}
+
+fn update_lookup_delete_and_calls_on(engine: structops::Engine) {
+    let (rt, ids, host, btf_fd) = setup_on(engine);
     let m = rt.map_create(&attr(&ids, btf_fd, 0)).unwrap();
     let (add, add_fd) = prog(&rt, &ids, 0, ADD_SRC);
     let (mul, mul_fd) = prog(&rt, &ids, 1, MUL_SRC);
@@ -602,7 +622,13 @@ fn update_lookup_delete_and_calls() {
 
 #[test]
 fn links() {
-    let (rt, ids, host, btf_fd) = setup();
+    for engine in [structops::Engine::Interp, structops::Engine::Jit] {
+        links_on(engine);
+    }
+}
+
+fn links_on(engine: structops::Engine) {
+    let (rt, ids, host, btf_fd) = setup_on(engine);
     let (_, add_fd) = prog(&rt, &ids, 0, ADD_SRC);
     let (_, sub_fd) = prog(&rt, &ids, 0, SUB_SRC);
     let lm = rt.map_create(&attr(&ids, btf_fd, BPF_F_LINK)).unwrap();
@@ -726,7 +752,13 @@ fn links() {
 
 #[test]
 fn dummy_ops_twin() {
-    let rt = rt();
+    for engine in [structops::Engine::Interp, structops::Engine::Jit] {
+        dummy_ops_twin_on(engine);
+    }
+}
+
+fn dummy_ops_twin_on(engine: structops::Engine) {
+    let rt = rt_on(engine);
     host_btf(&rt);
     let d = rt.register_dummy_ops().unwrap();
     assert_eq!(d.check_member(0, true), Err(Errno::EINVAL));
@@ -827,7 +859,13 @@ fn dummy_ops_twin() {
 /// references return to zero.
 #[test]
 fn hot_swap_under_load() {
-    let (rt, ids, host, btf_fd) = setup();
+    for engine in [structops::Engine::Interp, structops::Engine::Jit] {
+        hot_swap_under_load_on(engine);
+    }
+}
+
+fn hot_swap_under_load_on(engine: structops::Engine) {
+    let (rt, ids, host, btf_fd) = setup_on(engine);
     let rt = Arc::new(rt);
     let (add, add_fd) = prog(&rt, &ids, 0, ADD_SRC);
     let (sub, sub_fd) = prog(&rt, &ids, 0, SUB_SRC);
@@ -965,13 +1003,19 @@ impl StructOps for Recorder {
 /// registers them on `attach_struct_ops` (libbpf's rules), with member programs by name.
 #[test]
 fn loader_attaches_struct_ops_maps() {
+    for engine in [structops::Engine::Interp, structops::Engine::Jit] {
+        loader_attaches_struct_ops_maps_on(engine);
+    }
+}
+
+fn loader_attaches_struct_ops_maps_on(engine: structops::Engine) {
     use structops::helpers::HostFn;
     use structops::loader::{LoadError, LoadOptions, ObjectLoader, StructOpsLink};
     let Ok(raw) = std::fs::read("/sys/kernel/btf/vmlinux") else {
         println!("skipped: /sys/kernel/btf/vmlinux is not readable");
         return;
     };
-    let rt = rt();
+    let rt = rt_on(engine);
     rt.register_host_btf(structops_btf::Btf::parse(&raw).unwrap())
         .unwrap();
     for name in [

@@ -998,32 +998,6 @@ const ALLOWLIST: &[(&str, &str, Owner)] = &[
     ("struct_ops.txt", "tcp_read_beyond_tcp_sock", Owner::Btf),
     ("struct_ops.txt", "tcp_ssthresh_reads_snd_cwnd", Owner::Btf),
     ("ptr.txt", "map_ptr_deref", Owner::Btf), // CONST_PTR_TO_MAP fields via vmlinux BTF
-    // Callbacks, open-coded iterators, may_goto (branch vloop).
-    ("loops.txt", "iter_num_big_range", Owner::Loops),
-    ("loops.txt", "iter_num_elem_oob", Owner::Loops),
-    ("loops.txt", "iter_num_misaligned", Owner::Loops),
-    ("loops.txt", "iter_num_next_deref_unchecked", Owner::Loops),
-    ("loops.txt", "iter_num_no_destroy", Owner::Loops),
-    ("loops.txt", "iter_num_ok", Owner::Loops),
-    ("loops.txt", "iter_num_uninit_next", Owner::Loops),
-    ("loops.txt", "iter_num_value_index_bounded", Owner::Loops),
-    // Integration gaps: socket pointers (PTR_TO_SOCKET / sock_common from
-    // bpf_sk_lookup_* and __sk_buff->sk), queue maps the runtime lacks.
-    (
-        "ctx.txt",
-        "skb_sk_sched_cls_is_sock_common_or_null",
-        Owner::Runtime,
-    ),
-    ("ctx.txt", "skb_sk_null_checked", Owner::Runtime),
-    ("refs.txt", "sk_lookup_release", Owner::Runtime),
-    ("refs.txt", "sk_lookup_leak", Owner::Runtime),
-    ("refs.txt", "sk_lookup_release_unchecked", Owner::Runtime),
-    ("refs.txt", "sk_lookup_read_field", Owner::Runtime),
-    ("refs.txt", "sk_lookup_ptr_arith", Owner::Runtime),
-    ("refs.txt", "sk_lookup_tail_call_with_ref", Owner::Runtime),
-    ("refs.txt", "sk_lookup_ld_abs_with_ref", Owner::Runtime),
-    ("map_value.txt", "lookup_on_queue", Owner::Runtime),
-    ("map_value.txt", "queue_push_pop", Owner::Runtime),
 ];
 
 fn allowlisted(c: &Case) -> Option<Owner> {
@@ -1069,6 +1043,9 @@ fn runtime_agrees_with_every_case() {
                 continue;
             }
         };
+        if std::env::var("STRUCTOPS_VERIFIER_SUITE_LOG").is_ok() {
+            println!("== ours {} -> {:?}\n{}", c.id(), out.result, out.log);
+        }
         let d = disagreement(c, &out);
         match (&d, owner) {
             (None, Some(_)) => now_agree.push(c.id()),

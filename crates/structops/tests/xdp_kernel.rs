@@ -37,7 +37,8 @@ use std::sync::Arc;
 use structops::helpers::HostFn;
 use structops::loader::{LoadOptions, LoadedObject, MIRRORED_KERNEL_VERSION, ObjectLoader};
 use structops::{
-    KfuncFlags, MapCreateAttr, ProgLoadAttr, ProgType, RunMode, Runtime, RuntimeConfig, TestRun,
+    Engine, KfuncFlags, MapCreateAttr, ProgLoadAttr, ProgType, RunMode, Runtime, RuntimeConfig,
+    TestRun,
 };
 use structops_btf::Btf;
 use structops_obj::core_relo::CoreTarget;
@@ -883,6 +884,8 @@ struct Harness<'a> {
     ksyms: &'a HostKsyms<'a>,
     inputs: &'a [Input],
     seeds: &'a [Seed],
+    /// The engine verified programs must run on.
+    engine: Engine,
 }
 
 /// Runs one program of one object on both sides; counts the maps compared.
@@ -917,6 +920,13 @@ fn differential(
     let Some(our_prog) = ours.prog(prog) else {
         return Outcome::OursCannot(format!("program '{prog}' not loaded"));
     };
+    if our_prog.is_verified() && our_prog.engine() != h.engine {
+        return Outcome::OursCannot(format!(
+            "verified, but runs on {:?} instead of {:?}",
+            our_prog.engine(),
+            h.engine
+        ));
+    }
     let rejection = our_prog
         .rejection()
         .map(|e| format!("insn {}: {} (errno {})", e.pc, e.message, e.errno));
@@ -1017,8 +1027,20 @@ fn type_name(t: ProgType) -> &'static str {
     }
 }
 
+/// The interpreter's side of the differential.
 #[test]
-fn packet_programs_match_the_kernel() {
+fn packet_programs_match_the_kernel_interp() {
+    packet_programs_match_the_kernel(Engine::Interp);
+}
+
+/// The JIT's side of the differential.
+#[test]
+fn packet_programs_match_the_kernel_jit() {
+    packet_programs_match_the_kernel(Engine::Jit);
+}
+
+/// Every packet program of the fixtures and the corpus, on `engine`, against the kernel.
+fn packet_programs_match_the_kernel(engine: Engine) {
     if let Some(why) = kernel::unavailable() {
         println!("skipped: {why}");
         return;
@@ -1046,6 +1068,7 @@ fn packet_programs_match_the_kernel() {
     let rt = Runtime::new(RuntimeConfig {
         ncpus,
         run_unverified: true,
+        engine,
         ..RuntimeConfig::default()
     });
     rt.register_host_btf(Btf::parse(&vmlinux_bytes).unwrap())
@@ -1073,6 +1096,7 @@ fn packet_programs_match_the_kernel() {
         vmlinux,
         ksyms: &ksyms,
         inputs: &inputs,
+        engine,
     };
 
     let mut rows: Vec<(String, &'static str, Outcome)> = Vec::new();
@@ -1185,7 +1209,7 @@ fn packet_programs_match_the_kernel() {
     }
     println!("{table}");
     println!(
-        "{objects} objects, {} programs: {compared} compared ({runs} runs, {maps_compared} maps \
+        "engine {engine:?}: {objects} objects, {} programs: {compared} compared ({runs} runs, {maps_compared} maps \
          compared), {kernel_cannot} the kernel cannot test-run, {ours_known} known gaps, {} \
          unexpected failures on our side; {:.1} s",
         rows.len(),

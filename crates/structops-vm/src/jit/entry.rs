@@ -18,10 +18,16 @@
 //!
 //! How `program(ctx)` runs depends on the program:
 //!
-//! - **direct**: a JIT-compiled program that needs no environment (no
-//!   helper, kfunc, tail call, environment-resolved `LD_IMM64` or packet
-//!   load) is called directly. Its run state and its stack frames live in
-//!   the entry point's own native frame: no interpreter, no allocation, no
+//! - **inline**: a JIT-compiled program of a single BPF function that
+//!   needs no environment (no helper, kfunc, tail call, bpf-to-bpf call,
+//!   callback, environment-resolved `LD_IMM64` or packet load) is compiled
+//!   into the entry point: the context stores are followed by the
+//!   program's own instructions, its frame is in the entry's native frame,
+//!   and `exit` returns the member's result. A call costs what a native
+//!   call of the same code costs, plus the context stores.
+//! - **direct**: any other JIT-compiled program that needs no environment
+//!   is called directly. Its run state and its stack frames live in the
+//!   entry point's own native frame: no interpreter, no allocation, no
 //!   lock and no atomic read-modify-write on the way.
 //! - **through the runtime**: every other program, and every program when
 //!   the engine is [`Engine::Interp`], goes through a Rust function that
@@ -72,9 +78,10 @@ use cranelift_codegen::isa::TargetIsa;
 use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext};
 
 use super::memory::ExecMemory;
+use super::runtime::Shims;
 use super::runtime::{STATUS_OK, state_offsets};
-use super::translate::bpf_signature;
-use super::{Engine, JitError, JitProgram, Target, build_isa, host_isa};
+use super::translate::{InlineEntry, Translator, bpf_signature};
+use super::{Engine, JitError, JitOptions, JitProgram, Target, build_isa, host_isa};
 use crate::code::{Code, Inst};
 use crate::env::{Env, NoEnv};
 use crate::error::VmError;
@@ -303,6 +310,7 @@ struct EntryInner {
     data: Box<EntryData>,
     model: FuncModel,
     direct: bool,
+    inline: bool,
 }
 
 /// A native function with a member's signature that runs a program. Cheap
@@ -417,7 +425,18 @@ impl EntryPoint {
         let target = Target::host().ok_or(JitError::UnsupportedTarget {
             reason: "no code generator for this architecture",
         })?;
-        let bytes = emit_entry(isa, target, model, call, data_addr)?;
+        // A single BPF function that needs nothing from its environment is
+        // compiled into the entry point itself.
+        let inline = match (&data.prog, direct) {
+            (Some(p), Some(_)) if p.function_count() == 1 && !p.captures_registers() => {
+                Some(*p.options())
+            }
+            _ => None,
+        };
+        let bytes = match inline {
+            Some(options) => emit_inline_entry(isa, target, model, code, &options, data_addr)?,
+            None => emit_entry(isa, target, model, call, data_addr)?,
+        };
         let mem = ExecMemory::new(&bytes, |_, _| Ok(()))?;
         Ok(EntryPoint {
             inner: Arc::new(EntryInner {
@@ -425,6 +444,7 @@ impl EntryPoint {
                 data,
                 model: model.clone(),
                 direct: direct.is_some(),
+                inline: inline.is_some(),
             }),
         })
     }
@@ -445,6 +465,12 @@ impl EntryPoint {
     /// Whether calls go straight into JIT code (see the [module docs](self)).
     pub fn is_direct(&self) -> bool {
         self.inner.direct
+    }
+
+    /// Whether the program is compiled into the entry point itself (a
+    /// direct program of a single BPF function): no call between the two.
+    pub fn is_inline(&self) -> bool {
+        self.inner.inline
     }
 
     /// Calls that failed at run time and returned 0.
@@ -635,14 +661,7 @@ fn emit_entry(
     data_addr: u64,
 ) -> Result<Vec<u8>, JitError> {
     let params = native_params(model, target);
-    let mut sig = Signature::new(isa.default_call_conv());
-    for p in &params {
-        sig.params.push(AbiParam::new(match *p {
-            Param::Arg { kind, .. } => arg_type(kind),
-            Param::Padding => I64,
-        }));
-    }
-    sig.returns.extend(ret_param(model.ret));
+    let sig = native_signature(isa, model, &params);
     let mut func = Function::with_name_signature(UserFuncName::user(1, 0), sig);
     let mut fctx = FunctionBuilderContext::new();
     {
@@ -651,17 +670,8 @@ fn emit_entry(
         b.append_block_params_for_function_params(block);
         b.switch_to_block(block);
         let flags = MemFlagsData::trusted();
-        let ctx_size = (8 * model.slots()).max(8) as u32;
-        let ctx_slot =
-            b.create_sized_stack_slot(StackSlotData::new(StackSlotKind::ExplicitSlot, ctx_size, 3));
-        let ctx = b.ins().stack_addr(I64, ctx_slot, 0);
         let values = b.block_params(block).to_vec();
-        for (p, v) in params.iter().zip(values) {
-            if let Param::Arg { kind, slot, half } = *p {
-                let word = slot_value(&mut b, kind, half, v);
-                b.ins().store(flags, word, ctx, (8 * slot) as i32);
-            }
-        }
+        let ctx = fill_context(&mut b, model, &params, &values);
         let data = b.ins().iconst(I64, data_addr as i64);
         let r0 = match callee {
             Callee::Direct {
@@ -753,6 +763,65 @@ fn emit_entry(
         });
     }
     Ok(compiled.code_buffer().to_vec())
+}
+
+/// The native signature of an entry point for `model` on `target`.
+fn native_signature(isa: &dyn TargetIsa, model: &FuncModel, params: &[Param]) -> Signature {
+    let mut sig = Signature::new(isa.default_call_conv());
+    for p in params {
+        sig.params.push(AbiParam::new(match *p {
+            Param::Arg { kind, .. } => arg_type(kind),
+            Param::Padding => I64,
+        }));
+    }
+    sig.returns.extend(ret_param(model.ret));
+    sig
+}
+
+/// Stores the native arguments `values` (one per entry of `params`) into a
+/// new context array in the frame; returns its address.
+fn fill_context(
+    b: &mut FunctionBuilder<'_>,
+    model: &FuncModel,
+    params: &[Param],
+    values: &[Value],
+) -> Value {
+    let flags = MemFlagsData::trusted();
+    let ctx_size = (8 * model.slots()).max(8) as u32;
+    let ctx_slot =
+        b.create_sized_stack_slot(StackSlotData::new(StackSlotKind::ExplicitSlot, ctx_size, 3));
+    let ctx = b.ins().stack_addr(I64, ctx_slot, 0);
+    for (p, &v) in params.iter().zip(values) {
+        if let Param::Arg { kind, slot, half } = *p {
+            let word = slot_value(b, kind, half, v);
+            b.ins().store(flags, word, ctx, (8 * slot) as i32);
+        }
+    }
+    ctx
+}
+
+/// An entry point with the single-function program `code` compiled into
+/// it (see [`Translator::compile_inline_entry`]).
+fn emit_inline_entry(
+    isa: &dyn TargetIsa,
+    target: Target,
+    model: &FuncModel,
+    code: &Code,
+    options: &JitOptions,
+    data_addr: u64,
+) -> Result<Vec<u8>, JitError> {
+    let params = native_params(model, target);
+    let sig = native_signature(isa, model, &params);
+    let mut prologue =
+        |b: &mut FunctionBuilder<'_>, values: &[Value]| fill_context(b, model, &params, values);
+    let entry = InlineEntry {
+        sig,
+        prologue: &mut prologue,
+        ret: ret_param(model.ret).map(|p| p.value_type),
+        fault_shim: shim_direct_fault as ShimFn as usize as u64,
+        data: data_addr,
+    };
+    Translator::new(isa).compile_inline_entry(code.inner(), &Shims::host(), options, entry)
 }
 
 /// The result of a call returning one value.

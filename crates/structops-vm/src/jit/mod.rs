@@ -293,6 +293,8 @@ fn host_isa() -> Result<&'static dyn TargetIsa, JitError> {
 struct Layout {
     bytes: Vec<u8>,
     functions: Vec<(u32, usize)>,
+    /// Bytes of each function (code and its constants), in `functions` order.
+    sizes: Vec<usize>,
     relocs: Vec<(usize, translate::Relocation)>,
     ir: Option<String>,
 }
@@ -308,6 +310,7 @@ fn compile_all(
     let mut layout = Layout {
         bytes: Vec::new(),
         functions: Vec::new(),
+        sizes: Vec::new(),
         relocs: Vec::new(),
         ir: options.keep_ir.then(String::new),
     };
@@ -322,6 +325,7 @@ fn compile_all(
         layout.bytes.resize(start, 0);
         layout.bytes.extend_from_slice(&bytes);
         layout.functions.push((entry, start));
+        layout.sizes.push(bytes.len());
         layout.relocs.extend(relocs.into_iter().map(|r| (start, r)));
         if let (Some(all), Some(ir)) = (layout.ir.as_mut(), ir) {
             all.push_str(&ir);
@@ -441,6 +445,8 @@ struct JitInner {
     mem: ExecMemory,
     /// `(entry instruction index, address)`, ascending by entry.
     functions: Box<[(u32, u64)]>,
+    /// Bytes of each function, in `functions` order.
+    sizes: Box<[usize]>,
     /// Address of the `CodeInner` compiled from, to refuse other code.
     source: usize,
     options: JitOptions,
@@ -480,6 +486,7 @@ impl JitProgram {
             inner: Arc::new(JitInner {
                 mem,
                 functions,
+                sizes: layout.sizes.into_boxed_slice(),
                 source: Arc::as_ptr(code.inner()).addr(),
                 options: *options,
                 ir: layout.ir,
@@ -501,6 +508,19 @@ impl JitProgram {
     /// callbacks, plus the entry).
     pub fn function_count(&self) -> usize {
         self.inner.functions.len()
+    }
+
+    /// The native functions: `(first BPF instruction, byte offset in
+    /// [`JitProgram::machine_code`], bytes)`, ascending by instruction. A
+    /// function's bytes are its instructions followed by its constants.
+    pub fn functions(&self) -> Vec<(u32, usize, usize)> {
+        let base = self.inner.mem.addr();
+        self.inner
+            .functions
+            .iter()
+            .zip(self.inner.sizes.iter())
+            .map(|(&(entry, addr), &size)| (entry, addr.saturating_sub(base) as usize, size))
+            .collect()
     }
 
     /// The options it was compiled with.

@@ -22,7 +22,7 @@ use crate::code::Code;
 use crate::env::{Env, TailCallTarget};
 use crate::error::VmError;
 use crate::interp::{
-    CALLBACK_TAG, CALLBACK_TAG_MASK, Caller, Interpreter, MAX_TAIL_CALL_CNT, Mode, trap_error,
+    CALLBACK_TAG, CALLBACK_TAG_MASK, Caller, Interpreter, MAX_TAIL_CALL_CNT, trap_error,
 };
 use crate::memory::{MAX_CALL_FRAMES, STACK_SIZE};
 
@@ -478,10 +478,9 @@ impl Interpreter {
     ) -> Result<u64, VmError> {
         let prog = code
             .jit()
-            .map_err(|source| VmError::Jit { pc: 0, source })?
-            .clone();
+            .map_err(|source| VmError::Jit { pc: 0, source })?;
         // SAFETY: forwarded.
-        unsafe { self.run_compiled(&prog, code, env, ctx) }
+        unsafe { self.run_compiled(prog, code, env, ctx) }
     }
 
     /// Runs `prog`, which must have been compiled from `code`, as
@@ -517,7 +516,8 @@ impl Interpreter {
                 },
             });
         };
-        self.start(code, ctx, Mode::Unchecked);
+        // The code zeroes its frames itself (when it can reach them).
+        self.start_native(code, ctx);
         let fp = self.stack.frame_pointer(0);
         let stack_top = self.stack.frame_pointer(MAX_CALL_FRAMES - 1);
         let mut state = JitState {

@@ -36,7 +36,8 @@ use cranelift_codegen::ir::condcodes::IntCC;
 use cranelift_codegen::ir::types::{I8, I16, I32, I64, I64X2};
 use cranelift_codegen::ir::{
     AbiParam, AtomicRmwOp, Block, ExtFuncData, ExternalName, FuncRef, Function, InstBuilder,
-    MemFlagsData, SigRef, Signature, Type, UserExternalName, UserFuncName, Value,
+    MemFlagsData, SigRef, Signature, StackSlotData, StackSlotKind, Type, UserExternalName,
+    UserFuncName, Value,
 };
 use cranelift_codegen::isa::TargetIsa;
 use cranelift_codegen::{FinalizedMachReloc, FinalizedRelocTarget};
@@ -410,6 +411,119 @@ impl<'isa> Translator<'isa> {
     }
 }
 
+/// An entry point with the program compiled into it (see
+/// [`Translator::compile_inline_entry`]).
+pub(crate) struct InlineEntry<'p> {
+    /// The entry point's native signature.
+    pub(crate) sig: Signature,
+    /// Emits, in the entry block whose parameters are the native
+    /// arguments, the code that fills the context array; returns its
+    /// address (`r1`).
+    pub(crate) prologue: &'p mut dyn FnMut(&mut FunctionBuilder<'_>, &[Value]) -> Value,
+    /// The native return type (`None`: `void`); `r0` is truncated to it.
+    pub(crate) ret: Option<Type>,
+    /// `(data, ctx) -> u64`, called when the program fails at run time;
+    /// the entry point then returns 0.
+    pub(crate) fault_shim: u64,
+    /// The shim's first argument.
+    pub(crate) data: u64,
+}
+
+/// How a translated function ends: as a BPF function returning `r0`, or
+/// as an entry point returning the member's native result.
+#[derive(Clone, Copy)]
+enum Exit {
+    Function,
+    Entry {
+        ret: Option<Type>,
+        fault_shim: u64,
+        data: u64,
+        ctx: Value,
+    },
+}
+
+impl Translator<'_> {
+    /// Compiles the single-function program `code`, which calls nothing in
+    /// its environment, *into* an entry point: the native arguments are
+    /// stored into the context array and the program's instructions follow
+    /// in the same native function, its 512-byte frame in the entry's own
+    /// stack frame, and `exit` returns the member's result. No run state,
+    /// no call, no status check: the per-call cost of a direct native
+    /// call plus the context stores.
+    pub(crate) fn compile_inline_entry(
+        &mut self,
+        code: &CodeInner,
+        shims: &Shims,
+        options: &JitOptions,
+        entry: InlineEntry<'_>,
+    ) -> Result<Vec<u8>, JitError> {
+        self.ctx.clear();
+        self.ctx.func = Function::with_name_signature(UserFuncName::user(1, 0), entry.sig);
+        {
+            let mut builder = FunctionBuilder::new(&mut self.ctx.func, &mut self.fctx);
+            let block = builder.create_block();
+            builder.append_block_params_for_function_params(block);
+            builder.switch_to_block(block);
+            let params = builder.block_params(block).to_vec();
+            let ctx = (entry.prologue)(&mut builder, &params);
+            let frame = builder.create_sized_stack_slot(StackSlotData::new(
+                StackSlotKind::ExplicitSlot,
+                STACK_SIZE as u32,
+                4,
+            ));
+            let fp = builder.ins().stack_addr(I64, frame, STACK_SIZE as i32);
+            let zero = builder.ins().iconst(I64, 0);
+            let exit = Exit::Entry {
+                ret: entry.ret,
+                fault_shim: entry.fault_shim,
+                data: entry.data,
+                ctx,
+            };
+            let start = Start {
+                state: zero,
+                fp,
+                prog: zero,
+                args: [ctx, zero, zero, zero, zero],
+            };
+            let mut fx = FunctionTranslator::with_start(
+                builder, code, self.isa, shims, options, start, exit,
+            );
+            fx.translate(0)?;
+            fx.builder.seal_all_blocks();
+            fx.builder.finalize(self.isa.frontend_config());
+        }
+        if log::log_enabled!(target: "structops_vm::jit", log::Level::Trace) {
+            log::trace!(
+                target: "structops_vm::jit",
+                "inline entry point:\n{}",
+                self.ctx.func.display()
+            );
+        }
+        let compiled =
+            self.ctx
+                .compile(self.isa, &mut self.ctrl)
+                .map_err(|e| JitError::Codegen {
+                    entry: 0,
+                    message: format!("inline entry point: {:?}", e.inner),
+                })?;
+        if !compiled.buffer.relocs().is_empty() {
+            return Err(JitError::Relocation {
+                kind: "a relocation in an inline entry point",
+            });
+        }
+        Ok(compiled.code_buffer().to_vec())
+    }
+}
+
+/// The values a function starts with.
+struct Start {
+    state: Value,
+    fp: Value,
+    prog: Value,
+    /// `r1` to `r5`.
+    args: [Value; 5],
+}
+
 /// Turns a Cranelift relocation into ours: only calls of other BPF
 /// functions of the program are expected.
 fn relocation(r: &FinalizedMachReloc, func: &Function) -> Result<Relocation, JitError> {
@@ -457,6 +571,8 @@ struct FunctionTranslator<'a, 'b> {
     /// Whether the code reads `r10`: only then can it reach its frame,
     /// and only then is the frame zeroed.
     uses_frame: bool,
+    /// How the function returns.
+    exit: Exit,
 }
 
 impl<'a, 'b> FunctionTranslator<'a, 'b> {
@@ -467,23 +583,37 @@ impl<'a, 'b> FunctionTranslator<'a, 'b> {
         shims: &'b Shims,
         options: &'b JitOptions,
     ) -> FunctionTranslator<'a, 'b> {
-        let regs = std::array::from_fn(|_| builder.declare_var(I64));
-        let may_goto = builder.declare_var(I32);
         let entry = builder.create_block();
         builder.append_block_params_for_function_params(entry);
         builder.switch_to_block(entry);
         let params = builder.block_params(entry).to_vec();
+        let zero = builder.ins().iconst(I64, 0);
+        // The signature has eight parameters: (state, fp, prog, r1..r5).
+        let v = |i: usize| params.get(i).copied().unwrap_or(zero);
+        let start = Start {
+            state: v(0),
+            fp: v(1),
+            prog: v(2),
+            args: [v(3), v(4), v(5), v(6), v(7)],
+        };
+        FunctionTranslator::with_start(builder, code, isa, shims, options, start, Exit::Function)
+    }
+
+    /// A translator continuing in the builder's current block, with the
+    /// function's starting values already computed.
+    fn with_start(
+        mut builder: FunctionBuilder<'a>,
+        code: &'b CodeInner,
+        isa: &'b dyn TargetIsa,
+        shims: &'b Shims,
+        options: &'b JitOptions,
+        start: Start,
+        exit: Exit,
+    ) -> FunctionTranslator<'a, 'b> {
+        let regs = std::array::from_fn(|_| builder.declare_var(I64));
+        let may_goto = builder.declare_var(I32);
         let fail_block = builder.create_block();
         builder.set_cold_block(fail_block);
-        let v = |i: usize| params.get(i).copied();
-        let (state, fp, prog) = match (v(0), v(1), v(2)) {
-            (Some(a), Some(b), Some(c)) => (a, b, c),
-            // The signature has eight parameters; unreachable.
-            _ => {
-                let z = builder.ins().iconst(I64, 0);
-                (z, z, z)
-            }
-        };
         let mut fx = FunctionTranslator {
             builder,
             code,
@@ -493,20 +623,21 @@ impl<'a, 'b> FunctionTranslator<'a, 'b> {
             regs,
             may_goto,
             blocks: vec![None; code.insts.len()],
-            state,
-            fp,
-            prog,
+            state: start.state,
+            fp: start.fp,
+            prog: start.prog,
             fail_block,
             bpf_sig: None,
             shim_sig: None,
             funcs: Vec::new(),
             uses_frame: false,
+            exit,
         };
         let zero = fx.builder.ins().iconst(I64, 0);
         for (i, var) in regs.iter().enumerate() {
             let value = match i {
-                1..=5 => v(i + 2).unwrap_or(zero),
-                10 => fp,
+                1..=5 => start.args.get(i - 1).copied().unwrap_or(zero),
+                10 => start.fp,
                 _ => zero,
             };
             fx.builder.def_var(*var, value);
@@ -647,8 +778,7 @@ impl<'a, 'b> FunctionTranslator<'a, 'b> {
         }
         // The shared failure exit.
         self.builder.switch_to_block(self.fail_block);
-        let zero = self.builder.ins().iconst(I64, 0);
-        self.builder.ins().return_(&[zero]);
+        self.return_failure();
         Ok(())
     }
 
@@ -741,9 +871,61 @@ impl<'a, 'b> FunctionTranslator<'a, 'b> {
     }
 
     fn fail_values(&mut self, what: u64, pc: u64, a: Value, b: Value) {
+        if let Exit::Entry { .. } = self.exit {
+            // No run state to report into: the entry point's fault shim
+            // counts the failure.
+            self.builder.ins().jump(self.fail_block, &[]);
+            return;
+        }
         self.call_shim(self.shims.fail, pc, what, a, b);
-        let zero = self.builder.ins().iconst(I64, 0);
-        self.builder.ins().return_(&[zero]);
+        self.return_failure();
+    }
+
+    /// Returns after a failure: 0 from a BPF function (the state holds the
+    /// error), or the fault shim's 0 from an entry point.
+    fn return_failure(&mut self) {
+        match self.exit {
+            Exit::Function => {
+                let zero = self.builder.ins().iconst(I64, 0);
+                self.builder.ins().return_(&[zero]);
+            }
+            Exit::Entry {
+                ret,
+                fault_shim,
+                data,
+                ctx,
+            } => {
+                let mut sig = Signature::new(self.isa.default_call_conv());
+                sig.params.push(AbiParam::new(I64));
+                sig.params.push(AbiParam::new(I64));
+                sig.returns.push(AbiParam::new(I64));
+                let sig = self.builder.import_signature(sig);
+                let f = self.iconst(fault_shim);
+                let data = self.iconst(data);
+                let call = self.builder.ins().call_indirect(sig, f, &[data, ctx]);
+                let r0 = match self.builder.inst_results(call).first() {
+                    Some(&v) => v,
+                    None => self.builder.ins().iconst(I64, 0),
+                };
+                self.return_native(ret, r0);
+            }
+        }
+    }
+
+    /// An entry point's return of `r0` as the native type `ret`.
+    fn return_native(&mut self, ret: Option<Type>, r0: Value) {
+        match ret {
+            None => {
+                self.builder.ins().return_(&[]);
+            }
+            Some(t) if t == I64 => {
+                self.builder.ins().return_(&[r0]);
+            }
+            Some(t) => {
+                let v = self.builder.ins().ireduce(t, r0);
+                self.builder.ins().return_(&[v]);
+            }
+        }
     }
 
     fn slot(&self, idx: usize) -> u64 {
@@ -1069,6 +1251,10 @@ impl<'a, 'b> FunctionTranslator<'a, 'b> {
     /// Returns `r0` from the function (capturing registers first, if
     /// asked).
     fn exit_with(&mut self, r0: Value) {
+        if let Exit::Entry { ret, .. } = self.exit {
+            self.return_native(ret, r0);
+            return;
+        }
         if self.options.capture_registers {
             self.set(0, r0);
             self.spill();

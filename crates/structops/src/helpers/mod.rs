@@ -10,7 +10,13 @@
 //! does not implement); [`func_proto`] answers "may a program of this type call
 //! helper `id`", mirroring the kernel's per-type `get_func_proto` tables
 //! (`bpf_base_func_proto`, `xdp_func_proto`, `sk_filter_func_proto`,
-//! `tc_cls_act_func_proto`) including their capability gates.
+//! `cg_skb_func_proto`, `tc_cls_act_func_proto`) including their capability gates.
+//!
+//! The socket helpers (`bpf_sk_lookup_tcp` and friends) are the kernel's, but this
+//! runtime has no sockets: lookups return NULL, as the kernel's do when no socket
+//! matches the tuple, and the casts (`bpf_sk_fullsock`, `bpf_tcp_sock`,
+//! `bpf_get_listener_sock`) answer for the only socket a program can hold, the dummy
+//! socket of an skb test run.
 //!
 //! The implementations live in [`crate::exec`], which dispatches calls by id while a
 //! program runs. The kernel's `bpf_snprintf`/`bpf_trace_printk` format rules are in
@@ -50,10 +56,30 @@ pub const BPF_FUNC_XDP_ADJUST_HEAD: i32 = 44;
 pub const BPF_FUNC_XDP_ADJUST_META: i32 = 54;
 /// `BPF_FUNC_xdp_adjust_tail`.
 pub const BPF_FUNC_XDP_ADJUST_TAIL: i32 = 65;
+/// `BPF_FUNC_sk_lookup_tcp`.
+pub const BPF_FUNC_SK_LOOKUP_TCP: i32 = 84;
+/// `BPF_FUNC_sk_lookup_udp`.
+pub const BPF_FUNC_SK_LOOKUP_UDP: i32 = 85;
+/// `BPF_FUNC_sk_release`.
+pub const BPF_FUNC_SK_RELEASE: i32 = 86;
+/// `BPF_FUNC_map_push_elem`.
+pub const BPF_FUNC_MAP_PUSH_ELEM: i32 = 87;
+/// `BPF_FUNC_map_pop_elem`.
+pub const BPF_FUNC_MAP_POP_ELEM: i32 = 88;
+/// `BPF_FUNC_map_peek_elem`.
+pub const BPF_FUNC_MAP_PEEK_ELEM: i32 = 89;
 /// `BPF_FUNC_spin_lock`.
 pub const BPF_FUNC_SPIN_LOCK: i32 = 93;
 /// `BPF_FUNC_spin_unlock`.
 pub const BPF_FUNC_SPIN_UNLOCK: i32 = 94;
+/// `BPF_FUNC_sk_fullsock`.
+pub const BPF_FUNC_SK_FULLSOCK: i32 = 95;
+/// `BPF_FUNC_tcp_sock`.
+pub const BPF_FUNC_TCP_SOCK: i32 = 96;
+/// `BPF_FUNC_get_listener_sock`.
+pub const BPF_FUNC_GET_LISTENER_SOCK: i32 = 98;
+/// `BPF_FUNC_skc_lookup_tcp`.
+pub const BPF_FUNC_SKC_LOOKUP_TCP: i32 = 99;
 /// `BPF_FUNC_probe_read_kernel`.
 pub const BPF_FUNC_PROBE_READ_KERNEL: i32 = 113;
 /// `BPF_FUNC_probe_read_kernel_str`.
@@ -122,6 +148,36 @@ const RET_RINGBUF_MEM_OR_NULL: Ret = Ret {
     ty: RetType::PtrToMem,
     flags: TypeFlags::PTR_MAYBE_NULL.union(TypeFlags::MEM_RINGBUF),
 };
+/// `RET_PTR_TO_SOCKET_OR_NULL`.
+const RET_SOCKET_OR_NULL: Ret = Ret {
+    ty: RetType::PtrToSocket,
+    flags: TypeFlags::PTR_MAYBE_NULL,
+};
+/// `RET_PTR_TO_SOCK_COMMON_OR_NULL`.
+const RET_SOCK_COMMON_OR_NULL: Ret = Ret {
+    ty: RetType::PtrToSockCommon,
+    flags: TypeFlags::PTR_MAYBE_NULL,
+};
+/// `RET_PTR_TO_TCP_SOCK_OR_NULL`.
+const RET_TCP_SOCK_OR_NULL: Ret = Ret {
+    ty: RetType::PtrToTcpSock,
+    flags: TypeFlags::PTR_MAYBE_NULL,
+};
+/// The arguments of the socket lookups (`bpf_sk_lookup_tcp_proto` and its tc and
+/// XDP twins): context, tuple, tuple size, netns id, flags.
+const SK_LOOKUP_ARGS: [Arg; 5] = [
+    a(ArgType::PtrToCtx),
+    af(ArgType::PtrToMem, TypeFlags::MEM_RDONLY),
+    a(ArgType::ConstSizeOrZero),
+    a(ArgType::Anything),
+    a(ArgType::Anything),
+];
+/// `ARG_PTR_TO_UNINIT_MAP_VALUE` as `bpf_map_pop_elem_proto` has it.
+const UNINIT_MAP_VALUE: Arg = af(
+    ArgType::PtrToMapValue,
+    TypeFlags::MEM_UNINIT.union(TypeFlags::MEM_WRITE),
+);
+
 /// `ARG_PTR_TO_UNINIT_MEM`.
 const UNINIT_MEM: Arg = af(
     ArgType::PtrToMem,
@@ -223,6 +279,60 @@ pub static BUILTIN_HELPERS: &[HelperProto] = &[
         Ret::INTEGER,
         [a(ArgType::PtrToCtx), a(ArgType::Anything), D, D, D],
     ),
+    HelperProto {
+        pkt_access: true,
+        ..proto(
+            BPF_FUNC_SK_LOOKUP_TCP,
+            "sk_lookup_tcp",
+            RET_SOCKET_OR_NULL,
+            SK_LOOKUP_ARGS,
+        )
+    },
+    HelperProto {
+        pkt_access: true,
+        ..proto(
+            BPF_FUNC_SK_LOOKUP_UDP,
+            "sk_lookup_udp",
+            RET_SOCKET_OR_NULL,
+            SK_LOOKUP_ARGS,
+        )
+    },
+    proto(
+        BPF_FUNC_SK_RELEASE,
+        "sk_release",
+        Ret::INTEGER,
+        [
+            af(ArgType::PtrToBtfIdSockCommon, TypeFlags::OBJ_RELEASE),
+            D,
+            D,
+            D,
+            D,
+        ],
+    ),
+    proto(
+        BPF_FUNC_MAP_PUSH_ELEM,
+        "map_push_elem",
+        Ret::INTEGER,
+        [
+            a(ArgType::ConstMapPtr),
+            a(ArgType::PtrToMapValue),
+            a(ArgType::Anything),
+            D,
+            D,
+        ],
+    ),
+    proto(
+        BPF_FUNC_MAP_POP_ELEM,
+        "map_pop_elem",
+        Ret::INTEGER,
+        [a(ArgType::ConstMapPtr), UNINIT_MAP_VALUE, D, D, D],
+    ),
+    proto(
+        BPF_FUNC_MAP_PEEK_ELEM,
+        "map_peek_elem",
+        Ret::INTEGER,
+        [a(ArgType::ConstMapPtr), UNINIT_MAP_VALUE, D, D, D],
+    ),
     proto(
         BPF_FUNC_SPIN_LOCK,
         "spin_lock",
@@ -235,6 +345,33 @@ pub static BUILTIN_HELPERS: &[HelperProto] = &[
         Ret::VOID,
         [a(ArgType::PtrToSpinLock), D, D, D, D],
     ),
+    proto(
+        BPF_FUNC_SK_FULLSOCK,
+        "sk_fullsock",
+        RET_SOCKET_OR_NULL,
+        [a(ArgType::PtrToSockCommon), D, D, D, D],
+    ),
+    proto(
+        BPF_FUNC_TCP_SOCK,
+        "tcp_sock",
+        RET_TCP_SOCK_OR_NULL,
+        [a(ArgType::PtrToSockCommon), D, D, D, D],
+    ),
+    proto(
+        BPF_FUNC_GET_LISTENER_SOCK,
+        "get_listener_sock",
+        RET_SOCKET_OR_NULL,
+        [a(ArgType::PtrToSockCommon), D, D, D, D],
+    ),
+    HelperProto {
+        pkt_access: true,
+        ..proto(
+            BPF_FUNC_SKC_LOOKUP_TCP,
+            "skc_lookup_tcp",
+            RET_SOCK_COMMON_OR_NULL,
+            SK_LOOKUP_ARGS,
+        )
+    },
     HelperProto {
         gpl_only: true,
         ..proto(
@@ -509,6 +646,9 @@ const BASE_UNPRIV: &[i32] = &[
     BPF_FUNC_MAP_LOOKUP_ELEM,
     BPF_FUNC_MAP_UPDATE_ELEM,
     BPF_FUNC_MAP_DELETE_ELEM,
+    BPF_FUNC_MAP_PUSH_ELEM,
+    BPF_FUNC_MAP_POP_ELEM,
+    BPF_FUNC_MAP_PEEK_ELEM,
     BPF_FUNC_GET_PRANDOM_U32,
     BPF_FUNC_GET_SMP_PROCESSOR_ID,
     BPF_FUNC_GET_NUMA_NODE_ID,
@@ -539,6 +679,16 @@ const BASE_PERFMON: &[i32] = &[
     BPF_FUNC_PROBE_READ_KERNEL_STR,
     BPF_FUNC_SNPRINTF,
     BPF_FUNC_KTIME_GET_COARSE_NS,
+];
+
+/// The socket lookups and their release (`bpf_sk_lookup_tcp` and friends), which XDP,
+/// tc and cgroup skb programs may call. This runtime has no sockets: lookups find
+/// nothing and return NULL, as the kernel's do when no socket matches the tuple.
+const SOCK_LOOKUP: &[i32] = &[
+    BPF_FUNC_SK_LOOKUP_TCP,
+    BPF_FUNC_SK_LOOKUP_UDP,
+    BPF_FUNC_SKC_LOOKUP_TCP,
+    BPF_FUNC_SK_RELEASE,
 ];
 
 /// `bpf_base_func_proto`: what every program type may call, gated by the loader's
@@ -573,18 +723,36 @@ pub fn func_proto(
                     | BPF_FUNC_GET_SMP_PROCESSOR_ID
                     | BPF_FUNC_CSUM_DIFF
                     | BPF_FUNC_REDIRECT
-            ) || base_func_proto(id, caps)
+            ) || SOCK_LOOKUP.contains(&id)
+                || base_func_proto(id, caps)
         }
-        ProgType::SOCKET_FILTER | ProgType::CGROUP_SKB => {
-            // `sk_filter_func_proto`/`cg_skb_func_proto` fall back to
-            // `bpf_sk_base_func_proto`, which is the base set here.
+        ProgType::SOCKET_FILTER => {
+            // `sk_filter_func_proto` falls back to `bpf_sk_base_func_proto`, which is
+            // the base set here.
             id == BPF_FUNC_SKB_LOAD_BYTES || base_func_proto(id, caps)
+        }
+        ProgType::CGROUP_SKB => {
+            // `cg_skb_func_proto`: the socket helpers, then `sk_filter_func_proto`.
+            matches!(
+                id,
+                BPF_FUNC_SKB_LOAD_BYTES
+                    | BPF_FUNC_SK_FULLSOCK
+                    | BPF_FUNC_TCP_SOCK
+                    | BPF_FUNC_GET_LISTENER_SOCK
+            ) || SOCK_LOOKUP.contains(&id)
+                || base_func_proto(id, caps)
         }
         ProgType::SCHED_CLS | ProgType::SCHED_ACT => {
             matches!(
                 id,
-                BPF_FUNC_SKB_LOAD_BYTES | BPF_FUNC_CSUM_DIFF | BPF_FUNC_REDIRECT
-            ) || base_func_proto(id, caps)
+                BPF_FUNC_SKB_LOAD_BYTES
+                    | BPF_FUNC_CSUM_DIFF
+                    | BPF_FUNC_REDIRECT
+                    | BPF_FUNC_SK_FULLSOCK
+                    | BPF_FUNC_TCP_SOCK
+                    | BPF_FUNC_GET_LISTENER_SOCK
+            ) || SOCK_LOOKUP.contains(&id)
+                || base_func_proto(id, caps)
         }
         ProgType::KPROBE
         | ProgType::TRACEPOINT

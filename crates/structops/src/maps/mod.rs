@@ -3,7 +3,8 @@
 //!
 //! Types: `HASH`, `ARRAY` (incl. mmap-able global data), `PROG_ARRAY`, `PERCPU_HASH`,
 //! `PERCPU_ARRAY`, `LRU_HASH`, `LRU_PERCPU_HASH`, `ARRAY_OF_MAPS`, `HASH_OF_MAPS`,
-//! `SK_STORAGE`/`TASK_STORAGE` (host-object local storage) and `RINGBUF`. Other kernel map
+//! `SK_STORAGE`/`TASK_STORAGE` (host-object local storage), `QUEUE`, `STACK` and
+//! `RINGBUF`. Other kernel map
 //! types are refused with `EINVAL`, as a kernel built without them would.
 //!
 //! Memory safety of program-side pointers: array values never move or go away while the
@@ -19,6 +20,7 @@ pub(crate) mod jhash;
 pub(crate) mod local_storage;
 pub(crate) mod lru;
 mod prog_iter;
+pub(crate) mod queue_stack;
 pub mod ringbuf;
 
 use std::fmt;
@@ -35,6 +37,7 @@ pub use self::fd_array::{Slot, TailCallTarget};
 use self::hash::{Flavor, HashTab, NewVal, NodeVal};
 use self::local_storage::LocalStorageMap;
 pub use self::local_storage::{BPF_LOCAL_STORAGE_GET_F_CREATE, HostObject};
+use self::queue_stack::QueueStack;
 pub use self::ringbuf::RingBuf;
 use crate::btf_obj::BtfObject;
 use crate::caps::Capabilities;
@@ -88,6 +91,7 @@ const HTAB_CREATE_FLAG_MASK: u32 =
     BPF_F_NO_PREALLOC | BPF_F_NO_COMMON_LRU | BPF_F_NUMA_NODE | BPF_F_ACCESS_MASK | BPF_F_ZERO_SEED;
 const LOCAL_STORAGE_CREATE_FLAG_MASK: u32 = BPF_F_NO_PREALLOC | BPF_F_CLONE;
 const RINGBUF_CREATE_FLAG_MASK: u32 = BPF_F_NUMA_NODE;
+const QUEUE_STACK_CREATE_FLAG_MASK: u32 = BPF_F_NUMA_NODE | BPF_F_ACCESS_MASK;
 
 /// `PCPU_MIN_UNIT_SIZE`: the largest per-CPU value.
 const PCPU_MIN_UNIT_SIZE: u32 = 32 << 10;
@@ -122,6 +126,10 @@ pub enum MapType {
     ArrayOfMaps = 12,
     /// `BPF_MAP_TYPE_HASH_OF_MAPS`.
     HashOfMaps = 13,
+    /// `BPF_MAP_TYPE_QUEUE`: keyless FIFO of values.
+    Queue = 22,
+    /// `BPF_MAP_TYPE_STACK`: keyless LIFO of values.
+    Stack = 23,
     /// `BPF_MAP_TYPE_SK_STORAGE`: local storage keyed by a [`HostObject`].
     SkStorage = 24,
     /// `BPF_MAP_TYPE_STRUCT_OPS`: an ops table (see [`crate::struct_ops`]).
@@ -145,6 +153,8 @@ impl MapType {
             10 => MapType::LruPercpuHash,
             12 => MapType::ArrayOfMaps,
             13 => MapType::HashOfMaps,
+            22 => MapType::Queue,
+            23 => MapType::Stack,
             24 => MapType::SkStorage,
             26 => MapType::StructOps,
             27 => MapType::Ringbuf,
@@ -303,6 +313,7 @@ enum MapImpl {
     FdArray(FdArray),
     Hash(HashTab),
     Ringbuf(RingBuf),
+    QueueStack(QueueStack),
     Storage(LocalStorageMap),
     StructOps(Box<crate::struct_ops::map::StructOpsMap>),
 }
@@ -464,7 +475,10 @@ fn check_btf(
     key_id: u32,
     value_id: u32,
 ) -> Result<(), Errno> {
-    let has_check = !matches!(ty, MapType::ProgArray | MapType::Ringbuf);
+    let has_check = !matches!(
+        ty,
+        MapType::ProgArray | MapType::Ringbuf | MapType::Queue | MapType::Stack
+    );
     let key = if key_id != 0 {
         let (t, size) = type_id_size(btf, key_id).ok_or(Errno::EINVAL)?;
         if size != key_size {
@@ -505,7 +519,11 @@ fn check_btf(
                 return Err(Errno::EINVAL);
             }
         }
-        MapType::ProgArray | MapType::Ringbuf | MapType::StructOps => {}
+        MapType::ProgArray
+        | MapType::Ringbuf
+        | MapType::StructOps
+        | MapType::Queue
+        | MapType::Stack => {}
     }
     Ok(())
 }
@@ -574,6 +592,26 @@ fn htab_alloc_check(a: &MapCreateAttr, ty: MapType, caps: Capabilities) -> Resul
     Ok(())
 }
 
+/// `queue_stack_map_alloc_check`.
+fn queue_stack_alloc_check(a: &MapCreateAttr) -> Result<(), Errno> {
+    if a.max_entries == 0
+        || a.key_size != 0
+        || a.value_size == 0
+        || a.map_flags & !QUEUE_STACK_CREATE_FLAG_MASK != 0
+        || a.map_flags & (BPF_F_RDONLY_PROG | BPF_F_WRONLY_PROG)
+            == BPF_F_RDONLY_PROG | BPF_F_WRONLY_PROG
+    {
+        return Err(Errno::EINVAL);
+    }
+    if u64::from(a.value_size) > KMALLOC_MAX_SIZE {
+        return Err(Errno::E2BIG);
+    }
+    if a.max_entries >= u32::MAX / a.value_size {
+        return Err(Errno::E2BIG);
+    }
+    Ok(())
+}
+
 fn storage_alloc_check(a: &MapCreateAttr) -> Result<(), Errno> {
     if a.map_flags & !LOCAL_STORAGE_CREATE_FLAG_MASK != 0
         || a.map_flags & BPF_F_NO_PREALLOC == 0
@@ -612,6 +650,7 @@ fn alloc_check(a: &MapCreateAttr, ty: MapType, caps: Capabilities) -> Result<(),
         }
         MapType::SkStorage | MapType::TaskStorage => storage_alloc_check(a),
         MapType::Ringbuf => Ok(()),
+        MapType::Queue | MapType::Stack => queue_stack_alloc_check(a),
         MapType::StructOps => crate::struct_ops::map::alloc_check(a),
     }
 }
@@ -762,6 +801,18 @@ fn alloc(
                 None,
             ))
         }
+        MapType::Queue | MapType::Stack => {
+            over((u64::from(a.max_entries) + 1) * u64::from(a.value_size))?;
+            Ok((
+                MapImpl::QueueStack(QueueStack::new(
+                    ty == MapType::Stack,
+                    a.value_size,
+                    a.max_entries,
+                )),
+                a.max_entries,
+                None,
+            ))
+        }
         MapType::SkStorage | MapType::TaskStorage => Ok((
             MapImpl::Storage(LocalStorageMap::new(a.value_size)),
             0,
@@ -818,7 +869,11 @@ pub(crate) fn create(ctx: &CreateCtx<'_>, attr: &MapCreateAttr) -> Result<Arc<Ma
     let privileged = ty.is_local_storage()
         || matches!(
             ty,
-            MapType::LruHash | MapType::LruPercpuHash | MapType::StructOps
+            MapType::LruHash
+                | MapType::LruPercpuHash
+                | MapType::StructOps
+                | MapType::Queue
+                | MapType::Stack
         );
     if privileged && !ctx.caps.bpf() {
         return Err(Errno::EPERM);
@@ -1060,6 +1115,8 @@ impl Map {
                 }
             }
             MapImpl::Ringbuf(_) => return Err(Errno::ENOTSUPP),
+            // Peek.
+            MapImpl::QueueStack(q) => q.get(&mut buf, false)?,
             MapImpl::Storage(s) => {
                 let owner = fds.host(read_u32(k))?;
                 s.lookup(&owner, &mut buf)?;
@@ -1115,6 +1172,8 @@ impl Map {
                 h.update(k, v, flags, current_cpu(self.ncpus), &guard)
             }
             MapImpl::Ringbuf(_) => Err(Errno::ENOTSUPP),
+            // Push (`bpf_map_update_value`).
+            MapImpl::QueueStack(q) => q.push(value, flags),
             MapImpl::Storage(s) => {
                 let owner = fds.host(read_u32(k))?;
                 s.update(&owner, value, flags)
@@ -1151,9 +1210,55 @@ impl Map {
             MapImpl::FdArray(a) => a.set(read_u32(k), None, &guard),
             MapImpl::Hash(h) => h.delete(k, &guard),
             MapImpl::Ringbuf(_) => Err(Errno::ENOTSUPP),
+            // `queue_stack_map_delete_elem`.
+            MapImpl::QueueStack(_) => Err(Errno::EINVAL),
             MapImpl::Storage(s) => s.delete(&fds.host(read_u32(k))?),
             MapImpl::StructOps(s) => s.delete(),
         }
+    }
+
+    /// `BPF_MAP_LOOKUP_AND_DELETE_ELEM` (`map_lookup_and_delete_elem`): pops a queue
+    /// or stack; for the hash maps, copies the element's value and deletes it. Other
+    /// types are `ENOTSUPP`.
+    pub(crate) fn sys_lookup_and_delete(
+        self: &Arc<Self>,
+        mode: AccessMode,
+        fds: &FdTable,
+        key: Option<&[u8]>,
+        value: &mut [u8],
+        flags: u64,
+    ) -> Result<(), Errno> {
+        if flags & !BPF_F_LOCK != 0 {
+            return Err(Errno::EINVAL);
+        }
+        let _active = WriteActive::new(&self.writecnt);
+        if !mode.can_read() || !self.can_sys_write(mode) {
+            return Err(Errno::EPERM);
+        }
+        let queue = matches!(self.imp, MapImpl::QueueStack(_));
+        if flags != 0 && queue {
+            return Err(Errno::EINVAL);
+        }
+        // No value here holds a `bpf_spin_lock`.
+        if flags & BPF_F_LOCK != 0 {
+            return Err(Errno::EINVAL);
+        }
+        let key = self.sys_key(key)?;
+        let mut buf = vec![0u8; self.sys_value_size()];
+        match &self.imp {
+            MapImpl::QueueStack(q) => q.get(&mut buf, true)?,
+            MapImpl::Hash(_)
+                if matches!(
+                    self.map_type,
+                    MapType::Hash | MapType::PercpuHash | MapType::LruHash | MapType::LruPercpuHash
+                ) =>
+            {
+                self.sys_lookup(mode, fds, key, &mut buf, 0)?;
+                self.sys_delete(mode, fds, key)?;
+            }
+            _ => return Err(Errno::ENOTSUPP),
+        }
+        put(value, &buf)
     }
 
     /// `BPF_MAP_GET_NEXT_KEY`.
@@ -1182,6 +1287,8 @@ impl Map {
                 crate::struct_ops::map::StructOpsMap::get_next_key(key, &mut buf)?
             }
             MapImpl::Ringbuf(_) | MapImpl::Storage(_) => return Err(Errno::ENOTSUPP),
+            // `queue_stack_map_get_next_key`.
+            MapImpl::QueueStack(_) => return Err(Errno::EINVAL),
         }
         put(next_key, &buf)
     }
@@ -1271,7 +1378,10 @@ impl Map {
                 let n = h.lookup_prog(k, guard)?;
                 h.value_ptr(n, self.prog_cpu())
             }
-            MapImpl::Ringbuf(_) | MapImpl::Storage(_) | MapImpl::StructOps(_) => return None,
+            MapImpl::Ringbuf(_)
+            | MapImpl::QueueStack(_)
+            | MapImpl::Storage(_)
+            | MapImpl::StructOps(_) => return None,
         };
         NonNull::new(p)
     }
@@ -1323,6 +1433,32 @@ impl Map {
                 a.set(read_u32(k), None, guard)
             }
             _ => Err(Errno::ENOTSUPP),
+        }
+    }
+
+    /// `bpf_map_push_elem` from a program: `value` holds `value_size` bytes. `EINVAL` for
+    /// maps that are not queues or stacks (the verifier refuses such calls).
+    pub fn push_from_prog(&self, value: &[u8], flags: u64) -> Result<(), Errno> {
+        match &self.imp {
+            MapImpl::QueueStack(q) => q.push(value, flags),
+            _ => Err(Errno::EINVAL),
+        }
+    }
+
+    /// `bpf_map_pop_elem` (`delete`) or `bpf_map_peek_elem` from a program: the next
+    /// value into `out` (zeroed and `ENOENT` when empty). `EINVAL` for other maps.
+    pub fn pop_from_prog(&self, out: &mut [u8], delete: bool) -> Result<(), Errno> {
+        match &self.imp {
+            MapImpl::QueueStack(q) => q.get(out, delete),
+            _ => Err(Errno::EINVAL),
+        }
+    }
+
+    /// Number of values a queue or stack holds (0 for other types).
+    pub fn queue_len(&self) -> usize {
+        match &self.imp {
+            MapImpl::QueueStack(q) => q.len(),
+            _ => 0,
         }
     }
 

@@ -516,7 +516,13 @@ impl Runtime {
         };
         let verification = match verdict {
             Ok(proof) => {
-                Verification::Verified(VerifiedProgram::new(proof, program.clone(), code.clone()))
+                let engine = attr.engine.unwrap_or(self.progs.engine);
+                Verification::Verified(VerifiedProgram::new(
+                    proof,
+                    program.clone(),
+                    code.clone(),
+                    engine,
+                ))
             }
             Err(e) => Verification::Unverified(e),
         };
@@ -843,6 +849,35 @@ impl Runtime {
     /// Does the runtime load programs the verifier rejects (to run checked only)?
     pub fn run_unverified(&self) -> bool {
         self.progs.run_unverified.load(Ordering::Acquire)
+    }
+
+    /// Makes the time helpers (`bpf_ktime_get_ns`, `_boot_ns`, `_coarse_ns`,
+    /// `bpf_jiffies64`) read `clock` instead of the system's clocks (`None` restores
+    /// them): a simulator's virtual time, or a fixed clock for reproducible runs.
+    pub fn set_clock(&self, clock: Option<crate::prog::Clock>) {
+        match self.progs.clock.write() {
+            Ok(mut c) => *c = clock,
+            Err(poisoned) => *poisoned.into_inner() = clock,
+        }
+    }
+
+    /// Calls `trace` after every helper and kfunc call of every run that starts from
+    /// now on, in order, with its arguments and result (`None` turns tracing off).
+    /// For debugging and for differential tests of the engines; a runtime without a
+    /// trace pays one relaxed load per run.
+    pub fn set_helper_trace(&self, trace: Option<crate::prog::HelperTrace>) {
+        let on = trace.is_some();
+        match self.progs.helper_trace.write() {
+            Ok(mut t) => *t = trace,
+            Err(poisoned) => *poisoned.into_inner() = trace,
+        }
+        self.progs.trace_on.store(on, Ordering::Release);
+    }
+
+    /// The engine verified programs run on unless their load names one
+    /// ([`crate::RuntimeConfig::engine`]).
+    pub fn engine(&self) -> structops_vm::Engine {
+        self.progs.engine
     }
 }
 

@@ -46,7 +46,7 @@ use std::sync::{Arc, RwLock};
 use structops_btf::ext::{FuncInfo, LineInfo};
 use structops_isa::{Insn, Program};
 pub use structops_obj::{AttachType, ProgType};
-use structops_vm::Code;
+use structops_vm::{Code, Engine, JitProgram};
 
 pub use self::host::collecting_sink;
 use crate::btf_obj::BtfObject;
@@ -130,6 +130,9 @@ pub struct ProgLoadAttr {
     /// instruction log), 2 (also register states); `| 4` (`BPF_LOG_STATS`) adds the
     /// stats line. The log goes to [`crate::Runtime::prog_load_with_log`]'s buffer.
     pub log_level: u32,
+    /// Not a kernel attribute: the engine this program runs on once verified; `None`
+    /// is the runtime's [`crate::RuntimeConfig::engine`].
+    pub engine: Option<Engine>,
 }
 
 impl ProgLoadAttr {
@@ -155,6 +158,12 @@ impl ProgLoadAttr {
     /// Sets `expected_attach_type`.
     pub fn expected_attach_type(mut self, t: AttachType) -> ProgLoadAttr {
         self.expected_attach_type = t.0;
+        self
+    }
+
+    /// Runs the program on `engine` instead of the runtime's default.
+    pub fn engine(mut self, engine: Engine) -> ProgLoadAttr {
+        self.engine = Some(engine);
         self
     }
 
@@ -198,26 +207,50 @@ impl ProgLoadAttr {
     }
 }
 
-/// A program the verifier accepted: the verifier's proof and the translated
-/// instructions (map references as addresses) in the interpreter's form.
+/// A program the verifier accepted: the verifier's proof, the translated instructions
+/// (map references as addresses) in the interpreter's form, and the engine it runs on
+/// (with its native code when that is the JIT).
 #[derive(Clone, Debug)]
 pub struct VerifiedProgram {
     proof: structops_verifier::VerifiedProgram,
     code: Code,
     program: Program,
+    engine: Engine,
 }
 
 impl VerifiedProgram {
-    /// Pairs the verifier's proof with the translated program it was checked for.
+    /// Pairs the verifier's proof with the translated program it was checked for, and
+    /// compiles it when `engine` is the JIT. A program the JIT cannot compile runs in
+    /// the interpreter, as the kernel falls back to its interpreter when its JIT fails
+    /// (without `CONFIG_BPF_JIT_ALWAYS_ON`).
     pub(crate) fn new(
         proof: structops_verifier::VerifiedProgram,
         program: Program,
         code: Code,
+        engine: Engine,
     ) -> VerifiedProgram {
+        let engine = match engine {
+            Engine::Jit if code.jit().is_ok() => Engine::Jit,
+            _ => Engine::Interp,
+        };
         VerifiedProgram {
             proof,
             code,
             program,
+            engine,
+        }
+    }
+
+    /// The engine the program runs on when not checked.
+    pub fn engine(&self) -> Engine {
+        self.engine
+    }
+
+    /// The native code, when the program runs on the JIT.
+    pub fn jited(&self) -> Option<&JitProgram> {
+        match self.engine {
+            Engine::Jit => self.code.jit().ok(),
+            Engine::Interp => None,
         }
     }
 
@@ -512,6 +545,28 @@ impl Prog {
         matches!(self.verification, Verification::Verified(_))
     }
 
+    /// The engine the program runs on: the JIT or the interpreter for a verified
+    /// program, the interpreter (checked) for an unverified one.
+    pub fn engine(&self) -> Engine {
+        match &self.verification {
+            Verification::Verified(v) => v.engine(),
+            Verification::Unverified(_) => Engine::Interp,
+        }
+    }
+
+    /// The native code of a program on the JIT.
+    pub fn jited(&self) -> Option<&JitProgram> {
+        match &self.verification {
+            Verification::Verified(v) => v.jited(),
+            Verification::Unverified(_) => None,
+        }
+    }
+
+    fn jited_len(&self) -> u32 {
+        self.jited()
+            .map_or(0, |j| u32::try_from(j.code_size()).unwrap_or(u32::MAX))
+    }
+
     /// The interpreter's form of the translated program (verified or not).
     pub(crate) fn unverified_code(&self) -> &Code {
         &self.body.code
@@ -539,7 +594,7 @@ impl Prog {
             prog_type: self.prog_type.0,
             id: self.id(),
             tag: self.tag,
-            jited_prog_len: 0,
+            jited_prog_len: self.jited_len(),
             xlated_prog_len: (xlated * 8) as u32,
             load_time: self.load_time,
             created_by_uid: 0,
@@ -568,7 +623,7 @@ pub struct ProgInfo {
     /// descriptors zeroed (`bpf_prog_calc_tag`); equal to the kernel's for the same
     /// instructions.
     pub tag: [u8; 8],
-    /// `jited_prog_len`: 0 (no JIT yet).
+    /// `jited_prog_len`: bytes of native code (0 for a program on the interpreter).
     pub jited_prog_len: u32,
     /// `xlated_prog_len`: bytes of translated instructions.
     pub xlated_prog_len: u32,
@@ -667,6 +722,49 @@ pub(crate) fn prog_map_compatible(map: &Map, prog: &ProgBody) -> bool {
 /// A sink for `bpf_trace_printk` lines (the runtime's `trace_pipe`).
 pub type TraceSink = Arc<dyn Fn(&str) + Send + Sync>;
 
+/// Which clock a time helper reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ClockKind {
+    /// `CLOCK_MONOTONIC`: `bpf_ktime_get_ns`, and `bpf_jiffies64` through `CONFIG_HZ`.
+    Monotonic,
+    /// `CLOCK_BOOTTIME`: `bpf_ktime_get_boot_ns`.
+    Boottime,
+    /// `CLOCK_MONOTONIC_COARSE`: `bpf_ktime_get_coarse_ns`.
+    MonotonicCoarse,
+}
+
+/// What a traced call called.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Callee {
+    /// Helper `BPF_FUNC_*` id (built-in or host).
+    Helper(i32),
+    /// The kfunc with this host BTF id.
+    Kfunc(u32),
+}
+
+/// One helper or kfunc call a program made, as [`crate::Runtime::set_helper_trace`]
+/// reports it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct HelperCall {
+    /// The program the run started with (tail calls keep it).
+    pub prog_id: u32,
+    /// Slot of the call instruction in the running program.
+    pub pc: usize,
+    /// The helper or kfunc.
+    pub callee: Callee,
+    /// `r1` to `r5`; for a helper, those past its arguments (`ARG_DONTCARE` in its
+    /// prototype) are 0, since they hold whatever earlier code left there.
+    pub args: [u64; 5],
+    /// `r0` after the call, `None` when the call failed the run.
+    pub ret: Option<u64>,
+}
+
+/// A hook that sees every helper and kfunc call of every run, in order.
+pub type HelperTrace = Arc<dyn Fn(&HelperCall) + Send + Sync>;
+
+/// A host clock for the time helpers (e.g. a simulator's virtual time), in ns.
+pub type Clock = Arc<dyn Fn(ClockKind) -> u64 + Send + Sync>;
+
 /// The program half of the runtime: the id table, registries and switches.
 pub(crate) struct ProgRegistry {
     pub(crate) table: Arc<IdTable<Prog>>,
@@ -677,6 +775,17 @@ pub(crate) struct ProgRegistry {
     pub(crate) probe_memory: RwLock<Vec<(u64, u64)>>,
     pub(crate) run_unverified: AtomicBool,
     pub(crate) hz: u32,
+    /// [`crate::RuntimeConfig::engine`].
+    pub(crate) engine: Engine,
+    /// [`crate::RuntimeConfig::prandom_seed`].
+    pub(crate) prandom_seed: Option<u64>,
+    /// Runs that seeded a generator from `prandom_seed`.
+    pub(crate) prandom_runs: std::sync::atomic::AtomicU64,
+    /// [`crate::Runtime::set_clock`].
+    pub(crate) clock: RwLock<Option<Clock>>,
+    /// [`crate::Runtime::set_helper_trace`], and whether one is set (read once per run).
+    pub(crate) helper_trace: RwLock<Option<HelperTrace>>,
+    pub(crate) trace_on: AtomicBool,
 }
 
 impl fmt::Debug for ProgRegistry {
@@ -688,12 +797,18 @@ impl fmt::Debug for ProgRegistry {
                 &self.run_unverified.load(Ordering::Relaxed),
             )
             .field("hz", &self.hz)
+            .field("engine", &self.engine)
             .finish_non_exhaustive()
     }
 }
 
 impl ProgRegistry {
-    pub(crate) fn new(run_unverified: bool, hz: u32) -> ProgRegistry {
+    pub(crate) fn new(
+        run_unverified: bool,
+        hz: u32,
+        engine: Engine,
+        prandom_seed: Option<u64>,
+    ) -> ProgRegistry {
         ProgRegistry {
             table: IdTable::new(),
             helpers: RwLock::new(Vec::new()),
@@ -702,6 +817,12 @@ impl ProgRegistry {
             probe_memory: RwLock::new(Vec::new()),
             run_unverified: AtomicBool::new(run_unverified),
             hz: hz.max(1),
+            engine,
+            prandom_seed,
+            prandom_runs: std::sync::atomic::AtomicU64::new(0),
+            clock: RwLock::new(None),
+            helper_trace: RwLock::new(None),
+            trace_on: AtomicBool::new(false),
         }
     }
 }

@@ -65,7 +65,7 @@ use std::sync::{Arc, Mutex, RwLock, Weak};
 
 use structops_btf::BtfBuilder;
 use structops_btf::{Btf, Kind, TypeId, TypeKind};
-use structops_vm::{Access, Config, Interpreter, Mode, Region};
+use structops_vm::{Access, Config, Engine, Interpreter, Mode, Region};
 use thiserror::Error;
 
 use crate::btf_obj::BtfObject;
@@ -604,8 +604,8 @@ impl OpsTable {
     /// Calls member `member` with `args` (one `u64` per argument of its prototype) and
     /// returns what the program returned in `r0`.
     ///
-    /// Runs the member's program in the interpreter (unchecked for verified programs;
-    /// unverified ones only with [`crate::RuntimeConfig::run_unverified`], checked, with
+    /// Runs the member's program on its engine (the JIT or the interpreter, unchecked,
+    /// for verified programs; unverified ones only with [`crate::RuntimeConfig::run_unverified`], checked, with
     /// the argument array as their only context). No lock and no shared atomic
     /// read-modify-write happen here; the caller keeps the table alive (an [`OpsSlot`]
     /// guard, or an `Arc`).
@@ -636,10 +636,10 @@ pub(crate) fn run_member(
     ctx: &mut [u64],
     extra: &[Region<'_>],
 ) -> Result<u64, CallError> {
-    let (code, mode) = match prog.verification() {
-        Verification::Verified(v) => (v.code(), Mode::Unchecked),
+    let (code, mode, engine) = match prog.verification() {
+        Verification::Verified(v) => (v.code(), Mode::Unchecked, v.engine()),
         Verification::Unverified(_) if rt.run_unverified() => {
-            (prog.unverified_code(), Mode::Checked)
+            (prog.unverified_code(), Mode::Checked, Engine::Interp)
         }
         Verification::Unverified(_) => return Err(CallError::Unverified { prog_id: prog.id() }),
     };
@@ -659,9 +659,10 @@ pub(crate) fn run_member(
                 let ctx = unsafe { Region::from_raw_parts(ctx_addr, ctx_len, Access::Read) };
                 vm.run_checked(code, &mut env, ctx, &regions)
             }
-            // SAFETY: only verified programs run unchecked; their context is the member's
-            // argument array, which the verifier checked their accesses against.
-            Mode::Unchecked => unsafe { vm.run_unchecked(code, &mut env, ctx_addr) },
+            // SAFETY: only verified programs run unchecked (on either engine); their
+            // context is the member's argument array, which the verifier checked their
+            // accesses against.
+            Mode::Unchecked => unsafe { vm.run(engine, code, &mut env, ctx_addr) },
         }
     })?;
     env.finish()?;

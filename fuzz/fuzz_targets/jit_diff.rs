@@ -1,0 +1,74 @@
+//! The JIT against the interpreter, through the runtime: random programs that the
+//! verifier accepts run on both engines and must give the same result.
+//!
+//! Two twin runtimes (`crates/structops/tests/common/twin.rs`), one per engine, are built
+//! alike: the same maps (same descriptors), the same `bpf_get_prandom_u32` seed, a fixed
+//! clock for the time helpers, and a helper trace. For each input (raw instructions or a
+//! seed of the soundness generator, as in the `verifier` target) both load the program;
+//! when it is verified, both maps are reset and both run it once on the packet from the
+//! input. A finding is any difference in: the test run's result (errno, retval, output
+//! packet), the maps' contents afterwards, or the sequence of helper calls (which helper,
+//! from which instruction, with which arguments, returning what; values that are host
+//! addresses — stack, map values, packet — differ between runtimes by nature and are
+//! compared as "an address").
+#![no_main]
+
+use std::sync::OnceLock;
+
+use libfuzzer_sys::fuzz_target;
+use structops::{Engine, ProgLoadAttr, ProgType};
+use structops_isa::{Insn, assemble};
+
+#[path = "../../crates/structops/tests/common/progen.rs"]
+mod progen;
+#[path = "../../crates/structops/tests/common/twin.rs"]
+mod twin;
+
+fn sides() -> &'static [twin::Side; 2] {
+    static S: OnceLock<[twin::Side; 2]> = OnceLock::new();
+    S.get_or_init(|| [twin::side(Engine::Interp), twin::side(Engine::Jit)])
+}
+
+fuzz_target!(|data: &[u8]| {
+    let Some((&mode, rest)) = data.split_first() else {
+        return;
+    };
+    let [interp, jit] = sides();
+    let (insns, packet): (Vec<Insn>, &[u8]) = if mode % 2 == 0 {
+        let n = rest.len() / 8 * 8;
+        match Insn::parse_slice(&rest[..n]) {
+            Ok(i) if !i.is_empty() => (i, &[0u8; 64][..]),
+            _ => return,
+        }
+    } else {
+        let mut seed = [0u8; 8];
+        let take = rest.len().min(8);
+        seed[..take].copy_from_slice(&rest[..take]);
+        let mut rng = progen::Rng::new(u64::from_le_bytes(seed));
+        let text = progen::program(&mut rng, &interp.maps);
+        let prog = assemble(&text).expect("the generator's output assembles");
+        (prog.encode(), &rest[take..])
+    };
+    let attr = ProgLoadAttr::new(ProgType::XDP, insns, "GPL");
+    let (a, b) = (interp.rt.prog_load(&attr), jit.rt.prog_load(&attr));
+    let (a, b) = match (a, b) {
+        (Ok(a), Ok(b)) => (a, b),
+        (Err(x), Err(y)) => {
+            assert_eq!(x, y, "the two runtimes' loads disagree");
+            return;
+        }
+        (x, y) => panic!(
+            "one runtime loaded the program: {:?} vs {:?}",
+            x.err(),
+            y.err()
+        ),
+    };
+    assert_eq!(a.is_verified(), b.is_verified());
+    if !a.is_verified() {
+        return;
+    }
+    assert_eq!((a.engine(), b.engine()), (Engine::Interp, Engine::Jit));
+    let x = twin::run(interp, &a, packet).unwrap_or_else(|e| panic!("{e}"));
+    let y = twin::run(jit, &b, packet).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(x, y, "interpreter vs JIT");
+});

@@ -182,7 +182,8 @@ impl structops_verifier::VerifierEnv for BenchEnv {
 
     fn ctx_access(&self, off: i32, size: u32, _: bool) -> Option<structops_verifier::CtxField> {
         let s = size as i32;
-        (off >= 0 && off + s <= 1500 && off % s == 0).then_some(structops_verifier::CtxField::Scalar)
+        (off >= 0 && off + s <= 1500 && off % s == 0)
+            .then_some(structops_verifier::CtxField::Scalar)
     }
 }
 

@@ -6,6 +6,7 @@
 //! `bpf_map`, `get_func_proto`, `is_valid_access`) comes in through here.
 
 use structops_btf::Btf;
+use structops_isa::Insn;
 
 use crate::proto::HelperProto;
 
@@ -140,6 +141,23 @@ pub enum SockPtr {
     XdpSock,
 }
 
+/// A context access the verifier allowed at one instruction: what
+/// `is_valid_access` was asked and answered (the kernel keeps the same in
+/// `bpf_insn_aux_data`: `ctx_field_size`, `ptr_type`), handed to
+/// [`VerifierEnv::convert_ctx_access`] after verification.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CtxAccess {
+    /// Byte offset in the context (the instruction's `off`: a context
+    /// pointer never carries an offset of its own).
+    pub off: i32,
+    /// Access size in bytes.
+    pub size: u32,
+    /// A store (`true`) or a load.
+    pub write: bool,
+    /// What the load produces.
+    pub field: CtxField,
+}
+
 /// Whether direct packet access is allowed and how (`may_access_direct_pkt_data`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PacketAccess {
@@ -189,6 +207,20 @@ pub trait VerifierEnv {
     /// Context access at `off` of `size` bytes (`is_valid_access`): `None`
     /// when not allowed, otherwise what a load produces.
     fn ctx_access(&self, off: i32, size: u32, write: bool) -> Option<CtxField>;
+
+    /// `convert_ctx_access`: the instructions that replace the verified
+    /// context access `insn` (a load or store through the context pointer)
+    /// in the program that runs, or `None` to keep it as it is. Called once
+    /// per context-accessing instruction after verification succeeded; the
+    /// verifier splices the replacement in and moves jumps, calls,
+    /// subprogram starts and instruction indices accordingly (see
+    /// [`crate::Rewrite`]). The replacement must not jump out of itself.
+    /// An empty replacement fails the load ("bpf verifier is
+    /// misconfigured"), as a kernel `convert_ctx_access` returning 0 does.
+    fn convert_ctx_access(&self, access: &CtxAccess, insn: Insn) -> Option<Vec<Insn>> {
+        let _ = (access, insn);
+        None
+    }
 
     /// Direct packet access of this program type.
     fn packet_access(&self) -> PacketAccess {

@@ -14,6 +14,8 @@ pub const EFAULT: i32 = 14;
 pub const EINVAL: i32 = 22;
 /// `E2BIG`.
 pub const E2BIG: i32 = 7;
+/// `ERANGE`.
+pub const ERANGE: i32 = 34;
 /// `ENOTSUPP` (kernel-internal, 524).
 pub const ENOTSUPP: i32 = 524;
 

@@ -61,6 +61,7 @@ mod calls;
 mod cfg;
 pub mod env;
 pub mod error;
+pub mod facts;
 mod iter;
 mod kfunc;
 mod live_regs;
@@ -70,6 +71,7 @@ mod precision;
 pub mod print;
 pub mod proto;
 mod prune;
+pub mod rewrite;
 pub mod scalar;
 mod sock;
 pub mod state;
@@ -83,15 +85,19 @@ mod kernel_diff;
 #[cfg(test)]
 mod loop_cases;
 #[cfg(test)]
+mod rewrite_tests;
+#[cfg(test)]
 mod tests;
 
 pub use env::{
-    CtxField, FieldTrust, HookError, KfuncDesc, KfuncFlags, LogOptions, MapInfo, MapPtrLoad,
-    MapRef, PacketAccess, Privileges, ProgInfo, ReturnRule, SockPtr, StructOpsAttach,
+    CtxAccess, CtxField, FieldTrust, HookError, KfuncDesc, KfuncFlags, LogOptions, MapInfo,
+    MapPtrLoad, MapRef, PacketAccess, Privileges, ProgInfo, ReturnRule, SockPtr, StructOpsAttach,
     StructOpsType, VerifierEnv, map_btf_struct_name,
 };
 pub use error::VerifyError;
+pub use facts::InsnFacts;
 pub use print::{ScalarLog, Snum, Unum, write_scalar_ranges};
+pub use rewrite::{Rewrite, RewriteError};
 pub use scalar::{BoundsViolation, ScalarValue};
 pub use structops_btf::Btf;
 pub use tnum::Tnum;
@@ -102,6 +108,12 @@ use structops_isa::Insn;
 /// A program the verifier accepted: the only way to obtain one is
 /// [`verify`], so holding one proves the instructions passed every check
 /// for the environment they were verified against.
+///
+/// Its instructions are the ones to run: the checked ones with the
+/// environment's context rewrites spliced in
+/// ([`VerifierEnv::convert_ctx_access`]); [`VerifiedProgram::rewrite`] says
+/// what moved. [`VerifiedProgram::facts`] are what execution may rely on to
+/// skip work (see [`facts`]).
 #[derive(Debug, Clone)]
 pub struct VerifiedProgram {
     insns: Vec<Insn>,
@@ -110,10 +122,13 @@ pub struct VerifiedProgram {
     stack_depth: Vec<usize>,
     subprogs: Vec<usize>,
     map_ptr_loads: Vec<MapPtrLoad>,
+    rewrite: Rewrite,
+    facts: Vec<InsnFacts>,
 }
 
 impl VerifiedProgram {
-    /// The verified instructions.
+    /// The instructions to run: the verified ones after the context
+    /// rewrites.
     pub fn insns(&self) -> &[Insn] {
         &self.insns
     }
@@ -133,14 +148,30 @@ impl VerifiedProgram {
         &self.stack_depth
     }
 
-    /// Start instruction of each subprogram (the first is 0).
+    /// Start instruction of each subprogram (the first is 0), in the
+    /// rewritten numbering.
     pub fn subprogs(&self) -> &[usize] {
         &self.subprogs
     }
 
-    /// The loads through map pointers, by instruction ([`MapPtrLoad`]).
+    /// The loads through map pointers, by instruction of the submitted program
+    /// (before [`VerifiedProgram::rewrite`]) ([`MapPtrLoad`]).
     pub fn map_ptr_loads(&self) -> &[MapPtrLoad] {
         &self.map_ptr_loads
+    }
+
+    /// The post-verification rewrite: which submitted instructions were
+    /// replaced and where every submitted index went. Apply it to another
+    /// form of the submitted program (the runtime's translated one) with
+    /// [`Rewrite::apply`]; move `func_info`/`line_info` offsets with
+    /// [`Rewrite::new_index`].
+    pub fn rewrite(&self) -> &Rewrite {
+        &self.rewrite
+    }
+
+    /// What the verifier proved about each slot of [`VerifiedProgram::insns`].
+    pub fn facts(&self) -> &[InsnFacts] {
+        &self.facts
     }
 
     /// Gives back the instructions.
@@ -150,7 +181,8 @@ impl VerifiedProgram {
 }
 
 /// Verifies `insns` as `BPF_PROG_LOAD` would, against the facts `env`
-/// supplies (mirrors `bpf_check`).
+/// supplies (mirrors `bpf_check`), then applies the environment's context
+/// rewrites (`convert_ctx_accesses`) and gathers the [`InsnFacts`].
 ///
 /// # Errors
 ///
@@ -163,12 +195,117 @@ pub fn verify(
 ) -> Result<VerifiedProgram, VerifyError> {
     let mut v = verifier::Verifier::new(insns, env, info, *log);
     v.run()?;
+    let misconfigured = |v: &mut verifier::Verifier<'_>, pc: usize| VerifyError {
+        errno: error::EINVAL,
+        pc,
+        message: "bpf verifier is misconfigured".to_owned(),
+        log: std::mem::take(&mut v.log),
+    };
+    let rewrite = match convert_ctx_accesses(&v, insns, env) {
+        Ok(r) => r,
+        Err(pc) => return Err(misconfigured(&mut v, pc)),
+    };
+    let rewritten = match rewrite.apply(insns) {
+        Ok(r) => r,
+        Err(RewriteError::Range { pc }) => {
+            return Err(VerifyError {
+                errno: error::ERANGE,
+                pc,
+                message: format!("insn {pc} cannot be patched due to 16-bit range"),
+                log: std::mem::take(&mut v.log),
+            });
+        }
+        Err(RewriteError::Length { .. }) => return Err(misconfigured(&mut v, 0)),
+    };
+    let facts = insn_facts(&v, insns, &rewrite, &rewritten);
+    let subprogs = v
+        .cfg
+        .subprogs
+        .iter()
+        .map(|&s| rewrite.new_index(s).unwrap_or(s))
+        .collect();
     Ok(VerifiedProgram {
-        insns: insns.to_vec(),
+        insns: rewritten,
         stats: v.stats,
         log: std::mem::take(&mut v.log),
         stack_depth: v.stack_depth.clone(),
-        subprogs: v.cfg.subprogs.clone(),
+        subprogs,
+        rewrite,
+        facts,
         map_ptr_loads: std::mem::take(&mut v.map_ptr_loads).into_values().collect(),
     })
+}
+
+/// `convert_ctx_accesses`: asks the environment for the replacement of
+/// every context access some path reached. `Err(pc)` when a replacement
+/// is empty, does not decode, or jumps out of itself.
+fn convert_ctx_accesses(
+    v: &verifier::Verifier<'_>,
+    insns: &[Insn],
+    env: &dyn VerifierEnv,
+) -> Result<Rewrite, usize> {
+    let mut patches = Vec::new();
+    for (pc, aux) in v.aux.iter().enumerate() {
+        let (Some(access), true, Some(&insn)) = (aux.ctx, aux.seen, insns.get(pc)) else {
+            continue;
+        };
+        let Some(repl) = env.convert_ctx_access(&access, insn) else {
+            continue;
+        };
+        let prog = structops_isa::Program::decode(&repl).map_err(|_| pc)?;
+        let contained = prog.iter().all(|(at, op)| {
+            let local = matches!(
+                op,
+                structops_isa::Op::Call(structops_isa::CallTarget::Local { .. })
+                    | structops_isa::Op::LdImm64 {
+                        imm: structops_isa::Imm64::Func { .. },
+                        ..
+                    }
+            );
+            !local
+                && op
+                    .jump_offset()
+                    .is_none_or(|_| op.jump_target(at).is_some_and(|t| t <= repl.len()))
+        });
+        if repl.is_empty() || !contained {
+            return Err(pc);
+        }
+        patches.push((pc, repl));
+    }
+    Ok(Rewrite::new(insns.len(), patches))
+}
+
+/// The [`InsnFacts`] of the rewritten program: zero extensions from the
+/// final instructions, divisors from the path walk (moved to their new
+/// index, dropped where a pruned continuation may have seen other values).
+fn insn_facts(
+    v: &verifier::Verifier<'_>,
+    insns: &[Insn],
+    rewrite: &Rewrite,
+    rewritten: &[Insn],
+) -> Vec<InsnFacts> {
+    let zext = facts::zext_redundant(&facts::decode_ops(rewritten));
+    let mut out: Vec<InsnFacts> = zext
+        .into_iter()
+        .map(|z| InsnFacts {
+            zext_redundant: z,
+            ..InsnFacts::default()
+        })
+        .collect();
+    let tainted = if v.fact_taint.is_empty() {
+        vec![false; insns.len()]
+    } else {
+        facts::reachable(&facts::decode_ops(insns), &v.fact_taint, &v.cfg.subprogs)
+    };
+    for (pc, aux) in v.aux.iter().enumerate() {
+        let Some(d) = aux.divisor else { continue };
+        if tainted.get(pc).copied().unwrap_or(true) {
+            continue;
+        }
+        if let Some(f) = rewrite.new_index(pc).and_then(|i| out.get_mut(i)) {
+            f.divisor_nonzero = d.nonzero;
+            f.divisor_not_minus_one = d.not_minus_one;
+        }
+    }
+    out
 }

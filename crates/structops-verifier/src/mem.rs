@@ -339,6 +339,14 @@ impl Verifier<'_> {
                 let Some(field) = field else {
                     return eacces!("invalid bpf_context access off={off} size={size}");
                 };
+                if let Some(aux) = self.aux.get_mut(pc) {
+                    aux.ctx = Some(crate::env::CtxAccess {
+                        off,
+                        size,
+                        write: t == Access::Write,
+                        field,
+                    });
+                }
                 if t == Access::Read
                     && let Some(v) = value
                 {

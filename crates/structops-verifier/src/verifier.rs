@@ -118,6 +118,12 @@ pub(crate) struct InsnAux {
     pub ptr_type: Option<RegType>,
     /// Reached by some path.
     pub seen: bool,
+    /// The context access checked here (the same on every path: a context
+    /// pointer has no offset of its own), for `convert_ctx_access`.
+    pub ctx: Option<crate::env::CtxAccess>,
+    /// A division or modulo by a register: what every visit proved about
+    /// the divisor, `None` before the first visit.
+    pub divisor: Option<crate::facts::DivisorFact>,
 }
 
 /// Helper names for the disassembler, from the environment.
@@ -185,6 +191,12 @@ pub(crate) struct Verifier<'a> {
     scratch: Scratch,
     /// The struct_ops member this program implements, once checked.
     pub struct_ops: Option<crate::btf_ptr::StructOpsCtx<'a>>,
+    /// Where paths were pruned against a state whose scalars did not all
+    /// contain the current ones (a match through imprecise registers): the
+    /// pruned continuation was explored with other values, so per-visit
+    /// facts ([`InsnAux::divisor`]) of everything reachable from these
+    /// instructions (and from the frames' call sites) cannot be trusted.
+    pub fact_taint: Vec<usize>,
 }
 
 impl<'a> Verifier<'a> {
@@ -252,6 +264,7 @@ impl<'a> Verifier<'a> {
             print_state: false,
             struct_ops: None,
             scratch: Scratch::default(),
+            fact_taint: Vec::new(),
         }
     }
 
@@ -762,6 +775,17 @@ impl<'a> Verifier<'a> {
             self.stats.max_states_per_insn = states_cnt;
         }
         if let Some(si) = hit {
+            if !states_equal(
+                &self.stored[si].state,
+                &self.cur,
+                &live,
+                Exact::RangeWithin,
+                privs,
+            ) {
+                self.fact_taint.push(pc);
+                self.fact_taint
+                    .extend(self.cur.frames.iter().skip(1).map(|f| f.callsite));
+            }
             self.stored[si].hit += 1;
             if self.jumped {
                 self.hist_prev = self.prev_insn_idx;
@@ -1260,6 +1284,13 @@ impl<'a> Verifier<'a> {
                 self.mark_precise(s.index())?;
             }
             return self.adjust_ptr(bits, op, d, &dr, &sr, false);
+        }
+        if let Source::Reg(_) = src
+            && matches!(op, AluOp::Div | AluOp::SDiv | AluOp::Mod | AluOp::SMod)
+            && let Some(aux) = self.aux.get_mut(_pc)
+        {
+            let seen = crate::facts::DivisorFact::of(&sr.v, bits);
+            aux.divisor = Some(aux.divisor.map_or(seen, |f| f.and(seen)));
         }
         let v = alu::alu(&dr.v, op, &sr.v, bits);
         *self.reg_mut(d) = Reg::scalar(v);

@@ -39,6 +39,8 @@ pub(crate) struct CodeInner {
     pub(crate) imm64: Box<[(usize, Imm64)]>,
     /// Number of slots of the source program.
     pub(crate) slot_count: usize,
+    /// What a verifier proved about each op (parallel to `pcs`), or empty.
+    pub(crate) facts: Box<[InsnFacts]>,
     /// The program compiled by the JIT, once asked for ([`Code::jit`]).
     pub(crate) jit: OnceLock<Result<crate::jit::JitProgram, crate::jit::JitError>>,
 }
@@ -57,10 +59,45 @@ pub(crate) enum Trap {
     Unsupported { pc: usize, what: &'static str },
 }
 
+/// What a verifier proved about one instruction slot that lets the JIT
+/// drop work (the runtime fills these from `structops-verifier`'s facts).
+/// The default claims nothing; the interpreter ignores facts.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct InsnFacts {
+    /// A 32-bit ALU instruction whose destination's upper 32 bits nothing
+    /// reads before they are overwritten: its result need not be
+    /// zero-extended.
+    pub zext_redundant: bool,
+    /// A division or modulo by a register that is never zero (in the
+    /// operation's width): no zero-divisor branch.
+    pub divisor_nonzero: bool,
+    /// A division or modulo by a register that is never `-1` (in the
+    /// operation's width): no `MIN / -1` branch for signed ones.
+    pub divisor_not_minus_one: bool,
+}
+
 impl Code {
     /// Lowers `prog`. Never fails: problems that only matter if reached
     /// become trap instructions (see the module docs).
     pub fn new(prog: &Program) -> Code {
+        Code::lower(prog, &[])
+    }
+
+    /// Lowers `prog` with `facts`, one per instruction slot (missing ones
+    /// claim nothing), which the JIT uses to skip the checks and zero
+    /// extensions they prove unnecessary.
+    ///
+    /// # Safety
+    ///
+    /// Every fact must hold on every execution of the compiled code: a
+    /// division whose divisor is claimed non-zero but is zero makes the
+    /// native division fault, which ends the process. Only a verifier's
+    /// facts about the program it accepted give that guarantee.
+    pub unsafe fn with_facts(prog: &Program, facts: &[InsnFacts]) -> Code {
+        Code::lower(prog, facts)
+    }
+
+    fn lower(prog: &Program, facts: &[InsnFacts]) -> Code {
         let n = prog.len();
         let mut low = Lowering {
             prog,
@@ -85,6 +122,13 @@ impl Code {
                 idx: u32::try_from(i).unwrap_or(u32::MAX),
             });
         }
+        let op_facts = if facts.is_empty() {
+            Box::default()
+        } else {
+            pcs.iter()
+                .map(|&pc| facts.get(pc).copied().unwrap_or_default())
+                .collect()
+        };
         Code {
             inner: Arc::new(CodeInner {
                 insts: insts.into_boxed_slice(),
@@ -92,6 +136,7 @@ impl Code {
                 traps: traps.into_boxed_slice(),
                 imm64: low.imm64.into_boxed_slice(),
                 slot_count: prog.slot_count(),
+                facts: op_facts,
                 jit: OnceLock::new(),
             }),
         }
@@ -130,6 +175,12 @@ impl From<&Program> for Code {
 }
 
 impl CodeInner {
+    /// What a verifier proved about instruction `idx` (nothing for
+    /// traps and for code lowered without facts).
+    pub(crate) fn facts_of(&self, idx: usize) -> InsnFacts {
+        self.facts.get(idx).copied().unwrap_or_default()
+    }
+
     /// The slot index of instruction `idx`, for error reports. Trap
     /// instructions report their own pc; indices past everything (which
     /// the interpreter never produces) map to the slot count.

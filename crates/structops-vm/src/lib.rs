@@ -95,7 +95,7 @@ pub mod interp;
 pub mod jit;
 pub mod memory;
 
-pub use code::{BPF_FUNC_TAIL_CALL, Code};
+pub use code::{BPF_FUNC_TAIL_CALL, Code, InsnFacts};
 pub use env::{Env, NativeCall, NativeFn, NoEnv, TailCallTarget};
 pub use error::VmError;
 pub use interp::{

@@ -51,6 +51,7 @@
 
 #![cfg(target_os = "linux")]
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use structops_isa::{
@@ -58,7 +59,9 @@ use structops_isa::{
     disasm::{Bpftool, Lossless},
     disassemble,
 };
-use structops_vm::{Code, Engine, Interpreter, NoEnv, Region};
+use structops_verifier::proto::HelperProto;
+use structops_verifier::{CtxField, LogOptions, MapInfo, MapRef, ProgInfo, VerifierEnv};
+use structops_vm::{Code, Engine, InsnFacts, Interpreter, NoEnv, Region};
 
 // ---- raw bpf(2) ----
 
@@ -780,6 +783,60 @@ fn shrink(mut common: Vec<Op>, body_start: usize) -> Vec<Op> {
     common
 }
 
+/// Our verifier's view of the interpreter programs: a 144-byte context of
+/// scalars, no maps, no helpers.
+struct AluEnv;
+
+impl VerifierEnv for AluEnv {
+    fn map(&self, _: MapRef) -> Option<MapInfo> {
+        None
+    }
+
+    fn helper(&self, _: i32) -> Option<HelperProto> {
+        None
+    }
+
+    fn ctx_access(&self, off: i32, size: u32, _write: bool) -> Option<CtxField> {
+        let s = size as i32;
+        (off >= 0 && off + s <= OUT as i32 && off % s == 0).then_some(CtxField::Scalar)
+    }
+}
+
+/// Programs whose facts let the JIT drop a division check, and a zero
+/// extension; programs our verifier accepted.
+static DIV_FACTS: AtomicU64 = AtomicU64::new(0);
+static ZEXT_FACTS: AtomicU64 = AtomicU64::new(0);
+static VERIFIED: AtomicU64 = AtomicU64::new(0);
+
+/// The JIT's code for `prog` with our verifier's facts, when it accepts it.
+fn code_with_facts(prog: &Program) -> Option<Code> {
+    let info = ProgInfo {
+        gpl_compatible: true,
+        ..ProgInfo::default()
+    };
+    let v =
+        structops_verifier::verify(&prog.encode(), &info, &AluEnv, &LogOptions::default()).ok()?;
+    let facts: Vec<InsnFacts> = v
+        .facts()
+        .iter()
+        .map(|f| InsnFacts {
+            zext_redundant: f.zext_redundant,
+            divisor_nonzero: f.divisor_nonzero,
+            divisor_not_minus_one: f.divisor_not_minus_one,
+        })
+        .collect();
+    VERIFIED.fetch_add(1, Ordering::Relaxed);
+    if facts.iter().any(|f| f.divisor_nonzero) {
+        DIV_FACTS.fetch_add(1, Ordering::Relaxed);
+    }
+    if facts.iter().any(|f| f.zext_redundant) {
+        ZEXT_FACTS.fetch_add(1, Ordering::Relaxed);
+    }
+    let rewritten = Program::decode(v.insns()).ok()?;
+    // SAFETY: the facts are the verifier's, about the program it accepted.
+    Some(unsafe { Code::with_facts(&rewritten, &facts) })
+}
+
 /// Our result: r0 and the 144 bytes.
 fn interpret(prog: &Program) -> (u64, [u8; OUT]) {
     let code = Code::new(prog);
@@ -803,6 +860,17 @@ fn interpret(prog: &Program) -> (u64, [u8; OUT]) {
         (r0_jit, out3),
         "the interpreter and the JIT disagree"
     );
+    if let Some(fast) = code_with_facts(prog) {
+        let mut out4 = [0u8; OUT];
+        // SAFETY: as above; the facts are the verifier's.
+        let r0_facts = unsafe { vm.run(Engine::Jit, &fast, &mut NoEnv, out4.as_mut_ptr() as u64) }
+            .unwrap_or_else(|e| panic!("JIT run with facts failed: {e}"));
+        assert_eq!(
+            (r0, out),
+            (r0_facts, out4),
+            "the interpreter and the JIT with verifier facts disagree"
+        );
+    }
     (r0, out)
 }
 
@@ -832,10 +900,20 @@ fn jit_matches_the_interpreter_on_generated_programs() {
             panic!("seed {seed:#x}: {e:?}\n{text}");
         }
     }
+    let (verified, div, zext) = (
+        VERIFIED.load(Ordering::Relaxed),
+        DIV_FACTS.load(Ordering::Relaxed),
+        ZEXT_FACTS.load(Ordering::Relaxed),
+    );
     println!(
         "jit: {count} generated programs ({insns} instructions) identical on checked, unchecked \
-         and JIT runs in {:.1} s",
+         and JIT runs in {:.1} s; this binary ran {verified} verified programs on the JIT with their facts \
+         ({div} with a division check dropped, {zext} with a zero extension dropped)",
         start.elapsed().as_secs_f64()
+    );
+    assert!(
+        verified > count / 2 && div > 0 && zext > 0,
+        "the facts are exercised"
     );
 }
 

@@ -2,21 +2,25 @@
 //!
 //! The kernel gives XDP and skb programs a uapi view (`struct xdp_md`,
 //! `struct __sk_buff`) whose loads the verifier rewrites into loads from the real
-//! `xdp_buff`/`sk_buff`. This runtime does not rewrite context accesses (that step
-//! belongs to the verifier, which does not exist yet). Instead the context *is* the
-//! uapi struct, filled in before the run, followed by the runtime's own fields (the
-//! 64-bit packet pointers the helpers work with):
+//! `xdp_buff`/`sk_buff` (`convert_ctx_accesses`). Here the context *is* the uapi struct,
+//! filled in before the run, followed by the runtime's own fields (the 64-bit packet
+//! pointers the helpers work with):
 //!
 //! - [`XdpBuff`]: `struct xdp_md` at offset 0, then `data`, `data_end`, `data_meta`,
 //!   `data_hard_start` as real addresses;
 //! - [`SkBuff`]: `struct __sk_buff` (192 bytes) at offset 0, then the packet pointers,
 //!   then the [`BpfSock`] its `sk` field points to.
 //!
-//! The uapi fields `data`, `data_end` and `data_meta` are 32 bits wide. For them to hold
-//! real addresses, test runs place packets in memory below 4 GiB (see
-//! [`crate::test_run`]), so a program's `(void *)(long)ctx->data` is the packet's address.
-//! A verifier that rewrites these loads (to the 64-bit fields at [`XdpBuff::DATA`] and
-//! friends) lifts that requirement; the layout is fixed for that purpose.
+//! The uapi fields `data`, `data_end` and `data_meta` are 32 bits wide, too narrow for
+//! an address. After verification the runtime rewrites every load of them
+//! (`VerifierEnv::convert_ctx_access` in the runtime's verify module) into a 64-bit
+//! load of the real pointer at [`XdpBuff::DATA`], [`XdpBuff::DATA_END`],
+//! [`XdpBuff::DATA_META`], [`SkBuff::DATA`] or [`SkBuff::DATA_END`] (an skb run has no
+//! metadata: its `data_meta` is `data`), so packets may sit anywhere in memory. All
+//! other fields, narrow loads included, are read and written in the uapi view itself.
+//! The 32-bit views still hold the low 32 bits of the pointers: programs loaded
+//! unverified (which are not rewritten) read them, so their test runs place packets
+//! below 4 GiB where the truncation loses nothing (see [`crate::test_run`]).
 
 use std::ptr::addr_of_mut;
 
@@ -29,7 +33,7 @@ pub const SK_BUFF_SIZE: usize = 192;
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct XdpMd {
-    /// `data`: the packet start (as a 32-bit address in a run).
+    /// `data`: the low 32 bits of the packet start in a run.
     pub data: u32,
     /// `data_end`.
     pub data_end: u32,
@@ -298,6 +302,12 @@ impl Default for SkBuff {
 }
 
 impl SkBuff {
+    /// Offset of [`SkBuff::data`] (what loads of `__sk_buff.data` and `data_meta`
+    /// are rewritten to).
+    pub const DATA: usize = SK_BUFF_SIZE;
+    /// Offset of [`SkBuff::data_end`].
+    pub const DATA_END: usize = SK_BUFF_SIZE + 8;
+
     /// Reads the `u32` field at `off` of the uapi view.
     pub fn get_u32(&self, off: usize) -> u32 {
         let mut b = [0u8; 4];
@@ -341,7 +351,8 @@ mod tests {
         assert_eq!(std::mem::offset_of!(XdpBuff, data), XdpBuff::DATA);
         assert_eq!(std::mem::offset_of!(XdpBuff, data_end), XdpBuff::DATA_END);
         assert_eq!(std::mem::offset_of!(XdpBuff, data_meta), XdpBuff::DATA_META);
-        assert_eq!(std::mem::offset_of!(SkBuff, data), SK_BUFF_SIZE);
+        assert_eq!(std::mem::offset_of!(SkBuff, data), SkBuff::DATA);
+        assert_eq!(std::mem::offset_of!(SkBuff, data_end), SkBuff::DATA_END);
         assert_eq!(std::mem::offset_of!(SkBuff, sock), SkBuff::SOCK);
         assert_eq!(std::mem::size_of::<BpfSock>(), BPF_SOCK_SIZE);
         assert_eq!(std::mem::offset_of!(BpfSock, src_port), 44);

@@ -23,8 +23,10 @@
 //! `duration` is the average wall time of one run in nanoseconds, measured around the
 //! whole loop like the kernel's `bpf_test_timer`.
 //!
-//! Packets live below 4 GiB so the 32-bit pointer fields of the uapi contexts hold real
-//! addresses (see [`crate::ctx`]).
+//! Packets live anywhere in memory: a verified program's loads of the 32-bit pointer
+//! fields of the uapi contexts were rewritten into loads of the real 64-bit pointers
+//! (see [`crate::ctx`]). Programs loaded unverified are not rewritten, so their packets
+//! are placed below 4 GiB, where the 32-bit fields still hold the whole address.
 //!
 //! Multi-buffer XDP (`data_size_in` larger than one page allows), live frames
 //! (`BPF_F_TEST_XDP_LIVE_FRAMES`) and `BPF_F_TEST_RUN_ON_CPU` are not supported
@@ -162,20 +164,26 @@ impl TestRun {
     }
 }
 
-/// Memory below 4 GiB for a test-run packet (so that the 32-bit pointer fields of
-/// `xdp_md` and `__sk_buff` hold its real address). Zeroed when mapped.
-struct LowBuf {
+/// Memory for a test-run packet, page-aligned and zeroed when mapped: anywhere, or
+/// (`low`, for programs loaded unverified, whose loads of the 32-bit pointer fields of
+/// `xdp_md` and `__sk_buff` are not rewritten) below 4 GiB.
+struct PacketBuf {
     ptr: *mut u8,
     len: usize,
 }
 
-impl LowBuf {
-    fn new(len: usize) -> Result<LowBuf, Errno> {
+impl PacketBuf {
+    fn new(len: usize, low: bool) -> Result<PacketBuf, Errno> {
         let len = len.max(1).next_multiple_of(PAGE_SIZE as usize);
         #[cfg(target_arch = "x86_64")]
         let (hint, extra) = (std::ptr::null_mut(), libc::MAP_32BIT);
         #[cfg(not(target_arch = "x86_64"))]
         let (hint, extra) = (0x4000_0000usize as *mut libc::c_void, 0);
+        let (hint, extra) = if low {
+            (hint, extra)
+        } else {
+            (std::ptr::null_mut(), 0)
+        };
         // SAFETY: an anonymous private mapping with no fixed address; the result is
         // checked below.
         let p = unsafe {
@@ -191,11 +199,11 @@ impl LowBuf {
         if p == libc::MAP_FAILED {
             return Err(Errno::ENOMEM);
         }
-        let buf = LowBuf {
+        let buf = PacketBuf {
             ptr: p.cast::<u8>(),
             len,
         };
-        if (p as u64).saturating_add(len as u64) > 1 << 32 {
+        if low && (p as u64).saturating_add(len as u64) > 1 << 32 {
             return Err(Errno::ENOMEM);
         }
         Ok(buf)
@@ -243,7 +251,7 @@ impl LowBuf {
     }
 }
 
-impl Drop for LowBuf {
+impl Drop for PacketBuf {
     fn drop(&mut self) {
         // SAFETY: our own mapping, unmapped once.
         unsafe { libc::munmap(self.ptr.cast(), self.len) };
@@ -378,7 +386,7 @@ struct RunInput {
     /// The packet region `[start, end)` to grant in checked runs.
     packet_region: Option<(u64, u64)>,
     /// Read-only memory besides the context that loads reach in checked runs: the
-    /// skb's socket (`__sk_buff->sk`).
+    /// skb's socket (`__sk_buff->sk`) and its packet pointers (rewritten loads).
     extra_regions: Vec<(u64, usize)>,
 }
 
@@ -540,7 +548,7 @@ impl Runtime {
             return Err(Errno::EINVAL);
         }
         let alloc = max_linear.next_multiple_of(64) + headroom + tailroom;
-        let mut buf = LowBuf::new(alloc as usize)?;
+        let mut buf = PacketBuf::new(alloc as usize, !prog.is_verified())?;
         buf.write(
             headroom as usize,
             t.data_in.get(..linear as usize).unwrap_or(&[]),
@@ -591,7 +599,8 @@ impl Runtime {
         let exec = choose(self, prog, t.mode)?;
         let input = RunInput {
             ctx_addr: xdp.addr(),
-            ctx_len: XDP_MD_SIZE,
+            // The uapi view and the pointers its rewritten loads read.
+            ctx_len: XdpBuff::DATA_META + 8,
             ctx_access: Access::Read,
             packet: PacketCtx::Xdp(xdp.ptr),
             packet_region: Some((data_meta, data_end)),
@@ -628,7 +637,10 @@ impl Runtime {
         }
         let ctx = ctx_init(t, SK_BUFF_SIZE)?;
         let is_l2 = matches!(prog.prog_type(), ProgType::SCHED_CLS | ProgType::SCHED_ACT);
-        let mut buf = LowBuf::new((size.next_multiple_of(64) + SKB_HEADROOM + tailroom) as usize)?;
+        let mut buf = PacketBuf::new(
+            (size.next_multiple_of(64) + SKB_HEADROOM + tailroom) as usize,
+            !prog.is_verified(),
+        )?;
         buf.write(SKB_HEADROOM as usize, &t.data_in);
         let user = ctx.as_deref().map(|c| {
             let mut s = SkBuff::default();
@@ -784,7 +796,12 @@ impl Runtime {
             ctx_access: Access::ReadWrite,
             packet: PacketCtx::Skb(boxed.ptr),
             packet_region: Some((mac, mac + u64::from(size))),
-            extra_regions: vec![(sock, BPF_SOCK_SIZE)],
+            // The socket, and the packet pointers the rewritten loads of `data`,
+            // `data_end` and `data_meta` read.
+            extra_regions: vec![
+                (sock, BPF_SOCK_SIZE),
+                (boxed.addr() + SkBuff::DATA as u64, 16),
+            ],
         };
         let result = run_loop(self, prog, &exec, &input, t.repeat);
         let after = *boxed.get();

@@ -40,7 +40,10 @@
 //!   kernel-layout image of the map holds.
 //!
 //! The context layouts are the ones test runs build ([`crate::ctx`]): the uapi structs
-//! themselves, so every access `is_valid_access` allows lands inside them.
+//! themselves, so every access `is_valid_access` allows lands inside them, followed by
+//! the runtime's 64-bit packet pointers, which the loads of the uapi's 32-bit `data`,
+//! `data_end` and `data_meta` are rewritten to after verification
+//! ([`VerifierEnv::convert_ctx_access`], the kernel's `convert_ctx_accesses`).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -49,13 +52,13 @@ use structops_btf::ext::FuncInfo;
 use structops_btf::{Btf, TypeKind};
 use structops_isa::{Imm64, Insn, Op, Program};
 use structops_verifier::{
-    CtxField, KfuncDesc, KfuncFlags as VKfuncFlags, LogOptions, MapInfo, MapRef as VMapRef,
-    PacketAccess, Privileges, ReturnRule, SockPtr, StructOpsAttach, StructOpsType, VerifierEnv,
-    VerifyError,
+    CtxAccess, CtxField, KfuncDesc, KfuncFlags as VKfuncFlags, LogOptions, MapInfo,
+    MapRef as VMapRef, PacketAccess, Privileges, ReturnRule, SockPtr, StructOpsAttach,
+    StructOpsType, VerifierEnv, VerifyError,
 };
 
 use crate::caps::Capabilities;
-use crate::ctx::{SK_BUFF_SIZE, XDP_MD_SIZE};
+use crate::ctx::{SK_BUFF_SIZE, SkBuff, XDP_MD_SIZE, XdpBuff};
 use crate::errno::Errno;
 use crate::helpers::{self, HelperProto};
 use crate::kfunc::{Kfunc, KfuncFlags};
@@ -67,6 +70,10 @@ use crate::runtime::Runtime;
 const BPF_F_RDONLY_PROG: u32 = 1 << 7;
 /// `BPF_F_WRONLY_PROG`.
 const BPF_F_WRONLY_PROG: u32 = 1 << 8;
+/// `BPF_LDX | BPF_MEM | BPF_W`.
+const LDX_MEM_W: u8 = 0x61;
+/// `BPF_LDX | BPF_MEM | BPF_DW`.
+const LDX_MEM_DW: u8 = 0x79;
 /// `sizeof(struct pt_regs)` on x86-64.
 const PT_REGS_SIZE: i32 = 168;
 /// `sizeof(struct bpf_perf_event_data)` on x86-64: `pt_regs`, `sample_period`, `addr`.
@@ -738,6 +745,41 @@ impl VerifierEnv for ProgEnv<'_> {
             }
             _ => None,
         }
+    }
+
+    /// `xdp_convert_ctx_access` / `bpf_convert_ctx_access` for what this runtime's
+    /// contexts need: the 32-bit uapi packet pointers (`data`, `data_end`,
+    /// `data_meta` of `xdp_md` and `__sk_buff`) become 64-bit loads of the real
+    /// pointers behind the uapi view ([`XdpBuff::DATA`] and friends, [`SkBuff::DATA`],
+    /// [`SkBuff::DATA_END`]; an skb run has no metadata, so its `data_meta` is
+    /// `data`), so packets may live anywhere in memory. Every other field the program
+    /// may touch is the uapi struct itself, narrow loads included.
+    fn convert_ctx_access(&self, a: &CtxAccess, insn: Insn) -> Option<Vec<Insn>> {
+        if a.write || a.size != 4 || insn.code != LDX_MEM_W {
+            return None;
+        }
+        let off = match (self.facts.prog_type, a.field) {
+            (ProgType::XDP, CtxField::PacketData) => XdpBuff::DATA,
+            (ProgType::XDP, CtxField::PacketEnd) => XdpBuff::DATA_END,
+            (ProgType::XDP, CtxField::PacketMeta) => XdpBuff::DATA_META,
+            (
+                ProgType::SCHED_CLS | ProgType::SCHED_ACT | ProgType::CGROUP_SKB,
+                CtxField::PacketData | CtxField::PacketMeta,
+            ) => SkBuff::DATA,
+            (
+                ProgType::SCHED_CLS | ProgType::SCHED_ACT | ProgType::CGROUP_SKB,
+                CtxField::PacketEnd,
+            ) => SkBuff::DATA_END,
+            _ => return None,
+        };
+        let off = i16::try_from(off).ok()?;
+        Some(vec![Insn::new(
+            LDX_MEM_DW,
+            insn.dst_reg(),
+            insn.src_reg(),
+            off,
+            0,
+        )])
     }
 
     fn packet_access(&self) -> PacketAccess {

@@ -111,6 +111,7 @@ both_modes!(
     printf_helpers_probe_read_and_time,
     host_helpers_and_kfuncs,
     xdp_repeat_runs_on_the_adjusted_buffer,
+    packet_pointers_are_rewritten_to_64_bits,
     iter_num_kfuncs,
 );
 
@@ -1609,6 +1610,70 @@ fn xdp_repeat_runs_on_the_adjusted_buffer() {
         "each run read the previous run's marker"
     );
     assert_eq!(&out[24..], &pkt[..]);
+}
+
+/// Loads of the 32-bit `data`/`data_end` fields become 64-bit loads of the real
+/// pointers (`convert_ctx_accesses`), so the packet may sit anywhere: the program
+/// reads the EtherType's high byte through them, and a host helper reports whether
+/// the pointer has an upper half (the old 32-bit views could not have held it).
+fn packet_pointers_are_rewritten_to_64_bits() {
+    let rt = rt();
+    let proto = HelperProto {
+        id: 10_001,
+        name: "high_half",
+        ret: Ret::INTEGER,
+        args: [
+            Arg::new(ArgType::Anything),
+            Arg::DONTCARE,
+            Arg::DONTCARE,
+            Arg::DONTCARE,
+            Arg::DONTCARE,
+        ],
+        gpl_only: false,
+        might_sleep: false,
+        pkt_access: false,
+    };
+    rt.register_helper(HostHelper {
+        proto,
+        prog_types: vec![ProgType::XDP, ProgType::SCHED_CLS],
+        func: Arc::new(|_, a| Ok(a[0] >> 32)),
+    })
+    .unwrap();
+    let src = |data: u16, end: u16| {
+        format!(
+            "r6 = r1\n\
+             r2 = *(u32 *)(r6 +{data})\n\
+             r3 = *(u32 *)(r6 +{end})\n\
+             r4 = r2\n\
+             r4 += 14\n\
+             if r4 > r3 goto pc+7\n\
+             r7 = *(u8 *)(r2 +12)\n\
+             r1 = r2\n\
+             call high_half#10001\n\
+             if r0 == 0 goto pc+1\n\
+             r7 += 1000\n\
+             r0 = r7\n\
+             exit\n\
+             r0 = 1\n\
+             exit"
+        )
+    };
+    for (ty, data, end) in [(ProgType::XDP, 0, 4), (ProgType::SCHED_CLS, 76, 80)] {
+        let p = load(&rt, ty, &src(data, end));
+        let dump = p.xlated_insns_dump();
+        let base = if ty == ProgType::XDP { 24 } else { 192 };
+        assert_eq!(
+            (dump[1].code, dump[1].off, dump[2].code, dump[2].off),
+            (0x79, base, 0x79, base + 8),
+            "{ty:?}: the xlated program loads the 64-bit pointers"
+        );
+        assert_eq!(&dump[3..], &insns(&src(data, end))[3..]);
+        assert_eq!(p.orig_insns(), insns(&src(data, end)).as_slice());
+        let mut t = TestRun::with_data(&packet());
+        run(&rt, &p, &mut t).unwrap();
+        assert_eq!(t.retval, 0x08 + 1000, "{ty:?}: the packet is above 4 GiB");
+        assert_eq!(t.data_out.as_deref(), Some(packet().as_slice()));
+    }
 }
 
 /// `prandom_seed` makes `bpf_get_prandom_u32` reproducible run by run, and a host clock

@@ -37,6 +37,14 @@
 //!   rather than produced by a `BPF_PSEUDO_FUNC` load of a function entry
 //!   are refused with [`VmError::BadCallback`](crate::VmError::BadCallback).
 //!
+//! Verifier facts ([`Code::with_facts`](crate::Code::with_facts)) let the
+//! JIT drop work a verifier proved unnecessary: the zero-divisor and
+//! `MIN / -1` branches of divisions by registers that cannot be zero or
+//! `-1`, and the zero extension of 32-bit results whose upper half nothing
+//! reads (such a register may then hold a garbage upper half, visible only
+//! through [`Caller::registers`](crate::Caller::registers) in a helper; not
+//! with [`JitOptions::capture_registers`]). Results are unchanged.
+//!
 //! Registers after a run ([`Interpreter::registers`](crate::Interpreter::registers))
 //! are only `r0`, unless the program was compiled with
 //! [`JitOptions::capture_registers`].

@@ -46,7 +46,7 @@ use structops_isa::{AtomicOp, Width};
 
 use super::runtime::{self, Shims, state_offsets};
 use super::{JitError, JitOptions};
-use crate::code::{CodeInner, Inst};
+use crate::code::{CodeInner, InsnFacts, Inst};
 use crate::interp::{BPF_MAX_LOOPS, CALLBACK_TAG};
 use crate::memory::STACK_SIZE;
 
@@ -960,7 +960,8 @@ impl<'a, 'b> FunctionTranslator<'a, 'b> {
     /// to the next one.
     fn instruction(&mut self, inst: Inst, idx: usize) -> Result<bool, JitError> {
         if let Some((op, wide, d, src)) = alu_parts(inst) {
-            self.alu(op, wide, d, src);
+            let facts = self.code.facts_of(idx);
+            self.alu(op, wide, d, src, facts);
             return Ok(true);
         }
         if let Some((cond, wide, d, src, t)) = jump_parts(inst) {
@@ -1419,7 +1420,38 @@ impl<'a, 'b> FunctionTranslator<'a, 'b> {
         self.builder.ins().brif(c, taken, &[], fall, &[]);
     }
 
-    fn alu(&mut self, op: Alu, wide: bool, d: u8, src: Operand) {
+    /// A two-operand ALU instruction. With [`InsnFacts::zext_redundant`],
+    /// 32-bit operations whose low half does not depend on the operands'
+    /// upper halves are done on the 64-bit registers as they are: the
+    /// result's upper half is garbage nobody reads (not with
+    /// [`JitOptions::capture_registers`], which shows it).
+    fn alu(&mut self, op: Alu, wide: bool, d: u8, src: Operand, facts: InsnFacts) {
+        let low_only = matches!(
+            op,
+            Alu::Add | Alu::Sub | Alu::Mul | Alu::Or | Alu::And | Alu::Xor | Alu::Mov
+        );
+        if !wide && low_only && facts.zext_redundant && !self.options.capture_registers {
+            let b = match src {
+                Operand::Reg(s) => self.reg(s),
+                Operand::Imm(k) => konst(&mut self.builder, I64, k),
+            };
+            let r = if op == Alu::Mov {
+                b
+            } else {
+                let a = self.reg(d);
+                let ins = self.builder.ins();
+                match op {
+                    Alu::Add => ins.iadd(a, b),
+                    Alu::Sub => ins.isub(a, b),
+                    Alu::Mul => ins.imul(a, b),
+                    Alu::Or => ins.bor(a, b),
+                    Alu::And => ins.band(a, b),
+                    _ => ins.bxor(a, b),
+                }
+            };
+            self.set(d, r);
+            return;
+        }
         let ty = if wide { I64 } else { I32 };
         let operand = |fx: &mut Self| -> Value {
             let v = match src {
@@ -1468,7 +1500,7 @@ impl<'a, 'b> FunctionTranslator<'a, 'b> {
                     Operand::Imm(k) => Some(u64::from(k as u32)),
                     Operand::Reg(_) => None,
                 };
-                self.division(op, ty, a, b, imm)
+                self.division(op, ty, a, b, imm, facts)
             }
             Alu::Mov => b,
         };
@@ -1483,8 +1515,18 @@ impl<'a, 'b> FunctionTranslator<'a, 'b> {
     /// Division and modulo without traps: a zero divisor gives 0
     /// (division) or the dividend (modulo); signed `MIN / -1` is `MIN`
     /// and `MIN % -1` is 0 (the verifier's `do_misc_fixups` patches).
-    /// Known divisors (immediates) skip the checks they make unnecessary.
-    fn division(&mut self, op: Alu, ty: Type, a: Value, b: Value, imm: Option<u64>) -> Value {
+    /// Known divisors (immediates) skip the checks they make unnecessary,
+    /// and so do register divisors the verifier proved non-zero or not
+    /// `-1` ([`InsnFacts`]).
+    fn division(
+        &mut self,
+        op: Alu,
+        ty: Type,
+        a: Value,
+        b: Value,
+        imm: Option<u64>,
+        facts: InsnFacts,
+    ) -> Value {
         let all_ones: u64 = if ty == I64 {
             u64::MAX
         } else {
@@ -1515,15 +1557,41 @@ impl<'a, 'b> FunctionTranslator<'a, 'b> {
                 _ => ins.srem(a, b),
             };
         }
+        let (nonzero, not_m1) = (facts.divisor_nonzero, facts.divisor_not_minus_one);
+        if nonzero && (!signed || not_m1) {
+            let ins = self.builder.ins();
+            return match op {
+                Alu::Div => ins.udiv(a, b),
+                Alu::SDiv => ins.sdiv(a, b),
+                Alu::Mod => ins.urem(a, b),
+                _ => ins.srem(a, b),
+            };
+        }
         let one = self.builder.ins().iconst(ty, 1);
+        if signed && nonzero {
+            // Only -1 needs care.
+            let m1 = konst(&mut self.builder, ty, all_ones);
+            let is_m1 = self.builder.ins().icmp(IntCC::Equal, b, m1);
+            let safe = self.builder.ins().select(is_m1, one, b);
+            let (q, m1_case) = if is_div {
+                (self.builder.ins().sdiv(a, safe), self.builder.ins().ineg(a))
+            } else {
+                (
+                    self.builder.ins().srem(a, safe),
+                    self.builder.ins().iconst(ty, 0),
+                )
+            };
+            return self.builder.ins().select(is_m1, m1_case, q);
+        }
         let is_zero = self.builder.ins().icmp_imm_s(IntCC::Equal, b, 0);
-        if !signed {
+        if !signed || not_m1 {
             let safe = self.builder.ins().select(is_zero, one, b);
             let ins = self.builder.ins();
-            let q = if is_div {
-                ins.udiv(a, safe)
-            } else {
-                ins.urem(a, safe)
+            let q = match (is_div, signed) {
+                (true, false) => ins.udiv(a, safe),
+                (false, false) => ins.urem(a, safe),
+                (true, true) => ins.sdiv(a, safe),
+                (false, true) => ins.srem(a, safe),
             };
             let fallback = if is_div {
                 self.builder.ins().iconst(ty, 0)

@@ -468,9 +468,36 @@ impl Runtime {
         {
             return Err(crate::verify::errno_of(e));
         }
+        // Loads through map pointers become constants (one instruction for one, at the
+        // submitted positions), before the context rewrites move instructions.
         let mut xlated = xlated;
         if let Ok(proof) = &verdict {
             crate::verify::rewrite_map_ptr_loads(self, &facts, proof, &mut xlated, log)?;
+        }
+        // convert_ctx_accesses: the verifier's rewrites go into the translated
+        // program, and every instruction index moves with them (`adjust_btf_func`,
+        // `bpf_adj_linfo`, `adjust_subprog_starts`).
+        let mut map_refs = map_refs;
+        if let Ok(proof) = &verdict {
+            let rw = proof.rewrite();
+            xlated = rw.apply(&xlated).map_err(|e| {
+                log.push_str(&format!("{e}\n"));
+                Errno::EFAULT
+            })?;
+            let moved = |i: usize| rw.new_index(i).unwrap_or(i);
+            let moved32 = |i: u32| moved(i as usize) as u32;
+            for f in &mut func_info {
+                f.insn_off = moved32(f.insn_off);
+            }
+            for l in &mut line_info {
+                l.insn_off = moved32(l.insn_off);
+            }
+            for s in &mut subprogs.starts {
+                *s = moved(*s);
+            }
+            for (pc, _) in &mut map_refs {
+                *pc = moved(*pc);
+            }
         }
         // The runtime's form of the translated program. The verifier accepts bad
         // encodings only in code no path reaches (the kernel then removes it); this
@@ -479,16 +506,33 @@ impl Runtime {
             log.push_str(&format!("{e}\n"));
             Errno::EINVAL
         })?;
-        let code = Code::new(&program);
+        let code = match &verdict {
+            Ok(proof) => {
+                let facts: Vec<structops_vm::InsnFacts> = proof
+                    .facts()
+                    .iter()
+                    .map(|f| structops_vm::InsnFacts {
+                        zext_redundant: f.zext_redundant,
+                        divisor_nonzero: f.divisor_nonzero,
+                        divisor_not_minus_one: f.divisor_not_minus_one,
+                    })
+                    .collect();
+                // SAFETY: the verifier's facts about the program it accepted, whose
+                // rewritten form `program` is (the same instructions but for map
+                // addresses in `LD_IMM64`).
+                unsafe { Code::with_facts(&program, &facts) }
+            }
+            Err(_) => Code::new(&program),
+        };
         let verification = match verdict {
             Ok(proof) => {
                 let engine = attr.engine.unwrap_or(self.progs.engine);
-                Verification::Verified(VerifiedProgram::new(
+                Verification::Verified(Box::new(VerifiedProgram::new(
                     proof,
                     program.clone(),
                     code.clone(),
                     engine,
-                ))
+                )))
             }
             Err(e) => Verification::Unverified(e),
         };

@@ -282,8 +282,8 @@ pub enum Verification {
     /// The verifier rejected it and [`crate::RuntimeConfig::run_unverified`] let it
     /// load anyway: it runs only in checked mode.
     Unverified(structops_verifier::VerifyError),
-    /// The verifier accepted it.
-    Verified(VerifiedProgram),
+    /// The verifier accepted it (boxed: the proof carries per-instruction facts).
+    Verified(Box<VerifiedProgram>),
 }
 
 /// How a map is referenced from a program's `LD_IMM64`.

@@ -6,8 +6,8 @@
 //! - *load*: `conformance/build/corpus/bpf_cubic.bpf.o` opened and loaded by
 //!   [`ObjectLoader`] (parse, CO-RE against the running kernel's BTF, maps, verification
 //!   of every program with the `tcp_congestion_ops` rules, JIT) into a runtime set up
-//!   once as a host would be (host BTF registered, a `tcp_congestion_ops` ops type and
-//!   the kfuncs the object calls declared), next to libbpf's `bpf_object__open_file()` +
+//!   once as a host would be (host BTF registered, the runtime's `tcp_congestion_ops`
+//!   verifier twin, and the kfuncs the object calls declared), next to libbpf's `bpf_object__open_file()` +
 //!   `bpf_object__load()` of the same file into this kernel (`bpf/bench/libbpf_load.c`,
 //!   compiled at run time against `conformance/build`'s libbpf). Both are the fastest of
 //!   [`Settings::loads`] loads. libbpf parses the kernel's BTF inside every load; our
@@ -23,9 +23,8 @@ use std::time::Instant;
 
 use structops::helpers::HostFn;
 use structops::loader::{LoadOptions, ObjectLoader};
-use structops::struct_ops::{Link, OpsTable, StructOps};
-use structops::{KfuncFlags, Runtime, RuntimeConfig, StructOpsDesc};
-use structops_btf::{Btf, Kind};
+use structops::{KfuncFlags, Runtime, RuntimeConfig};
+use structops_btf::Btf;
 use structops_obj::Object;
 use structops_vm::{Code, JitOptions, JitProgram};
 
@@ -65,101 +64,18 @@ pub fn compile_times(
     Ok(out)
 }
 
-/// The `tcp_congestion_ops` rules a host gives its programs (`bpf_tcp_ca`'s
-/// `btf_struct_access`: a few `tcp_sock` fields and the private area are writable).
-/// Registration does nothing: the benchmark only loads.
-///
-/// The kernel also turns the members' `struct sock *` arguments into `struct tcp_sock *`
-/// (`bpf_tcp_ca_is_valid_access`); the runtime has no hook for that yet, so `bpf_cubic`
-/// does not verify here today (the load row is then skipped with the verifier's error).
-struct TcpHost {
-    tcp_sock: u32,
-    /// `[start, end)` byte ranges of `tcp_sock`, and whether a write may start anywhere
-    /// inside (the private area) or only at `start`.
-    writable: Vec<(u32, u32, bool)>,
-}
-
-fn member(btf: &Btf, s: &str, path: &str) -> Option<(u32, u32)> {
-    let mut id = btf.find_by_name_kind(s, Kind::Struct)?;
-    let (mut bits, mut size) = (0, 0);
-    for part in path.split('.') {
-        let (m, off) = btf.member_by_name(id, part).ok()??;
-        bits += off;
-        id = m.ty;
-        size = btf.size_of(m.ty).ok()?;
-    }
-    Some((bits / 8, size))
-}
-
-impl TcpHost {
-    fn new(btf: &Btf) -> Option<TcpHost> {
-        let tcp_sock = btf.find_by_name_kind("tcp_sock", Kind::Struct)?;
-        let mut writable = Vec::new();
-        for (s, p) in [
-            ("sock", "sk_pacing_rate"),
-            ("sock", "sk_pacing_status"),
-            ("inet_connection_sock", "icsk_ack.pending"),
-            ("tcp_sock", "snd_cwnd"),
-            ("tcp_sock", "snd_cwnd_cnt"),
-            ("tcp_sock", "snd_cwnd_stamp"),
-            ("tcp_sock", "snd_ssthresh"),
-            ("tcp_sock", "ecn_flags"),
-            ("tcp_sock", "app_limited"),
-        ] {
-            let (o, sz) = member(btf, s, p)?;
-            writable.push((o, o + sz, false));
-        }
-        let (o, sz) = member(btf, "inet_connection_sock", "icsk_ca_priv")?;
-        writable.push((o, o + sz, true));
-        Some(TcpHost { tcp_sock, writable })
-    }
-}
-
-impl StructOps for TcpHost {
-    fn reg(&self, _: &Arc<OpsTable>, _: Option<&Link>) -> Result<(), structops::Errno> {
-        Ok(())
-    }
-
-    fn unreg(&self, _: &Arc<OpsTable>, _: Option<&Link>) {}
-
-    fn struct_write(
-        &self,
-        _: &Btf,
-        btf_id: u32,
-        off: i32,
-        size: u32,
-    ) -> Option<Result<(), String>> {
-        if btf_id != self.tcp_sock {
-            return Some(Err("only read is supported".into()));
-        }
-        let Ok(o) = u32::try_from(off) else {
-            return Some(Err(format!("no write support to tcp_sock at off {off}")));
-        };
-        let hit = self
-            .writable
-            .iter()
-            .find(|&&(start, end, range)| o == start || (range && o >= start && o < end));
-        Some(match hit {
-            Some(&(_, end, _)) if o + size <= end => Ok(()),
-            Some(_) => Err(format!(
-                "write access at off {off} with size {size} past its member"
-            )),
-            None => Err(format!("no write support to tcp_sock at off {off}")),
-        })
-    }
-}
-
 /// A runtime set up as a `tcp_congestion_ops` host: the running kernel's BTF, the ops
 /// type, and the kfuncs `bpf_cubic` calls (never run by this benchmark).
 pub fn tcp_runtime() -> Result<Runtime, String> {
     let bytes = std::fs::read("/sys/kernel/btf/vmlinux")
         .map_err(|e| format!("/sys/kernel/btf/vmlinux: {e}"))?;
     let btf = Btf::parse(&bytes).map_err(|e| format!("/sys/kernel/btf/vmlinux: {e}"))?;
-    let host = TcpHost::new(&btf).ok_or("the kernel BTF has no tcp_sock fields of bpf_tcp_ca")?;
     let rt = Runtime::new(RuntimeConfig::default());
     rt.register_host_btf(btf)
         .map_err(|e| format!("register_host_btf: {e}"))?;
-    rt.register_struct_ops(StructOpsDesc::new("tcp_congestion_ops", Arc::new(host)))
+    // The tcp_congestion_ops verifier twin (bpf_tcp_ca.c's rules, incl. the
+    // `sock` -> `tcp_sock` retyping of the members' arguments); no TCP host.
+    rt.register_tcp_congestion_ops()
         .map_err(|e| format!("register tcp_congestion_ops: {e}"))?;
     for name in ["tcp_slow_start", "tcp_cong_avoid_ai", "tcp_reno_undo_cwnd"] {
         let f: HostFn = Arc::new(|_, _| Ok(0));

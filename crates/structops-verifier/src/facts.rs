@@ -26,6 +26,7 @@
 
 use structops_isa::{AluOp, AtomicOp, Bits, CallTarget, Imm64, Insn, Op, Source, Width, decode_at};
 
+use crate::live_regs::{UseDef, fixpoint, live_out};
 use crate::scalar::ScalarValue;
 
 /// What the verifier proved about one instruction slot. All `false` (the
@@ -117,7 +118,7 @@ const ARGS: u16 = 0b11_1110;
 
 /// Registers whose upper half `op` reads, registers it writes, and its
 /// successors within its function.
-fn hi_use_def(pc: usize, op: &Op) -> (u16, u16, Vec<usize>) {
+fn hi_use_def(pc: usize, op: &Op) -> UseDef {
     let next = vec![pc + 1];
     let jump = |off: i64| (pc as i64 + off + 1).max(0) as usize;
     let wide = |b: Bits| b == Bits::B64;
@@ -213,8 +214,7 @@ fn hi_use_def(pc: usize, op: &Op) -> (u16, u16, Vec<usize>) {
 /// Per slot: a 32-bit ALU instruction whose result's zero extension no
 /// later instruction observes.
 pub(crate) fn zext_redundant(ops: &[Option<Op>]) -> Vec<bool> {
-    let n = ops.len();
-    let info: Vec<(u16, u16, Vec<usize>)> = ops
+    let info: Vec<UseDef> = ops
         .iter()
         .enumerate()
         .map(|(pc, op)| match op {
@@ -222,24 +222,7 @@ pub(crate) fn zext_redundant(ops: &[Option<Op>]) -> Vec<bool> {
             None => (0x7ff, 0, Vec::new()),
         })
         .collect();
-    let live_out = |live: &[u16], succ: &[usize]| {
-        succ.iter()
-            .filter_map(|&s| live.get(s))
-            .fold(0u16, |a, &b| a | b)
-    };
-    let mut live = vec![0u16; n];
-    let mut changed = true;
-    while changed {
-        changed = false;
-        for pc in (0..n).rev() {
-            let (u, d, succ) = &info[pc];
-            let inn = u | (live_out(&live, succ) & !d);
-            if inn != live[pc] {
-                live[pc] = inn;
-                changed = true;
-            }
-        }
-    }
+    let live = fixpoint(&info, u16::MAX);
     ops.iter()
         .enumerate()
         .map(|(pc, op)| {

@@ -79,8 +79,7 @@ fn use_def(pc: usize, op: &Op) -> (u16, u16, Vec<usize>) {
 /// never included. `ops[pc]` is `None` for the second slot of `LD_IMM64`
 /// and for undecodable instructions (treated as reading everything).
 pub(crate) fn compute(ops: &[Option<Op>]) -> Vec<u16> {
-    let n = ops.len();
-    let info: Vec<(u16, u16, Vec<usize>)> = ops
+    let info: Vec<UseDef> = ops
         .iter()
         .enumerate()
         .map(|(pc, op)| match op {
@@ -88,17 +87,24 @@ pub(crate) fn compute(ops: &[Option<Op>]) -> Vec<u16> {
             None => (0x3ff, 0, Vec::new()),
         })
         .collect();
-    let mut live = vec![0u16; n];
+    fixpoint(&info, 0x3ff)
+}
+
+/// One instruction of a backward register dataflow: the registers it reads,
+/// the ones it writes, and its successors.
+pub(crate) type UseDef = (u16, u16, Vec<usize>);
+
+/// Live-in masks of a backward "may be read later" dataflow over `info`
+/// (live-out is the union of the successors' live-in), iterated to its
+/// least fixpoint; each mask is limited to the registers in `keep`.
+pub(crate) fn fixpoint(info: &[UseDef], keep: u16) -> Vec<u16> {
+    let mut live = vec![0u16; info.len()];
     let mut changed = true;
     while changed {
         changed = false;
-        for pc in (0..n).rev() {
-            let (u, d, succ) = &info[pc];
-            let out = succ
-                .iter()
-                .filter_map(|&s| live.get(s))
-                .fold(0u16, |a, &b| a | b);
-            let inn = (u | (out & !d)) & 0x3ff;
+        for (pc, (u, d, succ)) in info.iter().enumerate().rev() {
+            let out = live_out(&live, succ);
+            let inn = (u | (out & !d)) & keep;
             if inn != live[pc] {
                 live[pc] = inn;
                 changed = true;
@@ -106,4 +112,11 @@ pub(crate) fn compute(ops: &[Option<Op>]) -> Vec<u16> {
         }
     }
     live
+}
+
+/// The union of the live-in masks of `succ`.
+pub(crate) fn live_out(live: &[u16], succ: &[usize]) -> u16 {
+    succ.iter()
+        .filter_map(|&s| live.get(s))
+        .fold(0u16, |a, &b| a | b)
 }

@@ -239,7 +239,7 @@ fn prandom_u32(state: &mut u64) -> u32 {
 fn seed(rt: &Runtime) -> u64 {
     use std::collections::hash_map::RandomState;
     use std::hash::{BuildHasher, Hasher};
-    let mut hs = match rt.progs.prandom_seed {
+    let hs = match rt.progs.prandom_seed {
         Some(seed) => {
             let mut h = std::hash::DefaultHasher::new();
             h.write_u64(seed);
@@ -256,13 +256,18 @@ fn seed(rt: &Runtime) -> u64 {
             h
         }
     };
-    hs.write_u8(0);
     hs.finish() | 1
 }
 
 /// The runtime's clock for `kind`: the host's hook if it set one, else the system's.
 fn now(rt: &Runtime, kind: ClockKind) -> u64 {
-    match rt.progs.clock.read().ok().and_then(|c| c.clone()) {
+    // Without a host clock (the usual case) no lock is touched.
+    let host = if rt.progs.clock_on.load(std::sync::atomic::Ordering::Relaxed) {
+        rt.progs.clock.read().ok().and_then(|c| c.clone())
+    } else {
+        None
+    };
+    match host {
         Some(clock) => clock(kind),
         None => clock_ns(match kind {
             ClockKind::Monotonic => libc::CLOCK_MONOTONIC,

@@ -865,10 +865,12 @@ impl Runtime {
     /// `bpf_jiffies64`) read `clock` instead of the system's clocks (`None` restores
     /// them): a simulator's virtual time, or a fixed clock for reproducible runs.
     pub fn set_clock(&self, clock: Option<crate::prog::Clock>) {
+        let on = clock.is_some();
         match self.progs.clock.write() {
             Ok(mut c) => *c = clock,
             Err(poisoned) => *poisoned.into_inner() = clock,
         }
+        self.progs.clock_on.store(on, Ordering::Release);
     }
 
     /// Calls `trace` after every helper and kfunc call of every run that starts from

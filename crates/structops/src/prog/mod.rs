@@ -781,8 +781,9 @@ pub(crate) struct ProgRegistry {
     pub(crate) prandom_seed: Option<u64>,
     /// Runs that seeded a generator from `prandom_seed`.
     pub(crate) prandom_runs: std::sync::atomic::AtomicU64,
-    /// [`crate::Runtime::set_clock`].
+    /// [`crate::Runtime::set_clock`], and whether one is set (read before the lock).
     pub(crate) clock: RwLock<Option<Clock>>,
+    pub(crate) clock_on: AtomicBool,
     /// [`crate::Runtime::set_helper_trace`], and whether one is set (read once per run).
     pub(crate) helper_trace: RwLock<Option<HelperTrace>>,
     pub(crate) trace_on: AtomicBool,
@@ -821,6 +822,7 @@ impl ProgRegistry {
             prandom_seed,
             prandom_runs: std::sync::atomic::AtomicU64::new(0),
             clock: RwLock::new(None),
+            clock_on: AtomicBool::new(false),
             helper_trace: RwLock::new(None),
             trace_on: AtomicBool::new(false),
         }

@@ -21,8 +21,14 @@
 //!   values nobody looked at, so every division reachable from that point
 //!   (or from the call sites of its frames) loses its fact.
 //!
+//! - **Probe loads** (the kernel's `BPF_PROBE_MEM`): loads through
+//!   pointers the program read out of host memory, which may be NULL or
+//!   stale; marked on every visit of the path walk.
+//!
 //! A program without facts (unverified, or [`InsnFacts::default`]) is run
-//! with every check: the facts only ever remove work.
+//! with every check. The zero-extension and divisor facts only remove
+//! work; the probe fact is the one that adds it, and a runtime must honour
+//! it.
 
 use structops_isa::{AluOp, AtomicOp, Bits, CallTarget, Imm64, Insn, Op, Source, Width, decode_at};
 
@@ -46,6 +52,15 @@ pub struct InsnFacts {
     /// ones in the operation's width) on any path, so a signed one cannot
     /// meet `MIN / -1`.
     pub divisor_not_minus_one: bool,
+    /// A load through a `PTR_TO_BTF_ID` the host does not vouch for (on
+    /// some path): a pointer read out of a host struct (untrusted, RCU or
+    /// plain walked), or one a map-pointer read produced. The kernel turns
+    /// these into `BPF_PROBE_MEM` loads, where a fault yields 0; execution
+    /// must do the same. Trusted pointers (the member's arguments,
+    /// referenced objects, fields the ops type declares trusted) are plain
+    /// loads. Unlike the other facts, this one adds work: ignoring it is
+    /// unsound.
+    pub probe_mem: bool,
 }
 
 /// What one or every visit of a division proved about its divisor.

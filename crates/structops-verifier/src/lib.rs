@@ -298,6 +298,11 @@ fn insn_facts(
         facts::reachable(&facts::decode_ops(insns), &v.fact_taint, &v.cfg.subprogs)
     };
     for (pc, aux) in v.aux.iter().enumerate() {
+        if aux.probe_mem
+            && let Some(f) = rewrite.new_index(pc).and_then(|i| out.get_mut(i))
+        {
+            f.probe_mem = true;
+        }
         let Some(d) = aux.divisor else { continue };
         if tainted.get(pc).copied().unwrap_or(true) {
             continue;

@@ -413,6 +413,13 @@ impl Verifier<'_> {
             }
             RegType::BtfId if !reg.maybe_null() => {
                 self.check_ptr_to_btf_access(r, off, size, t, value)?;
+                if t == Access::Read
+                    && value.is_some()
+                    && !crate::btf_ptr::is_trusted_reg(&reg)
+                    && let Some(aux) = self.aux.get_mut(pc)
+                {
+                    aux.probe_mem = true;
+                }
             }
             RegType::ConstMap if !reg.maybe_null() => {
                 self.check_ptr_to_map_access(pc, r, &reg, off, size, t, value)?;

@@ -124,6 +124,9 @@ pub(crate) struct InsnAux {
     /// A division or modulo by a register: what every visit proved about
     /// the divisor, `None` before the first visit.
     pub divisor: Option<crate::facts::DivisorFact>,
+    /// A load through an untrusted `PTR_TO_BTF_ID` on some path: run it as
+    /// a probe ([`crate::InsnFacts::probe_mem`]).
+    pub probe_mem: bool,
 }
 
 /// Helper names for the disassembler, from the environment.

@@ -208,6 +208,7 @@ fn verifier_facts(c: &mut Criterion) {
             zext_redundant: f.zext_redundant,
             divisor_nonzero: f.divisor_nonzero,
             divisor_not_minus_one: f.divisor_not_minus_one,
+            probe_mem: f.probe_mem,
         })
         .collect();
     let plain = Code::new(&prog);

@@ -74,6 +74,13 @@ pub struct InsnFacts {
     /// A division or modulo by a register that is never `-1` (in the
     /// operation's width): no `MIN / -1` branch for signed ones.
     pub divisor_not_minus_one: bool,
+    /// A load whose base may be any address (the kernel's `BPF_PROBE_MEM`):
+    /// a pointer the program read out of a host struct, which the host does
+    /// not vouch for. Both engines run it as a probe: the environment
+    /// ([`crate::Env::probe_read`]) reads it if the memory is readable, and
+    /// the result is 0 otherwise. Unlike the other facts, this one adds
+    /// work; dropping it from a program that needs it is unsound.
+    pub probe_mem: bool,
 }
 
 impl Code {
@@ -108,7 +115,34 @@ impl Code {
         let mut insts = Vec::with_capacity(n + 1);
         let mut pcs = Vec::with_capacity(n);
         for (pc, op) in prog.iter() {
-            insts.push(low.lower(pc, op));
+            let probe = facts.get(pc).is_some_and(|f| f.probe_mem);
+            insts.push(match op {
+                Op::Load {
+                    width,
+                    dst,
+                    src,
+                    off,
+                } if probe => Inst::ProbeLoad {
+                    width,
+                    signed: false,
+                    d: r(dst),
+                    s: r(src),
+                    off,
+                },
+                Op::LoadSx {
+                    width,
+                    dst,
+                    src,
+                    off,
+                } if probe => Inst::ProbeLoad {
+                    width,
+                    signed: width != Width::DW,
+                    d: r(dst),
+                    s: r(src),
+                    off,
+                },
+                _ => low.lower(pc, op),
+            });
             pcs.push(pc);
         }
         // The instruction past the end: reached by falling through the
@@ -820,6 +854,16 @@ pub(crate) enum Inst {
         width: Width,
         s: u8,
         k: i32,
+    },
+    /// `dst = *(width *)(src + off)` as a probe (`BPF_PROBE_MEM`, or
+    /// `BPF_PROBE_MEMSX` when `signed`): the environment reads it if it
+    /// can, else `dst = 0`.
+    ProbeLoad {
+        width: Width,
+        signed: bool,
+        d: u8,
+        s: u8,
+        off: i16,
     },
     /// Reports `traps[idx]`.
     Trap {

@@ -164,6 +164,26 @@ pub trait Env {
         })
     }
 
+    /// A probe load (the kernel's `BPF_PROBE_MEM`, see
+    /// [`crate::InsnFacts::probe_mem`]): fills `buf` with the bytes at
+    /// `addr` and returns `true` if they may be read, or returns `false`
+    /// and the load yields 0, as a faulting probe does in the kernel. The
+    /// address is whatever the program loaded from a host struct: NULL, a
+    /// freed object, anything. Called in every mode, and it must answer the
+    /// same in every mode so that the engines agree.
+    ///
+    /// The default reads nothing.
+    fn probe_read(
+        &mut self,
+        pc: usize,
+        addr: u64,
+        buf: &mut [u8],
+        caller: &mut Caller<'_>,
+    ) -> bool {
+        let _ = (pc, addr, buf, caller);
+        false
+    }
+
     /// Legacy packet load for `LD_ABS`/`LD_IND`: `width` bytes at packet
     /// offset `offset` of the skb `ctx` (the value of `r6`), converted from
     /// network byte order. `Ok(None)` means the offset is out of bounds:

@@ -912,6 +912,23 @@ impl Interpreter {
                             }
                         }
                     }
+                    Inst::ProbeLoad {
+                        width,
+                        signed,
+                        d,
+                        s,
+                        off,
+                    } => {
+                        let addr = reg!(s).wrapping_add(off as i64 as u64);
+                        let pc_slot = slot!(at);
+                        let mut caller = Caller {
+                            vm: self,
+                            pc: pc_slot,
+                            code_idx,
+                            jit: std::ptr::null_mut(),
+                        };
+                        reg!(d) = probe_load(env, &mut caller, addr, width, signed);
+                    }
                     Inst::Trap { idx } => return Err(trap_error(&code, idx)),
                 }
             }
@@ -1206,6 +1223,37 @@ impl<'a> Caller<'a> {
         // callback (r0 to r5 are the helper's to clobber anyway).
         self.vm.regs[..6].copy_from_slice(&regs[..6]);
         result
+    }
+}
+
+/// A probe load of `width` bytes at `addr` (see [`Inst::ProbeLoad`]): the
+/// value, zero- or sign-extended, or 0 when the environment cannot read
+/// it. Shared by the interpreter and the JIT's shim.
+pub(crate) fn probe_load(
+    env: &mut dyn Env,
+    caller: &mut Caller<'_>,
+    addr: u64,
+    width: Width,
+    signed: bool,
+) -> u64 {
+    let mut buf = [0u8; 8];
+    let n = width.bytes();
+    let Some(dst) = buf.get_mut(..n) else {
+        return 0;
+    };
+    let pc = caller.pc;
+    if !env.probe_read(pc, addr, dst, caller) {
+        return 0;
+    }
+    let [a, b, c, d, e, f, g, h] = buf;
+    match (signed, width) {
+        (false, Width::B) => u64::from(a),
+        (false, Width::H) => u64::from(u16::from_ne_bytes([a, b])),
+        (false, Width::W) => u64::from(u32::from_ne_bytes([a, b, c, d])),
+        (true, Width::B) => a as i8 as i64 as u64,
+        (true, Width::H) => i16::from_ne_bytes([a, b]) as i64 as u64,
+        (true, Width::W) => i32::from_ne_bytes([a, b, c, d]) as i64 as u64,
+        (_, Width::DW) => u64::from_ne_bytes([a, b, c, d, e, f, g, h]),
     }
 }
 

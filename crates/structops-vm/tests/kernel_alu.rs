@@ -823,6 +823,7 @@ fn code_with_facts(prog: &Program) -> Option<Code> {
             zext_redundant: f.zext_redundant,
             divisor_nonzero: f.divisor_nonzero,
             divisor_not_minus_one: f.divisor_not_minus_one,
+            probe_mem: f.probe_mem,
         })
         .collect();
     VERIFIED.fetch_add(1, Ordering::Relaxed);

@@ -467,14 +467,12 @@ impl<'r> ProgEnv<'r> {
         unsafe { caller.grant(addr, len, access) };
     }
 
-    /// Can `len` bytes at `addr` be read for `probe_read_kernel` and `%s`?
-    fn readable(&self, caller: &mut Caller<'_>, addr: u64, len: u64) -> Readable {
+    /// Whether `[addr, addr + len)` lies in host memory registered with
+    /// `register_probe_memory` or in the value area of one of the run's array maps.
+    fn host_readable(&self, addr: u64, len: u64) -> bool {
         let Some(end) = addr.checked_add(len) else {
-            return Readable::No;
+            return false;
         };
-        if self.checked && caller.check(addr, len, Access::Read).is_ok() {
-            return Readable::Program;
-        }
         let probe = self
             .rt
             .progs
@@ -482,39 +480,52 @@ impl<'r> ProgEnv<'r> {
             .read()
             .unwrap_or_else(|p| p.into_inner());
         if probe.iter().any(|&(s, e)| addr >= s && end <= e) {
-            return Readable::Host;
+            return true;
         }
+        drop(probe);
         // Array values of the run's maps (global data, for strings in `.rodata`).
-        for m in self.run_maps() {
-            if let Some((base, elem)) = m.array_layout() {
+        self.run_maps().any(|m| {
+            m.array_layout().is_some_and(|(base, elem)| {
                 let s = base.as_ptr() as u64;
                 let e = s + u64::from(elem) * u64::from(m.max_entries());
-                if addr >= s && end <= e {
-                    return Readable::Host;
-                }
-            }
-        }
-        Readable::No
+                addr >= s && end <= e
+            })
+        })
     }
 
-    /// Copies `buf.len()` bytes at `addr` if readable (see [`ProgEnv::readable`]).
-    fn probe_read(&self, caller: &mut Caller<'_>, addr: u64, buf: &mut [u8]) -> bool {
-        match self.readable(caller, addr, buf.len() as u64) {
-            Readable::No => false,
-            Readable::Program => caller.read(addr, buf).is_ok(),
-            Readable::Host => {
-                // SAFETY: inside host memory registered with `register_probe_memory`
-                // (valid for reads per its contract) or a map's value area.
-                unsafe {
-                    std::ptr::copy_nonoverlapping(
-                        std::ptr::with_exposed_provenance::<u8>(addr as usize),
-                        buf.as_mut_ptr(),
-                        buf.len(),
-                    );
-                }
-                true
-            }
+    /// Reads host memory for a probe: a registered range or map value area
+    /// ([`ProgEnv::host_readable`]) directly; any other address, with
+    /// [`crate::RuntimeConfig::probe_any_mapped`], through `process_vm_readv` on this
+    /// process, which fails instead of faulting. Never reads the first 64 KiB (below
+    /// Linux's `mmap_min_addr`: NULL plus a field offset).
+    fn host_read(&self, addr: u64, buf: &mut [u8]) -> bool {
+        const NULL_GUARD: u64 = 1 << 16;
+        if addr < NULL_GUARD {
+            return false;
         }
+        if self.host_readable(addr, buf.len() as u64) {
+            // SAFETY: inside host memory registered with `register_probe_memory`
+            // (valid for reads per its contract) or a map's value area, which lives
+            // while the run's guard is held.
+            unsafe {
+                std::ptr::copy_nonoverlapping(
+                    std::ptr::with_exposed_provenance::<u8>(addr as usize),
+                    buf.as_mut_ptr(),
+                    buf.len(),
+                );
+            }
+            return true;
+        }
+        self.rt.progs.probe_any_mapped && read_own_memory(addr, buf)
+    }
+
+    /// Copies `buf.len()` bytes at `addr` for `bpf_probe_read_kernel` and `%s`: program
+    /// memory in a checked run, else host memory ([`ProgEnv::host_read`]).
+    fn helper_probe_read(&self, caller: &mut Caller<'_>, addr: u64, buf: &mut [u8]) -> bool {
+        if self.checked && caller.check(addr, buf.len() as u64, Access::Read).is_ok() {
+            return caller.read(addr, buf).is_ok();
+        }
+        self.host_read(addr, buf)
     }
 
     fn helper(
@@ -646,7 +657,7 @@ impl<'r> ProgEnv<'r> {
                 let size = a[1] as u32 as usize;
                 let mut buf = vec![0u8; size];
                 if id == h::BPF_FUNC_PROBE_READ_KERNEL {
-                    if self.probe_read(caller, a[2], &mut buf) {
+                    if self.helper_probe_read(caller, a[2], &mut buf) {
                         caller.write(a[0], &buf)?;
                         return Ok(0);
                     }
@@ -661,7 +672,7 @@ impl<'r> ProgEnv<'r> {
                 let mut ok = true;
                 while n + 1 < size {
                     let mut b = [0u8; 1];
-                    if !self.probe_read(caller, a[2].wrapping_add(n as u64), &mut b) {
+                    if !self.helper_probe_read(caller, a[2].wrapping_add(n as u64), &mut b) {
                         ok = false;
                         break;
                     }
@@ -1009,13 +1020,25 @@ impl<'r> ProgEnv<'r> {
     }
 }
 
-/// `probe_read` access kinds.
-enum Readable {
-    No,
-    /// Program memory (checked mode regions).
-    Program,
-    /// Registered host memory or a map value area.
-    Host,
+/// Reads `buf.len()` bytes of this process at `addr` with `process_vm_readv(2)`, which
+/// reports an unmapped or unreadable address as an error instead of faulting. `false`
+/// unless every byte was read.
+fn read_own_memory(addr: u64, buf: &mut [u8]) -> bool {
+    if buf.is_empty() {
+        return true;
+    }
+    let local = libc::iovec {
+        iov_base: buf.as_mut_ptr().cast(),
+        iov_len: buf.len(),
+    };
+    let remote = libc::iovec {
+        iov_base: std::ptr::without_provenance_mut(addr as usize),
+        iov_len: buf.len(),
+    };
+    // SAFETY: `local` describes `buf`, which the kernel writes; `remote` is only
+    // read by the kernel on our behalf, which checks it and fails on a bad address.
+    let n = unsafe { libc::process_vm_readv(libc::getpid(), &local, 1, &remote, 1, 0) };
+    usize::try_from(n).is_ok_and(|n| n == buf.len())
 }
 
 /// The word of a `struct bpf_spin_lock`.
@@ -1068,7 +1091,7 @@ struct ProbeReader<'a, 'b, 'c, 'r> {
 
 impl MemReader for ProbeReader<'_, '_, '_, '_> {
     fn read(&mut self, addr: u64, buf: &mut [u8]) -> bool {
-        self.env.probe_read(self.caller, addr, buf)
+        self.env.helper_probe_read(self.caller, addr, buf)
     }
 }
 
@@ -1262,6 +1285,13 @@ impl Env for ProgEnv<'_> {
             }
         }
         Ok(TailCallTarget::Program(code))
+    }
+
+    /// Probe loads read host memory only, the same in every mode (see
+    /// [`ProgEnv::host_read`]): never the run's own regions, which only a checked
+    /// run could tell apart.
+    fn probe_read(&mut self, _pc: usize, addr: u64, buf: &mut [u8], _: &mut Caller<'_>) -> bool {
+        self.host_read(addr, buf)
     }
 
     fn load_packet(

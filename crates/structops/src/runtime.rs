@@ -45,6 +45,17 @@ pub struct RuntimeConfig {
     /// reproducible simulations and differential tests); `None` (the default) seeds
     /// from the system.
     pub prandom_seed: Option<u64>,
+    /// Lets probes read any mapped address of the process, as the kernel's probes read
+    /// any kernel address: probe loads (loads through pointers a program read out of a
+    /// host struct, the kernel's `BPF_PROBE_MEM`) and `bpf_probe_read_kernel`. With
+    /// `false` (the default) they read only host memory registered with
+    /// [`crate::Runtime::register_probe_memory`] and map value areas, and give 0 (or
+    /// `-EFAULT`) elsewhere. With `true`, an address outside those is read with
+    /// `process_vm_readv(2)` on this process (one system call per read), so a NULL,
+    /// freed or unmapped pointer still gives 0, but a program can read every byte the
+    /// host has mapped, secrets included. Turn it on only for programs you trust as
+    /// much as the host.
+    pub probe_any_mapped: bool,
 }
 
 /// The JIT where this host can run its code, else the interpreter.
@@ -70,6 +81,7 @@ impl Default for RuntimeConfig {
             hz: 250,
             engine: default_engine(),
             prandom_seed: None,
+            probe_any_mapped: false,
         }
     }
 }
@@ -148,12 +160,7 @@ impl Runtime {
             numa_nodes: config.numa_nodes.max(1),
             map_memory_limit: config.map_memory_limit,
             maps: IdTable::new(),
-            progs: ProgRegistry::new(
-                config.run_unverified,
-                config.hz,
-                config.engine,
-                config.prandom_seed,
-            ),
+            progs: ProgRegistry::new(&config),
             btfs: IdTable::new(),
             fds: FdTable::default(),
             host_btf: Mutex::new(None),

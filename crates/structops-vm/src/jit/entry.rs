@@ -343,6 +343,7 @@ fn needs_env(code: &Code) -> bool {
                 | Inst::LdImm64Env { .. }
                 | Inst::LdAbs { .. }
                 | Inst::LdInd { .. }
+                | Inst::ProbeLoad { .. }
         )
     })
 }

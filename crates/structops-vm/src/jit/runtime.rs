@@ -95,6 +95,7 @@ pub(crate) struct Shims {
     pub(crate) tail_call: u64,
     pub(crate) ld_imm64: u64,
     pub(crate) load_packet: u64,
+    pub(crate) probe_load: u64,
     pub(crate) fail: u64,
 }
 
@@ -108,6 +109,7 @@ impl Shims {
             tail_call: addr(shim_tail_call),
             ld_imm64: addr(shim_ld_imm64),
             load_packet: addr(shim_load_packet),
+            probe_load: addr(shim_probe_load),
             fail: addr(shim_fail),
         }
     }
@@ -320,6 +322,38 @@ unsafe extern "C" fn shim_load_packet(
                     Ok(0)
                 }
             }
+        })
+    }
+}
+
+/// A probe load (`Inst::ProbeLoad`): `a` is the address, `arg` is
+/// `bytes | signed << 8`.
+unsafe extern "C" fn shim_probe_load(
+    state: *mut c_void,
+    pc: u64,
+    arg: u64,
+    prog: u64,
+    a: u64,
+    _: u64,
+) -> u64 {
+    // SAFETY: called by JIT code with its live state.
+    unsafe {
+        guarded(state, |st, vm, env| {
+            let width = match arg & 0xff {
+                1 => Width::B,
+                2 => Width::H,
+                4 => Width::W,
+                _ => Width::DW,
+            };
+            let signed = arg & 0x100 != 0;
+            let mut caller = Caller::for_jit(vm, pc as usize, prog as usize, st);
+            Ok(crate::interp::probe_load(
+                env,
+                &mut caller,
+                a,
+                width,
+                signed,
+            ))
         })
     }
 }

@@ -1233,6 +1233,21 @@ impl<'a, 'b> FunctionTranslator<'a, 'b> {
             }
             Inst::LdAbs { width, k } => self.packet_load(idx, width, k, None),
             Inst::LdInd { width, s, k } => self.packet_load(idx, width, k, Some(s)),
+            Inst::ProbeLoad {
+                width,
+                signed,
+                d,
+                s,
+                off,
+            } => {
+                let addr = self.address(s, off);
+                let pc = self.slot(idx);
+                let arg = width.bytes() as u64 | (u64::from(signed) << 8);
+                let zero = self.iconst(0);
+                let v = self.call_shim(self.shims.probe_load, pc, arg, addr, zero);
+                self.check_status();
+                self.set(d, v);
+            }
             Inst::Trap { idx: trap } => {
                 let pc = self.slot(idx);
                 self.fail(runtime::FAIL_TRAP, pc, u64::from(trap), 0);

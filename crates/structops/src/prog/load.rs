@@ -515,6 +515,7 @@ impl Runtime {
                         zext_redundant: f.zext_redundant,
                         divisor_nonzero: f.divisor_nonzero,
                         divisor_not_minus_one: f.divisor_not_minus_one,
+                        probe_mem: f.probe_mem,
                     })
                     .collect();
                 // SAFETY: the verifier's facts about the program it accepted, whose

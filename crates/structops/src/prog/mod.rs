@@ -773,6 +773,8 @@ pub(crate) struct ProgRegistry {
     pub(crate) trace_sink: RwLock<Option<TraceSink>>,
     /// Host memory `bpf_probe_read_kernel` may read: `[start, end)` ranges.
     pub(crate) probe_memory: RwLock<Vec<(u64, u64)>>,
+    /// [`crate::RuntimeConfig::probe_any_mapped`].
+    pub(crate) probe_any_mapped: bool,
     pub(crate) run_unverified: AtomicBool,
     pub(crate) hz: u32,
     /// [`crate::RuntimeConfig::engine`].
@@ -804,22 +806,18 @@ impl fmt::Debug for ProgRegistry {
 }
 
 impl ProgRegistry {
-    pub(crate) fn new(
-        run_unverified: bool,
-        hz: u32,
-        engine: Engine,
-        prandom_seed: Option<u64>,
-    ) -> ProgRegistry {
+    pub(crate) fn new(config: &crate::RuntimeConfig) -> ProgRegistry {
         ProgRegistry {
             table: IdTable::new(),
             helpers: RwLock::new(Vec::new()),
             kfuncs: RwLock::new(KfuncTable::default()),
             trace_sink: RwLock::new(None),
             probe_memory: RwLock::new(Vec::new()),
-            run_unverified: AtomicBool::new(run_unverified),
-            hz: hz.max(1),
-            engine,
-            prandom_seed,
+            probe_any_mapped: config.probe_any_mapped,
+            run_unverified: AtomicBool::new(config.run_unverified),
+            hz: config.hz.max(1),
+            engine: config.engine,
+            prandom_seed: config.prandom_seed,
             prandom_runs: std::sync::atomic::AtomicU64::new(0),
             clock: RwLock::new(None),
             clock_on: AtomicBool::new(false),

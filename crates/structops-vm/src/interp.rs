@@ -1087,6 +1087,18 @@ impl<'a> Caller<'a> {
         }
     }
 
+    /// The run's whole stack, every call frame: `[start, end)`. The same
+    /// memory in every mode and on both engines (the JIT runs on the
+    /// interpreter's stack), so an environment can recognize stack addresses
+    /// even in unchecked runs, where [`Caller::check`] says nothing.
+    pub fn stack_range(&self) -> (u64, u64) {
+        let base = self.vm.stack.base;
+        (
+            base,
+            self.vm.stack.live_end(crate::memory::MAX_CALL_FRAMES - 1),
+        )
+    }
+
     /// Checks that the program may access `len` bytes at `addr` (always
     /// `Ok` in unchecked mode). A read of stack bytes must find them
     /// initialized; a check for [`Access::ReadWrite`] does not mark them

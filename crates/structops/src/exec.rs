@@ -519,11 +519,27 @@ impl<'r> ProgEnv<'r> {
         self.rt.progs.probe_any_mapped && read_own_memory(addr, buf)
     }
 
-    /// Copies `buf.len()` bytes at `addr` for `bpf_probe_read_kernel` and `%s`: program
-    /// memory in a checked run, else host memory ([`ProgEnv::host_read`]).
+    /// Copies `buf.len()` bytes at `addr` for `bpf_probe_read_kernel` and `%s`: the
+    /// run's stack, or host memory ([`ProgEnv::host_read`]). The same in every mode, so
+    /// checked runs, the interpreter and the JIT agree; other memory of the run (its
+    /// context, packet, or a hash map's value) reads as a fault, where the kernel would
+    /// read it.
     fn helper_probe_read(&self, caller: &mut Caller<'_>, addr: u64, buf: &mut [u8]) -> bool {
-        if self.checked && caller.check(addr, buf.len() as u64, Access::Read).is_ok() {
-            return caller.read(addr, buf).is_ok();
+        let len = buf.len() as u64;
+        let (lo, hi) = caller.stack_range();
+        if addr >= lo && addr.checked_add(len).is_some_and(|end| end <= hi) {
+            // The run's own stack, in every mode (the kernel reads it like any
+            // kernel memory, initialized or not).
+            // SAFETY: inside the run's stack allocation, alive for the run; the
+            // program is stopped in this helper call, so nothing writes it meanwhile.
+            unsafe {
+                std::ptr::copy_nonoverlapping(
+                    std::ptr::with_exposed_provenance::<u8>(addr as usize),
+                    buf.as_mut_ptr(),
+                    buf.len(),
+                );
+            }
+            return true;
         }
         self.host_read(addr, buf)
     }

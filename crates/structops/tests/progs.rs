@@ -1427,6 +1427,28 @@ fn printf_helpers_probe_read_and_time() {
     let mut t = TestRun::with_data(&packet());
     run(&rt, &p, &mut t).unwrap();
     assert_eq!(t.retval, 1, "EFAULT for memory the runtime does not know");
+    // probe_read_kernel of the program's own stack reads it in every mode, as the
+    // kernel's does (it used to fail with EFAULT in unchecked runs only).
+    let src = "
+        r1 = 0x1122334455667788 ll
+        *(u64 *)(r10 -16) = r1
+        r1 = r10
+        r1 += -8
+        r2 = 8
+        r3 = r10
+        r3 += -16
+        call bpf_probe_read_kernel
+        if r0 != 0 goto out
+        r0 = *(u32 *)(r10 -8)
+        exit
+    out:
+        r0 = 1
+        exit
+    ";
+    let p = load(&rt, ProgType::XDP, src);
+    let mut t = TestRun::with_data(&packet());
+    run(&rt, &p, &mut t).unwrap();
+    assert_eq!(t.retval, 0x5566_7788);
     // Time helpers move forward; the boot clock is at least the monotonic one.
     let src = "call bpf_ktime_get_ns\nr6 = r0\ncall bpf_ktime_get_ns\nr0 -= r6\nr0 >>= 63\nexit";
     let p = load(&rt, ProgType::XDP, src);

@@ -643,7 +643,12 @@ impl<'a> Verifier<'a> {
                 format!("R{r} is ptr_{tname} access percpu memory: off={off}"),
             ));
         }
-        if t == Access::Write && reg.flags.has(RegFlags::UNTRUSTED) {
+        // The kernel lets the ops type's hook allow writes through any pointer of the
+        // right struct, trusting kernel pointers to point at live objects. A host's
+        // pointer members carry no such promise (a load through one is a probe), so a
+        // write needs a pointer the host vouches for: a member argument, a referenced
+        // object, or a field the ops type declares trusted.
+        if t == Access::Write && !is_trusted_reg(&reg) {
             return Err(Reject::new(EACCES, "only read is supported"));
         }
         if t == Access::Write {

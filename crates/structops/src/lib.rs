@@ -80,7 +80,7 @@ pub use struct_ops::{
     Link, LinkCreateAttr, LinkHandle, LinkInfo, LinkUpdateAttr, OpsSlot, OpsTable, OpsType,
     StructOps, StructOpsDesc,
 };
-pub use structops_vm::{Engine, JitProgram};
+pub use structops_vm::{Access, Engine, JitProgram, Region};
 pub use test_run::{RunFault, RunMode, TestRun};
 
 /// Enters a read section (the runtime's `rcu_read_lock`): while the returned guard

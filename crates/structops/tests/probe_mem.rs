@@ -45,6 +45,17 @@ impl StructOps for Host {
     fn unreg(&self, _: &Arc<OpsTable>, _: Option<&Link>) {
         *self.table.lock().unwrap() = None;
     }
+
+    /// Every field of every struct is writable, as far as this hook goes.
+    fn struct_write(
+        &self,
+        _: &structops_btf::Btf,
+        _: u32,
+        _: i32,
+        _: u32,
+    ) -> Option<Result<(), String>> {
+        Some(Ok(()))
+    }
 }
 
 /// Reads `o->next->val` (insn 2 is the load through the walked pointer).
@@ -209,4 +220,33 @@ fn any_mapped_reads_live_memory_and_survives_unmapped_memory() {
         };
         assert_eq!(call(&rt, &host, &o), 0, "{engine:?}");
     }
+}
+
+#[test]
+fn writes_need_a_pointer_the_host_vouches_for() {
+    let rt = Runtime::new(RuntimeConfig {
+        ncpus: 1,
+        ..RuntimeConfig::default()
+    });
+    let (ops, _) = host_btf(&rt);
+    rt.register_struct_ops(StructOpsDesc::new("probe_ops", Arc::new(Host::default())))
+        .unwrap();
+    let load = |src: &str| {
+        let mut a = ProgLoadAttr::new(ProgType::STRUCT_OPS, assemble(src).unwrap().encode(), "GPL");
+        a.attach_btf_id = ops;
+        let mut log = String::new();
+        rt.prog_load_with_log(&a, &mut log)
+            .map(|_| ())
+            .map_err(|e| (e, log))
+    };
+    // Through the argument (trusted): the hook allows it.
+    load("r1 = *(u64 *)(r1 +0)\nr2 = 5\n*(u64 *)(r1 +8) = r2\nr0 = 0\nexit").unwrap();
+    // Through a pointer read out of the argument: refused whatever the hook says, since
+    // the host never promised that `next` points at a live object.
+    let (e, log) = load(
+        "r1 = *(u64 *)(r1 +0)\nr1 = *(u64 *)(r1 +0)\nr2 = 5\n*(u64 *)(r1 +0) = r2\nr0 = 0\nexit",
+    )
+    .unwrap_err();
+    assert_eq!(e, Errno::EACCES);
+    assert!(log.contains("only read is supported"), "{log}");
 }

@@ -214,7 +214,7 @@ pub(crate) fn dummy_test_run(
         // through the program's raw pointer while it runs.
         let region = unsafe { Region::from_raw_parts(state_addr, STATE_SIZE, Access::ReadWrite) };
         let extra: &[Region<'_>] = if has_state { &[region] } else { &[] };
-        run_member(rt, prog, &mut args, extra)
+        run_member(rt, prog, &mut args, extra, false)
     };
     let r0 = match ret {
         Ok(r) => r,

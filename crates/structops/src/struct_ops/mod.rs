@@ -630,33 +630,63 @@ impl OpsTable {
     /// read-modify-write happen here; the caller keeps the table alive (an [`OpsSlot`]
     /// guard, or an `Arc`).
     pub fn call(&self, rt: &Runtime, member: u32, args: &[u64]) -> Result<u64, CallError> {
+        let imp = self.implementation(member, args.len())?;
+        let mut ctx = [0u64; MAX_FUNC_ARGS];
+        ctx[..args.len()].copy_from_slice(args);
+        run_member(rt, &imp.prog, &mut ctx[..args.len().max(1)], &[], false)
+    }
+
+    /// Calls member `member` as [`OpsTable::call`] does, but on the interpreter's checked
+    /// mode whatever the program's verification: the program may touch only its stack,
+    /// the argument array, `objects` (the host objects its pointer arguments point to,
+    /// with the access each allows) and memory its helpers hand out; anything else stops
+    /// the run with [`CallError::Vm`] naming the instruction. Loads the verifier made
+    /// probes read host memory as in every mode. For debugging a host or a program, and
+    /// for testing the verifier: a verified program must never fault here.
+    pub fn call_checked(
+        &self,
+        rt: &Runtime,
+        member: u32,
+        args: &[u64],
+        objects: &[Region<'_>],
+    ) -> Result<u64, CallError> {
+        let imp = self.implementation(member, args.len())?;
+        let mut ctx = [0u64; MAX_FUNC_ARGS];
+        ctx[..args.len()].copy_from_slice(args);
+        run_member(rt, &imp.prog, &mut ctx[..args.len().max(1)], objects, true)
+    }
+
+    /// The implementation of `member`, if it takes `nargs` arguments.
+    fn implementation(&self, member: u32, nargs: usize) -> Result<&MemberImpl, CallError> {
         let imp = match self.members.get(member as usize) {
             None => return Err(CallError::NoSuchMember { member }),
             Some(None) => return Err(CallError::NotImplemented { member }),
             Some(Some(m)) => m,
         };
-        if args.len() != imp.nargs {
+        if nargs != imp.nargs {
             return Err(CallError::Args {
                 member,
                 expected: imp.nargs,
-                given: args.len(),
+                given: nargs,
             });
         }
-        let mut ctx = [0u64; MAX_FUNC_ARGS];
-        ctx[..args.len()].copy_from_slice(args);
-        run_member(rt, &imp.prog, &mut ctx[..args.len().max(1)], &[])
+        Ok(imp)
     }
 }
 
 /// Runs `prog` once on the argument array `ctx`, with `extra` regions granted in checked
-/// mode.
+/// mode (`checked`: whatever its verification).
 pub(crate) fn run_member(
     rt: &Runtime,
     prog: &Prog,
     ctx: &mut [u64],
     extra: &[Region<'_>],
+    checked: bool,
 ) -> Result<u64, CallError> {
     let (code, mode, engine) = match prog.verification() {
+        Verification::Verified(_) if checked => {
+            (prog.unverified_code(), Mode::Checked, Engine::Interp)
+        }
         Verification::Verified(v) => (v.code(), Mode::Unchecked, v.engine()),
         Verification::Unverified(_) if rt.run_unverified() => {
             (prog.unverified_code(), Mode::Checked, Engine::Interp)

@@ -8,6 +8,8 @@
 //! (no access outside the regions a run grants). The generator is deterministic in its
 //! seed.
 
+#![allow(dead_code, reason = "some test binaries use only the Rng")]
+
 use std::fmt::Write as _;
 
 /// SplitMix64: small, fast, good enough to pick instructions.

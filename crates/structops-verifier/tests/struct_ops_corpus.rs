@@ -601,6 +601,14 @@ fn corpus_verification_speed_against_the_kernel() {
         let k4s = k4.map_or("-".to_owned(), |k| format!("{}/{}", k.1, k.2));
         let k1s = k1.map_or("-".to_owned(), |k| k.1.to_string());
         if let Some(k) = k4 {
+            // Processed instructions are deterministic: ours never exceed the kernel's.
+            assert!(
+                processed <= k.0,
+                "{} {}: {processed} processed instructions, the kernel {}",
+                p.object,
+                p.name,
+                k.0
+            );
             ours_total += l0;
             kernel_total += k.1;
             measured += 1;

@@ -518,7 +518,90 @@ fn differential(code: &Code) -> Result<u64, TestCaseError> {
         logs.push(rec.take());
     }
     prop_assert_eq!(&logs[0], &logs[1]);
+    // One case in four also runs with constant blinding.
+    static CASES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    if CASES
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        .is_multiple_of(4)
+    {
+        let options = JitOptions {
+            blind_constants: true,
+            ..JitOptions::default()
+        };
+        let prog = JitProgram::compile(code, &options)
+            .map_err(|e| TestCaseError::fail(format!("blinded compile: {e}")))?;
+        let mut ctx2 = [0u8; CTX];
+        let mut rec = Recorder::new(&mut env);
+        // SAFETY: as above.
+        let other = unsafe { vm.run_compiled(&prog, code, &mut rec, ctx2.as_mut_ptr() as u64) };
+        prop_assert_eq!(Ok(r0), outcome(&other), "blinded");
+        prop_assert_eq!(&ctx[..], &ctx2[..], "blinded");
+        prop_assert_eq!(&logs[0], &rec.take(), "blinded");
+    }
     Ok(r0)
+}
+
+#[test]
+fn constant_blinding_hides_program_immediates() {
+    // Immediates an attacker might use to plant instructions: in an ALU op,
+    // a compare, a store and an LD_IMM64.
+    let src = "r0 = *(u64 *)(r1 +0)
+               r4 = r0
+               r0 += 0x3c909090
+               if r4 == 0x2d909090 goto pc+1
+               r0 ^= 0x1e909090
+               *(u32 *)(r10 -8) = 0x4b909090
+               r2 = *(u32 *)(r10 -8)
+               r0 += r2
+               r3 = 0x5a90909069909090 ll
+               r0 ^= r3
+               exit";
+    let c = code(src);
+    let patterns: [&[u8]; 5] = [
+        &0x3c90_9090u32.to_le_bytes(),
+        &0x2d90_9090u32.to_le_bytes(),
+        &0x1e90_9090u32.to_le_bytes(),
+        &0x4b90_9090u32.to_le_bytes(),
+        &0x5a90_9090_6990_9090u64.to_le_bytes(),
+    ];
+    let contains = |hay: &[u8], needle: &[u8]| hay.windows(needle.len()).any(|w| w == needle);
+    let blind = JitOptions {
+        blind_constants: true,
+        ..JitOptions::default()
+    };
+    for target in [Target::X86_64, Target::Aarch64] {
+        let plain = emit_machine_code(&c, target, &JitOptions::default()).unwrap();
+        let hidden = emit_machine_code(&c, target, &blind).unwrap();
+        if target == Target::X86_64 {
+            // x86-64 encodes 32- and 64-bit immediates whole: they are there
+            // without blinding (aarch64 splits them into 16-bit moves).
+            for p in patterns {
+                assert!(
+                    contains(&plain.bytes, p),
+                    "{p:02x?} missing from plain code"
+                );
+            }
+        }
+        for p in patterns {
+            assert!(
+                !contains(&hidden.bytes, p),
+                "{target:?}: {p:02x?} in blinded code"
+            );
+        }
+    }
+    // Same results.
+    let prog = JitProgram::compile(&c, &blind).unwrap();
+    let mut vm = Interpreter::new();
+    for x in [0u64, 1, 0x2d90_9090, u64::MAX, 0x1234_5678_9abc_def0] {
+        let mut a = x.to_ne_bytes();
+        let mut b = x.to_ne_bytes();
+        // SAFETY: the program reads 8 bytes of its context and its stack.
+        let want =
+            unsafe { vm.run(Engine::Interp, &c, &mut NoEnv, a.as_mut_ptr() as u64) }.unwrap();
+        // SAFETY: as above.
+        let got = unsafe { vm.run_compiled(&prog, &c, &mut NoEnv, b.as_mut_ptr() as u64) }.unwrap();
+        assert_eq!(want, got, "input {x:#x}");
+    }
 }
 
 proptest! {

@@ -75,7 +75,7 @@ pub use prog::{
     AttachType, Callee, Clock, ClockKind, HelperCall, HelperTrace, Prog, ProgHandle, ProgInfo,
     ProgLoadAttr, ProgType, Verification, VerifiedProgram,
 };
-pub use runtime::{ObjInfo, Runtime, RuntimeConfig};
+pub use runtime::{JitHarden, ObjInfo, Runtime, RuntimeConfig};
 pub use struct_ops::{
     Link, LinkCreateAttr, LinkHandle, LinkInfo, LinkUpdateAttr, OpsSlot, OpsTable, OpsType,
     StructOps, StructOpsDesc,

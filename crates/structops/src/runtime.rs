@@ -56,6 +56,23 @@ pub struct RuntimeConfig {
     /// host has mapped, secrets included. Turn it on only for programs you trust as
     /// much as the host.
     pub probe_any_mapped: bool,
+    /// Constant blinding in the JIT, as the kernel's `net.core.bpf_jit_harden` sysctl
+    /// sets it: [`JitHarden::Off`] (the default, as the kernel's), for loaders without
+    /// `CAP_SYS_ADMIN`, or for every program. See
+    /// [`structops_vm::JitOptions::blind_constants`].
+    pub jit_harden: JitHarden,
+}
+
+/// When the JIT blinds a program's constants (`net.core.bpf_jit_harden`: 0, 1, 2).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum JitHarden {
+    /// Never (`0`).
+    #[default]
+    Off,
+    /// For programs loaded without `CAP_SYS_ADMIN` (`1`).
+    Unprivileged,
+    /// For every program (`2`).
+    All,
 }
 
 /// The JIT where this host can run its code, else the interpreter.
@@ -82,6 +99,7 @@ impl Default for RuntimeConfig {
             engine: default_engine(),
             prandom_seed: None,
             probe_any_mapped: false,
+            jit_harden: JitHarden::Off,
         }
     }
 }

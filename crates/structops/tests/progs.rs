@@ -17,9 +17,9 @@ use structops::prog::{BPF_F_SLEEPABLE, BPF_MAXINSNS, collecting_sink};
 use structops::struct_ops::add_value_type;
 use structops::test_run::XDP_PACKET_HEADROOM;
 use structops::{
-    AttachType, BPF_ANY, Capabilities, Errno, FdObject, KfuncFlags, Link, MapCreateAttr, MapType,
-    ObjInfo, ObjKind, OpsTable, ProgHandle, ProgLoadAttr, ProgType, RunFault, RunMode, Runtime,
-    RuntimeConfig, StructOps, StructOpsDesc, TestRun,
+    AttachType, BPF_ANY, Capabilities, Errno, FdObject, JitHarden, KfuncFlags, Link, MapCreateAttr,
+    MapType, ObjInfo, ObjKind, OpsTable, ProgHandle, ProgLoadAttr, ProgType, RunFault, RunMode,
+    Runtime, RuntimeConfig, StructOps, StructOpsDesc, TestRun,
 };
 use structops_btf::ext::{FuncInfo, LineInfo};
 use structops_btf::{BtfBuilder, INT_SIGNED, Linkage};
@@ -1946,4 +1946,38 @@ fn helper_trace_is_the_same_on_both_engines() {
         );
     }
     assert_eq!(traces[0], traces[1]);
+}
+
+/// `RuntimeConfig::jit_harden`: blinded programs give the same results, and the knob
+/// follows the kernel's `bpf_jit_harden` levels (1: loaders without CAP_SYS_ADMIN).
+#[test]
+fn jit_harden_blinds_constants_by_level() {
+    let src = "r0 = 0x3c909090\nr0 += 0x1e909090\nr1 = 0x5a90909069909090 ll\nr0 ^= r1\nexit";
+    let want = (0x3c90_9090u64 + 0x1e90_9090) ^ 0x5a90_9090_6990_9090;
+    for (harden, sys_admin, blinded) in [
+        (JitHarden::Off, false, false),
+        (JitHarden::Unprivileged, true, false),
+        (JitHarden::Unprivileged, false, true),
+        (JitHarden::All, true, true),
+    ] {
+        let rt = Runtime::new(RuntimeConfig {
+            ncpus: 1,
+            engine: structops::Engine::Jit,
+            jit_harden: harden,
+            ..RuntimeConfig::default()
+        });
+        if !sys_admin {
+            rt.set_caps(Capabilities::BPF | Capabilities::NET_ADMIN | Capabilities::PERFMON);
+        }
+        let p = load(&rt, ProgType::XDP, src);
+        let jited = p.jited().expect("the JIT compiles it");
+        assert_eq!(
+            jited.options().blind_constants,
+            blinded,
+            "{harden:?} {sys_admin}"
+        );
+        let mut t = TestRun::with_data(&packet());
+        rt.prog_test_run(&p, &mut t).unwrap();
+        assert_eq!(u64::from(t.retval), want & 0xffff_ffff, "{harden:?}");
+    }
 }

@@ -175,6 +175,14 @@ pub struct JitOptions {
     /// Keep the final IR of every function ([`JitProgram::ir`]). It is
     /// logged at trace level (target `structops_vm::jit`) either way.
     pub keep_ir: bool,
+    /// Constant blinding (the kernel's `bpf_jit_harden`): no immediate the
+    /// program chose (ALU and jump operands, store immediates, `LD_IMM64`
+    /// values) appears as such in the native code. Each becomes `k ^ key`
+    /// in the code, XORed at run time with a random key that lives in data
+    /// memory (one per process, drawn on first use), so a program cannot
+    /// plant chosen byte sequences in executable memory (JIT spraying).
+    /// Costs a load per function and an XOR per immediate.
+    pub blind_constants: bool,
 }
 
 impl Default for JitOptions {
@@ -183,6 +191,7 @@ impl Default for JitOptions {
             zero_stack: true,
             capture_registers: false,
             keep_ir: false,
+            blind_constants: false,
         }
     }
 }
@@ -566,10 +575,22 @@ impl Code {
     ///
     /// The [`JitError`] of the (first) compilation.
     pub fn jit(&self) -> Result<&JitProgram, JitError> {
+        self.jit_with(&JitOptions::default())
+    }
+
+    /// This program compiled for the host with `options` on first use and
+    /// kept with the `Code`, like [`Code::jit`]. The first compilation's
+    /// options stay: compile with the options you need before anything
+    /// calls [`Code::jit`] (a runtime does it at load).
+    ///
+    /// # Errors
+    ///
+    /// The [`JitError`] of the (first) compilation.
+    pub fn jit_with(&self, options: &JitOptions) -> Result<&JitProgram, JitError> {
         match self
             .inner()
             .jit
-            .get_or_init(|| JitProgram::compile(self, &JitOptions::default()))
+            .get_or_init(|| JitProgram::compile(self, options))
         {
             Ok(p) => Ok(p),
             Err(e) => Err(e.clone()),

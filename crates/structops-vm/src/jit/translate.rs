@@ -328,6 +328,20 @@ fn jump_parts(inst: Inst) -> Option<(Cond, bool, u8, Operand, u32)> {
     })
 }
 
+/// The process's constant-blinding key (see [`JitOptions::blind_constants`]):
+/// random, drawn on first use from the standard library's per-process
+/// random hash keys, and never in code, only in this static.
+fn blind_key() -> &'static u64 {
+    static KEY: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    KEY.get_or_init(|| {
+        use std::hash::{BuildHasher, Hasher};
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u64(std::process::id().into());
+        // Never 0, so blinding always changes the constant.
+        h.finish() | 1
+    })
+}
+
 /// A constant of type `ty` (I32 or I64) holding the low bits of `v`;
 /// Cranelift wants narrow constants zero-extended.
 fn konst(builder: &mut FunctionBuilder<'_>, ty: Type, v: u64) -> Value {
@@ -573,6 +587,9 @@ struct FunctionTranslator<'a, 'b> {
     uses_frame: bool,
     /// How the function returns.
     exit: Exit,
+    /// With [`JitOptions::blind_constants`]: the blinding key loaded from
+    /// data memory at entry, and its value.
+    blind: Option<(Value, u64)>,
 }
 
 impl<'a, 'b> FunctionTranslator<'a, 'b> {
@@ -632,7 +649,17 @@ impl<'a, 'b> FunctionTranslator<'a, 'b> {
             funcs: Vec::new(),
             uses_frame: false,
             exit,
+            blind: None,
         };
+        if options.blind_constants {
+            let key = blind_key();
+            let addr = fx.iconst(std::ptr::from_ref(key).expose_provenance() as u64);
+            let loaded =
+                fx.builder
+                    .ins()
+                    .load(I64, MemFlagsData::trusted().with_readonly(), addr, 0);
+            fx.blind = Some((loaded, *key));
+        }
         let zero = fx.builder.ins().iconst(I64, 0);
         for (i, var) in regs.iter().enumerate() {
             let value = match i {
@@ -662,6 +689,23 @@ impl<'a, 'b> FunctionTranslator<'a, 'b> {
 
     fn iconst(&mut self, v: u64) -> Value {
         self.builder.ins().iconst(I64, v as i64)
+    }
+
+    /// An immediate of the program, of type `ty` (I32 or I64): a constant,
+    /// or with constant blinding `(k ^ key) ^ loaded key`, which no
+    /// optimization can fold back into `k` (the key is only known in
+    /// memory).
+    fn prog_const(&mut self, ty: Type, k: u64) -> Value {
+        let Some((loaded, key)) = self.blind else {
+            return konst(&mut self.builder, ty, k);
+        };
+        let c = konst(&mut self.builder, ty, k ^ key);
+        let kv = if ty == I32 {
+            self.builder.ins().ireduce(I32, loaded)
+        } else {
+            loaded
+        };
+        self.builder.ins().bxor(c, kv)
     }
 
     fn block(&mut self, idx: usize) -> Block {
@@ -1169,19 +1213,19 @@ impl<'a, 'b> FunctionTranslator<'a, 'b> {
                 self.store(d, off, I64, v);
             }
             Inst::StBK { d, off, k } => {
-                let v = self.iconst(k);
+                let v = self.prog_const(I64, k);
                 self.store(d, off, I8, v);
             }
             Inst::StHK { d, off, k } => {
-                let v = self.iconst(k);
+                let v = self.prog_const(I64, k);
                 self.store(d, off, I16, v);
             }
             Inst::StWK { d, off, k } => {
-                let v = self.iconst(k);
+                let v = self.prog_const(I64, k);
                 self.store(d, off, I32, v);
             }
             Inst::StDWK { d, off, k } => {
-                let v = self.iconst(k);
+                let v = self.prog_const(I64, k);
                 self.store(d, off, I64, v);
             }
             Inst::Atomic {
@@ -1425,7 +1469,7 @@ impl<'a, 'b> FunctionTranslator<'a, 'b> {
                 }
             }
             Operand::Imm(k) => {
-                let b = konst(&mut self.builder, ty, k);
+                let b = self.prog_const(ty, k);
                 match cond {
                     Cond::Cc(cc) => self.builder.ins().icmp(cc, a, b),
                     Cond::Set => self.builder.ins().band(a, b),
@@ -1448,7 +1492,7 @@ impl<'a, 'b> FunctionTranslator<'a, 'b> {
         if !wide && low_only && facts.zext_redundant && !self.options.capture_registers {
             let b = match src {
                 Operand::Reg(s) => self.reg(s),
-                Operand::Imm(k) => konst(&mut self.builder, I64, k),
+                Operand::Imm(k) => self.prog_const(I64, k),
             };
             let r = if op == Alu::Mov {
                 b
@@ -1471,7 +1515,7 @@ impl<'a, 'b> FunctionTranslator<'a, 'b> {
         let operand = |fx: &mut Self| -> Value {
             let v = match src {
                 Operand::Reg(s) => fx.reg(s),
-                Operand::Imm(k) => return konst(&mut fx.builder, ty, k),
+                Operand::Imm(k) => return fx.prog_const(ty, k),
             };
             if wide {
                 v

@@ -528,11 +528,20 @@ impl Runtime {
         let verification = match verdict {
             Ok(proof) => {
                 let engine = attr.engine.unwrap_or(self.progs.engine);
+                let jit = structops_vm::JitOptions {
+                    blind_constants: match self.progs.jit_harden {
+                        crate::JitHarden::Off => false,
+                        crate::JitHarden::Unprivileged => !self.caps().sys_admin(),
+                        crate::JitHarden::All => true,
+                    },
+                    ..structops_vm::JitOptions::default()
+                };
                 Verification::Verified(Box::new(VerifiedProgram::new(
                     proof,
                     program.clone(),
                     code.clone(),
                     engine,
+                    &jit,
                 )))
             }
             Err(e) => Verification::Unverified(e),

@@ -228,9 +228,10 @@ impl VerifiedProgram {
         program: Program,
         code: Code,
         engine: Engine,
+        jit: &structops_vm::JitOptions,
     ) -> VerifiedProgram {
         let engine = match engine {
-            Engine::Jit if code.jit().is_ok() => Engine::Jit,
+            Engine::Jit if code.jit_with(jit).is_ok() => Engine::Jit,
             _ => Engine::Interp,
         };
         VerifiedProgram {
@@ -775,6 +776,8 @@ pub(crate) struct ProgRegistry {
     pub(crate) probe_memory: RwLock<Vec<(u64, u64)>>,
     /// [`crate::RuntimeConfig::probe_any_mapped`].
     pub(crate) probe_any_mapped: bool,
+    /// [`crate::RuntimeConfig::jit_harden`].
+    pub(crate) jit_harden: crate::JitHarden,
     pub(crate) run_unverified: AtomicBool,
     pub(crate) hz: u32,
     /// [`crate::RuntimeConfig::engine`].
@@ -814,6 +817,7 @@ impl ProgRegistry {
             trace_sink: RwLock::new(None),
             probe_memory: RwLock::new(Vec::new()),
             probe_any_mapped: config.probe_any_mapped,
+            jit_harden: config.jit_harden,
             run_unverified: AtomicBool::new(config.run_unverified),
             hz: config.hz.max(1),
             engine: config.engine,

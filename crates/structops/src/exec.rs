@@ -23,8 +23,12 @@ use std::ptr::NonNull;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 
+use std::ffi::c_void;
 use structops_isa::Width;
-use structops_vm::{Access, Caller, Code, Env, Mode, Region, TailCallTarget, VmError};
+
+use structops_vm::{
+    Access, Caller, Code, Env, Mode, NativeCall, NativeFn, Region, TailCallTarget, VmError,
+};
 use thiserror::Error;
 
 use crate::caps::Capabilities;
@@ -307,6 +311,9 @@ pub struct ProgEnv<'r> {
     hz: u64,
     /// The runtime's helper trace, when one was set ([`Runtime::set_helper_trace`]).
     trace: Option<HelperTrace>,
+    /// Whether the map helpers may run natively ([`Env::native_helper`]): an unchecked,
+    /// untraced run.
+    native_maps: bool,
 }
 
 impl std::fmt::Debug for ProgEnv<'_> {
@@ -347,7 +354,15 @@ impl<'r> ProgEnv<'r> {
             } else {
                 None
             },
+            native_maps: false,
         }
+        .with_native_maps()
+    }
+
+    /// Sets [`ProgEnv::native_maps`] from the mode and the trace.
+    fn with_native_maps(mut self) -> ProgEnv<'r> {
+        self.native_maps = !self.checked && self.trace.is_none();
+        self
     }
 
     /// Every map the run may name: the starting program's and those of programs it
@@ -436,6 +451,13 @@ impl<'r> ProgEnv<'r> {
 
     /// The map at `addr`, if the run may use it.
     fn map(&self, pc: usize, helper: i32, arg: u8, addr: u64) -> Result<&'r Map, VmError> {
+        if !self.checked && addr != 0 {
+            // SAFETY: unchecked runs are of verified programs, whose map arguments are
+            // `CONST_PTR_TO_MAP`: one of the run's maps (alive for `'r`) or an inner map
+            // a lookup of this run returned (freed only after a grace period; `guard`
+            // pins the epoch for `'r`). Checked runs check below instead.
+            return Ok(unsafe { &*std::ptr::with_exposed_provenance::<Map>(addr as usize) });
+        }
         if let Some(m) = self.run_maps().find(|m| Arc::as_ptr(m) as u64 == addr) {
             let p: *const Map = Arc::as_ptr(m);
             // SAFETY: `base_maps` is borrowed for `'r` and `self.maps` holds a reference
@@ -1057,6 +1079,105 @@ fn read_own_memory(addr: u64, buf: &mut [u8]) -> bool {
     usize::try_from(n).is_ok_and(|n| n == buf.len())
 }
 
+/// The map, key and value of a native map helper call.
+///
+/// # Safety
+///
+/// `map` is the address of a live [`Map`]; `key` (and `value`, when given) point at
+/// `key_size` (`value_size`) readable bytes that stay unchanged during the call; `guard`
+/// is the run's epoch guard. A verified program's map helper call guarantees all of it.
+unsafe fn native_args<'a>(
+    map: u64,
+    key: u64,
+    value: Option<u64>,
+    guard: *mut c_void,
+) -> (&'a Map, &'a [u8], &'a [u8], &'a Guard) {
+    // SAFETY: the caller's contract.
+    unsafe {
+        let m = &*std::ptr::with_exposed_provenance::<Map>(map as usize);
+        let k = std::slice::from_raw_parts(
+            std::ptr::with_exposed_provenance::<u8>(key as usize),
+            m.key_size() as usize,
+        );
+        let v = match value {
+            Some(v) => std::slice::from_raw_parts(
+                std::ptr::with_exposed_provenance::<u8>(v as usize),
+                m.value_size() as usize,
+            ),
+            None => &[],
+        };
+        (m, k, v, &*guard.cast::<Guard>())
+    }
+}
+
+/// Runs a native helper body; a panic (a bug) becomes `-EFAULT` instead of unwinding
+/// out of an `extern "C"` function, which would abort the host.
+fn no_unwind(body: impl FnOnce() -> u64) -> u64 {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(body)).unwrap_or(neg(Errno::EFAULT))
+}
+
+/// Native `bpf_map_lookup_elem` (see [`ProgEnv::native_helper`]).
+unsafe extern "C" fn native_map_lookup(
+    map: u64,
+    key: u64,
+    _: u64,
+    _: u64,
+    _: u64,
+    guard: *mut c_void,
+) -> u64 {
+    // SAFETY: a verified program's call, under the run's guard (`native_args`).
+    let (m, k, _, g) = unsafe { native_args(map, key, None, guard) };
+    no_unwind(|| {
+        if matches!(m.map_type(), MapType::ArrayOfMaps | MapType::HashOfMaps) {
+            // The inner map itself (alive while the guard is held).
+            return m.inner_map(k, g).map_or(0, |inner| {
+                std::ptr::from_ref(inner).expose_provenance() as u64
+            });
+        }
+        m.lookup_ptr(k, g).map_or(0, |p| p.as_ptr() as u64)
+    })
+}
+
+/// Native `bpf_map_update_elem` (see [`ProgEnv::native_helper`]).
+unsafe extern "C" fn native_map_update(
+    map: u64,
+    key: u64,
+    value: u64,
+    flags: u64,
+    _: u64,
+    guard: *mut c_void,
+) -> u64 {
+    // SAFETY: as for lookups, with a value of `value_size` bytes.
+    let (m, k, v, g) = unsafe { native_args(map, key, Some(value), guard) };
+    no_unwind(|| {
+        // The value may be the very element being replaced (a program passing what a
+        // lookup returned): copy it out first, as the kernel copies before writing.
+        let mut copy = ArgBuf::new(v.len());
+        copy.as_mut().copy_from_slice(v);
+        match m.update_from_prog(k, copy.as_ref(), flags, g) {
+            Ok(()) => 0,
+            Err(e) => neg(e),
+        }
+    })
+}
+
+/// Native `bpf_map_delete_elem` (see [`ProgEnv::native_helper`]).
+unsafe extern "C" fn native_map_delete(
+    map: u64,
+    key: u64,
+    _: u64,
+    _: u64,
+    _: u64,
+    guard: *mut c_void,
+) -> u64 {
+    // SAFETY: as for lookups.
+    let (m, k, _, g) = unsafe { native_args(map, key, None, guard) };
+    no_unwind(|| match m.delete_from_prog(k, g) {
+        Ok(()) => 0,
+        Err(e) => neg(e),
+    })
+}
+
 /// The word of a `struct bpf_spin_lock`.
 ///
 /// # Safety
@@ -1229,6 +1350,28 @@ impl ProgEnv<'_> {
 }
 
 impl Env for ProgEnv<'_> {
+    /// The map helpers' native forms, for unchecked untraced runs
+    /// ([`ProgEnv::native_maps`]): the unchecked interpreter and the JIT call them
+    /// directly, without the checks and copies of [`Env::call_helper`], which a verified
+    /// program makes unnecessary (its map argument is one of its maps, its key and
+    /// value pointers cover `key_size` and `value_size` readable bytes). The context is
+    /// the run's epoch guard.
+    fn native_helper(&self, id: i32) -> Option<NativeCall> {
+        if !self.native_maps {
+            return None;
+        }
+        let func: NativeFn = match id {
+            h::BPF_FUNC_MAP_LOOKUP_ELEM => native_map_lookup,
+            h::BPF_FUNC_MAP_UPDATE_ELEM => native_map_update,
+            h::BPF_FUNC_MAP_DELETE_ELEM => native_map_delete,
+            _ => return None,
+        };
+        Some(NativeCall {
+            func,
+            data: std::ptr::from_ref::<Guard>(self.guard).cast_mut().cast(),
+        })
+    }
+
     fn call_helper(
         &mut self,
         pc: usize,

@@ -170,6 +170,8 @@ pub struct Interpreter {
     /// Programs of the current run: the entry program, then tail-call
     /// targets in the order they were entered.
     pub(crate) codes: Vec<Code>,
+    /// [`Interpreter::keep_code`].
+    keep_code: bool,
     pub(crate) stack: Stack,
     /// Checked mode: the context, the extra regions, then granted ones.
     regions: Vec<RawRegion>,
@@ -210,12 +212,25 @@ impl Interpreter {
             regs: [0; 16],
             frames: Vec::with_capacity(MAX_CALL_FRAMES),
             codes: Vec::new(),
+            keep_code: false,
             stack: Stack::new(),
             regions: Vec::new(),
             fixed_regions: 0,
             tail_calls: 0,
             steps: 0,
             mode: Mode::Checked,
+        }
+    }
+
+    /// For loops that run the same program many times (a test run with `repeat`):
+    /// keep the program's [`Code`] handle from one run to the next instead of taking
+    /// and dropping a reference on every run (two atomic operations). The handle stays
+    /// until a run of other code or until this is switched off or the interpreter is
+    /// dropped, so switch it off (or drop the interpreter) when the program may go.
+    pub fn keep_code(&mut self, keep: bool) {
+        self.keep_code = keep;
+        if !keep {
+            self.codes.clear();
         }
     }
 
@@ -353,8 +368,12 @@ impl Interpreter {
         self.regs[1] = ctx;
         self.regs[10] = self.stack.frame_pointer(0);
         self.frames.clear();
-        self.codes.clear();
-        self.codes.push(code.clone());
+        if self.keep_code && self.codes.first().is_some_and(|c| c.ptr_eq(code)) {
+            self.codes.truncate(1);
+        } else {
+            self.codes.clear();
+            self.codes.push(code.clone());
+        }
         self.regions.clear();
         self.fixed_regions = 0;
         self.tail_calls = 0;
@@ -365,7 +384,12 @@ impl Interpreter {
         self.regions.clear();
         self.fixed_regions = 0;
         self.frames.clear();
-        self.codes.clear();
+        if self.keep_code {
+            // Tail-call targets go; the program's own handle stays for the next run.
+            self.codes.truncate(1);
+        } else {
+            self.codes.clear();
+        }
     }
 
     /// Checks an access of `len` bytes at `addr` against the live stack

@@ -428,7 +428,17 @@ impl<'r> ProgEnv<'r> {
     /// # Errors
     ///
     /// [`ExecError::LockHeldAtExit`] or [`ExecError::UnreleasedReservations`].
+    #[inline]
     pub fn finish(&mut self) -> Result<(), ExecError> {
+        if self.lock_held.is_none() && self.reservations.is_empty() {
+            return Ok(());
+        }
+        self.finish_slow()
+    }
+
+    /// [`ProgEnv::finish`] when a lock or reservation is outstanding.
+    #[cold]
+    fn finish_slow(&mut self) -> Result<(), ExecError> {
         let mut err = None;
         if let Some(addr) = self.lock_held.take() {
             // SAFETY: the lock word was checked (region, alignment) when it was taken

@@ -435,6 +435,8 @@ fn run_loop(
     }
     let fixed_regions = regions.len();
     let mut vm = Interpreter::with_config(Config::default());
+    // The same program every run; the interpreter goes with this function.
+    vm.keep_code(true);
     let mut r0 = 0u64;
     let start = Instant::now();
     for _ in 0..repeat {

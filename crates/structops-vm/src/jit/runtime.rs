@@ -569,20 +569,24 @@ impl Interpreter {
         // the state outlives the call; memory safety of what the program
         // does is the caller's contract (a verified program).
         let r0 = unsafe { f(st.cast(), fp, 0, ctx, 0, 0, 0, 0) };
-        let JitState {
-            status,
-            regs,
-            error,
-            panic,
-            ..
-        } = state;
         if prog.captures_registers() {
-            self.regs[..11].copy_from_slice(&regs);
+            self.regs[..11].copy_from_slice(&state.regs);
         } else {
             self.regs = [0; 16];
             self.regs[0] = r0;
         }
         self.finish();
+        // The common case reads two words of the state, not its error slot (copying a
+        // just-initialized slot out whole stalls on store forwarding every run).
+        if state.status == STATUS_OK && state.panic.is_none() {
+            return Ok(r0);
+        }
+        let JitState {
+            status,
+            error,
+            panic,
+            ..
+        } = state;
         if let Some(payload) = panic {
             resume_unwind(payload);
         }

@@ -1171,6 +1171,62 @@ unsafe extern "C" fn native_map_update(
     })
 }
 
+/// Native `bpf_ringbuf_reserve` (see [`ProgEnv::native_helper`]).
+unsafe extern "C" fn native_ringbuf_reserve(
+    map: u64,
+    size: u64,
+    flags: u64,
+    _: u64,
+    _: u64,
+    _: *mut c_void,
+) -> u64 {
+    // SAFETY: a verified program's ring buffer map (`CONST_PTR_TO_MAP` of that type).
+    let m = unsafe { &*std::ptr::with_exposed_provenance::<Map>(map as usize) };
+    no_unwind(|| {
+        m.ringbuf()
+            .and_then(|rb| rb.reserve(size, flags))
+            .map_or(0, |p| p.as_ptr() as u64)
+    })
+}
+
+/// Native `bpf_ringbuf_submit`/`bpf_ringbuf_discard`: commits the sample at `addr`.
+fn native_commit(addr: u64, flags: u64, discard: bool) -> u64 {
+    if let Some(p) = NonNull::new(std::ptr::with_exposed_provenance_mut::<u8>(addr as usize)) {
+        // SAFETY: a verified program passes a sample it reserved and has not committed
+        // (the verifier's reference tracking), committed exactly once here.
+        no_unwind(|| {
+            unsafe { crate::maps::ringbuf::commit_sample(p, flags, discard) };
+            0
+        })
+    } else {
+        0
+    }
+}
+
+/// Native `bpf_ringbuf_submit` (see [`ProgEnv::native_helper`]).
+unsafe extern "C" fn native_ringbuf_submit(
+    addr: u64,
+    flags: u64,
+    _: u64,
+    _: u64,
+    _: u64,
+    _: *mut c_void,
+) -> u64 {
+    native_commit(addr, flags, false)
+}
+
+/// Native `bpf_ringbuf_discard` (see [`ProgEnv::native_helper`]).
+unsafe extern "C" fn native_ringbuf_discard(
+    addr: u64,
+    flags: u64,
+    _: u64,
+    _: u64,
+    _: u64,
+    _: *mut c_void,
+) -> u64 {
+    native_commit(addr, flags, true)
+}
+
 /// Native `bpf_map_delete_elem` (see [`ProgEnv::native_helper`]).
 unsafe extern "C" fn native_map_delete(
     map: u64,
@@ -1360,12 +1416,14 @@ impl ProgEnv<'_> {
 }
 
 impl Env for ProgEnv<'_> {
-    /// The map helpers' native forms, for unchecked untraced runs
+    /// The map and ring buffer helpers' native forms, for unchecked untraced runs
     /// ([`ProgEnv::native_maps`]): the unchecked interpreter and the JIT call them
-    /// directly, without the checks and copies of [`Env::call_helper`], which a verified
-    /// program makes unnecessary (its map argument is one of its maps, its key and
-    /// value pointers cover `key_size` and `value_size` readable bytes). The context is
-    /// the run's epoch guard.
+    /// directly, without the checks, copies and bookkeeping of [`Env::call_helper`],
+    /// which a verified program makes unnecessary (its map argument is one of its maps,
+    /// its key and value pointers cover `key_size` and `value_size` readable bytes, and
+    /// it submits or discards every reservation it makes). The context is the run's
+    /// epoch guard. Within one run either every call of these helpers is native or none
+    /// is, so reservations are never half tracked.
     fn native_helper(&self, id: i32) -> Option<NativeCall> {
         if !self.native_maps {
             return None;
@@ -1374,6 +1432,9 @@ impl Env for ProgEnv<'_> {
             h::BPF_FUNC_MAP_LOOKUP_ELEM => native_map_lookup,
             h::BPF_FUNC_MAP_UPDATE_ELEM => native_map_update,
             h::BPF_FUNC_MAP_DELETE_ELEM => native_map_delete,
+            h::BPF_FUNC_RINGBUF_RESERVE => native_ringbuf_reserve,
+            h::BPF_FUNC_RINGBUF_SUBMIT => native_ringbuf_submit,
+            h::BPF_FUNC_RINGBUF_DISCARD => native_ringbuf_discard,
             _ => return None,
         };
         Some(NativeCall {

@@ -574,6 +574,7 @@ impl Code {
     /// # Errors
     ///
     /// The [`JitError`] of the (first) compilation.
+    #[inline]
     pub fn jit(&self) -> Result<&JitProgram, JitError> {
         self.jit_with(&JitOptions::default())
     }
@@ -586,7 +587,11 @@ impl Code {
     /// # Errors
     ///
     /// The [`JitError`] of the (first) compilation.
+    #[inline]
     pub fn jit_with(&self, options: &JitOptions) -> Result<&JitProgram, JitError> {
+        if let Some(Ok(p)) = self.inner().jit.get() {
+            return Ok(p);
+        }
         match self
             .inner()
             .jit

@@ -413,27 +413,27 @@ pub(crate) unsafe fn call_callback(
     value: u64,
     args: [u64; 5],
 ) -> Result<u64, VmError> {
-    let bad = VmError::BadCallback { pc, value };
+    let bad = || VmError::BadCallback { pc, value };
     if value & CALLBACK_TAG_MASK != CALLBACK_TAG {
-        return Err(bad);
+        return Err(bad());
     }
     let code_idx = ((value >> 32) & 0xffff) as usize;
     let target = (value & 0xffff_ffff) as u32;
     // SAFETY: the caller's contract; the interpreter is not otherwise
     // borrowed while a helper runs (its `Caller` only holds the pointer).
-    let code = unsafe {
+    // No handle is cloned (a callback runs once per loop iteration): the
+    // function pointer stays valid because `codes` only grows during a run,
+    // so the compiled program it points into lives until the run ends.
+    let f = unsafe {
         let vm: &Interpreter = &*(*st).vm;
-        vm.codes.get(code_idx).cloned()
+        let Some(code) = vm.codes.get(code_idx) else {
+            return Err(bad());
+        };
+        let prog = code.jit().map_err(|source| VmError::Jit { pc, source })?;
+        prog.function(target)
     };
-    let Some(code) = code else {
-        return Err(bad);
-    };
-    let prog = code
-        .jit()
-        .map_err(|source| VmError::Jit { pc, source })?
-        .clone();
-    let Some(f) = prog.function(target) else {
-        return Err(bad);
+    let Some(f) = f else {
+        return Err(bad());
     };
     // SAFETY: the caller's contract.
     unsafe {
@@ -459,10 +459,7 @@ pub(crate) unsafe fn call_callback(
             }),
             _ => {
                 (*st).status = STATUS_OK;
-                Err((*st)
-                    .error
-                    .take()
-                    .unwrap_or(VmError::BadCallback { pc, value }))
+                Err((*st).error.take().unwrap_or_else(bad))
             }
         }
     }

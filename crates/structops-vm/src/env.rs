@@ -184,6 +184,16 @@ pub trait Env {
         false
     }
 
+    /// Whether JIT code may run helper 181 itself, as the kernel's `bpf_loop`
+    /// (calls of the callback with `(i, ctx)` until it returns non-zero or the
+    /// count is reached; `-EINVAL` for flags, `-E2BIG` above `1 << 23`), instead
+    /// of calling [`Env::call_helper`] or [`Env::native_helper`] for it: when the
+    /// environment's helper 181 is exactly that and needs no per-call work of its
+    /// own (a trace, checks). Asked at every such call. The default is `false`.
+    fn inline_bpf_loop(&self) -> bool {
+        false
+    }
+
     /// Legacy packet load for `LD_ABS`/`LD_IND`: `width` bytes at packet
     /// offset `offset` of the skb `ctx` (the value of `r6`), converted from
     /// network byte order. `Ok(None)` means the offset is out of bounds:

@@ -803,3 +803,117 @@ fn arm64_code_generation_compiles_and_links_calls() {
         }
     }
 }
+
+/// An environment whose helper 181 is the kernel's `bpf_loop`, inlinable or not.
+struct LoopEnv {
+    inline: bool,
+    /// Helper calls that reached the environment.
+    calls: u32,
+}
+
+impl Env for LoopEnv {
+    fn call_helper(
+        &mut self,
+        pc: usize,
+        id: i32,
+        a: [u64; 5],
+        caller: &mut Caller<'_>,
+    ) -> Result<u64, VmError> {
+        if id != LOOP {
+            return Err(VmError::UnknownHelper { pc, id });
+        }
+        self.calls += 1;
+        if a[3] != 0 {
+            return Ok(-22i64 as u64);
+        }
+        let nr = u64::from(a[0] as u32);
+        if nr > 1 << 23 {
+            return Ok(-7i64 as u64);
+        }
+        for i in 0..nr {
+            if caller.call_function(self, a[1], [i, a[2], 0, 0, 0])? != 0 {
+                return Ok(i + 1);
+            }
+        }
+        Ok(nr)
+    }
+
+    fn inline_bpf_loop(&self) -> bool {
+        self.inline
+    }
+}
+
+#[test]
+fn bpf_loop_is_inlined_by_the_jit_with_the_helpers_results() {
+    // r0 = bpf_loop(nr, cb, &acc, flags); return r0 * 1000 + acc, with two
+    // callbacks: `add` sums the indices, `stop` stops at index `limit`.
+    let src = |nr: &str, cb: &str, flags: u64, limit: u64| {
+        // `add` starts at slot 15 and `stop` at 20; the load is at slot 3.
+        let off = if cb == "add" { 11 } else { 16 };
+        format!(
+            "*(u64 *)(r10 -8) = 0\n\
+             r1 = {nr} ll\n\
+             r2 = subprog[+{off}]\n\
+             r3 = r10\n\
+             r3 += -8\n\
+             r4 = {flags}\n\
+             call bpf_loop\n\
+             r6 = r0\n\
+             r6 *= 1000\n\
+             r1 = *(u64 *)(r10 -8)\n\
+             r6 += r1\n\
+             r0 = r6\n\
+             exit\n\
+             add:\n\
+             r3 = *(u64 *)(r2 +0)\n\
+             r3 += r1\n\
+             *(u64 *)(r2 +0) = r3\n\
+             r0 = 0\n\
+             exit\n\
+             stop:\n\
+             r3 = *(u64 *)(r2 +0)\n\
+             r3 += 1\n\
+             *(u64 *)(r2 +0) = r3\n\
+             r0 = 0\n\
+             if r1 != {limit} goto pc+1\n\
+             r0 = 1\n\
+             exit"
+        )
+    };
+    let cases = [
+        ("0", "add", 0, 0),
+        ("10", "add", 0, 0),
+        ("1000", "add", 0, 0),
+        ("10", "stop", 0, 3),
+        ("10", "stop", 0, 20),
+        ("0x100000005", "add", 0, 0),
+        ("0x800001", "add", 0, 0),
+        ("10", "add", 1, 0),
+    ];
+    let mut vm = Interpreter::new();
+    for (nr, cb, flags, limit) in cases {
+        let text = src(nr, cb, flags, limit);
+        let c = code(&text);
+        let mut results = Vec::new();
+        for (engine, inline) in [
+            (Engine::Interp, false),
+            (Engine::Jit, false),
+            (Engine::Jit, true),
+        ] {
+            let mut env = LoopEnv { inline, calls: 0 };
+            let mut ctx = [0u8; 8];
+            // SAFETY: the program touches its stack and frames only.
+            let r = unsafe { vm.run(engine, &c, &mut env, ctx.as_mut_ptr() as u64) }.unwrap();
+            results.push(r);
+            if inline && flags == 0 && nr != "0x800001" {
+                assert_eq!(env.calls, 0, "{nr} {cb}: inlined, the helper is not called");
+            } else {
+                assert_eq!(env.calls, 1, "{nr} {cb} {engine:?} inline={inline}");
+            }
+        }
+        assert!(
+            results.windows(2).all(|w| w[0] == w[1]),
+            "{nr} {cb} {flags}: {results:?}"
+        );
+    }
+}

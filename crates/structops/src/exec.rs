@@ -1517,6 +1517,12 @@ impl Env for ProgEnv<'_> {
         Ok(TailCallTarget::Program(code))
     }
 
+    /// The JIT may run `bpf_loop` itself (the kernel's inlining) when the helpers run
+    /// natively anyway: an unchecked, untraced run. Its helper is exactly the kernel's.
+    fn inline_bpf_loop(&self) -> bool {
+        self.native_maps
+    }
+
     /// Probe loads read host memory only, the same in every mode (see
     /// [`ProgEnv::host_read`]): never the run's own regions, which only a checked
     /// run could tell apart.

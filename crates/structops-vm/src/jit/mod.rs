@@ -314,6 +314,28 @@ fn compile_all(
     shims: &Shims,
     options: &JitOptions,
 ) -> Result<Layout, JitError> {
+    // A panic inside Cranelift or the translation is a bug, but it must not take the
+    // host down with it at load time: it becomes an error, and a runtime then runs
+    // the program on the interpreter.
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        compile_all_inner(code, isa, shims, options)
+    }))
+    .unwrap_or_else(|payload| {
+        let message = payload
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_owned())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "a panic".to_owned());
+        Err(JitError::Codegen { entry: 0, message })
+    })
+}
+
+fn compile_all_inner(
+    code: &CodeInner,
+    isa: &dyn TargetIsa,
+    shims: &Shims,
+    options: &JitOptions,
+) -> Result<Layout, JitError> {
     let mut translator = Translator::new(isa);
     let align = (isa.function_alignment().preferred.max(16)) as usize;
     let mut layout = Layout {

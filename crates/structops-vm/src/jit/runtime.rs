@@ -96,6 +96,7 @@ pub(crate) struct Shims {
     pub(crate) ld_imm64: u64,
     pub(crate) load_packet: u64,
     pub(crate) probe_load: u64,
+    pub(crate) inline_loop: u64,
     pub(crate) fail: u64,
 }
 
@@ -110,6 +111,7 @@ impl Shims {
             ld_imm64: addr(shim_ld_imm64),
             load_packet: addr(shim_load_packet),
             probe_load: addr(shim_probe_load),
+            inline_loop: addr(shim_inline_loop),
             fail: addr(shim_fail),
         }
     }
@@ -324,6 +326,19 @@ unsafe extern "C" fn shim_load_packet(
             }
         })
     }
+}
+
+/// Whether this run may inline `bpf_loop` ([`Env::inline_bpf_loop`]): 1 or 0.
+unsafe extern "C" fn shim_inline_loop(
+    state: *mut c_void,
+    _: u64,
+    _: u64,
+    _: u64,
+    _: u64,
+    _: u64,
+) -> u64 {
+    // SAFETY: called by JIT code with its live state.
+    unsafe { guarded(state, |_, _, env| Ok(u64::from(env.inline_bpf_loop()))) }
 }
 
 /// A probe load (`Inst::ProbeLoad`): `a` is the address, `arg` is

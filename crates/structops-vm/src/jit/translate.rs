@@ -50,6 +50,9 @@ use crate::code::{CodeInner, InsnFacts, Inst};
 use crate::interp::{BPF_MAX_LOOPS, CALLBACK_TAG};
 use crate::memory::STACK_SIZE;
 
+/// `BPF_FUNC_loop`, which the JIT may inline ([`FunctionTranslator::inline_loop`]).
+const BPF_FUNC_LOOP: i32 = 181;
+
 /// One compiled function: its entry instruction, machine code, and the
 /// relocations (calls of other functions of the same program) to apply
 /// once the functions are laid out.
@@ -893,6 +896,136 @@ impl<'a, 'b> FunctionTranslator<'a, 'b> {
         }
     }
 
+    /// Whether the program loads any callback (`BPF_PSEUDO_FUNC`).
+    fn has_callbacks(&self) -> bool {
+        self.code
+            .insts
+            .iter()
+            .any(|i| matches!(i, Inst::LdFunc { .. }))
+    }
+
+    /// `bpf_loop` (helper 181) as a native loop of direct calls into the callback,
+    /// as the kernel's verifier inlines it (`inline_bpf_loop`), when the environment
+    /// allows it for this run ([`crate::Env::inline_bpf_loop`]), the flags are 0, the
+    /// count is within `BPF_MAX_LOOPS` and the callback is one of this program's;
+    /// otherwise the helper call as usual, which also reports the errors. Same
+    /// results: `i + 1` when the callback returns non-zero at `i`, else the count.
+    fn inline_loop(&mut self, idx: usize) {
+        let pc = self.slot(idx);
+        let mut targets: Vec<u32> = self
+            .code
+            .insts
+            .iter()
+            .filter_map(|i| match *i {
+                Inst::LdFunc { t, .. } => Some(t),
+                _ => None,
+            })
+            .collect();
+        targets.sort_unstable();
+        targets.dedup();
+        let (nr, cb, ctx, flags) = (self.reg(1), self.reg(2), self.reg(3), self.reg(4));
+        let done = self.builder.create_block();
+        self.builder.append_block_param(done, I64);
+        let slow = self.builder.create_block();
+        let zero = self.iconst(0);
+        let allowed = self.call_shim(self.shims.inline_loop, pc, 0, zero, zero);
+        self.check_status();
+        let nr = self.builder.ins().ireduce(I32, nr);
+        let nr = self.builder.ins().uextend(I64, nr);
+        let small =
+            self.builder
+                .ins()
+                .icmp_imm_s(IntCC::UnsignedLessThanOrEqual, nr, BPF_MAX_LOOPS as i64);
+        let no_flags = self.builder.ins().icmp_imm_s(IntCC::Equal, flags, 0);
+        let ok = self.builder.ins().icmp_imm_s(IntCC::NotEqual, allowed, 0);
+        let go = self.builder.ins().band(small, no_flags);
+        let go = self.builder.ins().band(go, ok);
+        // The callback value this code's `LdFunc` of `t` makes is `tag | t`.
+        let tag = self.builder.ins().band_imm_s(self.prog, 0xffff);
+        let tag = self.builder.ins().ishl_imm_s(tag, 32);
+        let tag = self.builder.ins().bor_imm_s(tag, CALLBACK_TAG as i64);
+        let mut next = self.builder.create_block();
+        self.builder.ins().brif(go, next, &[], slow, &[]);
+        for (n, &t) in targets.iter().enumerate() {
+            self.builder.switch_to_block(next);
+            let want = self.builder.ins().bor_imm_s(tag, i64::from(t));
+            let hit = self.builder.ins().icmp(IntCC::Equal, cb, want);
+            let body = self.builder.create_block();
+            next = if n + 1 == targets.len() {
+                slow
+            } else {
+                self.builder.create_block()
+            };
+            self.builder.ins().brif(hit, body, &[], next, &[]);
+            self.builder.switch_to_block(body);
+            self.loop_calls(idx, t, nr, ctx, done);
+        }
+        self.builder.set_cold_block(slow);
+        self.builder.switch_to_block(slow);
+        self.spill();
+        let zero = self.iconst(0);
+        let r0 = self.call_shim(
+            self.shims.helper,
+            pc,
+            BPF_FUNC_LOOP as u32 as u64,
+            zero,
+            zero,
+        );
+        self.check_status();
+        self.builder.ins().jump(done, &[r0.into()]);
+        self.builder.switch_to_block(done);
+        let r0 = self.builder.block_params(done)[0];
+        self.set(0, r0);
+    }
+
+    /// The loop of [`FunctionTranslator::inline_loop`] for callback `t`: calls it with
+    /// `(i, ctx)` for `i` in `0..nr`, then jumps to `done` with the result.
+    fn loop_calls(&mut self, idx: usize, t: u32, nr: Value, ctx: Value, done: Block) {
+        let header = self.builder.create_block();
+        self.builder.append_block_param(header, I64);
+        let zero = self.iconst(0);
+        self.builder.ins().jump(header, &[zero.into()]);
+        self.builder.switch_to_block(header);
+        let i = self.builder.block_params(header)[0];
+        let more = self.builder.ins().icmp(IntCC::UnsignedLessThan, i, nr);
+        let call = self.builder.create_block();
+        self.builder.ins().brif(more, call, &[], done, &[i.into()]);
+        self.builder.switch_to_block(call);
+        let top = self.builder.ins().load(
+            I64,
+            MemFlagsData::trusted(),
+            self.state,
+            state_offsets::STACK_TOP,
+        );
+        let callee_fp = self.builder.ins().iadd_imm_s(self.fp, STACK_SIZE as i64);
+        let too_deep = self
+            .builder
+            .ins()
+            .icmp(IntCC::UnsignedGreaterThan, callee_fp, top);
+        let deep = self.builder.create_block();
+        let ok = self.builder.create_block();
+        self.builder.set_cold_block(deep);
+        self.builder.ins().brif(too_deep, deep, &[], ok, &[]);
+        self.builder.switch_to_block(deep);
+        let pc = self.slot(idx);
+        self.fail(runtime::FAIL_CALL_DEPTH, pc, 0, 0);
+        self.builder.switch_to_block(ok);
+        let f = self.func_ref(t);
+        let zero = self.iconst(0);
+        let args = [self.state, callee_fp, self.prog, i, ctx, zero, zero, zero];
+        let inst = self.builder.ins().call(f, &args);
+        let r0 = match self.builder.inst_results(inst).first() {
+            Some(&v) => v,
+            None => self.builder.ins().iconst(I64, 0),
+        };
+        self.check_status();
+        let next = self.builder.ins().iadd_imm_s(i, 1);
+        let stop = self.builder.ins().icmp_imm_s(IntCC::NotEqual, r0, 0);
+        self.builder
+            .ins()
+            .brif(stop, done, &[next.into()], header, &[next.into()]);
+    }
+
     /// Branches to the failure exit when `state.status` is set.
     fn check_status(&mut self) {
         let status = self.builder.ins().load(
@@ -1135,6 +1268,9 @@ impl<'a, 'b> FunctionTranslator<'a, 'b> {
                 };
                 self.set(0, r0);
                 self.check_status();
+            }
+            Inst::Helper { id } if id == BPF_FUNC_LOOP && self.has_callbacks() => {
+                self.inline_loop(idx);
             }
             Inst::Helper { id } => {
                 self.spill();

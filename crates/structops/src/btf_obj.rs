@@ -15,6 +15,9 @@ pub struct BtfObject {
     raw: Box<[u8]>,
     name: String,
     kernel_btf: bool,
+    /// The CO-RE flavor index of `btf`, built on the first load that relocates
+    /// against it and shared by later ones.
+    core_index: std::sync::OnceLock<Arc<structops_obj::core_relo::FlavorIndex>>,
 }
 
 /// A user reference to a BTF object (the analog of a BTF fd).
@@ -34,7 +37,15 @@ impl BtfObject {
             raw,
             name,
             kernel_btf,
+            core_index: std::sync::OnceLock::new(),
         }
+    }
+
+    /// The CO-RE flavor index of the types, built once.
+    pub(crate) fn core_index(&self) -> Arc<structops_obj::core_relo::FlavorIndex> {
+        self.core_index
+            .get_or_init(|| Arc::new(structops_obj::core_relo::FlavorIndex::new(&self.btf)))
+            .clone()
     }
 
     /// The object's id.

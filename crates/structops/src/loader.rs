@@ -284,7 +284,11 @@ impl ObjectLoader {
         };
         self.obj.resolve_externs(&externs).map_err(relocate_err)?;
         self.obj.init_struct_ops(target).map_err(relocate_err)?;
-        let core_target = CoreTarget::new(target);
+        // The host BTF's flavor index is built once per runtime, not per load.
+        let core_target = match &host_btf {
+            Some(h) => CoreTarget::with_index(target, h.object().core_index()),
+            None => CoreTarget::new(target),
+        };
         let core = CoreEngine::new(&core_target);
         self.obj.relocate_core_with(&core).map_err(relocate_err)?;
 

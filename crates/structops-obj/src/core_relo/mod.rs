@@ -60,6 +60,7 @@ mod patch;
 mod spec;
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use structops_btf::ext::{CoreRelo, CoreReloKind};
 use structops_btf::{Btf, TypeId};
@@ -87,12 +88,20 @@ use compat::kind_core_compat;
 pub struct CoreTarget<'t> {
     btf: &'t Btf,
     /// Essential name → ids of target types whose name carries a flavor suffix.
-    flavored: HashMap<Box<str>, Vec<TypeId>>,
+    flavored: Arc<FlavorIndex>,
 }
 
-impl<'t> CoreTarget<'t> {
+/// The part of a [`CoreTarget`] index that takes a pass over every type of the target:
+/// target types whose name carries a `___flavor` suffix, by essential name. A host
+/// whose target BTF does not change (the running kernel's, or its own) builds it once
+/// and shares it between loads ([`CoreTarget::with_index`]): for vmlinux that pass is
+/// most of the cost of CO-RE.
+#[derive(Debug, Default)]
+pub struct FlavorIndex(HashMap<Box<str>, Vec<TypeId>>);
+
+impl FlavorIndex {
     /// Indexes `btf` (one pass over its names).
-    pub fn new(btf: &'t Btf) -> CoreTarget<'t> {
+    pub fn new(btf: &Btf) -> FlavorIndex {
         let mut flavored: HashMap<Box<str>, Vec<TypeId>> = HashMap::new();
         for (id, t) in btf.types().iter().enumerate().skip(1) {
             if t.name_off == 0 {
@@ -106,6 +115,19 @@ impl<'t> CoreTarget<'t> {
                 flavored.entry(ess.into()).or_default().push(id as TypeId);
             }
         }
+        FlavorIndex(flavored)
+    }
+}
+
+impl<'t> CoreTarget<'t> {
+    /// Indexes `btf` (one pass over its names).
+    pub fn new(btf: &'t Btf) -> CoreTarget<'t> {
+        CoreTarget::with_index(btf, Arc::new(FlavorIndex::new(btf)))
+    }
+
+    /// A target over `btf` with its prebuilt flavor index (which must have been built
+    /// from this `btf`).
+    pub fn with_index(btf: &'t Btf, flavored: Arc<FlavorIndex>) -> CoreTarget<'t> {
         // Build the BTF's own name index now rather than during the first relocation.
         let _ = btf.ids_by_name("");
         CoreTarget { btf, flavored }
@@ -125,7 +147,7 @@ impl<'t> CoreTarget<'t> {
         } else {
             &[]
         };
-        let flavored = self.flavored.get(ess).map_or(&[][..], |v| v.as_slice());
+        let flavored = self.flavored.0.get(ess).map_or(&[][..], |v| v.as_slice());
         let mut out = Vec::with_capacity(plain.len() + flavored.len());
         let (mut i, mut j) = (0, 0);
         while let (Some(&a), Some(&b)) = (plain.get(i), flavored.get(j)) {

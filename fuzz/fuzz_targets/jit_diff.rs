@@ -10,7 +10,9 @@
 //! packet), the maps' contents afterwards, or the sequence of helper calls (which helper,
 //! from which instruction, with which arguments, returning what; values that are host
 //! addresses — stack, map values, packet — differ between runtimes by nature and are
-//! compared as "an address").
+//! compared as "an address"). A third runtime runs the JIT without a trace, which is how
+//! programs normally run: native map and ring buffer helpers, `bpf_loop` inlined; its
+//! result and maps must equal the interpreter's too.
 #![no_main]
 
 use std::sync::OnceLock;
@@ -24,16 +26,23 @@ mod progen;
 #[path = "../../crates/structops/tests/common/twin.rs"]
 mod twin;
 
-fn sides() -> &'static [twin::Side; 2] {
-    static S: OnceLock<[twin::Side; 2]> = OnceLock::new();
-    S.get_or_init(|| [twin::side(Engine::Interp), twin::side(Engine::Jit)])
+fn sides() -> &'static [twin::Side; 3] {
+    static S: OnceLock<[twin::Side; 3]> = OnceLock::new();
+    S.get_or_init(|| {
+        [
+            twin::side(Engine::Interp),
+            twin::side(Engine::Jit),
+            // Untraced: the native helper paths runs normally take.
+            twin::side_untraced(Engine::Jit),
+        ]
+    })
 }
 
 fuzz_target!(|data: &[u8]| {
     let Some((&mode, rest)) = data.split_first() else {
         return;
     };
-    let [interp, jit] = sides();
+    let [interp, jit, fast] = sides();
     let (insns, packet): (Vec<Insn>, &[u8]) = if mode % 2 == 0 {
         let n = rest.len() / 8 * 8;
         match Insn::parse_slice(&rest[..n]) {
@@ -50,6 +59,7 @@ fuzz_target!(|data: &[u8]| {
         (prog.encode(), &rest[take..])
     };
     let attr = ProgLoadAttr::new(ProgType::XDP, insns, "GPL");
+    let c = fast.rt.prog_load(&attr);
     let (a, b) = (interp.rt.prog_load(&attr), jit.rt.prog_load(&attr));
     let (a, b) = match (a, b) {
         (Ok(a), Ok(b)) => (a, b),
@@ -71,4 +81,7 @@ fuzz_target!(|data: &[u8]| {
     let x = twin::run(interp, &a, packet).unwrap_or_else(|e| panic!("{e}"));
     let y = twin::run(jit, &b, packet).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(x, y, "interpreter vs JIT");
+    let c = c.expect("the untraced runtime loads what the others load");
+    let z = twin::run(fast, &c, packet).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(x.effects(), z.effects(), "interpreter vs untraced JIT");
 });

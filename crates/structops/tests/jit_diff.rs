@@ -32,6 +32,8 @@ fn verified_programs_agree_on_both_engines() {
     let seed = env_u64("STRUCTOPS_SEED").unwrap_or(0x0d1f_f5ee);
     let interp = twin::side(Engine::Interp);
     let jit = twin::side(Engine::Jit);
+    // The JIT again without a trace: native helpers, as runs normally go.
+    let fast = twin::side_untraced(Engine::Jit);
     let mut rng = Rng::new(seed);
     let (mut generated, mut verified, mut runs, mut helper_calls) = (0u64, 0u64, 0u64, 0usize);
     let start = std::time::Instant::now();
@@ -44,6 +46,7 @@ fn verified_programs_agree_on_both_engines() {
             .unwrap_or_else(|e| panic!("bad assembly ({e}) for seed {prog_seed:#x}"))
             .encode();
         let attr = ProgLoadAttr::new(ProgType::XDP, insns, "GPL");
+        let c = fast.rt.prog_load(&attr);
         let (a, b) = match (interp.rt.prog_load(&attr), jit.rt.prog_load(&attr)) {
             (Ok(a), Ok(b)) => (a, b),
             (Err(x), Err(y)) => {
@@ -61,6 +64,8 @@ fn verified_programs_agree_on_both_engines() {
             continue;
         }
         assert_eq!((a.engine(), b.engine()), (Engine::Interp, Engine::Jit));
+        let c =
+            c.unwrap_or_else(|e| panic!("the untraced runtime refused seed {prog_seed:#x}: {e}"));
         verified += 1;
         for _ in 0..2 {
             let len = match prng.below(3) {
@@ -76,6 +81,13 @@ fn verified_programs_agree_on_both_engines() {
             assert_eq!(
                 x, y,
                 "interpreter vs JIT on a {len}-byte packet; seed {prog_seed:#x}:\n{text}"
+            );
+            let z = twin::run(&fast, &c, &pkt)
+                .unwrap_or_else(|e| panic!("{e}; seed {prog_seed:#x}:\n{text}"));
+            assert_eq!(
+                x.effects(),
+                z.effects(),
+                "interpreter vs untraced JIT on a {len}-byte packet; seed {prog_seed:#x}:\n{text}"
             );
             runs += 1;
             helper_calls += x.calls.len();

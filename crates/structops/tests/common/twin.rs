@@ -27,6 +27,16 @@ const HASH_KEY: u32 = 8;
 const HASH_VALUE: u32 = 16;
 
 pub fn side(engine: Engine) -> Side {
+    side_with(engine, true)
+}
+
+/// A side without the helper trace: its runs take the native fast paths (map and
+/// ring buffer helpers, inlined `bpf_loop`) that a trace switches off.
+pub fn side_untraced(engine: Engine) -> Side {
+    side_with(engine, false)
+}
+
+fn side_with(engine: Engine, traced: bool) -> Side {
     let rt = Runtime::new(RuntimeConfig {
         ncpus: 2,
         caps: Capabilities::BPF | Capabilities::NET_ADMIN,
@@ -55,11 +65,13 @@ pub fn side(engine: Engine) -> Side {
     };
     let calls = Arc::new(Mutex::new(Vec::new()));
     let sink = calls.clone();
-    rt.set_helper_trace(Some(Arc::new(move |c: &HelperCall| {
-        if let Ok(mut v) = sink.lock() {
-            v.push(*c);
-        }
-    })));
+    if traced {
+        rt.set_helper_trace(Some(Arc::new(move |c: &HelperCall| {
+            if let Ok(mut v) = sink.lock() {
+                v.push(*c);
+            }
+        })));
+    }
     Side {
         rt,
         maps,
@@ -97,6 +109,19 @@ pub type TracedCall = (
     [Option<u64>; 5],
     Option<Option<u64>>,
 );
+
+impl Outcome {
+    /// Result and maps, without the helper calls (an untraced side has none).
+    pub fn effects(
+        &self,
+    ) -> (
+        &Result<(u32, Option<Vec<u8>>), structops::Errno>,
+        &[Vec<u8>],
+        &[(Vec<u8>, Vec<u8>)],
+    ) {
+        (&self.result, &self.array, &self.hash)
+    }
+}
 
 /// What a run left behind, comparably.
 #[derive(Debug, PartialEq)]

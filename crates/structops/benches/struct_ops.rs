@@ -1,7 +1,8 @@
 //! struct_ops latencies (issue 6): registering a table (map update + link create),
 //! swapping a link between two tables (`link_update`), and calling a member through a
-//! registered, swappable table (`OpsSlot::load` + `OpsTable::call`) on each engine, next
-//! to a native `extern "C"` call of the same work through a function pointer.
+//! registered, swappable table (`OpsSlot::load` + `OpsTable::call`, and `OpsSlot::load` +
+//! the member's native entry point) on each engine, next to a native `extern "C"` call
+//! of the same work through a function pointer.
 //!
 //! The ops type is `struct bench_ops { int (*op)(int a, int b); }` over a host BTF built
 //! here; its host keeps the registered table in one `OpsSlot`.
@@ -182,6 +183,31 @@ fn struct_ops(c: &mut Criterion) {
         let _link =
             s.rt.link_create(&LinkCreateAttr::struct_ops(fd))
                 .expect("link");
+        let name = format!("OpsSlot::load + native entry point ({engine:?})");
+        g.bench_function(name.as_str(), |b| {
+            b.iter(|| {
+                let guard = structops::read_lock();
+                let t = s.host.slot.load(&guard).expect("registered");
+                let entry = t.member(0).and_then(|m| m.entry()).expect("entry");
+                // SAFETY: the member's `int (*)(int, int)`; the guard keeps the table.
+                let f: unsafe extern "C" fn(i32, i32) -> i32 =
+                    unsafe { std::mem::transmute(entry.as_ptr()) };
+                black_box(unsafe { f(black_box(40), black_box(2)) })
+            });
+        });
+        {
+            // What a host that caches the pointer while it holds the table pays.
+            let guard = structops::read_lock();
+            let t = s.host.slot.load(&guard).expect("registered");
+            let entry = t.member(0).and_then(|m| m.entry()).expect("entry");
+            // SAFETY: as above; `guard` lives through the benchmark.
+            let f: unsafe extern "C" fn(i32, i32) -> i32 =
+                unsafe { std::mem::transmute(entry.as_ptr()) };
+            let name = format!("native entry point, pointer held ({engine:?})");
+            g.bench_function(name.as_str(), |b| {
+                b.iter(|| black_box(unsafe { black_box(f)(black_box(40), black_box(2)) }));
+            });
+        }
         let name = format!("OpsSlot::load + OpsTable::call ({engine:?})");
         g.bench_function(name.as_str(), |b| {
             b.iter(|| {

@@ -39,8 +39,7 @@ use crate::helpers::{self as h, HostFn};
 use crate::maps::{BPF_F_RDONLY_PROG, Guard, Map, MapType};
 use crate::prog::load::clock_ns;
 use crate::prog::{Callee, ClockKind, HelperCall, HelperTrace};
-use crate::prog::{Prog, ProgType, Verification};
-use crate::runtime::Runtime;
+use crate::prog::{Prog, ProgRegistry, ProgType, Verification};
 
 /// `ETH_HLEN`.
 const ETH_HLEN: u64 = 14;
@@ -240,16 +239,15 @@ fn prandom_u32(state: &mut u64) -> u32 {
 /// A generator state for one run: from the runtime's
 /// [`crate::RuntimeConfig::prandom_seed`] and its run count when it has one (every
 /// run of a seeded runtime draws a reproducible sequence), else random.
-fn seed(rt: &Runtime) -> u64 {
+fn seed(rt: &ProgRegistry) -> u64 {
     use std::collections::hash_map::RandomState;
     use std::hash::{BuildHasher, Hasher};
-    let hs = match rt.progs.prandom_seed {
+    let hs = match rt.prandom_seed {
         Some(seed) => {
             let mut h = std::hash::DefaultHasher::new();
             h.write_u64(seed);
             h.write_u64(
-                rt.progs
-                    .prandom_runs
+                rt.prandom_runs
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             );
             h
@@ -264,10 +262,10 @@ fn seed(rt: &Runtime) -> u64 {
 }
 
 /// The runtime's clock for `kind`: the host's hook if it set one, else the system's.
-fn now(rt: &Runtime, kind: ClockKind) -> u64 {
+fn now(rt: &ProgRegistry, kind: ClockKind) -> u64 {
     // Without a host clock (the usual case) no lock is touched.
-    let host = if rt.progs.clock_on.load(std::sync::atomic::Ordering::Relaxed) {
-        rt.progs.clock.read().ok().and_then(|c| c.clone())
+    let host = if rt.clock_on.load(std::sync::atomic::Ordering::Relaxed) {
+        rt.clock.read().ok().and_then(|c| c.clone())
     } else {
         None
     };
@@ -283,7 +281,7 @@ fn now(rt: &Runtime, kind: ClockKind) -> u64 {
 
 /// The runtime's environment for one run of one program (and the programs it tail-calls).
 pub struct ProgEnv<'r> {
-    rt: &'r Runtime,
+    rt: &'r ProgRegistry,
     guard: &'r Guard,
     prog_type: ProgType,
     caps: Capabilities,
@@ -329,7 +327,12 @@ impl std::fmt::Debug for ProgEnv<'_> {
 impl<'r> ProgEnv<'r> {
     /// An environment for running `prog` in `mode`, under `guard` (the run's read
     /// section: hold it until the run ends).
-    pub fn new(rt: &'r Runtime, prog: &'r Prog, guard: &'r Guard, mode: Mode) -> ProgEnv<'r> {
+    pub(crate) fn new(
+        rt: &'r ProgRegistry,
+        prog: &'r Prog,
+        guard: &'r Guard,
+        mode: Mode,
+    ) -> ProgEnv<'r> {
         ProgEnv {
             rt,
             guard,
@@ -348,9 +351,9 @@ impl<'r> ProgEnv<'r> {
             packet: PacketCtx::None,
             // Seeded on the first `bpf_get_prandom_u32` (most runs never call it).
             rng: 0,
-            hz: u64::from(rt.progs.hz),
-            trace: if rt.progs.trace_on.load(std::sync::atomic::Ordering::Relaxed) {
-                rt.progs.helper_trace.read().ok().and_then(|t| t.clone())
+            hz: u64::from(rt.hz),
+            trace: if rt.trace_on.load(std::sync::atomic::Ordering::Relaxed) {
+                rt.helper_trace.read().ok().and_then(|t| t.clone())
             } else {
                 None
             },
@@ -507,7 +510,6 @@ impl<'r> ProgEnv<'r> {
         };
         let probe = self
             .rt
-            .progs
             .probe_memory
             .read()
             .unwrap_or_else(|p| p.into_inner());
@@ -548,7 +550,7 @@ impl<'r> ProgEnv<'r> {
             }
             return true;
         }
-        self.rt.progs.probe_any_mapped && read_own_memory(addr, buf)
+        self.rt.probe_any_mapped && read_own_memory(addr, buf)
     }
 
     /// Copies `buf.len()` bytes at `addr` for `bpf_probe_read_kernel` and `%s`: the
@@ -677,7 +679,7 @@ impl<'r> ProgEnv<'r> {
                 Ok(u64::from(prandom_u32(&mut self.rng)))
             }
             h::BPF_FUNC_GET_SMP_PROCESSOR_ID => {
-                Ok(u64::from(crate::cpu::current_cpu(self.rt.ncpus())))
+                Ok(u64::from(crate::cpu::current_cpu(self.rt.ncpus)))
             }
             h::BPF_FUNC_GET_NUMA_NODE_ID => Ok(0),
             h::BPF_FUNC_TRACE_PRINTK => {
@@ -687,7 +689,6 @@ impl<'r> ProgEnv<'r> {
                     Ok((line, n)) => {
                         let sink = self
                             .rt
-                            .progs
                             .trace_sink
                             .read()
                             .unwrap_or_else(|p| p.into_inner())
@@ -1306,7 +1307,7 @@ impl ProgEnv<'_> {
             // (the verifier treats them as clobbered by earlier calls): reported as 0.
             if let Callee::Helper(id) = callee {
                 let proto = h::builtin(id).copied().or_else(|| {
-                    let helpers = self.rt.progs.helpers.read().ok()?;
+                    let helpers = self.rt.helpers.read().ok()?;
                     helpers
                         .iter()
                         .find(|hh| hh.proto.id == id)
@@ -1353,12 +1354,7 @@ impl ProgEnv<'_> {
             ));
         }
         let host: Option<HostFn> = {
-            let helpers = self
-                .rt
-                .progs
-                .helpers
-                .read()
-                .unwrap_or_else(|p| p.into_inner());
+            let helpers = self.rt.helpers.read().unwrap_or_else(|p| p.into_inner());
             helpers
                 .iter()
                 .find(|hh| {
@@ -1392,12 +1388,7 @@ impl ProgEnv<'_> {
             return Err(VmError::UnknownKfunc { pc, btf_id, off });
         }
         let f = {
-            let table = self
-                .rt
-                .progs
-                .kfuncs
-                .read()
-                .unwrap_or_else(|p| p.into_inner());
+            let table = self.rt.kfuncs.read().unwrap_or_else(|p| p.into_inner());
             match table.get(btf_id) {
                 Some(k) if k.allowed_for(self.prog_type) => k.func.clone(),
                 _ => {
@@ -1497,7 +1488,7 @@ impl Env for ProgEnv<'_> {
         let code: Code = match prog.verification() {
             Verification::Verified(v) => v.code().clone(),
             Verification::Unverified(_) => {
-                if !self.checked || !self.rt.run_unverified() {
+                if !self.checked || !self.rt.run_unverified.load(Ordering::Acquire) {
                     return Err(env_err(
                         pc,
                         ExecError::UnverifiedTailCall { prog_id: prog.id() },

@@ -129,7 +129,9 @@ pub struct Runtime {
     numa_nodes: u32,
     map_memory_limit: u64,
     maps: Arc<IdTable<Map>>,
-    pub(crate) progs: ProgRegistry,
+    /// Shared with what outlives a call into the runtime: native entry points of
+    /// struct_ops members run programs with it.
+    pub(crate) progs: Arc<ProgRegistry>,
     btfs: Arc<IdTable<BtfObject>>,
     pub(crate) fds: FdTable,
     host_btf: Mutex<Option<BtfHandle>>,
@@ -171,6 +173,7 @@ fn caps_from_bits(b: u32) -> Capabilities {
 impl Runtime {
     /// A runtime with no objects.
     pub fn new(config: RuntimeConfig) -> Runtime {
+        let progs = Arc::new(ProgRegistry::new(&config));
         Runtime {
             ncpus: config.ncpus.max(1),
             caps: AtomicU32::new(caps_bits(config.caps)),
@@ -178,11 +181,11 @@ impl Runtime {
             numa_nodes: config.numa_nodes.max(1),
             map_memory_limit: config.map_memory_limit,
             maps: IdTable::new(),
-            progs: ProgRegistry::new(&config),
+            progs: progs.clone(),
             btfs: IdTable::new(),
             fds: FdTable::default(),
             host_btf: Mutex::new(None),
-            struct_ops: crate::struct_ops::Registry::new(),
+            struct_ops: crate::struct_ops::Registry::new(progs),
         }
     }
 

@@ -419,7 +419,7 @@ fn run_loop(
 ) -> Result<(u32, u32), RunFault> {
     let repeat = repeat.max(1);
     let guard: Guard = crate::read_lock();
-    let mut env = ProgEnv::new(rt, prog, &guard, exec.mode);
+    let mut env = ProgEnv::new(&rt.progs, prog, &guard, exec.mode);
     env.set_packet(input.packet);
     let mut regions = if exec.mode == Mode::Checked {
         ProgEnv::initial_regions(prog, &guard)

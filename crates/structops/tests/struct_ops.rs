@@ -634,6 +634,30 @@ fn update_lookup_delete_and_calls_on(engine: structops::Engine) {
         table.call(&rt, 0, &[1]),
         Err(structops::struct_ops::CallError::Args { .. })
     ));
+    // Each member is also a native `int (*)(int, int)`, as kdata's pointers are in the
+    // kernel; it gives what `call` gives (negative ints included).
+    for (member, f) in [
+        (ADD as u32, i32::wrapping_add as fn(i32, i32) -> i32),
+        (MUL as u32, i32::wrapping_mul),
+    ] {
+        let entry = table
+            .member(member)
+            .and_then(|m| m.entry())
+            .expect("a verified member has a native entry point");
+        // SAFETY: the entry point's model is the member's `int (int, int)`; the table
+        // is alive for the calls.
+        let native: unsafe extern "C" fn(i32, i32) -> i32 =
+            unsafe { std::mem::transmute(entry.as_ptr()) };
+        for (a, b) in [(40, 2), (-7, 3), (i32::MAX, 1), (6, -7)] {
+            let got = unsafe { native(a, b) };
+            assert_eq!(got, f(a, b), "member {member} ({a}, {b})");
+            let via_call = table
+                .call(&rt, member, &[a as i64 as u64, b as i64 as u64])
+                .unwrap();
+            assert_eq!(via_call as i32, got);
+        }
+        assert_eq!(entry.faults(), 0);
+    }
     // get/put show in refcnt.
     let r = table.get().unwrap();
     assert_eq!(u32_at(&lookup(&rt, &m), 0), 2);
@@ -980,6 +1004,13 @@ fn hot_swap_under_load_on(engine: structops::Engine) {
                 } else {
                     assert!(m.is_err(), "sub comes without mul");
                 }
+                // The same member through its native function pointer, as a host in
+                // C would call it: the same table, so the same answer.
+                let entry = t.member(0).and_then(|m| m.entry()).expect("native entry");
+                // SAFETY: `int (*)(int, int)`; the guard keeps the table alive.
+                let native: unsafe extern "C" fn(i32, i32) -> i32 =
+                    unsafe { std::mem::transmute(entry.as_ptr()) };
+                assert_eq!(i64::from(unsafe { native(10, 3) }), r as i64);
                 calls.fetch_add(1, Ordering::Relaxed);
             }
         }));

@@ -185,8 +185,7 @@ fn accepted_struct_ops_programs_never_fault_and_engines_agree() {
     let long = std::env::var("STRUCTOPS_LONG").is_ok_and(|v| v == "1");
     // About one program in five verifies: 100,000 give some 19,000 verified programs
     // compared on both engines; the long run's 5,300,000 give more than a million.
-    let count =
-        env_u64("STRUCTOPS_PROGRAMS").unwrap_or(if long { 5_300_000 } else { 100_000 });
+    let count = env_u64("STRUCTOPS_PROGRAMS").unwrap_or(if long { 5_300_000 } else { 100_000 });
     let seed = env_u64("STRUCTOPS_SEED").unwrap_or(0xb7f_50d0);
 
     let rt = Runtime::new(RuntimeConfig {

@@ -778,6 +778,8 @@ pub(crate) struct ProgRegistry {
     pub(crate) probe_any_mapped: bool,
     /// [`crate::RuntimeConfig::jit_harden`].
     pub(crate) jit_harden: crate::JitHarden,
+    /// [`crate::RuntimeConfig::ncpus`] (at least 1).
+    pub(crate) ncpus: u32,
     pub(crate) run_unverified: AtomicBool,
     pub(crate) hz: u32,
     /// [`crate::RuntimeConfig::engine`].
@@ -818,6 +820,7 @@ impl ProgRegistry {
             probe_memory: RwLock::new(Vec::new()),
             probe_any_mapped: config.probe_any_mapped,
             jit_harden: config.jit_harden,
+            ncpus: config.ncpus.max(1),
             run_unverified: AtomicBool::new(config.run_unverified),
             hz: config.hz.max(1),
             engine: config.engine,

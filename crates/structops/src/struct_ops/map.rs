@@ -69,6 +69,7 @@ pub(crate) fn alloc(
             self_ref: None,
         }),
         ty,
+        progs: registry.progs.clone(),
     })
 }
 
@@ -86,6 +87,8 @@ struct Inner {
 /// The struct_ops part of a [`Map`].
 pub struct StructOpsMap {
     ty: Arc<OpsType>,
+    /// For the members' native entry points.
+    progs: Arc<crate::prog::ProgRegistry>,
     link_map: bool,
     state: AtomicU32,
     refs: Arc<AtomicI64>,
@@ -345,7 +348,10 @@ impl StructOpsMap {
                 continue;
             }
             let MemberKind::Func {
-                supported, model, ..
+                supported,
+                model,
+                proto,
+                ..
             } = &m.kind
             else {
                 let end = moff + m.size as usize;
@@ -379,9 +385,11 @@ impl StructOpsMap {
             if let Some(w) = uvalue.get_mut(data_off + moff..data_off + moff + 8) {
                 w.copy_from_slice(&id.to_ne_bytes());
             }
+            let entry = super::member_entry(&self.progs, ty.btf().btf(), *proto, &prog);
             impls.push(Some(MemberImpl {
                 nargs: usize::from(model.nr_args),
                 prog,
+                entry,
             }));
         }
         for (i, w) in kdata.iter_mut().enumerate() {

@@ -532,12 +532,26 @@ pub enum CallError {
 pub struct MemberImpl {
     prog: Arc<Prog>,
     nargs: usize,
+    /// The member's native `extern "C"` function (see [`MemberImpl::entry`]).
+    entry: Option<structops_vm::EntryPoint>,
 }
 
 impl MemberImpl {
     /// The program.
     pub fn prog(&self) -> &Arc<Prog> {
         &self.prog
+    }
+
+    /// The member as a native function, built at map update: the pointer a kernel
+    /// subsystem would call through (`kdata`'s function pointer). Transmute
+    /// [`EntryPoint::as_ptr`] to the member's `unsafe extern "C" fn` type and call it
+    /// while the table is alive (a guard of its [`OpsSlot`], or an `Arc`); it runs the
+    /// program unchecked on its engine, with the arguments the host passes (which must
+    /// be what the member's prototype promises, as for [`OpsTable::call`]). A failing
+    /// run returns 0 and counts a fault ([`EntryPoint::faults`]). `None` for unverified
+    /// programs and signatures without a native form.
+    pub fn entry(&self) -> Option<&structops_vm::EntryPoint> {
+        self.entry.as_ref()
     }
 
     /// Number of arguments of the member's prototype.
@@ -694,7 +708,7 @@ pub(crate) fn run_member(
         Verification::Unverified(_) => return Err(CallError::Unverified { prog_id: prog.id() }),
     };
     let guard = crate::read_lock();
-    let mut env = ProgEnv::new(rt, prog, &guard, mode);
+    let mut env = ProgEnv::new(&rt.progs, prog, &guard, mode);
     let ctx_addr = ctx.as_mut_ptr().expose_provenance() as u64;
     let ctx_len = std::mem::size_of_val(ctx);
     let r0 = INTERP.with(|cell| {
@@ -835,6 +849,8 @@ impl Drop for OpsSlot {
 /// `update_mutex`.
 pub(crate) struct Registry {
     types: RwLock<Vec<Arc<OpsType>>>,
+    /// The runtime's program registry, which members' native entry points run with.
+    pub(crate) progs: Arc<crate::prog::ProgRegistry>,
     pub(crate) links: Arc<IdTable<Link>>,
     pub(crate) update_lock: Mutex<()>,
 }
@@ -849,9 +865,10 @@ impl fmt::Debug for Registry {
 }
 
 impl Registry {
-    pub(crate) fn new() -> Registry {
+    pub(crate) fn new(progs: Arc<crate::prog::ProgRegistry>) -> Registry {
         Registry {
             types: RwLock::new(Vec::new()),
+            progs,
             links: IdTable::new(),
             update_lock: Mutex::new(()),
         }
@@ -896,6 +913,115 @@ fn model_type_size(btf: &Btf, id: TypeId) -> Option<(u32, Kind)> {
         TypeKind::Enum(e) | TypeKind::Enum64(e) => Some((e.size, t.kind())),
         TypeKind::Struct(c) | TypeKind::Union(c) => Some((c.size, t.kind())),
         _ => None,
+    }
+}
+
+/// The native signature of a function member for an entry point: integer kinds with
+/// their signedness, pointers, structs by value. `None` when a type has no native form
+/// here (the member is then called through [`OpsTable::call`] only).
+pub(crate) fn entry_model(btf: &Btf, proto: TypeId) -> Option<structops_vm::FuncModel> {
+    use structops_vm::{ArgKind, RetKind};
+    /// `(size, signed, pointer, by-value struct)` of the type `id` resolves to.
+    fn shape(btf: &Btf, id: TypeId) -> Option<(u32, bool, bool, bool)> {
+        let t = btf.ty(btf.resolve(id).ok()?).ok()?;
+        match &t.kind {
+            TypeKind::Ptr { .. } => Some((8, false, true, false)),
+            TypeKind::Int { size, encoding, .. } => Some((
+                *size,
+                encoding & structops_btf::INT_SIGNED != 0,
+                false,
+                false,
+            )),
+            TypeKind::Enum(e) | TypeKind::Enum64(e) => Some((e.size, e.signed, false, false)),
+            TypeKind::Struct(c) | TypeKind::Union(c) => Some((c.size, false, false, true)),
+            _ => None,
+        }
+    }
+    let (ret, params) = btf.func_proto(proto).ok()?;
+    let ret = if ret == 0 {
+        RetKind::Void
+    } else {
+        match shape(btf, ret)? {
+            (_, _, true, _) => RetKind::Ptr,
+            (_, _, _, true) => return None,
+            (1, false, ..) => RetKind::U8,
+            (2, false, ..) => RetKind::U16,
+            (4, false, ..) => RetKind::U32,
+            (8, false, ..) => RetKind::U64,
+            (1, true, ..) => RetKind::I8,
+            (2, true, ..) => RetKind::I16,
+            (4, true, ..) => RetKind::I32,
+            (8, true, ..) => RetKind::I64,
+            _ => return None,
+        }
+    };
+    let mut args = Vec::with_capacity(params.len());
+    for p in params {
+        args.push(match shape(btf, p.ty)? {
+            (_, _, true, _) => ArgKind::Ptr,
+            (size, _, _, true) => ArgKind::Struct {
+                size: u8::try_from(size).ok()?,
+            },
+            (1, false, ..) => ArgKind::U8,
+            (2, false, ..) => ArgKind::U16,
+            (4, false, ..) => ArgKind::U32,
+            (8, false, ..) => ArgKind::U64,
+            (1, true, ..) => ArgKind::I8,
+            (2, true, ..) => ArgKind::I16,
+            (4, true, ..) => ArgKind::I32,
+            (8, true, ..) => ArgKind::I64,
+            _ => return None,
+        });
+    }
+    structops_vm::FuncModel::new(args, ret).ok()
+}
+
+/// The environment a member's native entry point runs its program with: the runtime's
+/// program registry (shared, so the entry point does not borrow the runtime) and the
+/// program. One call = one read section and one [`ProgEnv`], as [`OpsTable::call`].
+struct MemberEnv {
+    progs: Arc<crate::prog::ProgRegistry>,
+    prog: Arc<Prog>,
+}
+
+impl structops_vm::EntryEnv for MemberEnv {
+    fn with_env(
+        &self,
+        run: &mut dyn FnMut(&mut dyn structops_vm::Env) -> Result<u64, structops_vm::VmError>,
+    ) -> Result<u64, structops_vm::VmError> {
+        let guard = crate::read_lock();
+        let mut env = ProgEnv::new(&self.progs, &self.prog, &guard, Mode::Unchecked);
+        let r0 = run(&mut env)?;
+        env.finish().map_err(|e| structops_vm::VmError::Env {
+            pc: 0,
+            source: Box::new(e),
+        })?;
+        Ok(r0)
+    }
+}
+
+/// The native entry point of a member implemented by `prog`: only for verified
+/// programs (they run unchecked) with a native signature; `None` otherwise, or when the
+/// code generator refuses (the member stays callable through [`OpsTable::call`]).
+pub(crate) fn member_entry(
+    progs: &Arc<crate::prog::ProgRegistry>,
+    btf: &Btf,
+    proto: TypeId,
+    prog: &Arc<Prog>,
+) -> Option<structops_vm::EntryPoint> {
+    let Verification::Verified(v) = prog.verification() else {
+        return None;
+    };
+    let model = entry_model(btf, proto)?;
+    let env = Arc::new(MemberEnv {
+        progs: progs.clone(),
+        prog: prog.clone(),
+    });
+    match (v.engine(), v.jited()) {
+        (Engine::Jit, Some(jit)) => {
+            structops_vm::EntryPoint::with_program(v.code(), jit, &model, env).ok()
+        }
+        _ => structops_vm::EntryPoint::new(v.code(), &model, Engine::Interp, env).ok(),
     }
 }
 

@@ -110,15 +110,16 @@ pub type TracedCall = (
     Option<Option<u64>>,
 );
 
+/// A run's result and map contents, borrowed ([`Outcome::effects`]).
+pub type Effects<'a> = (
+    &'a Result<(u32, Option<Vec<u8>>), structops::Errno>,
+    &'a [Vec<u8>],
+    &'a [(Vec<u8>, Vec<u8>)],
+);
+
 impl Outcome {
     /// Result and maps, without the helper calls (an untraced side has none).
-    pub fn effects(
-        &self,
-    ) -> (
-        &Result<(u32, Option<Vec<u8>>), structops::Errno>,
-        &[Vec<u8>],
-        &[(Vec<u8>, Vec<u8>)],
-    ) {
+    pub fn effects(&self) -> Effects<'_> {
         (&self.result, &self.array, &self.hash)
     }
 }

@@ -61,6 +61,10 @@ pub struct InsnFacts {
     /// loads. Unlike the other facts, this one adds work: ignoring it is
     /// unsound.
     pub probe_mem: bool,
+    /// At the first instruction of each function: the stack bytes it uses (its
+    /// verified stack depth). Nothing below `r10 - depth` is read or written
+    /// by it, so an engine that clears frames on entry clears only those.
+    pub frame_depth: Option<u16>,
 }
 
 /// What one or every visit of a division proved about its divisor.

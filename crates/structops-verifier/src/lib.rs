@@ -297,6 +297,11 @@ fn insn_facts(
     } else {
         facts::reachable(&facts::decode_ops(insns), &v.fact_taint, &v.cfg.subprogs)
     };
+    for (&start, &depth) in v.cfg.subprogs.iter().zip(&v.stack_depth) {
+        if let Some(f) = rewrite.new_index(start).and_then(|i| out.get_mut(i)) {
+            f.frame_depth = u16::try_from(depth).ok();
+        }
+    }
     for (pc, aux) in v.aux.iter().enumerate() {
         if aux.probe_mem
             && let Some(f) = rewrite.new_index(pc).and_then(|i| out.get_mut(i))

@@ -209,6 +209,7 @@ fn verifier_facts(c: &mut Criterion) {
             divisor_nonzero: f.divisor_nonzero,
             divisor_not_minus_one: f.divisor_not_minus_one,
             probe_mem: f.probe_mem,
+            frame_depth: f.frame_depth,
         })
         .collect();
     let plain = Code::new(&prog);

@@ -81,6 +81,11 @@ pub struct InsnFacts {
     /// the result is 0 otherwise. Unlike the other facts, this one adds
     /// work; dropping it from a program that needs it is unsound.
     pub probe_mem: bool,
+    /// At the first instruction of a function: the stack bytes it uses below
+    /// `r10` (its verified depth). The JIT then clears only those on entry
+    /// instead of the whole 512-byte frame; a program that reads deeper would
+    /// see stale bytes, which only a verifier's depth rules out.
+    pub frame_depth: Option<u16>,
 }
 
 impl Code {

@@ -824,6 +824,7 @@ fn code_with_facts(prog: &Program) -> Option<Code> {
             divisor_nonzero: f.divisor_nonzero,
             divisor_not_minus_one: f.divisor_not_minus_one,
             probe_mem: f.probe_mem,
+            frame_depth: f.frame_depth,
         })
         .collect();
     VERIFIED.fetch_add(1, Ordering::Relaxed);

@@ -726,11 +726,19 @@ impl<'a, 'b> FunctionTranslator<'a, 'b> {
 
     /// Zeroes the function's 512-byte frame, as the interpreter does on
     /// entry to every frame.
-    fn zero_frame(&mut self) {
+    /// With a verified `depth` ([`InsnFacts::frame_depth`]), only the bytes the
+    /// function uses, rounded up to 16.
+    fn zero_frame(&mut self, depth: Option<u16>) {
+        let bytes = depth.map_or(STACK_SIZE, |d| {
+            usize::from(d).next_multiple_of(16).min(STACK_SIZE)
+        });
+        if bytes == 0 {
+            return;
+        }
         let zero = self.builder.ins().iconst(I64, 0);
         let zero = self.builder.ins().splat(I64X2, zero);
-        let base = self.builder.ins().iadd_imm_s(self.fp, -(STACK_SIZE as i64));
-        for i in 0..STACK_SIZE / 16 {
+        let base = self.builder.ins().iadd_imm_s(self.fp, -(bytes as i64));
+        for i in 0..bytes / 16 {
             self.builder
                 .ins()
                 .store(mem(), zero, base, i32::try_from(i * 16).unwrap_or(0));
@@ -819,7 +827,8 @@ impl<'a, 'b> FunctionTranslator<'a, 'b> {
         if let Some(p) = prologue {
             self.builder.switch_to_block(p);
             if self.uses_frame {
-                self.zero_frame();
+                let depth = self.code.facts_of(start).frame_depth;
+                self.zero_frame(depth);
             }
             self.builder.ins().jump(first, &[]);
         }

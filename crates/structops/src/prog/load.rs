@@ -516,6 +516,7 @@ impl Runtime {
                         divisor_nonzero: f.divisor_nonzero,
                         divisor_not_minus_one: f.divisor_not_minus_one,
                         probe_mem: f.probe_mem,
+                        frame_depth: f.frame_depth,
                     })
                     .collect();
                 // SAFETY: the verifier's facts about the program it accepted, whose

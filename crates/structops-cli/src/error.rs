@@ -132,6 +132,14 @@ pub enum CliError {
         /// Programs verified in all.
         total: usize,
     },
+    /// `struct_ops register`: programs that did not load or maps that did not attach.
+    #[error("{progs} programs did not load, {maps} struct_ops maps did not attach")]
+    NotRegistered {
+        /// Programs that failed to load.
+        progs: usize,
+        /// Maps whose attach failed.
+        maps: usize,
+    },
     /// A benchmark could not be set up (`structops bench`).
     #[error("benchmark: {0}")]
     Bench(#[from] structops_bench::BenchError),

@@ -13,6 +13,7 @@ mod map;
 mod object;
 mod output;
 mod prog;
+mod struct_ops;
 mod verify;
 
 use std::process::ExitCode;
@@ -57,6 +58,10 @@ enum Noun {
     /// Dump the maps of an object loaded into an in-process runtime.
     #[command(subcommand)]
     Map(map::MapCmd),
+    /// Register the struct_ops maps of an object in-process: each program's load
+    /// result, each map's attach result, the registered values.
+    #[command(subcommand, name = "struct_ops")]
+    StructOps(struct_ops::StructOpsCmd),
     /// Verify the programs of an object in-process, one row per program (veristat).
     Verify(verify::VerifyArgs),
     /// Quick benchmarks of this runtime on this machine, each figure next to its
@@ -71,6 +76,7 @@ fn run(cli: Cli) -> Result<(), CliError> {
         Noun::Btf(cmd) => btf::run(cmd, &out),
         Noun::Prog(cmd) => prog::run(cmd, &out),
         Noun::Map(cmd) => map::run(cmd, &out),
+        Noun::StructOps(cmd) => struct_ops::run(cmd, &out),
         Noun::Verify(args) => verify::run(&args, &out),
         Noun::Bench(args) => bench::run(&args, &out),
     }

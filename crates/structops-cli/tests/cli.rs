@@ -657,3 +657,55 @@ fn bench_call_json_has_positive_figures_next_to_the_native_call() {
     assert!(jit["reference"]["target"].as_str().unwrap().contains("1.5"));
     assert!(jit["reference"]["met"].is_boolean());
 }
+
+#[test]
+fn struct_ops_register_prints_the_transcript() {
+    if !has_dummy_ops() {
+        eprintln!("skipped: no bpf_dummy_ops in this host's vmlinux BTF");
+        return;
+    }
+    let file = concat!(env!("CARGO_MANIFEST_DIR"), "/../../bpf/dummy_ops.bpf.o");
+    for engine in ["interp", "jit"] {
+        let o = structops(&["struct_ops", "register", file, "--engine", engine]);
+        // bpf_dummy_ops exists for test runs: its registration is refused with
+        // EOPNOTSUPP, by the update (.struct_ops) or the link (.struct_ops.link),
+        // as the kernel refuses it.
+        assert_eq!(o.status.code(), Some(1), "{o:?}");
+        assert_eq!(
+            stdout(&o),
+            "prog dummy_test_1: ok\n\
+             prog dummy_test_2: ok\n\
+             prog dummy_test_sleepable: ok\n\
+             prog dummy_plain_test_1: ok\n\
+             map dummy_ops: ops bpf_dummy_ops, link no, attach EOPNOTSUPP\n\
+             map dummy_ops_lite: ops bpf_dummy_ops, link no, attach EOPNOTSUPP\n\
+             map dummy_ops_link: ops bpf_dummy_ops, link yes, attach EOPNOTSUPP\n",
+            "{engine}"
+        );
+    }
+    let o = structops(&["-j", "struct_ops", "register", file]);
+    let v: serde_json::Value = serde_json::from_str(stdout(&o).lines().next().unwrap()).unwrap();
+    assert_eq!(v["progs"].as_array().unwrap().len(), 4);
+    assert_eq!(v["maps"][2]["name"], "dummy_ops_link");
+    assert_eq!(v["maps"][2]["link"], true);
+    assert_eq!(v["maps"][2]["attach"], "EOPNOTSUPP");
+    // A program the verifier refuses: nothing loads (libbpf's rule), each program is
+    // reported as it loads alone, and no map is attached.
+    let fail = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../conformance/build/corpus/dummy_st_ops_fail.bpf.o"
+    );
+    if std::path::Path::new(fail).exists() {
+        let o = structops(&["struct_ops", "register", fail]);
+        assert_eq!(o.status.code(), Some(1));
+        assert_eq!(
+            stdout(&o),
+            "prog test_unsupported_field_sleepable: EINVAL: attach to unsupported member \
+             test_2 of struct bpf_dummy_ops\n"
+        );
+    }
+    // A file that is not an object: a clear error, no panic.
+    let o = structops(&["struct_ops", "register", "/etc/hostname"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stdout(&o).is_empty());
+}

@@ -1,0 +1,267 @@
+//! `structops struct_ops register FILE.o`: loads an object into the in-process runtime
+//! and attaches every struct_ops map, as libbpf's `bpf_object__load` followed by
+//! `bpf_map__attach_struct_ops` would: per program its load result (ok, or the errno
+//! name and the verifier's error line), per struct_ops map its name, ops type, link
+//! flag and attach result, then what is registered, each map's value printed through
+//! BTF like bpftool's `struct_ops dump`.
+//!
+//! The ops types are the CLI runtime's (see [`crate::inproc`]): `bpf_dummy_ops` today,
+//! whose registration the kernel refuses with `EOPNOTSUPP` (it exists for test runs
+//! only), and so does this runtime. The registrations end with the process.
+
+use std::path::PathBuf;
+
+use clap::{Args, Subcommand};
+use serde_json::json;
+use structops::loader::LoadError;
+
+use crate::error::CliError;
+use crate::inproc;
+use crate::output::Output;
+
+/// `structops struct_ops` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum StructOpsCmd {
+    /// Load an object and attach its struct_ops maps in-process; print each program's
+    /// load result, each map's attach result, and the registered values.
+    Register(RegisterArgs),
+}
+
+/// `structops struct_ops register` arguments.
+#[derive(Debug, Args)]
+pub struct RegisterArgs {
+    /// The BPF object.
+    file: PathBuf,
+    /// The runtime's host BTF (default: /sys/kernel/btf/vmlinux when readable).
+    #[arg(long, value_name = "PATH")]
+    btf: Option<PathBuf>,
+    /// Execution engine of verified programs.
+    #[arg(long, value_enum, default_value_t = inproc::Engine::Jit)]
+    engine: inproc::Engine,
+}
+
+/// One program's load result.
+#[derive(Debug, PartialEq, Eq)]
+struct ProgRow {
+    name: String,
+    /// `None`: loaded.
+    errno: Option<String>,
+    error: String,
+}
+
+/// One struct_ops map's attach result.
+#[derive(Debug, PartialEq, Eq)]
+struct MapRow {
+    name: String,
+    ops: String,
+    link: bool,
+    /// `None`: attached.
+    errno: Option<String>,
+    /// The registered value through BTF (attached maps).
+    value: Option<String>,
+}
+
+/// The last meaningful line of a verifier log.
+fn error_line(log: &str) -> String {
+    log.lines()
+        .rev()
+        .map(str::trim)
+        .find(|l| {
+            !l.is_empty()
+                && !l.starts_with("processed ")
+                && !l.starts_with("verification time")
+                && !l.starts_with("stack depth")
+        })
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// Runs the command.
+///
+/// # Errors
+///
+/// A [`CliError`] when the object cannot be read or parsed, or (after printing the
+/// transcript) [`CliError::Failed`] when a program or an attach failed.
+pub fn run(cmd: StructOpsCmd, out: &Output) -> Result<(), CliError> {
+    let StructOpsCmd::Register(args) = cmd;
+    let (progs, maps) = register(&args)?;
+    let failed = progs.iter().any(|p| p.errno.is_some()) || maps.iter().any(|m| m.errno.is_some());
+    if out.json {
+        let v = json!({
+            "file": args.file.display().to_string(),
+            "progs": progs.iter().map(|p| json!({
+                "name": p.name,
+                "result": p.errno.as_deref().unwrap_or("ok"),
+                "error": p.error,
+            })).collect::<Vec<_>>(),
+            "maps": maps.iter().map(|m| json!({
+                "name": m.name,
+                "ops": m.ops,
+                "link": m.link,
+                "attach": m.errno.as_deref().unwrap_or("ok"),
+                "value": m.value,
+            })).collect::<Vec<_>>(),
+        });
+        out.json(&v)?;
+    } else {
+        let mut s = String::new();
+        for p in &progs {
+            match &p.errno {
+                None => s.push_str(&format!("prog {}: ok\n", p.name)),
+                Some(e) => s.push_str(&format!("prog {}: {e}: {}\n", p.name, p.error)),
+            }
+        }
+        for m in &maps {
+            s.push_str(&format!(
+                "map {}: ops {}, link {}, attach {}\n",
+                m.name,
+                m.ops,
+                if m.link { "yes" } else { "no" },
+                m.errno.as_deref().unwrap_or("ok")
+            ));
+        }
+        for m in maps.iter().filter(|m| m.value.is_some()) {
+            s.push_str(&format!(
+                "registered {}:\n{}\n",
+                m.name,
+                m.value.as_deref().unwrap_or_default()
+            ));
+        }
+        out.text(&s)?;
+    }
+    if failed {
+        return Err(CliError::NotRegistered {
+            progs: progs.iter().filter(|p| p.errno.is_some()).count(),
+            maps: maps.iter().filter(|m| m.errno.is_some()).count(),
+        });
+    }
+    Ok(())
+}
+
+/// Loads and attaches; the transcript's rows.
+fn register(args: &RegisterArgs) -> Result<(Vec<ProgRow>, Vec<MapRow>), CliError> {
+    let file = args.file.as_path();
+    let btf = args.btf.as_deref();
+    let loaded = match inproc::load_with(file, btf, None, 1, args.engine) {
+        Ok(l) => l,
+        Err(CliError::Load(e)) if matches!(*e, LoadError::ProgLoad { .. }) => {
+            // One program failed, so nothing loaded (libbpf's rule): report each
+            // program as it loads alone, and no map attached.
+            return Ok((each_alone(args)?, Vec::new()));
+        }
+        Err(e) => return Err(e),
+    };
+    let progs = loaded
+        .obj
+        .progs()
+        .map(|(name, _)| ProgRow {
+            name: name.to_owned(),
+            errno: None,
+            error: String::new(),
+        })
+        .collect();
+    let mut maps = Vec::new();
+    let names: Vec<String> = loaded
+        .obj
+        .maps()
+        .filter(|(_, h)| h.struct_ops().is_some())
+        .map(|(n, _)| n.to_owned())
+        .collect();
+    for name in names {
+        let Some(h) = loaded.obj.map(&name) else {
+            continue;
+        };
+        let (ops, link) = h
+            .struct_ops()
+            .map(|s| (s.ops_type().name().to_owned(), s.is_link_map()))
+            .unwrap_or_default();
+        let attached = loaded.obj.attach_struct_ops(&loaded.rt, &name);
+        let errno = match &attached {
+            Ok(_) => None,
+            Err(LoadError::Attach { errno, .. }) => {
+                Some(errno.name().unwrap_or("EINVAL").to_owned())
+            }
+            Err(e) => Some(e.to_string()),
+        };
+        let value = attached
+            .is_ok()
+            .then(|| registered_value(&loaded.rt, h))
+            .flatten();
+        maps.push(MapRow {
+            name,
+            ops,
+            link,
+            errno,
+            value,
+        });
+    }
+    Ok((progs, maps))
+}
+
+/// The map's value (program ids, state, refcnt, the ops struct) formatted through the
+/// host BTF's `bpf_struct_ops_<name>` type, as bpftool's `struct_ops dump` prints it.
+fn registered_value(rt: &structops::Runtime, h: &structops::MapHandle) -> Option<String> {
+    let so = h.struct_ops()?;
+    let mut v = vec![0u8; so.ops_type().value_size() as usize];
+    rt.map_lookup_elem(h, Some(&0u32.to_ne_bytes()), &mut v, 0)
+        .ok()?;
+    let host = rt.host_btf()?;
+    let btf = host.object().btf();
+    let printer = structops_btf::value::ValuePrinter::new(btf);
+    let f = printer.format(so.ops_type().value_id(), &v).ok()?;
+    Some(f.to_text(structops_btf::value::Style::Plain))
+}
+
+/// Every program of the object loaded on its own: ok, or its errno and error line.
+fn each_alone(args: &RegisterArgs) -> Result<Vec<ProgRow>, CliError> {
+    let bytes = crate::host::read(&args.file)?;
+    let path = args.file.display().to_string();
+    let obj = structops_obj::Object::parse(&bytes).map_err(|source| CliError::Object {
+        path: path.clone(),
+        source: Box::new(source),
+    })?;
+    let names: Vec<String> = obj.programs().iter().map(|p| p.name().to_owned()).collect();
+    let mut rows = Vec::new();
+    for name in names {
+        let row = match inproc::load_with(
+            &args.file,
+            args.btf.as_deref(),
+            Some(&[name.as_str()]),
+            1,
+            args.engine,
+        ) {
+            Ok(_) => ProgRow {
+                name,
+                errno: None,
+                error: String::new(),
+            },
+            Err(CliError::Load(e)) => match *e {
+                LoadError::ProgLoad { errno, ref log, .. } => ProgRow {
+                    name,
+                    errno: Some(errno.name().unwrap_or("EINVAL").to_owned()),
+                    error: error_line(log),
+                },
+                other => ProgRow {
+                    name,
+                    errno: Some("ELOAD".into()),
+                    error: other.to_string(),
+                },
+            },
+            Err(e) => return Err(e),
+        };
+        rows.push(row);
+    }
+    Ok(rows)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_error_line_skips_the_stats() {
+        let log = "0: (b7) r0 = 0\nR1 invalid mem access 'scalar'\nprocessed 3 insns (limit 1000000)\nverification time 5 usec\n";
+        assert_eq!(error_line(log), "R1 invalid mem access 'scalar'");
+        assert_eq!(error_line(""), "");
+    }
+}

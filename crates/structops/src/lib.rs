@@ -77,8 +77,8 @@ pub use prog::{
 };
 pub use runtime::{JitHarden, ObjInfo, Runtime, RuntimeConfig};
 pub use struct_ops::{
-    Link, LinkCreateAttr, LinkHandle, LinkInfo, LinkUpdateAttr, OpsSlot, OpsTable, OpsType,
-    StructOps, StructOpsDesc,
+    Link, LinkCreateAttr, LinkHandle, LinkInfo, LinkUpdateAttr, OpsSlot, OpsStruct, OpsTable,
+    OpsType, StructOps, StructOpsDesc,
 };
 pub use structops_vm::{Access, Engine, JitProgram, Region};
 pub use test_run::{RunFault, RunMode, TestRun};

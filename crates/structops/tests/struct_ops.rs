@@ -111,6 +111,33 @@ fn host_btf(rt: &Runtime) -> Ids {
     Ids { ops, value }
 }
 
+/// The host's Rust mirror of `struct test_ops`.
+#[repr(C)]
+struct TestOps {
+    add: Option<unsafe extern "C" fn(i32, i32) -> i32>,
+    mul: Option<unsafe extern "C" fn(i32, i32) -> i32>,
+    name: [u8; 16],
+    owner: u64,
+    flags: u32,
+    _pad: u32,
+}
+
+// SAFETY: `struct test_ops`'s layout (48 bytes; see `host_btf`).
+unsafe impl structops::OpsStruct for TestOps {
+    const NAME: &'static str = "test_ops";
+}
+
+/// The right name, the wrong size.
+#[repr(C)]
+struct WrongOps {
+    add: Option<unsafe extern "C" fn(i32, i32) -> i32>,
+}
+
+// SAFETY: never accepted (its size differs), so never read.
+unsafe impl structops::OpsStruct for WrongOps {
+    const NAME: &'static str = "test_ops";
+}
+
 const ADD: usize = 0;
 const MUL: usize = 1;
 const NAME_OFF: usize = 16;
@@ -658,6 +685,18 @@ fn update_lookup_delete_and_calls_on(engine: structops::Engine) {
         }
         assert_eq!(entry.faults(), 0);
     }
+    // The same through the host's typed mirror of the ops struct: kdata's function
+    // pointers are the entry points, the data members as registered.
+    let ops: &TestOps = table.ops().expect("test_ops mirror");
+    // SAFETY: the mirror's pointers are the members' entry points; the table lives.
+    unsafe {
+        assert_eq!(ops.add.expect("add")(40, 2), 42);
+        assert_eq!(ops.mul.expect("mul")(6, -7), -42);
+    }
+    assert_eq!(&ops.name[..6], b"alpha\0");
+    assert_eq!(ops.owner, structops::struct_ops::MODULE_OWNER);
+    // A mirror of another struct, or of the wrong size, is refused.
+    assert!(table.ops::<WrongOps>().is_none());
     // get/put show in refcnt.
     let r = table.get().unwrap();
     assert_eq!(u32_at(&lookup(&rt, &m), 0), 2);

@@ -386,6 +386,11 @@ impl StructOpsMap {
                 w.copy_from_slice(&id.to_ne_bytes());
             }
             let entry = super::member_entry(&self.progs, ty.btf().btf(), *proto, &prog);
+            // kdata's function pointer is the member's native function, as the kernel
+            // puts the trampoline there (0 when the member has no native form).
+            if let (Some(e), Some(w)) = (&entry, kbytes.get_mut(moff..moff + 8)) {
+                w.copy_from_slice(&(e.as_ptr().expose_provenance() as u64).to_ne_bytes());
+            }
             impls.push(Some(MemberImpl {
                 nargs: usize::from(model.nr_args),
                 prog,

@@ -605,8 +605,10 @@ impl OpsTable {
         self.map_id
     }
 
-    /// The ops struct as the host sees it (`kvalue.data`): data members as set, function
-    /// slots 0 until native entry points exist (see the module docs).
+    /// The ops struct as the host sees it (`kvalue.data`): data members as set, and in
+    /// each function member the address of its native entry point
+    /// ([`MemberImpl::entry`]; 0 for members without one), so a host can call through
+    /// it as a kernel subsystem calls through its ops struct ([`OpsTable::ops`]).
     pub fn kdata(&self) -> &[u8] {
         let len = self.ty.size as usize;
         // SAFETY: `kdata` holds at least `size` bytes (rounded up to words); u8 has no
@@ -617,6 +619,24 @@ impl OpsTable {
     /// The address of `kdata` (stable for the table's life).
     pub fn kdata_ptr(&self) -> *const u8 {
         self.kdata.as_ptr().cast()
+    }
+
+    /// `kdata` as the host's own `#[repr(C)]` mirror `T` of the ops struct: function
+    /// members are `Option<unsafe extern "C" fn(..)>`s that call the programs natively.
+    /// `None` unless `T` declares this table's ops type and has its size. The reference
+    /// lives as long as the borrow of the table (an [`OpsSlot`] guard keeps it).
+    pub fn ops<T: OpsStruct>(&self) -> Option<&T> {
+        if self.ty.name != T::NAME
+            || std::mem::size_of::<T>() != self.ty.size as usize
+            || std::mem::align_of::<T>() > 8
+        {
+            return None;
+        }
+        // SAFETY: `kdata` is 8-aligned and holds `size` bytes, which `T` (by its
+        // `OpsStruct` contract, checked by name and size here) lays out exactly as the
+        // ops struct; function members hold entry point addresses or 0, which are valid
+        // `Option<extern "C" fn>` values; the table owns the entry points.
+        Some(unsafe { &*self.kdata.as_ptr().cast::<T>() })
     }
 
     /// The implementation of member `member`, if a program implements it.
@@ -686,6 +706,22 @@ impl OpsTable {
         }
         Ok(imp)
     }
+}
+
+/// A host's `#[repr(C)]` Rust mirror of an ops struct, for [`OpsTable::ops`]: data
+/// members with the C layout, function members as
+/// `Option<unsafe extern "C" fn(..) -> ..>` with the member's C signature.
+///
+/// # Safety
+///
+/// The type must have exactly the layout of the host BTF struct named [`Self::NAME`]:
+/// same size, every member at its offset with a type of the same size and a valid
+/// value for every bit pattern the runtime may store there (function members take
+/// entry point addresses or 0), and each function pointer type must match the
+/// member's prototype, or calling through it is undefined behaviour.
+pub unsafe trait OpsStruct: Sized {
+    /// The ops struct's name in the host BTF.
+    const NAME: &'static str;
 }
 
 /// Runs `prog` once on the argument array `ctx`, with `extra` regions granted in checked

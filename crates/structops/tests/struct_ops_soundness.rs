@@ -5,8 +5,9 @@
 //! may not, at the argument itself, or at garbage — first on the checked interpreter
 //! (`OpsTable::call_checked`, the argument object as the only region), which must not
 //! fault and must leave every byte the ops type does not let programs write unchanged;
-//! then on the unchecked interpreter and the JIT, which must give the same result and
-//! the same object bytes. 100,000 programs by default (about 19,000 verified);
+//! then on the unchecked interpreter and the JIT, which must give the same result, the
+//! same object bytes and the same helper calls (a fixed clock and an array map reset
+//! before every call; every call's instruction, helper, arguments and result traced). 100,000 programs by default (about 19,000 verified);
 //! `STRUCTOPS_LONG=1` runs 5,300,000 (over a million verified) (`STRUCTOPS_PROGRAMS=N`
 //! and `STRUCTOPS_SEED=S` change count and seed).
 //!
@@ -27,6 +28,14 @@ use structops::{
 };
 use structops_btf::{Btf, BtfBuilder, INT_SIGNED, TypeId};
 use structops_isa::assemble;
+
+/// A traced helper call as compared: `(pc, callee, arguments, result)`.
+type TracedCall = (
+    usize,
+    structops::Callee,
+    [Option<u64>; 5],
+    Option<Option<u64>>,
+);
 
 fn env_u64(name: &str) -> Option<u64> {
     std::env::var(name).ok().and_then(|v| v.parse().ok())
@@ -192,6 +201,37 @@ fn accepted_struct_ops_programs_never_fault_and_engines_agree() {
         ncpus: 1,
         ..RuntimeConfig::default()
     });
+    // Helpers: a fixed clock, an array map reset before every call, and a trace of
+    // every helper call, compared between the checked run and both engines.
+    rt.set_clock(Some(Arc::new(|_| 123_456_789)));
+    let array = rt
+        .map_create(&MapCreateAttr::new(structops::MapType::Array, 4, 16, 4))
+        .unwrap();
+    let array_fd = rt.fd_install(array.clone()).unwrap();
+    let trace: Arc<Mutex<Vec<structops::HelperCall>>> = Arc::new(Mutex::new(Vec::new()));
+    let sink = trace.clone();
+    rt.set_helper_trace(Some(Arc::new(move |c: &structops::HelperCall| {
+        sink.lock().unwrap().push(*c);
+    })));
+    let reset = || {
+        for k in 0..4u32 {
+            let v: Vec<u8> = (0..16).map(|i| (k * 16 + i) as u8).collect();
+            rt.map_update_elem(&array, Some(&k.to_ne_bytes()), &v, 0)
+                .unwrap();
+        }
+        trace.lock().unwrap().clear();
+    };
+    // A call as compared: instruction, helper, arguments and result, with host
+    // addresses (from 2^40 up: stacks, map values) only "an address".
+    let calls = || -> Vec<TracedCall> {
+        let norm = |v: u64| (v < 1 << 40).then_some(v);
+        trace
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|c| (c.pc, c.callee, c.args.map(norm), c.ret.map(norm)))
+            .collect()
+    };
     let (ops, value, node) = host_btf(&rt);
     let host = Arc::new(Host {
         node,
@@ -220,11 +260,12 @@ fn accepted_struct_ops_programs_never_fault_and_engines_agree() {
     let reasons_on = std::env::var("STRUCTOPS_SOUNDNESS_REASONS").is_ok_and(|v| v == "1");
     let reasons = std::cell::RefCell::new(std::collections::BTreeMap::<String, u64>::new());
     let mut rng = Rng::new(seed);
-    let (mut accepted, mut rejected, mut calls, mut probes) = (0u64, 0u64, 0u64, 0u64);
+    let (mut accepted, mut rejected, mut runs, mut probes) = (0u64, 0u64, 0u64, 0u64);
+    let mut helper_calls = 0u64;
     for _ in 0..count {
         let prog_seed = rng.next();
         let mut prng = Rng::new(prog_seed);
-        let text = program(&mut prng);
+        let text = program(&mut prng, array_fd);
         let insns = assemble(&text)
             .unwrap_or_else(|e| panic!("bad assembly ({e}) for seed {prog_seed:#x}:\n{text}"))
             .encode();
@@ -274,13 +315,14 @@ fn accepted_struct_ops_programs_never_fault_and_engines_agree() {
             let k = prng.below(200);
             let before = graph.n0;
             let n0 = graph.n0.as_mut_ptr() as u64;
+            reset();
             let checked = with_registered(&rt, &graph, || {
                 // SAFETY: `graph.n0` is alive and only the program touches it meanwhile.
                 let region =
                     unsafe { Region::from_raw_parts(n0, NODE_SIZE, structops::Access::ReadWrite) };
                 table.call_checked(&rt, 0, &[n0, k], &[region])
             });
-            calls += 1;
+            runs += 1;
             let r0 = checked.unwrap_or_else(|e| {
                 panic!("accepted program faulted: {e}; seed {prog_seed:#x}:\n{text}")
             });
@@ -291,10 +333,18 @@ fn accepted_struct_ops_programs_never_fault_and_engines_agree() {
                 );
             }
             let after = graph.n0;
+            let checked_calls = calls();
+            helper_calls += checked_calls.len() as u64;
             for member in [0, 1] {
                 graph.n0 = before;
+                reset();
                 let r = with_registered(&rt, &graph, || table.call(&rt, member, &[n0, k]))
                     .unwrap_or_else(|e| panic!("member {member}: {e}, seed {prog_seed:#x}"));
+                assert_eq!(
+                    calls(),
+                    checked_calls,
+                    "member {member}: helper calls differ, seed {prog_seed:#x}:\n{text}"
+                );
                 assert_eq!(
                     r, r0,
                     "member {member} disagrees, seed {prog_seed:#x}:\n{text}"
@@ -318,8 +368,8 @@ fn accepted_struct_ops_programs_never_fault_and_engines_agree() {
     }
     println!(
         "struct_ops soundness: {count} programs from seed {seed:#x}: {accepted} accepted \
-         ({probes} probe loads), {rejected} rejected; {calls} checked calls, no fault, \
-         engines equal"
+         ({probes} probe loads), {rejected} rejected; {runs} checked calls, no fault, \
+         engines equal, {helper_calls} helper calls traced alike"
     );
     assert!(
         accepted * 20 >= count,

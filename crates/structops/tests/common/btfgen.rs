@@ -36,7 +36,9 @@ const SX: [(&str, i64); 3] = [("s8", 1), ("s16", 2), ("s32", 4)];
 
 /// Generates one program (assembler text). r6 = the node argument (trusted), r7 = k,
 /// r8 = a pointer read out of the node (when a walk happened), r9 = one more level.
-pub fn program(rng: &mut Rng) -> String {
+/// `array_fd` is an `ARRAY` map (4-byte keys, 16-byte values, 4 entries) the helper
+/// snippets look up and update.
+pub fn program(rng: &mut Rng, array_fd: u32) -> String {
     let mut s = String::new();
     let mut label = 0u32;
     let mut fresh = || {
@@ -63,7 +65,11 @@ pub fn program(rng: &mut Rng) -> String {
     }
     let n = 3 + rng.below(12);
     for _ in 0..n {
-        snippet(rng, &mut s, &mut fresh);
+        if rng.chance(12) {
+            helper_call(rng, &mut s, &mut fresh, array_fd);
+        } else {
+            snippet(rng, &mut s, &mut fresh);
+        }
     }
     if rng.chance(95) {
         let _ = writeln!(s, "r0 = r{}", rng.below(6));
@@ -261,6 +267,47 @@ fn snippet(rng: &mut Rng, s: &mut String, fresh: &mut impl FnMut() -> String) {
                 "r{i} &= {mask}\nr{i} <<= 3\nr1 = r6\nr1 += r{i}\nr{} = *(u64 *)(r1 +48)",
                 scratch(rng)
             );
+        }
+    }
+}
+
+/// A helper call: the clock, or a lookup or update of the array map. Calls clobber
+/// r1-r5 (and the program keeps its pointers in r6-r9).
+fn helper_call(rng: &mut Rng, s: &mut String, fresh: &mut impl FnMut() -> String, array_fd: u32) {
+    match rng.below(3) {
+        0 => {
+            let _ = writeln!(
+                s,
+                "call bpf_ktime_get_ns\nr{} = r0",
+                *rng.pick(&[0u64, 2, 3])
+            );
+        }
+        1 => {
+            let key = rng.below(6);
+            let skip = fresh();
+            let (name, size) = *rng.pick(&SIZES);
+            let off = rng.below(16) as i64 / size * size;
+            let _ = writeln!(
+                s,
+                "*(u32 *)(r10 -4) = {key}\nr1 = map[id:{array_fd}]\nr2 = r10\nr2 += -4\n\
+                 call bpf_map_lookup_elem\nif r0 == 0 goto {skip}\nr3 = *({name} *)(r0 +{off})\n\
+                 r3 += r7\n*({name} *)(r0 +{off}) = r3\n{skip}:"
+            );
+        }
+        _ => {
+            let key = rng.below(6);
+            let _ = writeln!(
+                s,
+                "*(u32 *)(r10 -4) = {key}\n*(u64 *)(r10 -24) = r7\n*(u64 *)(r10 -16) = {}\n\
+                 r1 = map[id:{array_fd}]\nr2 = r10\nr2 += -4\nr3 = r10\nr3 += -24\nr4 = 0\n\
+                 call bpf_map_update_elem",
+                rng.below(100)
+            );
+        }
+    }
+    for r in 1..=5 {
+        if rng.chance(80) {
+            let _ = writeln!(s, "r{r} = {}", rng.below(64));
         }
     }
 }

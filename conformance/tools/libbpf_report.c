@@ -18,6 +18,10 @@
  *       shadow-type mechanism), so that they are not force-loaded.
  *   libbpf_report load --each FILE.o
  *       --prog for every program in turn, each in a fresh bpf_object.
+ *   libbpf_report testrun --prog NAME [--args A,B,..] [--state N] FILE.o
+ *       bpf_object__load of the whole object, then BPF_PROG_TEST_RUN of NAME with
+ *       the u64 arguments as ctx_in (and argument 0 pointing at an int holding N
+ *       with --state, for bpf_dummy_ops): retval, state and ".bss" afterwards.
  *
  * Both take --btf PATH (CO-RE relocations against the BTF of PATH instead of the
  * kernel's, as the core_reloc selftests do) and --max-entries MAP=N (as several
@@ -648,6 +652,92 @@ static int cmd_load_each(const char *path, bool with_insns)
 	return 0;
 }
 
+/* ----------------------------------------------------------------------------- */
+/* testrun                                                                        */
+
+/*
+ * testrun --prog NAME [--args A,B,...] [--state N] FILE.o: loads the whole object (as
+ * a selftest's skeleton does; struct_ops maps are created, never attached), then
+ * BPF_PROG_TEST_RUN of NAME with ctx_in = the u64 arguments. With --state, argument 0
+ * is the address of a local `int` holding N (bpf_dummy_ops_state), which the kernel
+ * copies in and back. Prints retval, the state afterwards, and the value of every
+ * ".bss" map as hex.
+ */
+static int cmd_testrun(const char *path, const char *name, const char *args,
+		       const char *state)
+{
+	__u64 ctx[12] = {0};
+	int nargs = 0, err, st = state ? (int)strtol(state, NULL, 0) : 0;
+	struct bpf_program *prog;
+	struct bpf_object *obj;
+	struct bpf_map *map;
+
+	for (const char *a = args; a && *a && nargs < 12;) {
+		char *end;
+
+		ctx[nargs++] = strtoull(a, &end, 0);
+		a = *end == ',' ? end + 1 : end;
+		if (end == a && *a)
+			break;
+	}
+	if (state) {
+		if (nargs == 0)
+			nargs = 1;
+		ctx[0] = (__u64)(unsigned long)&st;
+	}
+	obj = open_obj(path, &err);
+	printf("{\"file\":");
+	json_str(stdout, path);
+	if (!obj) {
+		printf(",\"ok\":false,\"errno\":%d}\n", -err);
+		return 0;
+	}
+	bpf_object__for_each_map(map, obj)
+		bpf_map__set_pin_path(map, NULL);
+	err = bpf_object__load(obj);
+	prog = bpf_object__find_program_by_name(obj, name);
+	if (err || !prog) {
+		printf(",\"ok\":false,\"errno\":%d}\n", err ? -err : ENOENT);
+		bpf_object__close(obj);
+		return 0;
+	}
+	{
+		LIBBPF_OPTS(bpf_test_run_opts, opts, .ctx_in = ctx,
+			    .ctx_size_in = (__u32)(nargs * sizeof(__u64)));
+
+		err = bpf_prog_test_run_opts(bpf_program__fd(prog), &opts);
+		printf(",\"ok\":%s,\"errno\":%d,\"retval\":%u,\"state\":%d,\"bss\":[",
+		       err ? "false" : "true", err ? errno : 0, opts.retval, st);
+	}
+	{
+		bool first = true;
+
+		bpf_object__for_each_map(map, obj) {
+			const char *mname = bpf_map__name(map);
+			size_t len = strlen(mname), vsz = bpf_map__value_size(map);
+			unsigned char *buf;
+			__u32 zero = 0;
+
+			if (len < 4 || strcmp(mname + len - 4, ".bss"))
+				continue;
+			buf = calloc(1, vsz ? vsz : 1);
+			if (!buf)
+				return 1;
+			if (!bpf_map_lookup_elem(bpf_map__fd(map), &zero, buf)) {
+				printf("%s\"", first ? "" : ",");
+				for (size_t k = 0; k < vsz; k++)
+					printf("%02x", buf[k]);
+				printf("\"");
+				first = false;
+			}
+			free(buf);
+		}
+	}
+	printf("]}\n");
+	bpf_object__close(obj);
+	return 0;
+}
+
 static void usage(void)
 {
 	fprintf(stderr,
@@ -659,12 +749,15 @@ static void usage(void)
 		"  --prog NAME            (load) load only program NAME\n"
 		"  --each                 (load) --prog for every program in turn\n"
 		"  --btf PATH             CO-RE target BTF instead of vmlinux (btf_custom_path)\n"
-		"  --max-entries MAP=N    bpf_map__set_max_entries before load (repeatable)\n");
+		"  --max-entries MAP=N    bpf_map__set_max_entries before load (repeatable)\n"
+		"       libbpf_report testrun --prog NAME [--args A,B,..] [--state N] FILE.o\n"
+		"  --args A,B,..          (testrun) the u64 arguments (ctx_in)\n"
+		"  --state N              (testrun) argument 0 points at an int holding N\n");
 }
 
 int main(int argc, char **argv)
 {
-	const char *cmd, *path = NULL, *only = NULL;
+	const char *cmd, *path = NULL, *only = NULL, *args = NULL, *state = NULL;
 	bool each = false, insns_open = false, insns_load = true;
 	int i = 1;
 
@@ -680,6 +773,10 @@ int main(int argc, char **argv)
 	for (; i < argc; i++) {
 		if (!strcmp(argv[i], "--prog") && i + 1 < argc)
 			only = argv[++i];
+		else if (!strcmp(argv[i], "--args") && i + 1 < argc)
+			args = argv[++i];
+		else if (!strcmp(argv[i], "--state") && i + 1 < argc)
+			state = argv[++i];
 		else if (!strcmp(argv[i], "--each"))
 			each = true;
 		else if (!strcmp(argv[i], "--insns"))
@@ -709,6 +806,13 @@ int main(int argc, char **argv)
 
 	if (!strcmp(cmd, "open"))
 		return cmd_open(path, insns_open);
+	if (!strcmp(cmd, "testrun")) {
+		if (!only) {
+			usage();
+			return 2;
+		}
+		return cmd_testrun(path, only, args, state);
+	}
 	if (!strcmp(cmd, "load")) {
 		if (each && only) {
 			usage();

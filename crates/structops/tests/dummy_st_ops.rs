@@ -219,10 +219,11 @@ fn dummy_st_ops_fail_is_refused_like_the_kernel() {
     }
     assert_eq!(v["ok"], false, "the kernel refuses the object");
     let bytes = std::fs::read(&obj).unwrap();
-    let err = ObjectLoader::open(&bytes, "dummy_st_ops_fail")
+    let Err(err) = ObjectLoader::open(&bytes, "dummy_st_ops_fail")
         .and_then(|l| l.load(&rt, &LoadOptions::default()))
-        .err()
-        .expect("we refuse it too");
+    else {
+        panic!("we load what the kernel refuses");
+    };
     let LoadError::ProgLoad { errno, log, .. } = err else {
         panic!("not a program load failure: {err}");
     };

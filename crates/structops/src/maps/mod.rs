@@ -22,6 +22,7 @@ pub(crate) mod lru;
 mod prog_iter;
 pub(crate) mod queue_stack;
 pub mod ringbuf;
+pub(crate) mod seq_show;
 
 use std::fmt;
 use std::ptr::NonNull;

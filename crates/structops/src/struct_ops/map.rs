@@ -197,6 +197,22 @@ impl StructOpsMap {
         self.link_map
     }
 
+    /// `bpf_struct_ops_map_seq_show_elem`: the value a syscall lookup returns (program
+    /// ids in the function members, state and refcnt), printed through the ops type's
+    /// `bpf_struct_ops_<name>` BTF type in the kernel's compact format, with the newline
+    /// the kernel adds: what `cat` of the map pinned in bpffs shows after its two
+    /// warning lines.
+    pub fn seq_show(&self) -> String {
+        let mut v = vec![0u8; self.ty.value_size() as usize];
+        if self.sys_lookup(&0u32.to_ne_bytes(), &mut v).is_err() {
+            return String::new();
+        }
+        let mut s = crate::maps::seq_show::seq_show(self.ty.btf().btf(), self.ty.value_id(), &v)
+            .unwrap_or_default();
+        s.push('\n');
+        s
+    }
+
     /// The state (acquire load).
     pub fn state(&self) -> State {
         State::from_raw(self.state.load(Ordering::Acquire))

@@ -333,7 +333,14 @@ impl<'r> ProgEnv<'r> {
         guard: &'r Guard,
         mode: Mode,
     ) -> ProgEnv<'r> {
+        let trace = if rt.trace_on.load(std::sync::atomic::Ordering::Relaxed) {
+            rt.helper_trace.read().ok().and_then(|t| t.clone())
+        } else {
+            None
+        };
         ProgEnv {
+            native_maps: mode == Mode::Unchecked && trace.is_none(),
+            trace,
             rt,
             guard,
             prog_type: prog.prog_type(),
@@ -352,20 +359,7 @@ impl<'r> ProgEnv<'r> {
             // Seeded on the first `bpf_get_prandom_u32` (most runs never call it).
             rng: 0,
             hz: u64::from(rt.hz),
-            trace: if rt.trace_on.load(std::sync::atomic::Ordering::Relaxed) {
-                rt.helper_trace.read().ok().and_then(|t| t.clone())
-            } else {
-                None
-            },
-            native_maps: false,
         }
-        .with_native_maps()
-    }
-
-    /// Sets [`ProgEnv::native_maps`] from the mode and the trace.
-    fn with_native_maps(mut self) -> ProgEnv<'r> {
-        self.native_maps = !self.checked && self.trace.is_none();
-        self
     }
 
     /// Every map the run may name: the starting program's and those of programs it

@@ -289,6 +289,16 @@ unsafe extern "C" fn shim_ld_imm64(
     }
 }
 
+/// The access width in the low byte of a shim argument (its size in bytes).
+fn width_of(arg: u64) -> Width {
+    match arg & 0xff {
+        1 => Width::B,
+        2 => Width::H,
+        4 => Width::W,
+        _ => Width::DW,
+    }
+}
+
 /// `LD_ABS`/`LD_IND`; `arg` is `width | k << 8 | (src | 0x10) << 40`.
 unsafe extern "C" fn shim_load_packet(
     state: *mut c_void,
@@ -302,12 +312,7 @@ unsafe extern "C" fn shim_load_packet(
     unsafe {
         guarded(state, |st, _, env| {
             let regs = (*st).regs;
-            let width = match arg & 0xff {
-                1 => Width::B,
-                2 => Width::H,
-                4 => Width::W,
-                _ => Width::DW,
-            };
+            let width = width_of(arg);
             let k = (arg >> 8) as u32 as i32;
             let src = (arg >> 40) & 0xff;
             let offset = if src & 0x10 != 0 {
@@ -354,12 +359,7 @@ unsafe extern "C" fn shim_probe_load(
     // SAFETY: called by JIT code with its live state.
     unsafe {
         guarded(state, |st, vm, env| {
-            let width = match arg & 0xff {
-                1 => Width::B,
-                2 => Width::H,
-                4 => Width::W,
-                _ => Width::DW,
-            };
+            let width = width_of(arg);
             let signed = arg & 0x100 != 0;
             let mut caller = Caller::for_jit(vm, pc as usize, prog as usize, st);
             Ok(crate::interp::probe_load(

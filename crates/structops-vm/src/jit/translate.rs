@@ -905,6 +905,54 @@ impl<'a, 'b> FunctionTranslator<'a, 'b> {
         }
     }
 
+    /// A call of the BPF function at instruction `t` (from the instruction at `idx`)
+    /// with `args` in `r1` to `r5`, in a new frame: the call-depth check, the call, the
+    /// status check. Returns the callee's `r0`.
+    fn call_function(&mut self, idx: usize, t: u32, args: [Value; 5]) -> Value {
+        let top = self.builder.ins().load(
+            I64,
+            MemFlagsData::trusted(),
+            self.state,
+            state_offsets::STACK_TOP,
+        );
+        let callee_fp = self.builder.ins().iadd_imm_s(self.fp, STACK_SIZE as i64);
+        let too_deep = self
+            .builder
+            .ins()
+            .icmp(IntCC::UnsignedGreaterThan, callee_fp, top);
+        let deep = self.builder.create_block();
+        let ok = self.builder.create_block();
+        self.builder.set_cold_block(deep);
+        self.builder.ins().brif(too_deep, deep, &[], ok, &[]);
+        self.builder.switch_to_block(deep);
+        let pc = self.slot(idx);
+        self.fail(runtime::FAIL_CALL_DEPTH, pc, 0, 0);
+        self.builder.switch_to_block(ok);
+        let f = self.func_ref(t);
+        let [a, b, c, d, e] = args;
+        let call = self
+            .builder
+            .ins()
+            .call(f, &[self.state, callee_fp, self.prog, a, b, c, d, e]);
+        let r0 = match self.builder.inst_results(call).first() {
+            Some(&v) => v,
+            None => self.builder.ins().iconst(I64, 0),
+        };
+        self.check_status();
+        r0
+    }
+
+    /// Helper `id` called through the helper shim (registers spilled first), then the
+    /// status check. Returns `r0`.
+    fn call_helper(&mut self, idx: usize, id: i32) -> Value {
+        self.spill();
+        let zero = self.iconst(0);
+        let pc = self.slot(idx);
+        let r0 = self.call_shim(self.shims.helper, pc, id as u32 as u64, zero, zero);
+        self.check_status();
+        r0
+    }
+
     /// Whether the program loads any callback (`BPF_PSEUDO_FUNC`).
     fn has_callbacks(&self) -> bool {
         self.code
@@ -971,20 +1019,12 @@ impl<'a, 'b> FunctionTranslator<'a, 'b> {
         }
         self.builder.set_cold_block(slow);
         self.builder.switch_to_block(slow);
-        self.spill();
-        let zero = self.iconst(0);
-        let r0 = self.call_shim(
-            self.shims.helper,
-            pc,
-            BPF_FUNC_LOOP as u32 as u64,
-            zero,
-            zero,
-        );
-        self.check_status();
+        let r0 = self.call_helper(idx, BPF_FUNC_LOOP);
         self.builder.ins().jump(done, &[r0.into()]);
         self.builder.switch_to_block(done);
-        let r0 = self.builder.block_params(done)[0];
-        self.set(0, r0);
+        if let Some(&r0) = self.builder.block_params(done).first() {
+            self.set(0, r0);
+        }
     }
 
     /// The loop of [`FunctionTranslator::inline_loop`] for callback `t`: calls it with
@@ -995,39 +1035,16 @@ impl<'a, 'b> FunctionTranslator<'a, 'b> {
         let zero = self.iconst(0);
         self.builder.ins().jump(header, &[zero.into()]);
         self.builder.switch_to_block(header);
-        let i = self.builder.block_params(header)[0];
+        let i = match self.builder.block_params(header).first() {
+            Some(&i) => i,
+            None => zero,
+        };
         let more = self.builder.ins().icmp(IntCC::UnsignedLessThan, i, nr);
         let call = self.builder.create_block();
         self.builder.ins().brif(more, call, &[], done, &[i.into()]);
         self.builder.switch_to_block(call);
-        let top = self.builder.ins().load(
-            I64,
-            MemFlagsData::trusted(),
-            self.state,
-            state_offsets::STACK_TOP,
-        );
-        let callee_fp = self.builder.ins().iadd_imm_s(self.fp, STACK_SIZE as i64);
-        let too_deep = self
-            .builder
-            .ins()
-            .icmp(IntCC::UnsignedGreaterThan, callee_fp, top);
-        let deep = self.builder.create_block();
-        let ok = self.builder.create_block();
-        self.builder.set_cold_block(deep);
-        self.builder.ins().brif(too_deep, deep, &[], ok, &[]);
-        self.builder.switch_to_block(deep);
-        let pc = self.slot(idx);
-        self.fail(runtime::FAIL_CALL_DEPTH, pc, 0, 0);
-        self.builder.switch_to_block(ok);
-        let f = self.func_ref(t);
         let zero = self.iconst(0);
-        let args = [self.state, callee_fp, self.prog, i, ctx, zero, zero, zero];
-        let inst = self.builder.ins().call(f, &args);
-        let r0 = match self.builder.inst_results(inst).first() {
-            Some(&v) => v,
-            None => self.builder.ins().iconst(I64, 0),
-        };
-        self.check_status();
+        let r0 = self.call_function(idx, t, [i, ctx, zero, zero, zero]);
         let next = self.builder.ins().iadd_imm_s(i, 1);
         let stop = self.builder.ins().icmp_imm_s(IntCC::NotEqual, r0, 0);
         self.builder
@@ -1246,48 +1263,16 @@ impl<'a, 'b> FunctionTranslator<'a, 'b> {
                 return Ok(false);
             }
             Inst::Call { t } => {
-                let top = self.builder.ins().load(
-                    I64,
-                    MemFlagsData::trusted(),
-                    self.state,
-                    state_offsets::STACK_TOP,
-                );
-                let callee_fp = self.builder.ins().iadd_imm_s(self.fp, STACK_SIZE as i64);
-                let too_deep = self
-                    .builder
-                    .ins()
-                    .icmp(IntCC::UnsignedGreaterThan, callee_fp, top);
-                let deep = self.builder.create_block();
-                let ok = self.builder.create_block();
-                self.builder.set_cold_block(deep);
-                self.builder.ins().brif(too_deep, deep, &[], ok, &[]);
-                self.builder.switch_to_block(deep);
-                let pc = self.slot(idx);
-                self.fail(runtime::FAIL_CALL_DEPTH, pc, 0, 0);
-                self.builder.switch_to_block(ok);
-                let f = self.func_ref(t);
-                let mut args = vec![self.state, callee_fp, self.prog];
-                for r in 1..=5 {
-                    args.push(self.reg(r));
-                }
-                let call = self.builder.ins().call(f, &args);
-                let r0 = match self.builder.inst_results(call).first() {
-                    Some(&v) => v,
-                    None => self.builder.ins().iconst(I64, 0),
-                };
+                let args = [1, 2, 3, 4, 5].map(|r| self.reg(r));
+                let r0 = self.call_function(idx, t, args);
                 self.set(0, r0);
-                self.check_status();
             }
             Inst::Helper { id } if id == BPF_FUNC_LOOP && self.has_callbacks() => {
                 self.inline_loop(idx);
             }
             Inst::Helper { id } => {
-                self.spill();
-                let zero = self.iconst(0);
-                let pc = self.slot(idx);
-                let r0 = self.call_shim(self.shims.helper, pc, id as u32 as u64, zero, zero);
+                let r0 = self.call_helper(idx, id);
                 self.set(0, r0);
-                self.check_status();
             }
             Inst::Kfunc { btf_id, off } => {
                 self.spill();
@@ -1545,13 +1530,7 @@ impl<'a, 'b> FunctionTranslator<'a, 'b> {
     fn packet_load(&mut self, idx: usize, width: Width, k: i32, src: Option<u8>) {
         self.spill();
         let pc = self.slot(idx);
-        let width_code = match width {
-            Width::B => 1u64,
-            Width::H => 2,
-            Width::W => 4,
-            Width::DW => 8,
-        };
-        let arg = width_code
+        let arg = width.bytes() as u64
             | (u64::from(k as u32) << 8)
             | src.map_or(0, |s| (u64::from(s) | 0x10) << 40);
         let zero = self.iconst(0);

@@ -957,21 +957,21 @@ fn model_type_size(btf: &Btf, id: TypeId) -> Option<(u32, Kind)> {
 /// here (the member is then called through [`OpsTable::call`] only).
 pub(crate) fn entry_model(btf: &Btf, proto: TypeId) -> Option<structops_vm::FuncModel> {
     use structops_vm::{ArgKind, RetKind};
-    /// `(size, signed, pointer, by-value struct)` of the type `id` resolves to.
+    /// `(size, signed, pointer, by-value struct)` of the type `id` resolves to: the
+    /// function model's size and kind, plus the signedness of integers and enums.
     fn shape(btf: &Btf, id: TypeId) -> Option<(u32, bool, bool, bool)> {
-        let t = btf.ty(btf.resolve(id).ok()?).ok()?;
-        match &t.kind {
-            TypeKind::Ptr { .. } => Some((8, false, true, false)),
-            TypeKind::Int { size, encoding, .. } => Some((
-                *size,
-                encoding & structops_btf::INT_SIGNED != 0,
-                false,
-                false,
-            )),
-            TypeKind::Enum(e) | TypeKind::Enum64(e) => Some((e.size, e.signed, false, false)),
-            TypeKind::Struct(c) | TypeKind::Union(c) => Some((c.size, false, false, true)),
-            _ => None,
-        }
+        let (size, kind) = model_type_size(btf, id)?;
+        let signed = match btf.resolved_ty(id).ok().map(|(_, t)| &t.kind) {
+            Some(TypeKind::Int { encoding, .. }) => encoding & structops_btf::INT_SIGNED != 0,
+            Some(TypeKind::Enum(e) | TypeKind::Enum64(e)) => e.signed,
+            _ => false,
+        };
+        Some((
+            size,
+            signed,
+            kind == Kind::Ptr,
+            matches!(kind, Kind::Struct | Kind::Union),
+        ))
     }
     let (ret, params) = btf.func_proto(proto).ok()?;
     let ret = if ret == 0 {

@@ -25,6 +25,9 @@ pub struct FieldAttrs {
     /// `#[btf(typedef = "u32, __u32")]`: typedefs wrapping the field's type, outermost
     /// first.
     pub typedefs: Option<(LitStr, Vec<String>)>,
+    /// `#[btf(bitfields = "a:5, b:1")]`: the field is the storage unit of C bitfields,
+    /// given low bits first as `name:width`.
+    pub bitfields: Option<(LitStr, Vec<(String, u8)>)>,
 }
 
 /// Attributes on an enum variant.
@@ -77,6 +80,44 @@ fn name_list(lit: &LitStr, what: &str, allow_unnamed: bool) -> syn::Result<Vec<S
                 format!("`{part}` in {what} is not a C identifier"),
             ));
         }
+    }
+    Ok(out)
+}
+
+/// Parses `name:width, ...` (widths 1..=64; an empty name is unnamed padding).
+fn bitfield_list(lit: &LitStr) -> syn::Result<Vec<(String, u8)>> {
+    let mut out = Vec::new();
+    for part in lit.value().split(',') {
+        let part = part.trim();
+        let Some((name, width)) = part.split_once(':') else {
+            return Err(syn::Error::new(
+                lit.span(),
+                format!("`{part}` in bitfields is not `name:width`"),
+            ));
+        };
+        let name = name.trim();
+        if !name.is_empty() && !is_c_identifier(name) {
+            return Err(syn::Error::new(
+                lit.span(),
+                format!("`{name}` in bitfields is not a C identifier"),
+            ));
+        }
+        let width: u8 = match width.trim().parse() {
+            Ok(w) if (1..=64).contains(&w) => w,
+            _ => {
+                return Err(syn::Error::new(
+                    lit.span(),
+                    format!("`{part}`: a bitfield width is 1 to 64"),
+                ));
+            }
+        };
+        out.push((name.to_owned(), width));
+    }
+    if out.is_empty() {
+        return Err(syn::Error::new(
+            lit.span(),
+            "bitfields needs at least one field",
+        ));
     }
     Ok(out)
 }
@@ -147,9 +188,14 @@ pub fn field_attrs(attrs: &[Attribute]) -> syn::Result<FieldAttrs> {
                     ));
                 }
                 set_once(&mut out.typedefs, (lit, names), span, "typedef")
+            } else if meta.path.is_ident("bitfields") {
+                let lit: LitStr = meta.value()?.parse()?;
+                let fields = bitfield_list(&lit)?;
+                set_once(&mut out.bitfields, (lit, fields), span, "bitfields")
             } else {
-                Err(meta
-                    .error("unknown #[btf] key on a field; expected `name`, `params` or `typedef`"))
+                Err(meta.error(
+                    "unknown #[btf] key on a field; expected `name`, `params`, `typedef` or `bitfields`",
+                ))
             }
         })?;
     }

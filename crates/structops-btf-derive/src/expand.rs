@@ -294,7 +294,49 @@ fn composite(
         } else {
             quote!(const { (::core::mem::offset_of!(Self, #fident) * 8) as u32 })
         };
-        members.push(quote!((#mname, #var, #off)));
+        match &fattrs.bitfields {
+            None => members.push(quote!((#mname, #var, #off, 0u8))),
+            Some((lit, fields)) => {
+                if union {
+                    return Err(syn::Error::new(
+                        lit.span(),
+                        "bitfields are only supported in structs",
+                    ));
+                }
+                if fattrs.name.is_some() {
+                    return Err(syn::Error::new(
+                        lit.span(),
+                        "a bitfield storage field has no member name of its own; \
+                         drop `name` (the bitfields name the members)",
+                    ));
+                }
+                // The storage field's own name is not a member.
+                seen.pop();
+                let mut shift = 0u32;
+                for (bname, width) in fields {
+                    if !bname.is_empty() {
+                        if let Some((_, prev)) = seen.iter().find(|(n, _)| n == bname) {
+                            let mut e = syn::Error::new(
+                                lit.span(),
+                                format!("duplicate BTF member name `{bname}`"),
+                            );
+                            e.combine(syn::Error::new(*prev, "first used here"));
+                            return Err(e);
+                        }
+                        seen.push((bname.clone(), lit.span()));
+                        members.push(quote!((#bname, #var, #off + #shift, #width)));
+                    }
+                    shift += u32::from(*width);
+                }
+                let check_ty = replace_self(ty.to_token_stream(), ident);
+                let msg = format!(
+                    "#[derive(Btf)]: the bitfields of `{fident}` take {shift} bits, more than its type holds"
+                );
+                checks.push(quote_spanned!(ty.span()=>
+                    ::core::assert!(#shift as usize <= 8 * ::core::mem::size_of::<#check_ty>(), #msg);
+                ));
+            }
+        }
 
         let check_ty = replace_self(ty.to_token_stream(), ident);
         if !is_flexible_array(ty) {
@@ -319,9 +361,9 @@ fn composite(
     }
     let size_msg = format!("#[derive(Btf)]: `{ident}` is too large for a BTF size");
     let setter = if union {
-        quote!(set_union)
+        quote!(set_union_bits)
     } else {
-        quote!(set_struct)
+        quote!(set_struct_bits)
     };
     Ok(quote! {
         #[automatically_derived]

@@ -28,7 +28,13 @@
 //! - On a field: `#[btf(name = "c_name")]` renames the member;
 //!   `#[btf(typedef = "u64, __u64")]` wraps the member's type in typedefs, outermost first
 //!   (here `u64` → `__u64` → `long long unsigned int`), to reproduce a kernel typedef chain;
-//!   `#[btf(params = "sk, ack, acked")]` names the parameters of a function pointer member.
+//!   `#[btf(params = "sk, ack, acked")]` names the parameters of a function pointer member;
+//!   `#[btf(bitfields = "icsk_ca_state:5, icsk_ca_initialized:1")]` on an integer field
+//!   makes it the storage unit of C bitfields: the field itself is not a member, each
+//!   `name:width` is one, low bits first (x86-64 and arm64 order), and an empty name
+//!   (`:3`) is unnamed padding. The struct then gets BTF's kind flag, as clang emits for
+//!   structs with bitfields (bit offsets must fit in 24 bits, so the struct must be under
+//!   2 MiB). Rust reads and writes the bits through the storage field.
 //! - On an enum variant: `#[btf(name = "C_NAME")]` renames the enumerator.
 //!
 //! Names must be C identifiers. Renaming must not make two members (or enumerators) share a
@@ -50,7 +56,7 @@
 //! named fields), enums with data, `#[repr(u128)]`/`#[repr(i128)]` enums, zero-sized members
 //! such as `PhantomData` (a zero-length array `[T; 0]` written with a literal `0` is allowed:
 //! it is C's flexible array member), Rust-ABI function pointers, and bad names. Bitfields
-//! have no Rust equivalent and are not supported.
+//! have no Rust equivalent; declare them on their storage field with `bitfields`.
 //!
 //! # Example
 //!

@@ -522,3 +522,46 @@ fn same_declaration_twice_is_structurally_equal() {
         }
     );
 }
+
+/// `inet_connection_sock`'s `icsk_ca_state:5, icsk_ca_initialized:1, ...` byte.
+#[derive(Btf)]
+#[repr(C)]
+struct WithBits {
+    head: u32,
+    #[btf(bitfields = "state:5, initialized:1, :1, locked:1")]
+    flags: u8,
+    tail: u8,
+}
+
+#[test]
+fn bitfields_become_members_of_a_kind_flag_struct() {
+    let mut types = BtfTypes::new();
+    let id = types.id_of::<WithBits>();
+    let btf = types.build();
+    let t = btf.ty(id).unwrap();
+    let c = t.composite().unwrap();
+    assert!(c.kflag, "a struct with bitfields has the kind flag");
+    let names: Vec<&str> = c
+        .members
+        .iter()
+        .map(|m| btf.name(m.name_off).unwrap())
+        .collect();
+    assert_eq!(names, ["head", "state", "initialized", "locked", "tail"]);
+    // (bit offset, bitfield size) as BTF encodes them with the kind flag.
+    let layout: Vec<(u32, u32)> = c
+        .members
+        .iter()
+        .map(|m| (m.offset & 0x00ff_ffff, m.offset >> 24))
+        .collect();
+    assert_eq!(layout, [(0, 0), (32, 5), (37, 1), (39, 1), (40, 0)]);
+    // The member lookups decode the kind flag: `state` is at bit 32.
+    let (_, bit) = btf.member_by_name(id, "state").unwrap().unwrap();
+    assert_eq!(bit, 32);
+    assert!(btf.member_by_name(id, "flags").unwrap().is_none());
+    assert_eq!(btf.size_of(id).unwrap() as usize, size_of::<WithBits>());
+    let _ = WithBits {
+        head: 0,
+        flags: 0,
+        tail: 0,
+    };
+}

@@ -241,6 +241,53 @@ impl BtfTypes {
         self.set_named(id, name, TypeKind::Union(c))
     }
 
+    fn composite_bits(&mut self, members: &[(&str, TypeId, u32, u8)], size: u32) -> Composite {
+        let kflag = members.iter().any(|m| m.3 != 0);
+        let members = members
+            .iter()
+            .map(|&(name, ty, offset, bits)| Member {
+                name_off: self.builder.add_string(name),
+                ty,
+                offset: if kflag {
+                    u32::from(bits) << 24 | (offset & 0x00ff_ffff)
+                } else {
+                    offset
+                },
+            })
+            .collect();
+        Composite {
+            size,
+            kflag,
+            members,
+        }
+    }
+
+    /// Fills the reserved `id` with a `STRUCT` whose members are `(name, type, bit
+    /// offset, bitfield size or 0)`: with any bitfield, the kind flag is set and offsets
+    /// must fit in 24 bits. Returns false if `id` was never handed out.
+    pub fn set_struct_bits(
+        &mut self,
+        id: TypeId,
+        name: &str,
+        size: u32,
+        members: &[(&str, TypeId, u32, u8)],
+    ) -> bool {
+        let c = self.composite_bits(members, size);
+        self.set_named(id, name, TypeKind::Struct(c))
+    }
+
+    /// Fills the reserved `id` with a `UNION` (see [`BtfTypes::set_struct_bits`]).
+    pub fn set_union_bits(
+        &mut self,
+        id: TypeId,
+        name: &str,
+        size: u32,
+        members: &[(&str, TypeId, u32, u8)],
+    ) -> bool {
+        let c = self.composite_bits(members, size);
+        self.set_named(id, name, TypeKind::Union(c))
+    }
+
     fn set_named(&mut self, id: TypeId, name: &str, kind: TypeKind) -> bool {
         let name_off = self.builder.add_string(name);
         self.set(id, Type { name_off, kind })

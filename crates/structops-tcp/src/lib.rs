@@ -1,0 +1,19 @@
+//! structops-tcp: the `tcp_congestion_ops` host.
+//!
+//! - [`types`]: Rust mirrors of the kernel's `sock`, `inet_connection_sock`, `tcp_sock`,
+//!   `rate_sample`, `ack_sample` and `tcp_congestion_ops`, named as in `vmlinux.h` so that
+//!   programs compiled for the kernel relocate onto them through CO-RE;
+//! - [`clock`]: the simulated clock behind `jiffies` and the BPF time helpers;
+//! - [`cc`]: the built-in congestion controls (Reno, CUBIC, DCTCP, BBR) in Rust;
+
+#![warn(missing_docs)]
+
+pub mod btf;
+pub mod cc;
+pub mod clock;
+pub mod types;
+
+pub use types::{
+    AckSample, InetConnectionSock, RateSample, Sock, TcpCaEvent, TcpCaState, TcpCongestionOps,
+    TcpSock,
+};

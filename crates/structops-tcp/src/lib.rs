@@ -7,7 +7,8 @@
 //! - [`cc`]: the built-in congestion controls (Reno, CUBIC, DCTCP, BBR) in Rust;
 //! - [`host`]: [`TcpHost`] (a runtime with `tcp_congestion_ops`, the registry, the kfuncs
 //!   of [`kfuncs`] and the helpers of [`helpers`]) and [`Socket`] (a TCP endpoint calling
-//!   its congestion control at the kernel's hook points).
+//!   its congestion control at the kernel's hook points);
+//! - [`sim`]: a deterministic discrete-event dumbbell simulator driving [`Socket`]s.
 
 #![warn(missing_docs)]
 
@@ -17,6 +18,7 @@ pub mod clock;
 pub mod helpers;
 pub mod host;
 pub mod kfuncs;
+pub mod sim;
 pub mod types;
 
 pub use host::{HostConfig, HostError, LoadedCc, Socket, TcpHost};

@@ -217,6 +217,8 @@ pub struct Sock {
     pub sk_gso_max_segs: u16,
     /// Pacing shift (`sk_pacing_shift`, 10 by default: 1 ms of data per TSO burst).
     pub sk_pacing_shift: u8,
+    /// Largest GSO packet in bytes (CUBIC's HyStart sizes its ACK-delay cushion by it).
+    pub sk_gso_max_size: u32,
 }
 
 /// `struct inet_sock`.

@@ -217,6 +217,8 @@ pub struct Sock {
     pub sk_gso_max_segs: u16,
     /// Pacing shift (`sk_pacing_shift`, 10 by default: 1 ms of data per TSO burst).
     pub sk_pacing_shift: u8,
+    /// Largest GSO packet in bytes (CUBIC's HyStart sizes its ACK-delay cushion by it).
+    pub sk_gso_max_size: u32,
 }
 
 /// `struct inet_sock`.
@@ -710,11 +712,12 @@ pub union TcpCcInfo {
 }
 
 /// `struct tcp_congestion_ops`, member for member as in Linux 6.18 (so that the
-/// `.struct_ops` sections of programs compiled against `vmlinux.h` map onto it by name),
-/// cacheline aligned. Function members are the native entry points of the implementing
+/// `.struct_ops` sections of programs compiled against `vmlinux.h` map onto it by name).
+/// Unlike the kernel's it is not cacheline aligned (152 bytes, not 192): an ops table's
+/// `kdata` is 8-byte aligned. Function members are the native entry points of the implementing
 /// programs (or native Rust functions, for the built-in congestion controls).
 #[derive(Btf, Clone, Copy, Debug)]
-#[repr(C, align(64))]
+#[repr(C)]
 #[btf(name = "tcp_congestion_ops", crate = "structops_btf")]
 pub struct TcpCongestionOps {
     /// Return the slow start threshold (required).

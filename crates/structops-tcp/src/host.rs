@@ -387,6 +387,7 @@ impl TcpHost {
         })?;
         rt.set_clock(Some(Arc::new(|_| clock::ktime_ns())));
         clock::set_hz(hz);
+        crate::cc::hooks::set_send_ack(Some(send_ack_hook));
         Ok(TcpHost {
             rt,
             shared,
@@ -412,8 +413,12 @@ impl TcpHost {
 
     /// Makes the calling thread's clock use this host's `CONFIG_HZ` (a simulation does
     /// this on the thread it runs on).
+    /// It also installs the thread's [`crate::cc::hooks::send_ack`], so that native
+    /// congestion controls queue ACKs on the [`Socket`] as `bpf_tcp_send_ack` does
+    /// ([`Socket::take_send_acks`]). (`TcpHost::new` does both for the thread it runs on.)
     pub fn enter(&self) {
         clock::set_hz(self.hz);
+        crate::cc::hooks::set_send_ack(Some(send_ack_hook));
     }
 
     /// The registered congestion controls, in registration order
@@ -547,6 +552,17 @@ impl TcpHost {
 
 /// `TCP_ESTABLISHED`.
 pub const TCP_ESTABLISHED: u8 = 1;
+
+/// The native side of `bpf_tcp_send_ack` ([`crate::cc::hooks::SendAckFn`]): queues the
+/// ACK on the [`Socket`] `sk` belongs to, as the helper does.
+///
+/// On a thread that entered a host, every `struct sock *` a native congestion control
+/// is handed comes from a [`Socket`] member call, so `sk` is a socket's address.
+fn send_ack_hook(sk: *mut Sock, rcv_nxt: u32) {
+    // SAFETY: see above; the congestion control holds no reference to the socket across
+    // the hook (cc::hooks::send_ack's contract).
+    unsafe { socket_of(sk.expose_provenance() as u64) }.request_ack(rcv_nxt);
+}
 
 /// The struct_ops map to attach: `map`, or the only one.
 fn pick_map(obj: &LoadedObject, path: &str, map: Option<&str>) -> Result<String, HostError> {

@@ -50,6 +50,12 @@ fn table() -> Vec<(&'static str, Native)> {
         ("tcp_reno_undo_cwnd", U32(cc::reno::tcp_reno_undo_cwnd)),
         ("tcp_slow_start", SlowStart(cc::reno::tcp_slow_start)),
         ("tcp_cong_avoid_ai", Ai(cc::reno::tcp_cong_avoid_ai)),
+        ("dctcp_init", Void(cc::dctcp::dctcp_init)),
+        ("dctcp_update_alpha", Flags(cc::dctcp::dctcp_update_alpha)),
+        ("dctcp_cwnd_event", Event(cc::dctcp::dctcp_cwnd_event)),
+        ("dctcp_ssthresh", U32(cc::dctcp::dctcp_ssthresh)),
+        ("dctcp_cwnd_undo", U32(cc::dctcp::dctcp_cwnd_undo)),
+        ("dctcp_state", State(cc::dctcp::dctcp_state)),
     ]
 }
 

@@ -33,3 +33,9 @@ pub unsafe fn tcp_sk<'a>(sk: *mut Sock) -> &'a mut TcpSock {
 pub fn builtins() -> [&'static TcpCongestionOps; 4] {
     [&reno::RENO, &cubic::CUBIC, &dctcp::DCTCP, &bbr::BBR]
 }
+
+/// Is `ops` one of the built-in static tables (the [`builtins`] or DCTCP's Reno
+/// fallback)?
+pub fn is_builtin_table(ops: *const TcpCongestionOps) -> bool {
+    builtins().iter().any(|b| std::ptr::eq(*b, ops)) || std::ptr::eq(&dctcp::DCTCP_RENO, ops)
+}

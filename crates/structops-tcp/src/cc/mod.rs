@@ -12,6 +12,7 @@
 pub mod bbr;
 pub mod cubic;
 pub mod dctcp;
+pub mod minmax;
 pub mod reno;
 
 use crate::types::{Sock, TcpCongestionOps, TcpSock};

@@ -13,6 +13,7 @@ pub mod bbr;
 pub mod cubic;
 pub mod dctcp;
 pub mod hooks;
+pub mod minmax;
 pub mod reno;
 
 use crate::types::{Sock, TcpCongestionOps, TcpSock};

@@ -23,7 +23,7 @@ use crate::types::{AckSample, RateSample, Sock, TcpCaEvent, TcpSock};
 #[derive(Clone, Copy)]
 #[allow(
     dead_code,
-    reason = "the CUBIC, DCTCP and BBR kfuncs of these shapes land with their algorithms"
+    reason = "`Control` is bbr_main's shape; BBR's kfuncs land with BBR"
 )]
 enum Native {
     Void(unsafe extern "C" fn(*mut Sock)),
@@ -50,6 +50,18 @@ fn table() -> Vec<(&'static str, Native)> {
         ("tcp_reno_undo_cwnd", U32(cc::reno::tcp_reno_undo_cwnd)),
         ("tcp_slow_start", SlowStart(cc::reno::tcp_slow_start)),
         ("tcp_cong_avoid_ai", Ai(cc::reno::tcp_cong_avoid_ai)),
+        ("cubictcp_init", Void(cc::cubic::cubictcp_init)),
+        (
+            "cubictcp_recalc_ssthresh",
+            U32(cc::cubic::cubictcp_recalc_ssthresh),
+        ),
+        (
+            "cubictcp_cong_avoid",
+            CongAvoid(cc::cubic::cubictcp_cong_avoid),
+        ),
+        ("cubictcp_state", State(cc::cubic::cubictcp_state)),
+        ("cubictcp_cwnd_event", Event(cc::cubic::cubictcp_cwnd_event)),
+        ("cubictcp_acked", Acked(cc::cubic::cubictcp_acked)),
         ("dctcp_init", Void(cc::dctcp::dctcp_init)),
         ("dctcp_update_alpha", Flags(cc::dctcp::dctcp_update_alpha)),
         ("dctcp_cwnd_event", Event(cc::dctcp::dctcp_cwnd_event)),

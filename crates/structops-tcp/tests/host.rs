@@ -105,3 +105,44 @@ fn registration_sockets_and_hot_swap_with_tcp_ca_update() {
         assert!(!host.available().contains(&"tcp_ca_update".to_string()));
     }
 }
+
+/// Kernel selftest CC programs that call the CUBIC kfuncs load, attach and run.
+#[test]
+fn bpf_cc_cubic_calls_the_cubic_kfuncs() {
+    let Some(bytes) = corpus("bpf_cc_cubic.bpf.o") else {
+        return;
+    };
+    for engine in engines() {
+        let host = TcpHost::new(HostConfig {
+            engine,
+            ..HostConfig::default()
+        })
+        .unwrap();
+        host.enter();
+        let cc = host
+            .load_object(&bytes, "bpf_cc_cubic.bpf.o", None)
+            .unwrap();
+        assert_eq!(cc.name, "bpf_cc_cubic");
+        let mut bpf = host.socket();
+        let mut native = host.socket();
+        for (s, name) in [(&mut bpf, "bpf_cc_cubic"), (&mut native, "cubic")] {
+            s.snd_cwnd = 10;
+            s.mss_cache = 1448;
+            s.max_packets_out = 10;
+            host.set_congestion_control(s, name).unwrap();
+        }
+        // cong_avoid through cong_control: the BPF program calls cubictcp_cong_avoid.
+        let rs = structops_tcp::RateSample {
+            acked_sacked: 2,
+            ..Default::default()
+        };
+        for i in 0..50u32 {
+            structops_tcp::clock::set_now_ns(u64::from(i) * 1_000_000);
+            bpf.ca_cong_control(i, structops_tcp::types::FLAG_DATA_ACKED, &rs);
+            native.ca_cong_avoid(i, 2);
+        }
+        assert_eq!(bpf.snd_cwnd, native.snd_cwnd, "{engine:?}");
+        assert!(bpf.snd_cwnd > 10, "slow start grew cwnd: {}", bpf.snd_cwnd);
+        assert_eq!(bpf.ca_ssthresh(), native.ca_ssthresh());
+    }
+}

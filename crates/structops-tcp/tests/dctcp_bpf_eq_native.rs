@@ -11,7 +11,7 @@ use std::collections::BTreeSet;
 use cc_diff::{Pair, Rng, engines};
 use structops_tcp::cc::dctcp::Dctcp;
 use structops_tcp::types::{
-    CA_ACK_ECE, CA_ACK_SLOWPATH, CA_ACK_WIN_UPDATE, ICSK_ACK_SCHED, ICSK_ACK_TIMER,
+    CA_ACK_ECE, CA_ACK_SLOWPATH, CA_ACK_WIN_UPDATE, ICSK_ACK_SCHED, ICSK_ACK_TIMER, TCP_ECN_OK,
     TCP_INFINITE_SSTHRESH, TcpCaEvent, TcpCaState,
 };
 use structops_tcp::{HostConfig, TcpHost};
@@ -50,6 +50,7 @@ fn run(host: &TcpHost, seed: u64, steps: u32, cov: &mut Coverage) {
         tp.delivered_ce = ce0;
         tp.mss_cache = MSS;
         tp.snd_cwnd_clamp = clamp;
+        tp.ecn_flags = TCP_ECN_OK; // negotiated
     });
     pair.context = format!("seed {seed}");
     assert_eq!(pair.native.ca::<Dctcp>().next_seq, isn, "init ran");
@@ -263,4 +264,29 @@ fn bpf_dctcp_equals_native_dctcp_on_both_engines() {
             cov.ssthresholds.len()
         );
     }
+}
+
+/// Without ECN the kernel's DCTCP switches the socket to "dctcp-reno", which a BPF
+/// program cannot do: the native socket falls back (and stops sending ECT), the BPF one
+/// keeps running so_dctcp with its state untouched. The one documented difference.
+#[test]
+fn without_ecn_only_the_native_dctcp_falls_back_to_reno() {
+    let host = TcpHost::new(HostConfig::default()).unwrap();
+    host.enter();
+    let cc = host
+        .load_object(&cc_diff::bpf_object("dctcp"), "bpf/dctcp.bpf.o", None)
+        .unwrap();
+    let mut native = host.socket();
+    host.set_congestion_control(&mut native, "dctcp").unwrap();
+    assert_eq!(native.ca_name(), "dctcp-reno");
+    assert!(!native.ecn_xmit());
+    let mut bpf = host.socket();
+    host.set_congestion_control(&mut bpf, &cc.name).unwrap();
+    assert_eq!(bpf.ca_name(), "so_dctcp");
+    assert_eq!(bpf.icsk().icsk_ca_priv, [0; 13], "init returned at once");
+    assert_eq!(
+        native.icsk().icsk_ca_priv,
+        bpf.icsk().icsk_ca_priv,
+        "neither wrote its state"
+    );
 }

@@ -5,13 +5,21 @@
 //!   programs compiled for the kernel relocate onto them through CO-RE;
 //! - [`clock`]: the simulated clock behind `jiffies` and the BPF time helpers;
 //! - [`cc`]: the built-in congestion controls (Reno, CUBIC, DCTCP, BBR) in Rust;
+//! - [`host`]: [`TcpHost`] (a runtime with `tcp_congestion_ops`, the registry, the kfuncs
+//!   of [`kfuncs`] and the helpers of [`helpers`]) and [`Socket`] (a TCP endpoint calling
+//!   its congestion control at the kernel's hook points).
 
 #![warn(missing_docs)]
 
 pub mod btf;
 pub mod cc;
 pub mod clock;
+pub mod helpers;
+pub mod host;
+pub mod kfuncs;
 pub mod types;
+
+pub use host::{HostConfig, HostError, LoadedCc, Socket, TcpHost};
 
 pub use types::{
     AckSample, InetConnectionSock, RateSample, Sock, TcpCaEvent, TcpCaState, TcpCongestionOps,

@@ -712,11 +712,12 @@ pub union TcpCcInfo {
 }
 
 /// `struct tcp_congestion_ops`, member for member as in Linux 6.18 (so that the
-/// `.struct_ops` sections of programs compiled against `vmlinux.h` map onto it by name),
-/// cacheline aligned. Function members are the native entry points of the implementing
+/// `.struct_ops` sections of programs compiled against `vmlinux.h` map onto it by name).
+/// Unlike the kernel's it is not cacheline aligned (152 bytes, not 192): an ops table's
+/// `kdata` is 8-byte aligned. Function members are the native entry points of the implementing
 /// programs (or native Rust functions, for the built-in congestion controls).
 #[derive(Btf, Clone, Copy, Debug)]
-#[repr(C, align(64))]
+#[repr(C)]
 #[btf(name = "tcp_congestion_ops", crate = "structops_btf")]
 pub struct TcpCongestionOps {
     /// Return the slow start threshold (required).

@@ -263,19 +263,20 @@ fn seed(rt: &ProgRegistry) -> u64 {
 
 /// The runtime's clock for `kind`: the host's hook if it set one, else the system's.
 fn now(rt: &ProgRegistry, kind: ClockKind) -> u64 {
-    // Without a host clock (the usual case) no lock is touched.
-    let host = if rt.clock_on.load(std::sync::atomic::Ordering::Relaxed) {
-        rt.clock.read().ok().and_then(|c| c.clone())
-    } else {
-        None
-    };
-    match host {
-        Some(clock) => clock(kind),
-        None => clock_ns(match kind {
+    // Without a host clock (the usual case) no lock is touched. With one, it is called
+    // under the read lock (no reference count is taken: this runs per helper call).
+    if rt.clock_on.load(std::sync::atomic::Ordering::Relaxed)
+        && let Ok(c) = rt.clock.read()
+        && let Some(clock) = c.as_ref()
+    {
+        return clock(kind);
+    }
+    {
+        clock_ns(match kind {
             ClockKind::Monotonic => libc::CLOCK_MONOTONIC,
             ClockKind::Boottime => libc::CLOCK_BOOTTIME,
             ClockKind::MonotonicCoarse => libc::CLOCK_MONOTONIC_COARSE,
-        }),
+        })
     }
 }
 

@@ -874,7 +874,8 @@ impl Runtime {
 
     /// Makes the time helpers (`bpf_ktime_get_ns`, `_boot_ns`, `_coarse_ns`,
     /// `bpf_jiffies64`) read `clock` instead of the system's clocks (`None` restores
-    /// them): a simulator's virtual time, or a fixed clock for reproducible runs.
+    /// them): a simulator's virtual time, or a fixed clock for reproducible runs. The
+    /// clock is called under the runtime's clock lock, so it must not call `set_clock`.
     pub fn set_clock(&self, clock: Option<crate::prog::Clock>) {
         let on = clock.is_some();
         match self.progs.clock.write() {

@@ -529,6 +529,7 @@ impl TcpHost {
         tp.sk_mut().sk_pacing_shift = 10;
         tp.sk_mut().sk_max_pacing_rate = !0;
         tp.sk_mut().sk_gso_max_segs = 64;
+        tp.sk_mut().sk_gso_max_size = 65536;
         Box::new(Socket {
             tp,
             ca: None,

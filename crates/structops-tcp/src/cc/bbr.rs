@@ -1773,4 +1773,82 @@ mod tests {
         p.ack(RTT_US + 500, 1, RTT_US as i64, 0);
         assert!(p.tp.snd_cwnd >= CWND_MIN_TARGET);
     }
+
+    /// Arbitrary state (as a BPF program may leave in `icsk_ca_priv`), socket fields and
+    /// samples: no overflow panic in debug builds, and the caps hold after every ACK.
+    #[test]
+    fn arbitrary_state_and_samples_keep_the_caps() {
+        let mut x = 0x2545_f491_u64;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        clock::set_hz(250);
+        for i in 0..20_000u64 {
+            clock::set_now_ns(next() >> 8);
+            let mut tp = TcpSock {
+                mss_cache: if i % 17 == 0 { 0 } else { next() as u32 % 9000 },
+                srtt_us: next() as u32,
+                snd_cwnd: next() as u32 % 5000,
+                snd_cwnd_clamp: if i % 3 == 0 {
+                    next() as u32 % 1000
+                } else {
+                    u32::MAX
+                },
+                packets_out: next() as u32 % 5000,
+                sacked_out: next() as u32 % 100,
+                retrans_out: next() as u32 % 100,
+                delivered: next() as u32,
+                lost: next() as u32,
+                app_limited: next() as u32 % 2,
+                tcp_mstamp: next(),
+                delivered_mstamp: next(),
+                tcp_clock_cache: next(),
+                tcp_wstamp_ns: next(),
+                ..TcpSock::default()
+            };
+            tp.sk_mut().sk_pacing_rate = next();
+            tp.sk_mut().sk_max_pacing_rate = next();
+            tp.sk_mut().sk_pacing_shift = next() as u8;
+            tp.icsk_mut().set_ca_state((next() % 5) as u8);
+            for w in tp.icsk_mut().icsk_ca_priv.iter_mut() {
+                *w = next();
+            }
+            let rs = RateSample {
+                prior_delivered: next() as u32,
+                delivered: next() as i32,
+                interval_us: next() as i64 % 1_000_000,
+                rtt_us: next() as i64 % 1_000_000,
+                losses: next() as i32 % 4,
+                acked_sacked: next() as u32 % 200,
+                prior_in_flight: next() as u32,
+                is_app_limited: next() % 2 == 0,
+                is_ack_delayed: next() % 2 == 0,
+                ..RateSample::default()
+            };
+            match next() % 8 {
+                0 => cwnd_event(&mut tp, TcpCaEvent::TxStart),
+                1 => set_state(&mut tp, (next() % 5) as u8),
+                2 => {
+                    ssthresh(&mut tp);
+                }
+                3 => {
+                    undo_cwnd(&mut tp);
+                }
+                _ => {}
+            }
+            main(&mut tp, &rs);
+            assert!(tp.snd_cwnd <= tp.snd_cwnd_clamp, "clamp, iteration {i}");
+            if st(&tp).mode() == BBR_PROBE_RTT {
+                assert!(
+                    tp.snd_cwnd <= CWND_MIN_TARGET,
+                    "PROBE_RTT cap, iteration {i}"
+                );
+            }
+            assert!(min_tso_segs(&tp) == 1 || min_tso_segs(&tp) == 2);
+            assert!((1..=127).contains(&tso_segs_goal(&tp)));
+        }
+    }
 }

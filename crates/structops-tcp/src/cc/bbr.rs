@@ -269,11 +269,12 @@ fn xorshift32(mut x: u32) -> u32 {
 ///
 /// The seed is `skc_hash ^ skc_daddr ^ rol(skc_rcv_saddr, 7) ^ (skc_dport << 16 |
 /// skc_num) ^ rol(delivered, 13) ^ low(delivered_mstamp) ^ high(delivered_mstamp)`, mixed
-/// by MurmurHash3's finalizer (a result of 0 is replaced by `0x9e3779b9`): per connection, and fresh at every call, since `delivered`
-/// and `delivered_mstamp` advance. Each draw steps xorshift32 and takes its top byte `r`;
-/// as the kernel's constant-`ceil` path, `ceil * r` is accepted when its low byte is at
-/// least `256 % ceil`, and the result is `ceil * r >> 8`. After 8 rejected draws (chance
-/// below 10^-14 for `ceil == 7`) the last draw is taken as is, to bound the loop.
+/// by MurmurHash3's finalizer (a result of 0 is replaced by `0x9e3779b9`): per
+/// connection, and fresh at every call, since `delivered` and `delivered_mstamp` advance.
+/// Each draw steps xorshift32 and takes its top byte `r`; as in the kernel's
+/// constant-`ceil` path, `ceil * r` is accepted when its low byte is at least
+/// `256 % ceil`, and the result is `ceil * r >> 8`. After 8 rejected draws (chance below
+/// 10^-14 for `ceil == 7`) the last draw is taken as is, to bound the loop.
 pub fn random_below(tp: &TcpSock, ceil: u32) -> u32 {
     if ceil <= 1 {
         return 0;

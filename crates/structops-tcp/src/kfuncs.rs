@@ -21,10 +21,6 @@ use crate::types::{AckSample, RateSample, Sock, TcpCaEvent, TcpSock};
 
 /// A native function of one of the kfunc shapes of [`crate::btf`].
 #[derive(Clone, Copy)]
-#[allow(
-    dead_code,
-    reason = "`Control` is bbr_main's shape; BBR's kfuncs land with BBR"
-)]
 enum Native {
     Void(unsafe extern "C" fn(*mut Sock)),
     U32(unsafe extern "C" fn(*mut Sock) -> u32),
@@ -68,6 +64,14 @@ fn table() -> Vec<(&'static str, Native)> {
         ("dctcp_ssthresh", U32(cc::dctcp::dctcp_ssthresh)),
         ("dctcp_cwnd_undo", U32(cc::dctcp::dctcp_cwnd_undo)),
         ("dctcp_state", State(cc::dctcp::dctcp_state)),
+        ("bbr_init", Void(cc::bbr::bbr_init)),
+        ("bbr_main", Control(cc::bbr::bbr_main)),
+        ("bbr_sndbuf_expand", U32(cc::bbr::bbr_sndbuf_expand)),
+        ("bbr_undo_cwnd", U32(cc::bbr::bbr_undo_cwnd)),
+        ("bbr_cwnd_event", Event(cc::bbr::bbr_cwnd_event)),
+        ("bbr_ssthresh", U32(cc::bbr::bbr_ssthresh)),
+        ("bbr_min_tso_segs", U32(cc::bbr::bbr_min_tso_segs)),
+        ("bbr_set_state", State(cc::bbr::bbr_set_state)),
     ]
 }
 

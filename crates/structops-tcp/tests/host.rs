@@ -146,3 +146,65 @@ fn bpf_cc_cubic_calls_the_cubic_kfuncs() {
         assert_eq!(bpf.ca_ssthresh(), native.ca_ssthresh());
     }
 }
+
+/// Every kfunc the kernel exports for congestion controls has an implementation here.
+#[test]
+fn every_kernel_kfunc_is_implemented() {
+    let mut ours = structops_tcp::kfuncs::implemented();
+    ours.sort_unstable();
+    let mut kernel = structops::struct_ops::tcp_ca::KFUNCS.to_vec();
+    kernel.sort_unstable();
+    assert_eq!(ours, kernel);
+}
+
+/// The corpus tcp_ca_kfunc (every CUBIC, DCTCP and BBR kfunc) loads, attaches and runs.
+#[test]
+fn tcp_ca_kfunc_calls_every_kfunc() {
+    let Some(bytes) = corpus("tcp_ca_kfunc.bpf.o") else {
+        return;
+    };
+    for engine in engines() {
+        let host = TcpHost::new(HostConfig {
+            engine,
+            ..HostConfig::default()
+        })
+        .unwrap();
+        host.enter();
+        let _cc = host
+            .load_object(&bytes, "tcp_ca_kfunc.bpf.o", None)
+            .unwrap();
+        let mut s = host.socket();
+        s.snd_cwnd = 10;
+        s.mss_cache = 1448;
+        s.srtt_us = 20_000 << 3;
+        // An ECN connection: without, dctcp_init switches the socket to dctcp-reno, as
+        // in the kernel (tested below).
+        s.ecn_flags |= structops_tcp::types::TCP_ECN_OK;
+        host.set_congestion_control(&mut s, "tcp_ca_kfunc").unwrap();
+        let rs = structops_tcp::RateSample {
+            acked_sacked: 2,
+            delivered: 2,
+            interval_us: 20_000,
+            rtt_us: 20_000,
+            ..Default::default()
+        };
+        s.ca_cong_control(1, structops_tcp::types::FLAG_DATA_ACKED, &rs);
+        s.ca_in_ack_event(0);
+        assert_eq!(s.ca_sndbuf_expand(), Some(3), "bbr_sndbuf_expand");
+        assert!(s.ca_min_tso_segs().is_some_and(|n| n >= 1));
+        assert!(s.ca_ssthresh() >= 2);
+        s.ca_set_state(structops_tcp::TcpCaState::Loss);
+        assert!(
+            s.sk().sk_pacing_rate > 0,
+            "bbr_init and bbr_main set a pacing rate"
+        );
+        assert_eq!(s.ca_name(), "tcp_ca_kfunc");
+        // Without ECN, the dctcp_init kfunc falls back to dctcp-reno by writing
+        // icsk_ca_ops, as the kernel's does; the socket follows.
+        let mut plain = host.socket();
+        host.set_congestion_control(&mut plain, "tcp_ca_kfunc")
+            .unwrap();
+        assert_eq!(plain.ca_name(), "dctcp-reno");
+        assert_eq!(plain.ca_sndbuf_expand(), None);
+    }
+}

@@ -308,6 +308,7 @@ pub(crate) fn simulate(
         });
     }
     let goodputs: Vec<f64> = summaries.iter().map(|s| s.goodput_bps).collect();
+    let jain_all = jain(&goodputs);
     let integral = ctx.link.len_integral(end);
     let link = &ctx.link;
     let queue = QueueSummary {
@@ -324,8 +325,11 @@ pub(crate) fn simulate(
     };
     Ok(SimResult {
         duration_ns: end,
-        total_goodput_bps: goodputs.iter().sum(),
-        jain: jain(&goodputs),
+        total_goodput_bps: summaries
+            .iter()
+            .map(|s| s.delivered_bytes as f64 * 8.0 * SEC as f64 / end as f64)
+            .sum(),
+        jain: jain_all,
         flows: summaries,
         queue,
         series,

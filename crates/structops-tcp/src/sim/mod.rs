@@ -320,9 +320,9 @@ pub struct SimResult {
     pub duration_ns: u64,
     /// Per flow.
     pub flows: Vec<FlowSummary>,
-    /// Sum of the flows' goodputs (bit/s).
+    /// All payload delivered in order, over the whole run (bit/s).
     pub total_goodput_bps: f64,
-    /// Jain's fairness index over the flows' goodputs.
+    /// Jain's fairness index over the flows' goodputs (each over its active time).
     pub jain: f64,
     /// The bottleneck.
     pub queue: QueueSummary,

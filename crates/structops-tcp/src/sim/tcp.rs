@@ -24,13 +24,14 @@ use super::engine::Ctx;
 use super::event::Kind;
 use super::link::{PKT_CE, PKT_CWR, PKT_ECT};
 use super::{Hook, MSS};
+use crate::cc::minmax::{minmax_reset, minmax_running_min};
 use crate::host::{Socket, TcpHost};
 use crate::types::{
     AckSample, CA_ACK_ECE, CA_ACK_SLOWPATH, CA_ACK_WIN_UPDATE, FLAG_DATA_ACKED, FLAG_DATA_SACKED,
     FLAG_ECE, FLAG_LOST_RETRANS, FLAG_RETRANS_DATA_ACKED, FLAG_SLOWPATH, FLAG_SND_UNA_ADVANCED,
-    FLAG_WIN_UPDATE, ICSK_ACK_NOW, ICSK_ACK_SCHED, ICSK_ACK_TIMER, Minmax, MinmaxSample,
-    RateSample, SK_PACING_NEEDED, SK_PACING_NONE, TCP_ECN_DEMAND_CWR, TCP_ECN_OK,
-    TCP_ECN_QUEUE_CWR, TCP_ECN_SEEN, TCP_INFINITE_SSTHRESH, TCP_INIT_CWND, TcpCaEvent, TcpCaState,
+    FLAG_WIN_UPDATE, ICSK_ACK_NOW, ICSK_ACK_SCHED, ICSK_ACK_TIMER, RateSample, SK_PACING_NEEDED,
+    SK_PACING_NONE, TCP_ECN_DEMAND_CWR, TCP_ECN_OK, TCP_ECN_QUEUE_CWR, TCP_ECN_SEEN,
+    TCP_INFINITE_SSTHRESH, TCP_INIT_CWND, TcpCaEvent, TcpCaState,
 };
 
 /// `FLAG_DSACKING_ACK` (never set: D-SACK is not modelled).
@@ -109,39 +110,6 @@ fn us_delta(t1: u64, t0: u64) -> i64 {
 /// `tcp_skb_sent_after(t1, t2, seq1, seq2)`, with segment indices for sequences.
 fn sent_after(t1: u64, t2: u64, seq1: u64, seq2: u64) -> bool {
     t1 > t2 || (t1 == t2 && seq1 > seq2)
-}
-
-/// `minmax_running_min` (`lib/win_minmax.c`).
-fn minmax_running_min(m: &mut Minmax, win: u32, t: u32, meas: u32) -> u32 {
-    let val = MinmaxSample { t, v: meas };
-    if val.v <= m.s[0].v || val.t.wrapping_sub(m.s[2].t) > win {
-        m.s = [val; 3];
-        return val.v;
-    }
-    if val.v <= m.s[1].v {
-        m.s[1] = val;
-        m.s[2] = val;
-    } else if val.v <= m.s[2].v {
-        m.s[2] = val;
-    }
-    // minmax_subwin_update
-    let dt = val.t.wrapping_sub(m.s[0].t);
-    if dt > win {
-        m.s[0] = m.s[1];
-        m.s[1] = m.s[2];
-        m.s[2] = val;
-        if val.t.wrapping_sub(m.s[0].t) > win {
-            m.s[0] = m.s[1];
-            m.s[1] = m.s[2];
-            m.s[2] = val;
-        }
-    } else if m.s[1].t == m.s[0].t && dt > win / 4 {
-        m.s[1] = val;
-        m.s[2] = val;
-    } else if m.s[2].t == m.s[1].t && dt > win / 2 {
-        m.s[2] = val;
-    }
-    m.s[0].v
 }
 
 /// A lazily re-armed timer: at most one event per timer is pending in the queue; moving
@@ -469,12 +437,7 @@ impl Flow {
             sk.snd_cwnd_stamp = ctx.jiffies;
             // tcp_init_sock: app-limited until the first delivery, no RTT yet.
             sk.app_limited = !0;
-            sk.rtt_min = Minmax {
-                s: [MinmaxSample {
-                    t: ctx.jiffies,
-                    v: !0,
-                }; 3],
-            };
+            minmax_reset(&mut sk.rtt_min, ctx.jiffies, !0);
             sk.snd_una = isn;
             sk.snd_nxt = isn;
             sk.rcv_nxt = isn;
@@ -491,17 +454,20 @@ impl Flow {
         self.ack_update_rtt(ctx, 0, rtt, -1, rtt, &mut rs);
         self.sk.inet_conn.icsk_backoff = 0;
 
-        // tcp_set_congestion_control + tcp_init_congestion_control on both ends.
+        // ECN is negotiated in the handshake, before `init`, when the sender asks for it
+        // (its congestion control needs it, or the flow asks for RFC 3168 ECN) and the
+        // receiver accepts (tcp_ecn = 2). The host sets the congestion control and calls
+        // `init` in one step, so TCP_ECN_OK is set first and withdrawn after `init` if
+        // the congestion control turns out not to want ECN (only such a congestion
+        // control's `init` sees it set).
+        for sk in [&mut self.sk, &mut self.rsk] {
+            sk.ecn_flags |= TCP_ECN_OK;
+        }
         host.set_congestion_control(&mut self.sk, cc)?;
         self.trace(ctx, Hook::Init);
         host.set_congestion_control(&mut self.rsk, cc)?;
-        // ECN is negotiated when the sender asks for it (the CC needs it, or the flow
-        // asks for RFC 3168 ECN); the receiver accepts (tcp_ecn = 2).
-        let ecn_on = ecn || self.sk.needs_ecn();
-        for sk in [&mut self.sk, &mut self.rsk] {
-            if ecn_on {
-                sk.ecn_flags |= TCP_ECN_OK;
-            } else {
+        if !(ecn || self.sk.needs_ecn()) {
+            for sk in [&mut self.sk, &mut self.rsk] {
                 sk.ecn_flags &= !TCP_ECN_OK;
             }
         }
@@ -1891,16 +1857,8 @@ mod tests {
     }
 
     #[test]
-    fn windowed_min_forgets_old_samples() {
-        let mut m = Minmax {
-            s: [MinmaxSample { t: 0, v: !0 }; 3],
-        };
-        assert_eq!(minmax_running_min(&mut m, 100, 0, 50), 50);
-        assert_eq!(minmax_running_min(&mut m, 100, 10, 60), 50);
-        assert_eq!(minmax_running_min(&mut m, 100, 20, 40), 40);
-        assert_eq!(minmax_running_min(&mut m, 100, 90, 70), 40);
-        // 40 (t=20) leaves the window at t=121: the best later sample takes over.
-        assert_eq!(minmax_running_min(&mut m, 100, 125, 80), 70);
+    fn wrapping_sequence_comparisons() {
         assert!(before(0xffff_fff0, 5) && after(5, 0xffff_fff0));
+        assert!(!before(5, 5) && !after(5, 5));
     }
 }

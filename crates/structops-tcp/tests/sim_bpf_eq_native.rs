@@ -82,3 +82,54 @@ fn bpf_reno_cubic_dctcp_trace_equals_native() {
         }
     }
 }
+
+#[test]
+fn hot_swap_mid_run_reinitialises_the_flows() {
+    let host = TcpHost::new(HostConfig::default()).unwrap();
+    let bytes = object("cubic.bpf.o");
+    let mut cc = host.load_object(&bytes, "cubic.bpf.o", None).unwrap();
+    let sc = scenario(&cc.name, None, 0.002);
+    let plain = sim::run(&host, &sc, None).unwrap();
+    let swap_at = 2 * SEC;
+    let mut swaps = 0;
+    let swapped = sim::run_with(
+        &host,
+        &sc,
+        sim::RunOptions {
+            progress: None,
+            callbacks: vec![sim::Callback {
+                at_ns: swap_at,
+                f: Box::new(|h: &TcpHost| {
+                    h.update(&mut cc, &bytes, "cubic.bpf.o", None).unwrap();
+                    swaps += 1;
+                }),
+            }],
+        },
+    )
+    .unwrap();
+    assert_eq!(swaps, 1);
+    let before = |r: &SimResult| -> Vec<_> {
+        r.trace
+            .iter()
+            .filter(|e| e.time_ns < swap_at)
+            .copied()
+            .collect()
+    };
+    assert_eq!(before(&plain), before(&swapped), "identical up to the swap");
+    assert_ne!(plain.trace, swapped.trace, "the new table starts afresh");
+    // Both flows keep running on the new table.
+    for f in &swapped.flows {
+        assert!(f.goodput_bps > 5e6, "{f:?}");
+    }
+    let after = |r: &SimResult| -> f64 {
+        (0..2)
+            .map(|i| r.goodput_between(i, swap_at, sc.duration_ns))
+            .sum()
+    };
+    println!(
+        "goodput after the swap: {:.1} Mbit/s; without: {:.1}",
+        after(&swapped) / 1e6,
+        after(&plain) / 1e6
+    );
+    assert!(after(&swapped) > 0.8 * after(&plain), "{}", after(&swapped));
+}

@@ -120,7 +120,10 @@ pub(crate) fn register(rt: &Runtime) -> Result<(), (&'static str, Errno)> {
         prog_types: types.clone(),
         func: Arc::new(|caller: &mut Caller<'_>, a: [u64; 5]| {
             let sock = socket(caller, a[0])?;
-            sock.request_ack(a[1] as u32);
+            // The kernel's bpf_tcp_send_ack is __tcp_send_ack(sk, rcv_nxt): the same
+            // hook native congestion controls call.
+            let sk: *mut Socket = sock;
+            crate::cc::hooks::send_ack(sk.cast(), a[1] as u32);
             Ok(0)
         }),
     };

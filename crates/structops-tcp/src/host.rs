@@ -50,8 +50,8 @@ use thiserror::Error;
 
 use crate::clock;
 use crate::types::{
-    AckSample, RateSample, Sock, TCP_CONG_NEEDS_ECN, TCP_ECN_OK, TcpCaEvent, TcpCaState,
-    TcpCongestionOps, TcpSock,
+    AckSample, RateSample, Sock, TCP_CONG_NEEDS_ECN, TcpCaEvent, TcpCaState, TcpCongestionOps,
+    TcpSock,
 };
 
 /// How to build a [`TcpHost`].
@@ -436,10 +436,16 @@ impl TcpHost {
         self.hz
     }
 
-    /// Makes the calling thread's clock use this host's `CONFIG_HZ` (a simulation does
-    /// this on the thread it runs on).
+    /// Prepares the calling thread to run this host's sockets (a simulation does this on
+    /// the thread it runs on): the clock's `CONFIG_HZ`, and — unless the thread has one —
+    /// a send-ACK hook ([`crate::cc::hooks`]) that queues each requested ACK on its
+    /// [`Socket`] ([`Socket::take_send_acks`]).
     pub fn enter(&self) {
         clock::set_hz(self.hz);
+        let prev = crate::cc::hooks::set_send_ack(Some(queue_send_ack));
+        if prev.is_some() {
+            crate::cc::hooks::set_send_ack(prev);
+        }
     }
 
     /// The registered congestion controls, in registration order
@@ -549,6 +555,7 @@ impl TcpHost {
         tp.sk_mut().sk_pacing_shift = 10;
         tp.sk_mut().sk_max_pacing_rate = !0;
         tp.sk_mut().sk_gso_max_segs = 64;
+        tp.sk_mut().sk_gso_max_size = 65536;
         let sock = Box::new(Socket {
             tp,
             ca: None,
@@ -578,6 +585,10 @@ impl TcpHost {
 
 /// `TCP_ESTABLISHED`.
 pub const TCP_ESTABLISHED: u8 = 1;
+/// `INET_ECN_MASK`.
+const INET_ECN_MASK: u8 = 3;
+/// `INET_ECN_ECT_0`.
+const INET_ECN_ECT_0: u8 = 2;
 
 /// The struct_ops map to attach: `map`, or the only one.
 fn pick_map(obj: &LoadedObject, path: &str, map: Option<&str>) -> Result<String, HostError> {
@@ -678,6 +689,7 @@ impl Socket {
     fn reinit(&mut self, cc: Cc) {
         self.ca_release();
         let needs_ecn = cc.ops().flags & TCP_CONG_NEEDS_ECN != 0;
+        self.tp.icsk_mut().icsk_ca_ops = cc.ops;
         self.ca = Some(cc);
         self.tp.icsk_mut().set_ca_setsockopt(true);
         self.tp.icsk_mut().icsk_ca_priv = [0; crate::types::ICSK_CA_PRIV_SIZE / 8];
@@ -686,12 +698,15 @@ impl Socket {
     }
 
     fn set_ecn_xmit(&mut self, on: bool) {
-        // INET_ECN_xmit / INET_ECN_dontxmit: whether data goes out ECT.
-        if on {
-            self.tp.ecn_flags |= TCP_ECN_OK;
-        } else {
-            self.tp.ecn_flags &= !TCP_ECN_OK;
-        }
+        // INET_ECN_xmit / INET_ECN_dontxmit: whether data goes out ECT(0) (the ECN bits
+        // of the TOS byte). Negotiation (`TCP_ECN_OK`) is the connection's business.
+        let tos = &mut self.tp.icsk_mut().icsk_inet.tos;
+        *tos = (*tos & !INET_ECN_MASK) | if on { INET_ECN_ECT_0 } else { 0 };
+    }
+
+    /// Whether data goes out ECN-capable (`INET_ECN_xmit` was last called).
+    pub fn ecn_xmit(&self) -> bool {
+        self.tp.icsk().icsk_inet.tos & INET_ECN_MASK == INET_ECN_ECT_0
     }
 
     /// `tcp_set_congestion_control` (`load = false`, privileged), without the
@@ -774,9 +789,31 @@ impl Socket {
             // holds a reference into the socket across the call.
             unsafe { f(Socket::sk(p)) };
         }
+        self.adopt_native_switch();
         let ecn = self.needs_ecn();
         self.set_ecn_xmit(ecn);
         self.tp.icsk_mut().set_ca_initialized(true);
+    }
+
+    /// A built-in congestion control's `init` may switch the socket to another built-in
+    /// table by writing `icsk_ca_ops` (DCTCP falls back to Reno without ECN), as kernel
+    /// modules do; programs cannot write it. Follow such a switch.
+    fn adopt_native_switch(&mut self) {
+        let now = self.tp.icsk().icsk_ca_ops;
+        let Some(cur) = &self.ca else {
+            return;
+        };
+        if now.is_null() || std::ptr::eq(now, cur.ops) {
+            return;
+        }
+        if crate::cc::is_builtin_table(now) {
+            // SAFETY: `now` is one of the built-in statics (checked just above).
+            let ops: &'static TcpCongestionOps = unsafe { &*now };
+            self.ca = Some(Cc::builtin(ops));
+        } else {
+            // Anything else is not a table this host knows: keep the current one.
+            self.tp.icsk_mut().icsk_ca_ops = cur.ops;
+        }
     }
 
     /// `tcp_cleanup_congestion_control`: `release`.
@@ -893,6 +930,13 @@ impl Drop for Socket {
         self.shared.sockets().remove(&addr);
         self.storage.release();
     }
+}
+
+/// The send-ACK hook [`TcpHost::enter`] installs: queues the ACK on the socket.
+fn queue_send_ack(sk: *mut Sock, rcv_nxt: u32) {
+    // SAFETY: the hooks are called with the `struct sock *` of the member being run,
+    // which for this host's sockets is a `Socket` (see `socket_of`).
+    unsafe { socket_of(sk.expose_provenance() as u64) }.request_ack(rcv_nxt);
 }
 
 /// The [`Socket`] a `struct sock *` handed to a congestion control belongs to.

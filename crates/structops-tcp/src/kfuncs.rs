@@ -21,10 +21,6 @@ use crate::types::{AckSample, RateSample, Sock, TcpCaEvent, TcpSock};
 
 /// A native function of one of the kfunc shapes of [`crate::btf`].
 #[derive(Clone, Copy)]
-#[allow(
-    dead_code,
-    reason = "the CUBIC, DCTCP and BBR kfuncs of these shapes land with their algorithms"
-)]
 enum Native {
     Void(unsafe extern "C" fn(*mut Sock)),
     U32(unsafe extern "C" fn(*mut Sock) -> u32),
@@ -50,6 +46,32 @@ fn table() -> Vec<(&'static str, Native)> {
         ("tcp_reno_undo_cwnd", U32(cc::reno::tcp_reno_undo_cwnd)),
         ("tcp_slow_start", SlowStart(cc::reno::tcp_slow_start)),
         ("tcp_cong_avoid_ai", Ai(cc::reno::tcp_cong_avoid_ai)),
+        ("cubictcp_init", Void(cc::cubic::cubictcp_init)),
+        (
+            "cubictcp_recalc_ssthresh",
+            U32(cc::cubic::cubictcp_recalc_ssthresh),
+        ),
+        (
+            "cubictcp_cong_avoid",
+            CongAvoid(cc::cubic::cubictcp_cong_avoid),
+        ),
+        ("cubictcp_state", State(cc::cubic::cubictcp_state)),
+        ("cubictcp_cwnd_event", Event(cc::cubic::cubictcp_cwnd_event)),
+        ("cubictcp_acked", Acked(cc::cubic::cubictcp_acked)),
+        ("dctcp_init", Void(cc::dctcp::dctcp_init)),
+        ("dctcp_update_alpha", Flags(cc::dctcp::dctcp_update_alpha)),
+        ("dctcp_cwnd_event", Event(cc::dctcp::dctcp_cwnd_event)),
+        ("dctcp_ssthresh", U32(cc::dctcp::dctcp_ssthresh)),
+        ("dctcp_cwnd_undo", U32(cc::dctcp::dctcp_cwnd_undo)),
+        ("dctcp_state", State(cc::dctcp::dctcp_state)),
+        ("bbr_init", Void(cc::bbr::bbr_init)),
+        ("bbr_main", Control(cc::bbr::bbr_main)),
+        ("bbr_sndbuf_expand", U32(cc::bbr::bbr_sndbuf_expand)),
+        ("bbr_undo_cwnd", U32(cc::bbr::bbr_undo_cwnd)),
+        ("bbr_cwnd_event", Event(cc::bbr::bbr_cwnd_event)),
+        ("bbr_ssthresh", U32(cc::bbr::bbr_ssthresh)),
+        ("bbr_min_tso_segs", U32(cc::bbr::bbr_min_tso_segs)),
+        ("bbr_set_state", State(cc::bbr::bbr_set_state)),
     ]
 }
 

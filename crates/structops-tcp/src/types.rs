@@ -217,6 +217,8 @@ pub struct Sock {
     pub sk_gso_max_segs: u16,
     /// Pacing shift (`sk_pacing_shift`, 10 by default: 1 ms of data per TSO burst).
     pub sk_pacing_shift: u8,
+    /// Largest GSO packet in bytes (CUBIC's HyStart sizes its ACK-delay cushion by it).
+    pub sk_gso_max_size: u32,
 }
 
 /// `struct inet_sock`.
@@ -474,6 +476,11 @@ pub struct TcpSock {
     pub bytes_acked: u64,
     /// Bytes received.
     pub bytes_received: u64,
+    /// Departure time (ns, `tcp_clock_cache`'s clock) scheduled for the next data packet
+    /// (earliest departure time pacing; BBR's `bbr_packets_in_net_at_edt` reads it).
+    pub tcp_wstamp_ns: u64,
+    /// Total data packets lost, including retransmissions (BBR's long-term sampling).
+    pub lost: u32,
 }
 
 impl Default for TcpSock {
@@ -528,6 +535,8 @@ impl Default for TcpSock {
             delivered_mstamp: 0,
             bytes_acked: 0,
             bytes_received: 0,
+            tcp_wstamp_ns: 0,
+            lost: 0,
         }
     }
 }

@@ -105,3 +105,106 @@ fn registration_sockets_and_hot_swap_with_tcp_ca_update() {
         assert!(!host.available().contains(&"tcp_ca_update".to_string()));
     }
 }
+
+/// Kernel selftest CC programs that call the CUBIC kfuncs load, attach and run.
+#[test]
+fn bpf_cc_cubic_calls_the_cubic_kfuncs() {
+    let Some(bytes) = corpus("bpf_cc_cubic.bpf.o") else {
+        return;
+    };
+    for engine in engines() {
+        let host = TcpHost::new(HostConfig {
+            engine,
+            ..HostConfig::default()
+        })
+        .unwrap();
+        host.enter();
+        let cc = host
+            .load_object(&bytes, "bpf_cc_cubic.bpf.o", None)
+            .unwrap();
+        assert_eq!(cc.name, "bpf_cc_cubic");
+        let mut bpf = host.socket();
+        let mut native = host.socket();
+        for (s, name) in [(&mut bpf, "bpf_cc_cubic"), (&mut native, "cubic")] {
+            s.snd_cwnd = 10;
+            s.mss_cache = 1448;
+            s.max_packets_out = 10;
+            host.set_congestion_control(s, name).unwrap();
+        }
+        // cong_avoid through cong_control: the BPF program calls cubictcp_cong_avoid.
+        let rs = structops_tcp::RateSample {
+            acked_sacked: 2,
+            ..Default::default()
+        };
+        for i in 0..50u32 {
+            structops_tcp::clock::set_now_ns(u64::from(i) * 1_000_000);
+            bpf.ca_cong_control(i, structops_tcp::types::FLAG_DATA_ACKED, &rs);
+            native.ca_cong_avoid(i, 2);
+        }
+        assert_eq!(bpf.snd_cwnd, native.snd_cwnd, "{engine:?}");
+        assert!(bpf.snd_cwnd > 10, "slow start grew cwnd: {}", bpf.snd_cwnd);
+        assert_eq!(bpf.ca_ssthresh(), native.ca_ssthresh());
+    }
+}
+
+/// Every kfunc the kernel exports for congestion controls has an implementation here.
+#[test]
+fn every_kernel_kfunc_is_implemented() {
+    let mut ours = structops_tcp::kfuncs::implemented();
+    ours.sort_unstable();
+    let mut kernel = structops::struct_ops::tcp_ca::KFUNCS.to_vec();
+    kernel.sort_unstable();
+    assert_eq!(ours, kernel);
+}
+
+/// The corpus tcp_ca_kfunc (every CUBIC, DCTCP and BBR kfunc) loads, attaches and runs.
+#[test]
+fn tcp_ca_kfunc_calls_every_kfunc() {
+    let Some(bytes) = corpus("tcp_ca_kfunc.bpf.o") else {
+        return;
+    };
+    for engine in engines() {
+        let host = TcpHost::new(HostConfig {
+            engine,
+            ..HostConfig::default()
+        })
+        .unwrap();
+        host.enter();
+        let _cc = host
+            .load_object(&bytes, "tcp_ca_kfunc.bpf.o", None)
+            .unwrap();
+        let mut s = host.socket();
+        s.snd_cwnd = 10;
+        s.mss_cache = 1448;
+        s.srtt_us = 20_000 << 3;
+        // An ECN connection: without, dctcp_init switches the socket to dctcp-reno, as
+        // in the kernel (tested below).
+        s.ecn_flags |= structops_tcp::types::TCP_ECN_OK;
+        host.set_congestion_control(&mut s, "tcp_ca_kfunc").unwrap();
+        let rs = structops_tcp::RateSample {
+            acked_sacked: 2,
+            delivered: 2,
+            interval_us: 20_000,
+            rtt_us: 20_000,
+            ..Default::default()
+        };
+        s.ca_cong_control(1, structops_tcp::types::FLAG_DATA_ACKED, &rs);
+        s.ca_in_ack_event(0);
+        assert_eq!(s.ca_sndbuf_expand(), Some(3), "bbr_sndbuf_expand");
+        assert!(s.ca_min_tso_segs().is_some_and(|n| n >= 1));
+        assert!(s.ca_ssthresh() >= 2);
+        s.ca_set_state(structops_tcp::TcpCaState::Loss);
+        assert!(
+            s.sk().sk_pacing_rate > 0,
+            "bbr_init and bbr_main set a pacing rate"
+        );
+        assert_eq!(s.ca_name(), "tcp_ca_kfunc");
+        // Without ECN, the dctcp_init kfunc falls back to dctcp-reno by writing
+        // icsk_ca_ops, as the kernel's does; the socket follows.
+        let mut plain = host.socket();
+        host.set_congestion_control(&mut plain, "tcp_ca_kfunc")
+            .unwrap();
+        assert_eq!(plain.ca_name(), "dctcp-reno");
+        assert_eq!(plain.ca_sndbuf_expand(), None);
+    }
+}

@@ -12,6 +12,8 @@
 pub mod bbr;
 pub mod cubic;
 pub mod dctcp;
+pub mod hooks;
+pub mod minmax;
 pub mod reno;
 
 use crate::types::{Sock, TcpCongestionOps, TcpSock};
@@ -31,4 +33,10 @@ pub unsafe fn tcp_sk<'a>(sk: *mut Sock) -> &'a mut TcpSock {
 /// default fallback).
 pub fn builtins() -> [&'static TcpCongestionOps; 4] {
     [&reno::RENO, &cubic::CUBIC, &dctcp::DCTCP, &bbr::BBR]
+}
+
+/// Is `ops` one of the built-in static tables (the [`builtins`] or DCTCP's Reno
+/// fallback)?
+pub fn is_builtin_table(ops: *const TcpCongestionOps) -> bool {
+    builtins().iter().any(|b| std::ptr::eq(*b, ops)) || std::ptr::eq(&dctcp::DCTCP_RENO, ops)
 }

@@ -356,6 +356,48 @@ impl Drop for LoadedCc {
     }
 }
 
+/// An object whose struct_ops maps were all attached ([`TcpHost::attach_all`]): each
+/// map's result, and the registrations that succeeded, undone (in reverse order) when
+/// this is dropped.
+pub struct AttachedObject {
+    obj: LoadedObject,
+    maps: Vec<(String, Result<StructOpsLink, Errno>)>,
+    rt: Arc<Runtime>,
+}
+
+impl fmt::Debug for AttachedObject {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AttachedObject")
+            .field("maps", &self.results())
+            .finish_non_exhaustive()
+    }
+}
+
+impl AttachedObject {
+    /// The loaded object.
+    pub fn object(&self) -> &LoadedObject {
+        &self.obj
+    }
+
+    /// Each struct_ops map in object order, with its attach's result.
+    pub fn results(&self) -> Vec<(&str, Result<(), Errno>)> {
+        self.maps
+            .iter()
+            .map(|(n, r)| (n.as_str(), r.as_ref().map(drop).map_err(|e| *e)))
+            .collect()
+    }
+}
+
+impl Drop for AttachedObject {
+    fn drop(&mut self) {
+        for (_, r) in self.maps.iter().rev() {
+            if let Ok(link) = r {
+                let _ = link.detach(&self.rt);
+            }
+        }
+    }
+}
+
 impl TcpHost {
     /// A runtime with the TCP host BTF, `tcp_congestion_ops`, the kfuncs and helpers,
     /// the simulated clock and the built-in congestion controls.
@@ -498,12 +540,55 @@ impl TcpHost {
     ///
     /// [`HostError::Load`].
     pub fn load(&self, bytes: &[u8], path: &str) -> Result<LoadedObject, HostError> {
+        self.load_with(bytes, path, &LoadOptions::default())
+    }
+
+    /// [`TcpHost::load`] with loader options, e.g. a `__ksym` resolver that knows only
+    /// the kfuncs of the congestion-control modules some kernel has.
+    ///
+    /// # Errors
+    ///
+    /// [`HostError::Load`].
+    pub fn load_with(
+        &self,
+        bytes: &[u8],
+        path: &str,
+        opts: &LoadOptions<'_>,
+    ) -> Result<LoadedObject, HostError> {
         let err = |source| HostError::Load {
             path: path.to_string(),
             source,
         };
         let loader = ObjectLoader::open(bytes, path).map_err(err)?;
-        loader.load(&self.rt, &LoadOptions::default()).map_err(err)
+        loader.load(&self.rt, opts).map_err(err)
+    }
+
+    /// Attaches every struct_ops map of `obj` in object order, as a libbpf program
+    /// calling `bpf_map__attach_struct_ops` on each does: a later map sees what the
+    /// earlier ones registered (`EEXIST` for a second table with the same name). The
+    /// registrations last until the returned [`AttachedObject`] is dropped.
+    pub fn attach_all(&self, obj: LoadedObject) -> AttachedObject {
+        let names: Vec<String> = obj
+            .object()
+            .maps()
+            .iter()
+            .filter(|m| m.struct_ops().is_some())
+            .map(|m| m.name().to_string())
+            .collect();
+        let maps = names
+            .into_iter()
+            .map(|name| {
+                let r = obj
+                    .attach_struct_ops(&self.rt, &name)
+                    .map_err(|e| e.errno());
+                (name, r)
+            })
+            .collect();
+        AttachedObject {
+            obj,
+            maps,
+            rt: self.rt.clone(),
+        }
     }
 
     /// Hot swap: moves `cc`'s link to the struct_ops map `map` of the object `bytes`

@@ -19,7 +19,7 @@ pub mod host;
 pub mod kfuncs;
 pub mod types;
 
-pub use host::{HostConfig, HostError, LoadedCc, Socket, TcpHost};
+pub use host::{AttachedObject, HostConfig, HostError, LoadedCc, Socket, TcpHost};
 
 pub use types::{
     AckSample, InetConnectionSock, RateSample, Sock, TcpCaEvent, TcpCaState, TcpCongestionOps,

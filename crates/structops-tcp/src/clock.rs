@@ -16,13 +16,17 @@ use std::cell::Cell;
 pub const DEFAULT_HZ: u32 = 250;
 
 thread_local! {
-    /// (simulated ns since the start, HZ).
-    static NOW: Cell<(u64, u32)> = const { Cell::new((0, DEFAULT_HZ)) };
+    /// (simulated ns since the start, HZ, the boot offset at that HZ).
+    static NOW: Cell<(u64, u32, u64)> =
+        const { Cell::new((0, DEFAULT_HZ, boot_offset_ns(DEFAULT_HZ))) };
 }
 
 /// Sets this thread's simulated time, in ns since the simulation started.
 pub fn set_now_ns(ns: u64) {
-    NOW.with(|c| c.set((ns, c.get().1)));
+    NOW.with(|c| {
+        let (_, hz, off) = c.get();
+        c.set((ns, hz, off));
+    });
 }
 
 /// This thread's simulated time, in ns since the simulation started.
@@ -33,7 +37,7 @@ pub fn now_ns() -> u64 {
 /// Sets this thread's `CONFIG_HZ` (0 is taken as [`DEFAULT_HZ`]).
 pub fn set_hz(hz: u32) {
     let hz = if hz == 0 { DEFAULT_HZ } else { hz };
-    NOW.with(|c| c.set((c.get().0, hz)));
+    NOW.with(|c| c.set((c.get().0, hz, boot_offset_ns(hz))));
 }
 
 /// This thread's `CONFIG_HZ`.
@@ -44,21 +48,21 @@ pub fn hz() -> u32 {
 /// The monotonic clock (`ktime_get_ns()`): the simulated time plus the boot offset that
 /// puts `jiffies` at `INITIAL_JIFFIES` when the simulation starts.
 pub fn ktime_ns() -> u64 {
-    let (ns, hz) = NOW.with(|c| c.get());
-    boot_offset_ns(hz).wrapping_add(ns)
+    let (ns, _, off) = NOW.with(|c| c.get());
+    off.wrapping_add(ns)
 }
 
 /// `(u64)INITIAL_JIFFIES` in ns at `hz`: `2^32 - 300 * HZ` ticks.
-fn boot_offset_ns(hz: u32) -> u64 {
-    let ticks = (1u64 << 32) - 300 * u64::from(hz);
-    (u128::from(ticks) * 1_000_000_000 / u128::from(hz)) as u64 + 1
+const fn boot_offset_ns(hz: u32) -> u64 {
+    let ticks = (1u64 << 32) - 300 * hz as u64;
+    (ticks as u128 * 1_000_000_000 / hz as u128) as u64 + 1
 }
 
 /// `get_jiffies_64()`, computed from [`ktime_ns`] exactly as the runtime's `bpf_jiffies64`
-/// does (`ns * HZ / 10^9`).
+/// does ([`structops::exec::jiffies`]: `ns * HZ / 10^9`).
 pub fn jiffies64() -> u64 {
-    let hz = hz();
-    (u128::from(ktime_ns()) * u128::from(hz) / 1_000_000_000) as u64
+    let (ns, hz, off) = NOW.with(|c| c.get());
+    structops::exec::jiffies(off.wrapping_add(ns), u64::from(hz))
 }
 
 /// `tcp_jiffies32`.

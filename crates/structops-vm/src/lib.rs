@@ -103,6 +103,6 @@ pub use interp::{
 };
 pub use jit::{
     ArgKind, Engine, EntryEnv, EntryPoint, FuncModel, JitError, JitOptions, JitProgram,
-    MachineCode, RetKind, Target, emit_entry_machine_code, emit_machine_code,
+    MachineCode, NullaryHelpers, RetKind, Target, emit_entry_machine_code, emit_machine_code,
 };
 pub use memory::{Access, MAX_CALL_FRAMES, Region, STACK_SIZE};

@@ -282,6 +282,44 @@ fn now(rt: &ProgRegistry, kind: ClockKind) -> u64 {
     }
 }
 
+/// `bpf_jiffies64` from the monotonic clock: `ns * HZ / 10^9`, in 64-bit arithmetic
+/// when `HZ` divides a second (every usual `CONFIG_HZ` but 300), which gives the same
+/// result as the exact 128-bit form used otherwise.
+pub fn jiffies(ns: u64, hz: u64) -> u64 {
+    let hz = hz.max(1);
+    if 1_000_000_000 % hz == 0 {
+        ns / (1_000_000_000 / hz)
+    } else {
+        (u128::from(ns) * u128::from(hz) / 1_000_000_000) as u64
+    }
+}
+
+/// The time helpers as direct native calls of JIT code
+/// ([`structops_vm::JitOptions::nullary_helpers`], set by `prog_load`): `data` is the
+/// address of the runtime's [`ProgRegistry`], which outlives every run of its programs
+/// (runs borrow it, entry points hold it). A panicking host clock gives 0 rather than
+/// unwinding into JIT code.
+pub(crate) unsafe extern "C" fn native_time(id: u64, data: u64) -> u64 {
+    // SAFETY: `data` is the registry's address, alive for the run (see above).
+    let rt = unsafe { &*std::ptr::with_exposed_provenance::<ProgRegistry>(data as usize) };
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match id as u32 as i32 {
+        h::BPF_FUNC_KTIME_GET_NS => now(rt, ClockKind::Monotonic),
+        h::BPF_FUNC_KTIME_GET_BOOT_NS => now(rt, ClockKind::Boottime),
+        h::BPF_FUNC_KTIME_GET_COARSE_NS => now(rt, ClockKind::MonotonicCoarse),
+        h::BPF_FUNC_JIFFIES64 => jiffies(now(rt, ClockKind::Monotonic), u64::from(rt.hz)),
+        _ => 0,
+    }))
+    .unwrap_or(0)
+}
+
+/// The helpers [`native_time`] implements.
+pub(crate) const NATIVE_TIME_HELPERS: [i32; 4] = [
+    h::BPF_FUNC_KTIME_GET_NS,
+    h::BPF_FUNC_KTIME_GET_BOOT_NS,
+    h::BPF_FUNC_KTIME_GET_COARSE_NS,
+    h::BPF_FUNC_JIFFIES64,
+];
+
 /// The runtime's environment for one run of one program (and the programs it tail-calls).
 pub struct ProgEnv<'r> {
     rt: &'r ProgRegistry,
@@ -678,10 +716,7 @@ impl<'r> ProgEnv<'r> {
             h::BPF_FUNC_KTIME_GET_NS => Ok(now(self.rt, ClockKind::Monotonic)),
             h::BPF_FUNC_KTIME_GET_BOOT_NS => Ok(now(self.rt, ClockKind::Boottime)),
             h::BPF_FUNC_KTIME_GET_COARSE_NS => Ok(now(self.rt, ClockKind::MonotonicCoarse)),
-            h::BPF_FUNC_JIFFIES64 => {
-                let ns = u128::from(now(self.rt, ClockKind::Monotonic));
-                Ok((ns * u128::from(self.hz) / 1_000_000_000) as u64)
-            }
+            h::BPF_FUNC_JIFFIES64 => Ok(jiffies(now(self.rt, ClockKind::Monotonic), self.hz)),
             h::BPF_FUNC_GET_PRANDOM_U32 => {
                 if self.rng == 0 {
                     self.rng = seed(self.rt);

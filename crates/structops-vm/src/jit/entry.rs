@@ -66,6 +66,8 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use super::NullaryHelpers;
+
 use cranelift_codegen::Context;
 use cranelift_codegen::control::ControlPlane;
 use cranelift_codegen::ir::condcodes::IntCC;
@@ -331,13 +333,16 @@ impl std::fmt::Debug for EntryPoint {
     }
 }
 
-/// Whether the program calls into its environment at run time.
-fn needs_env(code: &Code) -> bool {
+/// Whether the program calls into its environment at run time (helpers
+/// compiled as direct native calls, `nullary`, do not count).
+fn needs_env(code: &Code, nullary: Option<&NullaryHelpers>) -> bool {
     code.inner().insts.iter().any(|inst| {
+        if let Inst::Helper { id } = inst {
+            return !nullary.is_some_and(|n| n.covers(*id));
+        }
         matches!(
             inst,
-            Inst::Helper { .. }
-                | Inst::TailCall
+            Inst::TailCall
                 | Inst::Kfunc { .. }
                 | Inst::LdFunc { .. }
                 | Inst::LdImm64Env { .. }
@@ -405,12 +410,14 @@ impl EntryPoint {
         });
         let data_addr = std::ptr::from_ref::<EntryData>(&data).expose_provenance() as u64;
         let direct = match &data.prog {
-            Some(p) if !needs_env(code) => p.entry().map(|f| {
-                (
-                    f as usize as u64,
-                    p.function_count().clamp(1, MAX_CALL_FRAMES),
-                )
-            }),
+            Some(p) if !needs_env(code, p.options().nullary_helpers.as_ref()) => {
+                p.entry().map(|f| {
+                    (
+                        f as usize as u64,
+                        p.function_count().clamp(1, MAX_CALL_FRAMES),
+                    )
+                })
+            }
             _ => None,
         };
         let call = match direct {

@@ -183,6 +183,69 @@ pub struct JitOptions {
     /// plant chosen byte sequences in executable memory (JIT spraying).
     /// Costs a load per function and an XOR per immediate.
     pub blind_constants: bool,
+    /// Helpers without arguments that need no environment (the time helpers): the
+    /// compiled code calls them directly instead of through the environment, and a
+    /// program whose only environment needs are these runs on the direct path of an
+    /// entry point ([`crate::EntryPoint`]).
+    pub nullary_helpers: Option<NullaryHelpers>,
+}
+
+/// Helpers of no arguments compiled as direct native calls
+/// ([`JitOptions::nullary_helpers`]): `func(id, data)` returns the helper's result.
+///
+/// Whoever sets them promises that `func` is sound to call with `data` whenever the
+/// compiled code runs (what `data` points to outlives every run), that it does what the
+/// environment's helper `id` does, and that it does not unwind.
+#[derive(Clone, Copy, Debug)]
+pub struct NullaryHelpers {
+    /// Helper ids below 256, as a bit set (`ids[id / 64] >> (id % 64) & 1`).
+    pub ids: [u64; 4],
+    /// The implementation.
+    pub func: unsafe extern "C" fn(id: u64, data: u64) -> u64,
+    /// Its second argument.
+    pub data: u64,
+}
+
+impl PartialEq for NullaryHelpers {
+    /// Same ids, data and function address.
+    fn eq(&self, other: &NullaryHelpers) -> bool {
+        self.ids == other.ids
+            && self.data == other.data
+            && self.func as usize == other.func as usize
+    }
+}
+
+impl Eq for NullaryHelpers {}
+
+impl std::hash::Hash for NullaryHelpers {
+    fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
+        self.ids.hash(h);
+        self.data.hash(h);
+        (self.func as usize).hash(h);
+    }
+}
+
+impl NullaryHelpers {
+    /// Whether helper `id` is one of them.
+    pub fn covers(&self, id: i32) -> bool {
+        u32::try_from(id)
+            .ok()
+            .filter(|&i| i < 256)
+            .is_some_and(|i| self.ids[(i / 64) as usize] >> (i % 64) & 1 == 1)
+    }
+
+    /// The set of `ids`.
+    pub fn id_set(ids: &[i32]) -> [u64; 4] {
+        let mut set = [0u64; 4];
+        for &id in ids {
+            if let Ok(i) = u32::try_from(id)
+                && i < 256
+            {
+                set[(i / 64) as usize] |= 1 << (i % 64);
+            }
+        }
+        set
+    }
 }
 
 impl Default for JitOptions {
@@ -192,6 +255,7 @@ impl Default for JitOptions {
             capture_registers: false,
             keep_ir: false,
             blind_constants: false,
+            nullary_helpers: None,
         }
     }
 }

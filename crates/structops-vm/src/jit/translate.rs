@@ -1270,6 +1270,24 @@ impl<'a, 'b> FunctionTranslator<'a, 'b> {
             Inst::Helper { id } if id == BPF_FUNC_LOOP && self.has_callbacks() => {
                 self.inline_loop(idx);
             }
+            Inst::Helper { id }
+                if let Some(n) = self.options.nullary_helpers.filter(|n| n.covers(id)) =>
+            {
+                // A direct native call: no program state is read, none changes.
+                let mut sig = Signature::new(self.isa.default_call_conv());
+                sig.params.push(AbiParam::new(I64));
+                sig.params.push(AbiParam::new(I64));
+                sig.returns.push(AbiParam::new(I64));
+                let sig = self.builder.import_signature(sig);
+                let callee = self.iconst(n.func as usize as u64);
+                let args = [self.iconst(id as u32 as u64), self.iconst(n.data)];
+                let call = self.builder.ins().call_indirect(sig, callee, &args);
+                let r0 = match self.builder.inst_results(call).first() {
+                    Some(&v) => v,
+                    None => self.builder.ins().iconst(I64, 0),
+                };
+                self.set(0, r0);
+            }
             Inst::Helper { id } => {
                 let r0 = self.call_helper(idx, id);
                 self.set(0, r0);

@@ -535,6 +535,17 @@ impl Runtime {
                         crate::JitHarden::Unprivileged => !self.caps().sys_admin(),
                         crate::JitHarden::All => true,
                     },
+                    // The time helpers run as direct calls, unless calls are traced
+                    // (a trace sees every helper call through the environment).
+                    nullary_helpers: (!self.progs.trace_on.load(Ordering::Relaxed)).then(|| {
+                        structops_vm::NullaryHelpers {
+                            ids: structops_vm::NullaryHelpers::id_set(
+                                &crate::exec::NATIVE_TIME_HELPERS,
+                            ),
+                            func: crate::exec::native_time,
+                            data: Arc::as_ptr(&self.progs).expose_provenance() as u64,
+                        }
+                    }),
                     ..structops_vm::JitOptions::default()
                 };
                 Verification::Verified(Box::new(VerifiedProgram::new(
@@ -887,6 +898,9 @@ impl Runtime {
 
     /// Calls `trace` after every helper and kfunc call of every run that starts from
     /// now on, in order, with its arguments and result (`None` turns tracing off).
+    /// Set it before loading the programs to trace: JIT code loaded without a trace
+    /// calls the time helpers directly (not through the environment), so they do not
+    /// appear in traces.
     /// For debugging and for differential tests of the engines; a runtime without a
     /// trace pays one relaxed load per run.
     pub fn set_helper_trace(&self, trace: Option<crate::prog::HelperTrace>) {

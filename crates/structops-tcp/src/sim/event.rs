@@ -221,7 +221,7 @@ mod tests {
                 flags: 0,
                 c: 0,
             });
-            if x % 4 == 0 {
+            if x.is_multiple_of(4) {
                 let (a, b) = (q.pop().map(|e| e.a), plain.pop().map(|e| e.a));
                 assert_eq!(a, b);
             }

@@ -22,15 +22,24 @@
  *       bpf_object__load of the whole object, then BPF_PROG_TEST_RUN of NAME with
  *       the u64 arguments as ctx_in (and argument 0 pointing at an int holding N
  *       with --state, for bpf_dummy_ops): retval, state and ".bss" afterwards.
+ *   libbpf_report attach FILE.o
+ *       The attach transcript: bpf_object__load (its errno, 0 when it loads), then
+ *       bpf_map__attach_struct_ops of every struct_ops map in object order (0 or
+ *       the errno per map, later maps seeing the registrations of earlier ones,
+ *       e.g. EEXIST for a second table with the same name). Every link is
+ *       destroyed before exit, also when an attach fails: a struct_ops
+ *       registration outlives the process otherwise.
+ *       {"file":..., "open":E, "load":E, "maps":[{"name":..., "errno":E}, ...]}
  *
  * Both take --btf PATH (CO-RE relocations against the BTF of PATH instead of the
  * kernel's, as the core_reloc selftests do) and --max-entries MAP=N (as several
  * selftests set sizes such as a ring buffer's page size from user space).
  *
- * Struct_ops maps are created but never updated: libbpf 1.5 writes a struct_ops
- * map value only in bpf_map__attach_struct_ops(), which this tool never calls, so
- * nothing gets registered. The object is always closed before exit, so nothing
- * stays in the kernel, also on failure. Map pinning is disabled.
+ * Except for "attach", struct_ops maps are created but never updated: libbpf 1.5
+ * writes a struct_ops map value only in bpf_map__attach_struct_ops(), which only
+ * "attach" calls, so nothing else gets registered. The object is always closed
+ * before exit (and "attach" destroys its links first), so nothing stays in the
+ * kernel, also on failure. Map pinning is disabled.
  *
  * Exit status: 0 when a report was printed (even when the kernel rejected the
  * object or the file: see "ok"/"errno"), 2 on usage errors, 1 on out-of-memory.
@@ -738,6 +747,59 @@ static int cmd_testrun(const char *path, const char *name, const char *args,
 	return 0;
 }
 
+/* ----------------------------------------------------------------------------- */
+/* attach                                                                         */
+
+static int cmd_attach(const char *path)
+{
+	struct bpf_link *links[MAX_TRACKED];
+	int nlinks = 0, err;
+	struct bpf_object *obj;
+	struct bpf_map *map;
+	bool first = true;
+
+	obj = open_obj(path, &err);
+	printf("{\"file\":");
+	json_str(stdout, path);
+	if (!obj) {
+		printf(",\"open\":%d,\"load\":0,\"maps\":[]}\n", -err);
+		return 0;
+	}
+	bpf_object__for_each_map(map, obj)
+		bpf_map__set_pin_path(map, NULL);
+	err = bpf_object__load(obj);
+	printf(",\"open\":0,\"load\":%d,\"maps\":[", err ? -err : 0);
+	if (!err) {
+		bpf_object__for_each_map(map, obj) {
+			struct bpf_link *link;
+			int e = 0;
+
+			if (bpf_map__type(map) != BPF_MAP_TYPE_STRUCT_OPS)
+				continue;
+			link = bpf_map__attach_struct_ops(map);
+			if (!link)
+				e = errno ? errno : EINVAL;
+			else if (nlinks < MAX_TRACKED)
+				links[nlinks++] = link;
+			else {
+				/* cannot keep it: undo it now rather than leak a registration */
+				bpf_link__destroy(link);
+				e = E2BIG;
+			}
+			printf("%s{\"name\":", first ? "" : ",");
+			json_str(stdout, bpf_map__name(map));
+			printf(",\"errno\":%d}", e);
+			first = false;
+		}
+	}
+	printf("]}\n");
+	fflush(stdout);
+	while (nlinks > 0)
+		bpf_link__destroy(links[--nlinks]);
+	bpf_object__close(obj);
+	return 0;
+}
+
 static void usage(void)
 {
 	fprintf(stderr,
@@ -752,7 +814,9 @@ static void usage(void)
 		"  --max-entries MAP=N    bpf_map__set_max_entries before load (repeatable)\n"
 		"       libbpf_report testrun --prog NAME [--args A,B,..] [--state N] FILE.o\n"
 		"  --args A,B,..          (testrun) the u64 arguments (ctx_in)\n"
-		"  --state N              (testrun) argument 0 points at an int holding N\n");
+		"  --state N              (testrun) argument 0 points at an int holding N\n"
+		"       libbpf_report attach FILE.o\n"
+		"  (attach) load, attach every struct_ops map in order, report each errno\n");
 }
 
 int main(int argc, char **argv)
@@ -806,6 +870,8 @@ int main(int argc, char **argv)
 
 	if (!strcmp(cmd, "open"))
 		return cmd_open(path, insns_open);
+	if (!strcmp(cmd, "attach"))
+		return cmd_attach(path);
 	if (!strcmp(cmd, "testrun")) {
 		if (!only) {
 			usage();

@@ -143,6 +143,32 @@ pub enum CliError {
     /// A benchmark could not be set up (`structops bench`).
     #[error("benchmark: {0}")]
     Bench(#[from] structops_bench::BenchError),
+    /// A usage error found after parsing (arguments that contradict each other); `main`
+    /// reports it as clap does, with exit status 2.
+    #[error("{message}")]
+    Usage {
+        /// The subcommand path (`["tcp", "simulate"]`), for its usage line.
+        command: &'static [&'static str],
+        /// What is wrong.
+        message: String,
+    },
+    /// The TCP host refused something (`tcp simulate`).
+    #[error("{step}: {source}")]
+    Tcp {
+        /// What the CLI was doing.
+        step: String,
+        /// The host's error.
+        source: Box<structops_tcp::HostError>,
+    },
+    /// The simulator refused the scenario.
+    #[error("simulation: {source}")]
+    Sim {
+        /// The simulator's error.
+        source: structops_tcp::sim::SimError,
+    },
+    /// A plot could not be written.
+    #[error("{0}")]
+    Plot(crate::tcp::PlotError),
     /// Writing output failed.
     #[error("writing output: {0}")]
     Write(io::Error),
@@ -161,6 +187,18 @@ impl From<io::Error> for CliError {
     }
 }
 
+/// The errno name of a loader error.
+fn load_errno(e: &structops::loader::LoadError) -> &'static str {
+    match e {
+        structops::loader::LoadError::MapCreate { errno, .. }
+        | structops::loader::LoadError::MapInit { errno, .. }
+        | structops::loader::LoadError::ProgLoad { errno, .. }
+        | structops::loader::LoadError::Descriptor { errno, .. }
+        | structops::loader::LoadError::Attach { errno, .. } => errno.name().unwrap_or("EINVAL"),
+        _ => "EINVAL",
+    }
+}
+
 impl CliError {
     /// The Linux errno name that best describes the failure, as bpftool prints it.
     pub fn errno_name(&self) -> &'static str {
@@ -176,16 +214,17 @@ impl CliError {
             CliError::Runtime { errno, .. } | CliError::Run { errno, .. } => {
                 errno.name().unwrap_or("EINVAL")
             }
-            CliError::Load(e) => match e.as_ref() {
-                structops::loader::LoadError::MapCreate { errno, .. }
-                | structops::loader::LoadError::MapInit { errno, .. }
-                | structops::loader::LoadError::ProgLoad { errno, .. }
-                | structops::loader::LoadError::Descriptor { errno, .. } => {
+            CliError::Load(e) => load_errno(e),
+            CliError::Unsupported { .. } => "EOPNOTSUPP",
+            CliError::Tcp { source, .. } => match source.as_ref() {
+                structops_tcp::HostError::Setup { errno, .. }
+                | structops_tcp::HostError::NotALink { errno, .. } => {
                     errno.name().unwrap_or("EINVAL")
                 }
+                structops_tcp::HostError::Load { source, .. } => load_errno(source),
                 _ => "EINVAL",
             },
-            CliError::Unsupported { .. } => "EOPNOTSUPP",
+            CliError::Plot(_) => "EIO",
             CliError::Rejected { .. } => "EACCES",
             CliError::NoBtf { .. } => "ENOENT",
             CliError::Write(_) | CliError::BrokenPipe => "EIO",
@@ -213,6 +252,27 @@ impl CliError {
                 _ => None,
             },
             CliError::NoBtf { .. } => Some("compile with `clang -g` to emit BTF".into()),
+            CliError::Tcp { source, .. } => match source.as_ref() {
+                structops_tcp::HostError::Load {
+                    source: structops::loader::LoadError::Attach { errno, .. },
+                    ..
+                } if *errno == structops::Errno::EEXIST => Some(
+                    "a congestion control of that name is already registered (the native \
+                     reno, cubic, dctcp, bbr, or another --cc group's table): give the \
+                     table another .name"
+                        .into(),
+                ),
+                structops_tcp::HostError::Load {
+                    source: structops::loader::LoadError::ProgLoad { log, .. },
+                    ..
+                } if !log.is_empty() => Some(format!("program load log:\n{}", log.trim_end())),
+                structops_tcp::HostError::NoStructOps { .. } => Some(
+                    "the object needs a SEC(\".struct_ops\") or SEC(\".struct_ops.link\") \
+                     tcp_congestion_ops variable; name it with FILE.o:MAP when there are several"
+                        .into(),
+                ),
+                _ => None,
+            },
             CliError::Relocate { .. } => Some(
                 "relocation uses the host BTF (--btf, default /sys/kernel/btf/vmlinux) and the \
                  kernel configuration (/boot/config-$(uname -r) or /proc/config.gz)"

@@ -14,11 +14,12 @@ mod object;
 mod output;
 mod prog;
 mod struct_ops;
+mod tcp;
 mod verify;
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 
 use crate::error::CliError;
 use crate::output::Output;
@@ -67,6 +68,9 @@ enum Noun {
     /// Quick benchmarks of this runtime on this machine, each figure next to its
     /// reference from the same run.
     Bench(bench::BenchArgs),
+    /// TCP congestion control: simulate flows running BPF or native congestion controls.
+    #[command(subcommand)]
+    Tcp(tcp::TcpCmd),
 }
 
 fn run(cli: Cli) -> Result<(), CliError> {
@@ -79,6 +83,7 @@ fn run(cli: Cli) -> Result<(), CliError> {
         Noun::StructOps(cmd) => struct_ops::run(cmd, &out),
         Noun::Verify(args) => verify::run(&args, &out),
         Noun::Bench(args) => bench::run(&args, &out),
+        Noun::Tcp(cmd) => tcp::run(cmd, &out),
     }
 }
 
@@ -88,9 +93,27 @@ fn main() -> ExitCode {
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(CliError::BrokenPipe) => ExitCode::SUCCESS,
+        Err(CliError::Usage { command, message }) => usage_error(command, &message),
         Err(e) => {
             e.report(json);
             ExitCode::FAILURE
         }
     }
+}
+
+/// Reports a usage error found after parsing as clap reports its own (the subcommand's
+/// usage line, exit status 2).
+fn usage_error(path: &[&str], message: &str) -> ExitCode {
+    let mut sub = Cli::command();
+    sub.build();
+    for name in path {
+        match sub.find_subcommand(name) {
+            Some(s) => sub = s.clone(),
+            None => break,
+        }
+    }
+    let _ = sub
+        .error(clap::error::ErrorKind::ValueValidation, message)
+        .print();
+    ExitCode::from(2)
 }

@@ -24,7 +24,16 @@
 //! next hook call, re-initialising as `tcp_reinit_congestion_control` does (`release` of
 //! the old table, `icsk_ca_priv` zeroed, `init` of the new one). That is what makes a
 //! live swap visible in a simulation.
+//!
+//! # Socket storage
+//!
+//! Each socket owns a [`HostObject`], the owner of its values in `SK_STORAGE` maps
+//! (`bpf_sk_storage_get`/`_delete`, the runtime's helpers). The host keeps its live
+//! sockets by address and gives the runtime a hook that finds the owner of the socket a
+//! program passed ([`Runtime::set_storage_owner`]); a dropped socket leaves the table
+//! and releases its values (`bpf_sk_storage_free`).
 
+use std::collections::HashMap;
 use std::ffi::c_int;
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -33,7 +42,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use structops::loader::{LoadError, LoadOptions, LoadedObject, ObjectLoader, StructOpsLink};
 use structops::struct_ops::MemberInfo;
 use structops::struct_ops::tcp_ca::{self, TcpCaRules};
-use structops::{Engine, Errno, Link, OpsTable, OpsType, Runtime, RuntimeConfig, StructOps};
+use structops::{
+    Engine, Errno, HostObject, Link, OpsTable, OpsType, Runtime, RuntimeConfig, StructOps,
+};
 use structops_btf::Btf;
 use thiserror::Error;
 
@@ -151,6 +162,10 @@ struct Shared {
     registry: Mutex<Vec<Cc>>,
     /// Bumped on every registry change, so sockets notice updates cheaply.
     generation: AtomicU64,
+    /// The live sockets by address, with the owner of their storage: what
+    /// `bpf_sk_storage_get`/`_delete` look a socket pointer up in (an address that is
+    /// no live socket finds nothing and is never dereferenced).
+    sockets: Mutex<HashMap<u64, HostObject>>,
 }
 
 impl Shared {
@@ -164,6 +179,10 @@ impl Shared {
 
     fn bump(&self) {
         self.generation.fetch_add(1, Ordering::Release);
+    }
+
+    fn sockets(&self) -> MutexGuard<'_, HashMap<u64, HostObject>> {
+        self.sockets.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
@@ -337,6 +356,48 @@ impl Drop for LoadedCc {
     }
 }
 
+/// An object whose struct_ops maps were all attached ([`TcpHost::attach_all`]): each
+/// map's result, and the registrations that succeeded, undone (in reverse order) when
+/// this is dropped.
+pub struct AttachedObject {
+    obj: LoadedObject,
+    maps: Vec<(String, Result<StructOpsLink, Errno>)>,
+    rt: Arc<Runtime>,
+}
+
+impl fmt::Debug for AttachedObject {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AttachedObject")
+            .field("maps", &self.results())
+            .finish_non_exhaustive()
+    }
+}
+
+impl AttachedObject {
+    /// The loaded object.
+    pub fn object(&self) -> &LoadedObject {
+        &self.obj
+    }
+
+    /// Each struct_ops map in object order, with its attach's result.
+    pub fn results(&self) -> Vec<(&str, Result<(), Errno>)> {
+        self.maps
+            .iter()
+            .map(|(n, r)| (n.as_str(), r.as_ref().map(drop).map_err(|e| *e)))
+            .collect()
+    }
+}
+
+impl Drop for AttachedObject {
+    fn drop(&mut self) {
+        for (_, r) in self.maps.iter().rev() {
+            if let Ok(link) = r {
+                let _ = link.detach(&self.rt);
+            }
+        }
+    }
+}
+
 impl TcpHost {
     /// A runtime with the TCP host BTF, `tcp_congestion_ops`, the kfuncs and helpers,
     /// the simulated clock and the built-in congestion controls.
@@ -369,6 +430,7 @@ impl TcpHost {
             rules,
             registry: Mutex::new(crate::cc::builtins().into_iter().map(Cc::builtin).collect()),
             generation: AtomicU64::new(0),
+            sockets: Mutex::new(HashMap::new()),
         });
         let ops = Arc::new(TcpCaHost {
             shared: shared.clone(),
@@ -386,6 +448,12 @@ impl TcpHost {
             errno,
         })?;
         rt.set_clock(Some(Arc::new(|_| clock::ktime_ns())));
+        // Socket storage: the owner of the socket at the address a program passed
+        // (`bpf_sk_storage_get`/`_delete`), if it is a live socket of this host.
+        let owners = Arc::downgrade(&shared);
+        rt.set_storage_owner(Some(Arc::new(move |addr| {
+            owners.upgrade()?.sockets().get(&addr).cloned()
+        })));
         clock::set_hz(hz);
         Ok(TcpHost {
             rt,
@@ -472,12 +540,55 @@ impl TcpHost {
     ///
     /// [`HostError::Load`].
     pub fn load(&self, bytes: &[u8], path: &str) -> Result<LoadedObject, HostError> {
+        self.load_with(bytes, path, &LoadOptions::default())
+    }
+
+    /// [`TcpHost::load`] with loader options, e.g. a `__ksym` resolver that knows only
+    /// the kfuncs of the congestion-control modules some kernel has.
+    ///
+    /// # Errors
+    ///
+    /// [`HostError::Load`].
+    pub fn load_with(
+        &self,
+        bytes: &[u8],
+        path: &str,
+        opts: &LoadOptions<'_>,
+    ) -> Result<LoadedObject, HostError> {
         let err = |source| HostError::Load {
             path: path.to_string(),
             source,
         };
         let loader = ObjectLoader::open(bytes, path).map_err(err)?;
-        loader.load(&self.rt, &LoadOptions::default()).map_err(err)
+        loader.load(&self.rt, opts).map_err(err)
+    }
+
+    /// Attaches every struct_ops map of `obj` in object order, as a libbpf program
+    /// calling `bpf_map__attach_struct_ops` on each does: a later map sees what the
+    /// earlier ones registered (`EEXIST` for a second table with the same name). The
+    /// registrations last until the returned [`AttachedObject`] is dropped.
+    pub fn attach_all(&self, obj: LoadedObject) -> AttachedObject {
+        let names: Vec<String> = obj
+            .object()
+            .maps()
+            .iter()
+            .filter(|m| m.struct_ops().is_some())
+            .map(|m| m.name().to_string())
+            .collect();
+        let maps = names
+            .into_iter()
+            .map(|name| {
+                let r = obj
+                    .attach_struct_ops(&self.rt, &name)
+                    .map_err(|e| e.errno());
+                (name, r)
+            })
+            .collect();
+        AttachedObject {
+            obj,
+            maps,
+            rt: self.rt.clone(),
+        }
     }
 
     /// Hot swap: moves `cc`'s link to the struct_ops map `map` of the object `bytes`
@@ -530,14 +641,19 @@ impl TcpHost {
         tp.sk_mut().sk_max_pacing_rate = !0;
         tp.sk_mut().sk_gso_max_segs = 64;
         tp.sk_mut().sk_gso_max_size = 65536;
-        Box::new(Socket {
+        let sock = Box::new(Socket {
             tp,
             ca: None,
             shared: self.shared.clone(),
             generation: 0,
             send_acks: Vec::new(),
             chg_cc_inprogress: false,
-        })
+            storage: HostObject::new(),
+        });
+        // The box never moves, so its address names the socket until it is dropped.
+        let addr = std::ptr::from_ref::<Socket>(&sock).expose_provenance() as u64;
+        self.shared.sockets().insert(addr, sock.storage.clone());
+        sock
     }
 
     /// `tcp_set_congestion_control(sk, name, load = false, cap_net_admin = true)`:
@@ -597,6 +713,9 @@ pub struct Socket {
     send_acks: Vec<u32>,
     /// The kernel's `tp->bpf_chg_cc_inprogress`.
     chg_cc_inprogress: bool,
+    /// The owner of the socket's local storage (`sk->sk_bpf_storage`): its values in
+    /// `SK_STORAGE` maps, released when the socket is dropped.
+    storage: HostObject,
 }
 
 impl fmt::Debug for Socket {
@@ -686,6 +805,13 @@ impl Socket {
         }
         self.reinit(cc);
         Ok(())
+    }
+
+    /// The owner of this socket's values in `SK_STORAGE` maps (what
+    /// `bpf_sk_storage_get` on it reaches; the host reads them with
+    /// [`structops::Map::storage_get`] or through a descriptor of it).
+    pub fn storage(&self) -> &HostObject {
+        &self.storage
     }
 
     /// The name of the congestion control this socket runs (empty without one).
@@ -882,8 +1008,12 @@ impl Socket {
 
 impl Drop for Socket {
     fn drop(&mut self) {
-        // `tcp_cleanup_congestion_control` on close.
+        // `tcp_cleanup_congestion_control` on close (its `release` may still use the
+        // socket's storage), then `bpf_sk_storage_free`.
         self.ca_release();
+        let addr = std::ptr::from_mut::<Socket>(self).expose_provenance() as u64;
+        self.shared.sockets().remove(&addr);
+        self.storage.release();
     }
 }
 

@@ -21,7 +21,7 @@ pub mod kfuncs;
 pub mod sim;
 pub mod types;
 
-pub use host::{HostConfig, HostError, LoadedCc, Socket, TcpHost};
+pub use host::{AttachedObject, HostConfig, HostError, LoadedCc, Socket, TcpHost};
 
 pub use types::{
     AckSample, InetConnectionSock, RateSample, Sock, TcpCaEvent, TcpCaState, TcpCongestionOps,

@@ -36,7 +36,9 @@ use crate::ctx::{BpfSock, SkBuff, XdpBuff};
 use crate::errno::Errno;
 use crate::helpers::printf::{self, MemReader};
 use crate::helpers::{self as h, HostFn};
-use crate::maps::{BPF_F_RDONLY_PROG, Guard, Map, MapType};
+use crate::maps::{
+    BPF_F_RDONLY_PROG, BPF_LOCAL_STORAGE_GET_F_CREATE, Guard, HostObject, Map, MapType,
+};
 use crate::prog::load::clock_ns;
 use crate::prog::{Callee, ClockKind, HelperCall, HelperTrace};
 use crate::prog::{Prog, ProgRegistry, ProgType, Verification};
@@ -492,8 +494,9 @@ impl<'r> ProgEnv<'r> {
         if !self.checked || caller.check(addr, len as u64, access).is_ok() {
             return;
         }
-        // SAFETY: only called for memory owned by a map or ring buffer of this run,
-        // valid while the run's guard is held.
+        // SAFETY: only called for memory owned by a map or ring buffer of this run, or a
+        // local-storage value, valid while the run's guard is held (values are freed
+        // after a grace period).
         unsafe { caller.grant(addr, len, access) };
     }
 
@@ -644,6 +647,18 @@ impl<'r> ProgEnv<'r> {
                 let r = m.pop_from_prog(value.as_mut(), id == h::BPF_FUNC_MAP_POP_ELEM);
                 caller.write(a[1], value.as_ref())?;
                 Ok(match r {
+                    Ok(()) => 0,
+                    Err(e) => neg(e),
+                })
+            }
+            h::BPF_FUNC_SK_STORAGE_GET => self.sk_storage_get(pc, id, a, caller),
+            h::BPF_FUNC_SK_STORAGE_DELETE => {
+                let m = self.sk_storage_map(pc, id, a[0])?;
+                // `bpf_sk_storage_delete`: `-EINVAL` for what is not a (full) socket.
+                let Some(owner) = self.storage_owner(a[1]) else {
+                    return Ok(neg(Errno::EINVAL));
+                };
+                Ok(match m.storage_delete(&owner) {
                     Ok(()) => 0,
                     Err(e) => neg(e),
                 })
@@ -866,6 +881,69 @@ impl<'r> ProgEnv<'r> {
             }
             _ => Err(VmError::UnknownHelper { pc, id }),
         }
+    }
+
+    /// The host object owning the storage of the socket at `addr`, through the host's
+    /// hook ([`crate::Runtime::set_storage_owner`]); `None` without one.
+    fn storage_owner(&self, addr: u64) -> Option<HostObject> {
+        let hook = self
+            .rt
+            .storage_owner
+            .read()
+            .unwrap_or_else(|p| p.into_inner());
+        hook.as_ref().and_then(|owner| owner(addr))
+    }
+
+    /// The `SK_STORAGE` map at `addr` (the verifier admits no other type).
+    fn sk_storage_map(&self, pc: usize, helper: i32, addr: u64) -> Result<&'r Map, VmError> {
+        let m = self.map(pc, helper, 1, addr)?;
+        if m.map_type() != MapType::SkStorage {
+            return Err(env_err(
+                pc,
+                ExecError::WrongMapType {
+                    helper,
+                    map_id: m.id(),
+                    map_type: m.map_type(),
+                },
+            ));
+        }
+        Ok(m)
+    }
+
+    /// `bpf_sk_storage_get(map, sk, value, flags)`: NULL for flags other than 0 and
+    /// `BPF_SK_STORAGE_GET_F_CREATE` and for what is no socket of the host; the socket's
+    /// value, created (from `value`, or zeroed when it is NULL) with the flag.
+    fn sk_storage_get(
+        &self,
+        pc: usize,
+        id: i32,
+        a: [u64; 5],
+        caller: &mut Caller<'_>,
+    ) -> Result<u64, VmError> {
+        let m = self.sk_storage_map(pc, id, a[0])?;
+        let flags = a[3];
+        if flags > BPF_LOCAL_STORAGE_GET_F_CREATE {
+            return Ok(0);
+        }
+        let Some(owner) = self.storage_owner(a[1]) else {
+            return Ok(0);
+        };
+        let size = m.value_size() as usize;
+        let init = if flags == BPF_LOCAL_STORAGE_GET_F_CREATE && a[2] != 0 {
+            Some(read_arg(caller, a[2], size)?)
+        } else {
+            None
+        };
+        Ok(
+            match m.storage_get(&owner, init.as_ref().map(ArgBuf::as_ref), flags, self.guard) {
+                Some(p) => {
+                    let addr = p.as_ptr() as u64;
+                    self.grant(caller, addr, size, Access::ReadWrite);
+                    addr
+                }
+                None => 0,
+            },
+        )
     }
 
     /// `bpf_sk_fullsock`, `bpf_tcp_sock`, `bpf_get_listener_sock` on `addr`, which must

@@ -73,7 +73,7 @@ pub use maps::{
 pub use object::{AccessMode, Handle, ObjKind};
 pub use prog::{
     AttachType, Callee, Clock, ClockKind, HelperCall, HelperTrace, Prog, ProgHandle, ProgInfo,
-    ProgLoadAttr, ProgType, Verification, VerifiedProgram,
+    ProgLoadAttr, ProgType, StorageOwner, Verification, VerifiedProgram,
 };
 pub use runtime::{JitHarden, ObjInfo, Runtime, RuntimeConfig};
 pub use struct_ops::{

@@ -141,6 +141,24 @@ pub enum LoadError {
     },
 }
 
+impl LoadError {
+    /// The errno libbpf reports for the same failure (`bpf_object__open`,
+    /// `bpf_object__load`, `bpf_map__attach_struct_ops`): the runtime's answer, or for
+    /// parse and relocation errors the code libbpf 1.5 returns for that condition.
+    pub fn errno(&self) -> Errno {
+        match self {
+            LoadError::Parse { source, .. } | LoadError::Relocate { source, .. } => {
+                Errno(source.libbpf_errno())
+            }
+            LoadError::MapCreate { errno, .. }
+            | LoadError::MapInit { errno, .. }
+            | LoadError::ProgLoad { errno, .. }
+            | LoadError::Attach { errno, .. }
+            | LoadError::Descriptor { errno, .. } => *errno,
+        }
+    }
+}
+
 fn log_suffix(log: &str) -> String {
     let last = log.lines().rev().find(|l| !l.trim().is_empty());
     last.map(|l| format!(" ({l})")).unwrap_or_default()

@@ -286,10 +286,10 @@ fn every_fixture_loads_against_the_kernel_btf() {
         "core_vmlinux.bpf.o",
         "core_local.bpf.o",
     ] {
-        // tcp_ca calls bpf_sk_storage_get, a helper only a TCP host provides, so it
-        // loads unverified, and so does core_local's call of bpf_cast_to_kern_ctx (a
-        // kfunc the verifier does not special-case yet). Everything else must verify.
-        rt.set_run_unverified(matches!(name, "tcp_ca.bpf.o" | "core_local.bpf.o"));
+        // core_local calls bpf_cast_to_kern_ctx (a kfunc the verifier does not
+        // special-case yet), so it loads unverified. Everything else must verify,
+        // tcp_ca's bpf_sk_storage_get included.
+        rt.set_run_unverified(matches!(name, "core_local.bpf.o"));
         let (bytes, path) = fixture(name);
         let host = rt.host_btf().unwrap();
         let ksyms = TestKsyms(BtfKsyms {

@@ -152,8 +152,25 @@ fn map_type_by_name(s: &str) -> Option<u32> {
         "queue" => 22,
         "stack" => 23,
         "ringbuf" => 27,
+        "sk_storage" => SK_STORAGE,
         _ => return None,
     })
+}
+
+/// `BPF_MAP_TYPE_SK_STORAGE`.
+const SK_STORAGE: u32 = 24;
+
+/// The BTF a local-storage map must name (`btf_key_type_id` = 1, an `int`;
+/// `btf_value_type_id` = 2, an array of `value_size / 4` ints): `None` for map types
+/// created without BTF.
+fn map_btf(m: &MapSpec) -> Option<Vec<u8>> {
+    if m.map_type != SK_STORAGE {
+        return None;
+    }
+    let mut b = BtfBuilder::new();
+    let int = b.add_int("int", 4, INT_SIGNED);
+    b.add_array(int, int, m.value_size / 4);
+    Some(b.build().encode())
 }
 
 fn errno_by_name(s: &str) -> Option<Errno> {
@@ -694,19 +711,33 @@ impl Drop for Fds {
     }
 }
 
-fn map_attr(m: &MapSpec) -> MapCreateAttr {
+/// The map's attributes; `btf_fd` is the descriptor of [`map_btf`] where it has one.
+fn map_attr(m: &MapSpec, btf_fd: Option<u32>) -> MapCreateAttr {
+    let (btf_key_type_id, btf_value_type_id) = if btf_fd.is_some() { (1, 2) } else { (0, 0) };
     MapCreateAttr {
         map_type: m.map_type,
         key_size: m.key_size,
         value_size: m.value_size,
         max_entries: m.max_entries,
         map_flags: m.flags,
+        btf_fd: btf_fd.unwrap_or(0),
+        btf_key_type_id,
+        btf_value_type_id,
         ..MapCreateAttr::default()
     }
 }
 
-fn kernel_map_create(m: &MapSpec) -> Result<i32, Errno> {
-    kernel::map_create(&map_attr(m))
+/// Creates the map in the kernel; its BTF's descriptor (if any) goes into `fds`.
+fn kernel_map_create(m: &MapSpec, fds: &mut Fds) -> Result<i32, Errno> {
+    let btf_fd = match map_btf(m) {
+        Some(b) => {
+            let fd = kernel::btf_load(&b)?;
+            fds.0.push(fd);
+            Some(fd as u32)
+        }
+        None => None,
+    };
+    kernel::map_create(&map_attr(m, btf_fd))
 }
 
 /// Loads a case into the kernel. `Err` for harness failures (not verdicts).
@@ -714,8 +745,8 @@ fn kernel_run(case: &Case, vmlinux: &Btf, log: &mut [u8]) -> Result<Outcome, Str
     let mut fds = Fds(Vec::new());
     let mut maps = BTreeMap::new();
     for m in &case.maps {
-        let fd =
-            kernel_map_create(m).map_err(|e| format!("{}: map {}: {e:?}", case.id(), m.name))?;
+        let fd = kernel_map_create(m, &mut fds)
+            .map_err(|e| format!("{}: map {}: {e:?}", case.id(), m.name))?;
         fds.0.push(fd);
         maps.insert(m.name.clone(), fd);
     }
@@ -902,10 +933,23 @@ fn runtime_run(rt: &Runtime, case: &Case, vmlinux: Option<&Btf>) -> Result<Outco
     let mut maps = BTreeMap::new();
     let mut fds = Vec::new();
     for m in &case.maps {
+        let btf_fd = match map_btf(m) {
+            Some(b) => {
+                let h = rt
+                    .btf_load(&b)
+                    .map_err(|e| format!("{}: runtime btf_load: {e:?}", case.id()))?;
+                let fd = rt
+                    .fd_install(h)
+                    .map_err(|e| format!("{}: fd_install: {e:?}", case.id()))?;
+                fds.push(fd);
+                Some(fd)
+            }
+            None => None,
+        };
         // A map type the runtime does not implement makes the case unrunnable here;
         // that is reported, not a harness failure.
         let h = rt
-            .map_create(&map_attr(m))
+            .map_create(&map_attr(m, btf_fd))
             .map_err(|e| format!("{UNSUPPORTED}map {} ({e:?})", m.name))?;
         let fd = rt
             .fd_install(h)

@@ -12,6 +12,10 @@
 //! (`bpf_base_func_proto`, `xdp_func_proto`, `sk_filter_func_proto`,
 //! `cg_skb_func_proto`, `tc_cls_act_func_proto`) including their capability gates.
 //!
+//! `bpf_sk_storage_get`/`bpf_sk_storage_delete` are for struct_ops programs, whose
+//! host hands them socket pointers; the host says which [`crate::HostObject`] owns a
+//! socket's storage ([`crate::Runtime::set_storage_owner`]).
+//!
 //! The socket helpers (`bpf_sk_lookup_tcp` and friends) are the kernel's, but this
 //! runtime has no sockets: lookups return NULL, as the kernel's do when no socket
 //! matches the tuple, and the casts (`bpf_sk_fullsock`, `bpf_tcp_sock`,
@@ -80,6 +84,10 @@ pub const BPF_FUNC_TCP_SOCK: i32 = 96;
 pub const BPF_FUNC_GET_LISTENER_SOCK: i32 = 98;
 /// `BPF_FUNC_skc_lookup_tcp`.
 pub const BPF_FUNC_SKC_LOOKUP_TCP: i32 = 99;
+/// `BPF_FUNC_sk_storage_get`.
+pub const BPF_FUNC_SK_STORAGE_GET: i32 = 107;
+/// `BPF_FUNC_sk_storage_delete`.
+pub const BPF_FUNC_SK_STORAGE_DELETE: i32 = 108;
 /// `BPF_FUNC_probe_read_kernel`.
 pub const BPF_FUNC_PROBE_READ_KERNEL: i32 = 113;
 /// `BPF_FUNC_probe_read_kernel_str`.
@@ -372,6 +380,32 @@ pub static BUILTIN_HELPERS: &[HelperProto] = &[
             SK_LOOKUP_ARGS,
         )
     },
+    // `bpf_sk_storage_get_proto`: the value to create from may be NULL (zeroed).
+    proto(
+        BPF_FUNC_SK_STORAGE_GET,
+        "sk_storage_get",
+        RET_MAP_VALUE_OR_NULL,
+        [
+            a(ArgType::ConstMapPtr),
+            a(ArgType::PtrToBtfIdSockCommon),
+            af(ArgType::PtrToMapValue, TypeFlags::PTR_MAYBE_NULL),
+            a(ArgType::Anything),
+            D,
+        ],
+    ),
+    // `bpf_sk_storage_delete_proto`.
+    proto(
+        BPF_FUNC_SK_STORAGE_DELETE,
+        "sk_storage_delete",
+        Ret::INTEGER,
+        [
+            a(ArgType::ConstMapPtr),
+            a(ArgType::PtrToBtfIdSockCommon),
+            D,
+            D,
+            D,
+        ],
+    ),
     HelperProto {
         gpl_only: true,
         ..proto(
@@ -764,10 +798,20 @@ pub fn func_proto(
                 BPF_FUNC_GET_CURRENT_TASK | BPF_FUNC_COPY_FROM_USER | BPF_FUNC_GET_CURRENT_COMM
             ) || base_func_proto(id, caps)
         }
+        // Socket storage needs a socket, which only struct_ops hosts hand programs
+        // (`bpf_tcp_ca_get_func_proto`); the ops type's own filter
+        // (`StructOps::helper_allowed`) decides per member before this is asked.
+        ProgType::STRUCT_OPS
+            if matches!(id, BPF_FUNC_SK_STORAGE_GET | BPF_FUNC_SK_STORAGE_DELETE) =>
+        {
+            true
+        }
         _ => {
             !matches!(
                 id,
-                BPF_FUNC_SKB_LOAD_BYTES
+                BPF_FUNC_SK_STORAGE_GET
+                    | BPF_FUNC_SK_STORAGE_DELETE
+                    | BPF_FUNC_SKB_LOAD_BYTES
                     | BPF_FUNC_CSUM_DIFF
                     | BPF_FUNC_REDIRECT
                     | BPF_FUNC_GET_CURRENT_TASK

@@ -119,6 +119,20 @@ impl Runtime {
             .unwrap_or_else(|p| p.into_inner()) = sink;
     }
 
+    /// Sets how `bpf_sk_storage_get`/`bpf_sk_storage_delete` find the owner of a
+    /// socket's storage: `owner(addr)` for the socket pointer a program passed (a
+    /// trusted pointer the host handed it, which the hook looks up rather than
+    /// dereferences), `None` when the address is no live socket. Without a hook (`None`,
+    /// the default) every socket is unknown: `get` returns NULL and `delete` `-EINVAL`,
+    /// as the kernel's do for a socket that is not a full socket.
+    pub fn set_storage_owner(&self, owner: Option<super::StorageOwner>) {
+        *self
+            .progs
+            .storage_owner
+            .write()
+            .unwrap_or_else(|p| p.into_inner()) = owner;
+    }
+
     /// Lets `bpf_probe_read_kernel` (and `%s` in `bpf_trace_printk`/`bpf_snprintf`)
     /// read `len` bytes of host memory at `addr`. Reads elsewhere fail with `EFAULT`
     /// and a zeroed destination, as the kernel's do on a fault.

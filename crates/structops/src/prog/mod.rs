@@ -766,6 +766,12 @@ pub type HelperTrace = Arc<dyn Fn(&HelperCall) + Send + Sync>;
 /// A host clock for the time helpers (e.g. a simulator's virtual time), in ns.
 pub type Clock = Arc<dyn Fn(ClockKind) -> u64 + Send + Sync>;
 
+/// The host's socket-storage owners ([`crate::Runtime::set_storage_owner`]): the
+/// [`crate::HostObject`] whose values `bpf_sk_storage_get`/`_delete` reach for the socket
+/// at an address a program passed, or `None` for an address that is no live socket of
+/// the host.
+pub type StorageOwner = Arc<dyn Fn(u64) -> Option<crate::maps::HostObject> + Send + Sync>;
+
 /// The program half of the runtime: the id table, registries and switches.
 pub(crate) struct ProgRegistry {
     pub(crate) table: Arc<IdTable<Prog>>,
@@ -794,6 +800,8 @@ pub(crate) struct ProgRegistry {
     /// [`crate::Runtime::set_helper_trace`], and whether one is set (read once per run).
     pub(crate) helper_trace: RwLock<Option<HelperTrace>>,
     pub(crate) trace_on: AtomicBool,
+    /// [`crate::Runtime::set_storage_owner`].
+    pub(crate) storage_owner: RwLock<Option<StorageOwner>>,
 }
 
 impl fmt::Debug for ProgRegistry {
@@ -830,6 +838,7 @@ impl ProgRegistry {
             clock_on: AtomicBool::new(false),
             helper_trace: RwLock::new(None),
             trace_on: AtomicBool::new(false),
+            storage_owner: RwLock::new(None),
         }
     }
 }

@@ -250,10 +250,11 @@ pub(crate) fn simulate(
             Kind::Sample => {
                 for (i, fl) in flows.iter().enumerate() {
                     let d = fl.rcv.delivered;
+                    let on = fl.started;
                     series[i].push(FlowSample {
                         t_ns: ev.time,
-                        cwnd: fl.sk.snd_cwnd,
-                        ssthresh: fl.sk.snd_ssthresh,
+                        cwnd: if on { fl.sk.snd_cwnd } else { 0 },
+                        ssthresh: if on { fl.sk.snd_ssthresh } else { 0 },
                         srtt_us: fl.sk.srtt_us >> 3,
                         ca_state: fl.sk.ca_state(),
                         goodput_bytes: (d - last_delivered[i]) * u64::from(MSS),

@@ -230,11 +230,11 @@ pub struct TraceEntry {
 pub struct FlowSample {
     /// Sample time (ns).
     pub t_ns: u64,
-    /// `snd_cwnd`.
+    /// `snd_cwnd` (0 before the flow starts).
     pub cwnd: u32,
-    /// `snd_ssthresh`.
+    /// `snd_ssthresh` (0 before the flow starts).
     pub ssthresh: u32,
-    /// Smoothed RTT (µs; 0 before the first sample).
+    /// Smoothed RTT (µs; 0 before the flow starts).
     pub srtt_us: u32,
     /// `icsk_ca_state`.
     pub ca_state: u8,

@@ -624,7 +624,10 @@ impl Flow {
         };
         let sk = self.sk.sk();
         let gso_max_size: u64 = 65536;
-        let mut bytes = sk.sk_pacing_rate >> sk.sk_pacing_shift;
+        let mut bytes = sk
+            .sk_pacing_rate
+            .checked_shr(u32::from(sk.sk_pacing_shift))
+            .unwrap_or(0);
         let r = self.sk.min_rtt() >> 9;
         if r < 32 {
             bytes += gso_max_size >> r;
@@ -1328,7 +1331,7 @@ impl Flow {
         } else {
             sndcnt = (tp.prr_delivered.wrapping_sub(tp.prr_out) as i32).max(newly_acked_sacked);
             if flag & FLAG_SND_UNA_ADVANCED != 0 && newly_lost == 0 {
-                sndcnt += 1;
+                sndcnt = sndcnt.saturating_add(1);
             }
             sndcnt = sndcnt.min(delta);
         }

@@ -938,6 +938,30 @@ impl Flow {
             self.xmit_retransmit_queue(ctx);
         }
         self.write_xmit(ctx);
+        #[cfg(debug_assertions)]
+        self.check_scoreboard();
+    }
+
+    /// Debug builds: the socket's counters agree with the retransmission queue
+    /// (`tcp_verify_left_out` and more).
+    #[cfg(debug_assertions)]
+    fn check_scoreboard(&self) {
+        let (mut sacked, mut lost, mut retrans) = (0u32, 0u32, 0u32);
+        for s in &self.snd.segs {
+            sacked += u32::from(s.sacked & SACKED_ACKED != 0);
+            lost += u32::from(s.sacked & LOST != 0);
+            retrans += u32::from(s.sacked & SACKED_RETRANS != 0);
+        }
+        let tp = &*self.sk;
+        assert_eq!(tp.packets_out as usize, self.snd.segs.len(), "packets_out");
+        assert_eq!(self.snd.base, self.snd.una, "queue head");
+        assert_eq!(self.snd.base + self.snd.segs.len() as u64, self.snd.nxt);
+        assert_eq!(
+            (tp.sacked_out, tp.lost_out, tp.retrans_out),
+            (sacked, lost, retrans),
+            "sacked/lost/retrans out"
+        );
+        assert!(tp.sacked_out + tp.lost_out <= tp.packets_out);
     }
 
     /// `tcp_snd_una_update`.

@@ -53,6 +53,13 @@ pub(crate) struct Event {
     pub c: u16,
 }
 
+impl Event {
+    /// (time, seq) as one number.
+    fn key(&self) -> u128 {
+        (u128::from(self.time) << 64) | u128::from(self.seq)
+    }
+}
+
 impl PartialEq for Event {
     fn eq(&self, other: &Event) -> bool {
         self.time == other.time && self.seq == other.seq
@@ -70,10 +77,9 @@ impl PartialOrd for Event {
 impl Ord for Event {
     /// Reversed, so that `BinaryHeap` (a max-heap) pops the earliest event first.
     fn cmp(&self, other: &Event) -> Ordering {
-        other
-            .time
-            .cmp(&self.time)
-            .then_with(|| other.seq.cmp(&self.seq))
+        // One 128-bit comparison: branch-free, where comparing the fields in turn
+        // mispredicts on every other level of the heap.
+        other.key().cmp(&self.key())
     }
 }
 

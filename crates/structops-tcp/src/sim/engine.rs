@@ -191,7 +191,7 @@ pub(crate) fn simulate(
         }
     }
 
-    let samples = (end / sc.sample_interval_ns) as usize + 1;
+    let samples = ((end / sc.sample_interval_ns) as usize + 1).min(1 << 16);
     let mut series: Vec<Vec<FlowSample>> = (0..n).map(|_| Vec::with_capacity(samples)).collect();
     let mut queue_series = Vec::with_capacity(samples);
     let mut last_delivered = vec![0u64; n];

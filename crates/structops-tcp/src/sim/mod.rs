@@ -111,6 +111,9 @@ pub struct Scenario {
     pub trace: bool,
 }
 
+/// The most samples a run records per flow.
+pub const MAX_SAMPLES: u64 = 10_000_000;
+
 /// One millisecond in ns.
 pub const MS: u64 = 1_000_000;
 /// One second in ns.
@@ -170,6 +173,9 @@ impl Scenario {
         }
         if self.sample_interval_ns == 0 {
             return bad("sample interval is 0");
+        }
+        if self.duration_ns / self.sample_interval_ns > MAX_SAMPLES {
+            return bad("more than 10 million samples per flow");
         }
         for f in &self.flows {
             if f.rtt_ns < 2 {

@@ -17,7 +17,7 @@
 //!
 //! The sender mirrors Linux's `tcp_ack` / `tcp_write_xmit` / `tcp_retransmit_timer`
 //! (see the `tcp` module for the details and the kernel function each piece follows),
-//! with SACK, RACK loss detection, PRR, RTO with backoff, ECN (ECE/CWR) and internal
+//! with SACK, RACK loss detection, tail loss probes, PRR, RTO with backoff, ECN (ECE/CWR) and internal
 //! pacing when the congestion control asks for it (`sk_pacing_status`). The receiver has
 //! an unlimited window, delayed ACKs (every second segment, 16 quick ACKs at the start,
 //! 40 ms timer), immediate ACKs for out-of-order data and on CE changes, and runs the same
@@ -29,7 +29,8 @@
 //! - no TSO/GSO, TSQ, qdisc or NIC queue at the sender (bursts enter the bottleneck at
 //!   once); pacing only as the kernel's internal pacing (`SK_PACING_NEEDED`);
 //! - no timestamps, no D-SACK, so no undo (`undo_cwnd` is never called: `tcp_may_undo`
-//!   cannot hold), no F-RTO, no tail loss probe;
+//!   cannot hold) and no F-RTO; the tail loss probe always sends new data (the sender
+//!   always has some), so a probe never ends in the TLP recovery of a retransmitted probe;
 //! - no reordering on the network, so RACK's reordering window never grows and
 //!   `tp->reordering` stays 3; RACK scans in sequence order (see `rack_detect_loss`);
 //! - the receiver ACKs out-of-order data at once (no SACK compression), with a fixed

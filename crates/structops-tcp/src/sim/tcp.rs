@@ -68,6 +68,8 @@ const LOSS: u8 = TcpCaState::Loss as u8;
 
 /// `ICSK_TIME_RETRANS`.
 const ICSK_TIME_RETRANS: u8 = 1;
+/// `ICSK_TIME_LOSS_PROBE`.
+const ICSK_TIME_LOSS_PROBE: u8 = 5;
 /// `ICSK_TIME_REO_TIMEOUT`.
 const ICSK_TIME_REO_TIMEOUT: u8 = 6;
 
@@ -203,6 +205,8 @@ struct Rack {
 enum XmitTimer {
     Rto,
     Reo,
+    /// Tail loss probe.
+    Tlp,
 }
 
 /// The sending side of a flow.
@@ -224,6 +228,8 @@ pub(crate) struct Sender {
     cwnd_usage_seq: u64,
     timer: Timer,
     timer_kind: XmitTimer,
+    /// `tlp_high_seq`: `snd_nxt` when the outstanding loss probe was sent.
+    tlp_high_seq: Option<u64>,
     pacing: Timer,
     wstamp_ns: u64,
     /// Segments retransmitted.
@@ -360,6 +366,7 @@ impl Flow {
                 cwnd_usage_seq: 0,
                 timer: Timer::new(),
                 timer_kind: XmitTimer::Rto,
+                tlp_high_seq: None,
                 pacing: Timer::new(),
                 wstamp_ns: 0,
                 retransmits: 0,
@@ -474,7 +481,7 @@ impl Flow {
         // tcp_init_buffer_space -> tcp_sndbuf_expand.
         self.sndbuf_expand(ctx);
         self.started = true;
-        self.write_xmit(ctx);
+        self.write_xmit(ctx, 0);
         Ok(())
     }
 
@@ -565,7 +572,7 @@ impl Flow {
         self.sk.snd_nxt = self.seq(self.snd.nxt);
         let prior_packets = self.sk.packets_out;
         self.sk.packets_out += 1;
-        if prior_packets == 0 {
+        if prior_packets == 0 || self.sk.icsk().icsk_pending == ICSK_TIME_LOSS_PROBE {
             self.rearm_rto(ctx);
         }
     }
@@ -637,8 +644,9 @@ impl Flow {
         segs.min(u32::from(sk.sk_gso_max_segs)).max(1)
     }
 
-    /// `tcp_write_xmit`: new data while cwnd (and the pacer) allow.
-    pub(crate) fn write_xmit(&mut self, ctx: &mut Ctx) {
+    /// `tcp_write_xmit`: new data while cwnd (and the pacer) allow. `push_one` 2 is the
+    /// loss probe's: one segment, even beyond cwnd.
+    pub(crate) fn write_xmit(&mut self, ctx: &mut Ctx, push_one: u8) {
         let burst = self.tso_segs(ctx);
         let mut burst_left = 0;
         let mut sent = 0;
@@ -649,21 +657,28 @@ impl Flow {
                 }
                 burst_left = burst;
             }
-            if self.sk.packets_in_flight() >= self.sk.snd_cwnd
-                || self.sk.packets_out >= MAX_PACKETS_OUT
-            {
+            let cwnd_room = self.sk.packets_in_flight() < self.sk.snd_cwnd;
+            if (!cwnd_room && push_one != 2) || self.sk.packets_out >= MAX_PACKETS_OUT {
                 break;
             }
             self.send_new(ctx);
             sent += 1;
             burst_left -= 1;
+            if push_one != 0 {
+                break;
+            }
         }
         let cwnd_limited = self.sk.packets_in_flight() >= self.sk.snd_cwnd;
         if sent > 0 || cwnd_limited {
             self.cwnd_validate(ctx, cwnd_limited);
         }
-        if sent > 0 && self.in_cwnd_reduction() {
-            self.sk.prr_out += sent;
+        if sent > 0 {
+            if self.in_cwnd_reduction() {
+                self.sk.prr_out += sent;
+            }
+            if push_one != 2 {
+                self.schedule_loss_probe(ctx, false);
+            }
         }
     }
 
@@ -722,9 +737,7 @@ impl Flow {
             if self.in_cwnd_reduction() {
                 self.sk.prr_out += 1;
             }
-            if idx == self.snd.base
-                && !(self.snd.timer.armed && self.snd.timer_kind == XmitTimer::Reo)
-            {
+            if idx == self.snd.base && self.sk.icsk().icsk_pending != ICSK_TIME_REO_TIMEOUT {
                 rearm = true;
             }
             idx += 1;
@@ -746,6 +759,7 @@ impl Flow {
         self.sk.icsk_mut().icsk_pending = match kind {
             XmitTimer::Rto => ICSK_TIME_RETRANS,
             XmitTimer::Reo => ICSK_TIME_REO_TIMEOUT,
+            XmitTimer::Tlp => ICSK_TIME_LOSS_PROBE,
         };
         self.snd.timer.arm(ctx, Kind::XmitTimer, self.id, at);
     }
@@ -758,17 +772,85 @@ impl Flow {
             return;
         }
         let mut rto = self.rto_ns(ctx);
-        if self.snd.timer.armed && self.snd.timer_kind == XmitTimer::Reo {
-            // tcp_rto_delta_us: what is left of the RTO since the head was sent.
-            let rto_us = clock_jiffies_to_us(ctx, u64::from(self.sk.icsk().icsk_rto)) as i64;
-            let head_tx = self.snd.segs.front().map_or(ctx.now_us, |s| s.tx_us);
-            let delta = (rto_us - us_delta(ctx.now_us, head_tx)).max(1) as u64;
+        let pending = self.sk.icsk().icsk_pending;
+        if pending == ICSK_TIME_REO_TIMEOUT || pending == ICSK_TIME_LOSS_PROBE {
+            // Offset the time elapsed since the head was sent.
+            let delta = self.rto_delta_us(ctx).max(1) as u64;
             rto = ctx.jiffies_to_ns(usecs_to_jiffies(ctx, delta));
         }
         self.arm_xmit_timer(ctx, XmitTimer::Rto, ctx.now + rto);
     }
 
-    /// The sender's timer event popped.
+    /// `tcp_rto_delta_us`: how far in the future the RTO of the head segment is.
+    fn rto_delta_us(&self, ctx: &Ctx) -> i64 {
+        let rto_us = clock_jiffies_to_us(ctx, u64::from(self.sk.icsk().icsk_rto)) as i64;
+        let head_tx = self.snd.segs.front().map_or(ctx.now_us, |s| s.tx_us);
+        rto_us - us_delta(ctx.now_us, head_tx)
+    }
+
+    /// `tcp_set_xmit_timer`.
+    fn set_xmit_timer(&mut self, ctx: &mut Ctx) {
+        if !self.schedule_loss_probe(ctx, true) {
+            self.rearm_rto(ctx);
+        }
+    }
+
+    /// `tcp_schedule_loss_probe` (`tcp_early_retrans = 3`): a probe in two RTTs when
+    /// in Open or CWR with data in flight.
+    fn schedule_loss_probe(&mut self, ctx: &mut Ctx, advancing_rto: bool) -> bool {
+        let state = self.state();
+        if self.sk.packets_out == 0 || (state != OPEN && state != CWR) {
+            return false;
+        }
+        let rto_min_us = clock_jiffies_to_us(ctx, u64::from(ctx.hz / 5));
+        let mut timeout = if self.sk.srtt_us != 0 {
+            let mut us = u64::from(self.sk.srtt_us >> 2);
+            us += if self.sk.packets_out == 1 {
+                rto_min_us
+            } else {
+                TCP_TIMEOUT_MIN_US
+            };
+            usecs_to_jiffies(ctx, us)
+        } else {
+            u64::from(ctx.hz) // TCP_TIMEOUT_INIT
+        };
+        let rto_delta_us = if advancing_rto {
+            clock_jiffies_to_us(ctx, u64::from(self.sk.icsk().icsk_rto)) as i64
+        } else {
+            self.rto_delta_us(ctx)
+        };
+        if rto_delta_us > 0 {
+            timeout = timeout.min(usecs_to_jiffies(ctx, rto_delta_us as u64));
+        }
+        let at = ctx.now + ctx.jiffies_to_ns(timeout);
+        self.arm_xmit_timer(ctx, XmitTimer::Tlp, at);
+        true
+    }
+
+    /// `tcp_send_loss_probe`: the bulk sender always has new data, so the probe is the
+    /// next new segment (sent even if cwnd is full).
+    fn send_loss_probe(&mut self, ctx: &mut Ctx) {
+        if self.snd.tlp_high_seq.is_none() {
+            let pcount = self.sk.packets_out;
+            self.write_xmit(ctx, 2);
+            if self.sk.packets_out > pcount {
+                self.snd.tlp_high_seq = Some(self.snd.nxt);
+                self.sk.icsk_mut().icsk_pending = 0;
+            }
+        }
+        self.rearm_rto(ctx);
+    }
+
+    /// `tcp_process_tlp_ack` for a probe of new data: the probe is answered.
+    fn process_tlp_ack(&mut self, cum: u64) {
+        if let Some(h) = self.snd.tlp_high_seq
+            && cum >= h
+        {
+            self.snd.tlp_high_seq = None;
+        }
+    }
+
+    /// The sender's timer event popped (`tcp_write_timer_handler`).
     pub(crate) fn on_xmit_timer(&mut self, ctx: &mut Ctx, t: u64) {
         if !self.snd.timer.fire(ctx, Kind::XmitTimer, self.id, t) {
             return;
@@ -776,12 +858,13 @@ impl Flow {
         self.sk.tcp_mstamp = ctx.now_us;
         match self.snd.timer_kind {
             XmitTimer::Reo => self.rack_reo_timeout(ctx),
+            XmitTimer::Tlp => self.send_loss_probe(ctx),
             XmitTimer::Rto => {
                 self.sk.icsk_mut().icsk_pending = 0;
                 self.retransmit_timer(ctx);
             }
         }
-        self.write_xmit(ctx);
+        // As in tcp_write_timer_handler, nothing else is sent: ACKs clock out the rest.
     }
 
     /// The pacing timer popped (`tcp_pace_kick` -> `tcp_tsq_write`).
@@ -794,7 +877,7 @@ impl Flow {
         {
             self.xmit_retransmit_queue(ctx);
         }
-        self.write_xmit(ctx);
+        self.write_xmit(ctx, 0);
     }
 
     /// `tcp_retransmit_timer`.
@@ -842,6 +925,7 @@ impl Flow {
         tp.snd_cwnd_stamp = ctx.jiffies;
         self.set_state(ctx, TcpCaState::Loss);
         self.set_high_seq();
+        self.snd.tlp_high_seq = None;
         self.ecn_queue_cwr();
     }
 
@@ -858,7 +942,7 @@ impl Flow {
             }
             self.xmit_retransmit_queue(ctx);
         }
-        if !(self.snd.timer.armed && self.snd.timer_kind == XmitTimer::Rto) {
+        if self.sk.icsk().icsk_pending != ICSK_TIME_RETRANS {
             self.rearm_rto(ctx);
         }
     }
@@ -914,11 +998,12 @@ impl Flow {
         }
         if prior_packets == 0 {
             self.in_ack_event(ctx, flag);
-            self.write_xmit(ctx);
+            self.write_xmit(ctx, 0);
             return;
         }
         flag |= self.clean_rtx_queue(ctx, flag & FLAG_ECE != 0, &st, &mut rs, &mut last_end);
         self.in_ack_event(ctx, flag);
+        self.process_tlp_ack(cum);
         let mut rexmit = false;
         let dubious = flag & FLAG_NOT_DUP == 0 || flag & FLAG_CA_ALERT != 0 || self.state() != OPEN;
         if dubious {
@@ -927,7 +1012,7 @@ impl Flow {
             self.fastretrans_alert(ctx, num_dupack, &mut flag, &mut rexmit);
         }
         if flag & FLAG_SET_XMIT_TIMER != 0 {
-            self.rearm_rto(ctx);
+            self.set_xmit_timer(ctx);
         }
         let delivered = self.sk.delivered.wrapping_sub(prior_delivered);
         let lost = self.snd.lost.wrapping_sub(prior_lost);
@@ -937,7 +1022,7 @@ impl Flow {
         if rexmit {
             self.xmit_retransmit_queue(ctx);
         }
-        self.write_xmit(ctx);
+        self.write_xmit(ctx, 0);
         #[cfg(debug_assertions)]
         self.check_scoreboard();
     }
@@ -1413,6 +1498,7 @@ impl Flow {
     /// `tcp_init_cwnd_reduction`.
     fn init_cwnd_reduction(&mut self, ctx: &mut Ctx) {
         self.set_high_seq();
+        self.snd.tlp_high_seq = None;
         let tp = &mut *self.sk;
         tp.snd_cwnd_cnt = 0;
         tp.prior_cwnd = tp.snd_cwnd;

@@ -1831,12 +1831,13 @@ impl Flow {
         let cur = self.seq(self.rcv.rcv_nxt);
         for &v in &reqs {
             let back = u64::from(cur.wrapping_sub(v) / MSS);
+            let ece = ece && self.rsk.ecn_flags & TCP_ECN_OK != 0;
             if back == 0 {
-                self.send_ack(ctx, None);
+                // An ACK of everything received: tcp_event_ack_sent applies.
+                self.send_ack_ece(ctx, None, ece);
                 continue;
             }
             let cum = self.rcv.rcv_nxt.saturating_sub(back);
-            let ece = ece && self.rsk.ecn_flags & TCP_ECN_OK != 0;
             ctx.events.push_full(
                 ctx.now + self.rev_ns,
                 Kind::Ack,
@@ -1906,9 +1907,14 @@ impl Flow {
     /// `tcp_send_ack` for `rcv_nxt`, SACKing `sack` (the out-of-order segment that
     /// prompted it), then `tcp_event_ack_sent`.
     fn send_ack(&mut self, ctx: &mut Ctx, sack: Option<u64>) {
-        let r = &mut self.rcv;
         let ece = self.rsk.ecn_flags & (TCP_ECN_OK | TCP_ECN_DEMAND_CWR)
             == TCP_ECN_OK | TCP_ECN_DEMAND_CWR;
+        self.send_ack_ece(ctx, sack, ece);
+    }
+
+    /// [`Flow::send_ack`] with the ECE bit given.
+    fn send_ack_ece(&mut self, ctx: &mut Ctx, sack: Option<u64>, ece: bool) {
+        let r = &mut self.rcv;
         let (b, c) = match sack {
             Some(s) if s > r.rcv_nxt => ((s - r.rcv_nxt) as u32, 1),
             _ => (0, 0),

@@ -1007,9 +1007,8 @@ impl Flow {
         let mut rexmit = false;
         let dubious = flag & FLAG_NOT_DUP == 0 || flag & FLAG_CA_ALERT != 0 || self.state() != OPEN;
         if dubious {
-            let num_dupack =
-                u32::from(flag & (FLAG_SND_UNA_ADVANCED | FLAG_NOT_DUP | FLAG_DSACKING_ACK) == 0);
-            self.fastretrans_alert(ctx, num_dupack, &mut flag, &mut rexmit);
+            // (A SACK connection counts no Reno dupacks: num_dupack is unused.)
+            self.fastretrans_alert(ctx, &mut flag, &mut rexmit);
         }
         if flag & FLAG_SET_XMIT_TIMER != 0 {
             self.set_xmit_timer(ctx);
@@ -1670,13 +1669,7 @@ impl Flow {
     }
 
     /// `tcp_fastretrans_alert` (SACK, RACK; no undo, no F-RTO).
-    fn fastretrans_alert(
-        &mut self,
-        ctx: &mut Ctx,
-        num_dupack: u32,
-        flag: &mut i32,
-        rexmit: &mut bool,
-    ) {
+    fn fastretrans_alert(&mut self, ctx: &mut Ctx, flag: &mut i32, rexmit: &mut bool) {
         let ece_ack = *flag & FLAG_ECE != 0;
         if self.sk.packets_out == 0 && self.sk.sacked_out != 0 {
             self.sk.sacked_out = 0;
@@ -1723,7 +1716,6 @@ impl Flow {
             _ => fall_to_default = true,
         }
         if fall_to_default {
-            let _ = num_dupack; // SACK connections count no Reno dupacks
             self.identify_packet_loss(ctx, flag);
             // tcp_time_to_recover with RACK: a segment is marked lost.
             if self.sk.lost_out == 0 {

@@ -133,6 +133,10 @@ fn invalid_scenarios_and_unknown_ccs_are_refused() {
             sample_interval_ns: 0,
             ..Scenario::default()
         },
+        Scenario {
+            sample_interval_ns: 1,
+            ..Scenario::default()
+        },
     ] {
         assert!(
             matches!(
@@ -142,4 +146,39 @@ fn invalid_scenarios_and_unknown_ccs_are_refused() {
             "{bad:?}"
         );
     }
+}
+
+#[test]
+fn extreme_but_valid_scenarios_run() {
+    let host = host();
+    // A buffer of u64::MAX bytes, a 1 µs RTT, a slow link, 1 ms of simulated time.
+    let sc = Scenario {
+        flows: vec![
+            FlowSpec::new("reno", 1000),
+            FlowSpec::new("bbr", 3600 * SEC),
+        ],
+        bw_bps: 1,
+        buffer_bytes: u64::MAX,
+        duration_ns: MS,
+        sample_interval_ns: 1000,
+        ..Scenario::default()
+    };
+    let r = sim::run(&host, &sc, None).unwrap();
+    assert_eq!(r.series[0].len(), 1000);
+    assert_eq!(
+        r.total_goodput_bps, 0.0,
+        "a 1 bit/s link delivers nothing in 1 ms"
+    );
+    // A fast link with a one-packet buffer and heavy loss.
+    let sc = Scenario {
+        flows: vec![FlowSpec::new("cubic", 5 * MS); 3],
+        bw_bps: 10_000_000_000,
+        buffer_bytes: 1500,
+        loss: 0.2,
+        duration_ns: 2 * SEC,
+        ..Scenario::default()
+    };
+    let r = sim::run(&host, &sc, None).unwrap();
+    assert!(r.queue.drops > 0 && r.queue.random_losses > 0);
+    assert!(r.flows.iter().all(|f| f.rtos > 0 && f.delivered_bytes > 0));
 }

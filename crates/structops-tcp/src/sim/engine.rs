@@ -27,6 +27,8 @@ pub(crate) struct Ctx {
     pub jiffies: u32,
     /// `CONFIG_HZ`.
     pub hz: u32,
+    /// `ktime_ns()` at simulated time 0.
+    boot_ns: u64,
     pub events: EventQueue,
     pub link: Bottleneck,
     /// Per flow: forward propagation delay after the bottleneck (ns).
@@ -38,17 +40,29 @@ pub(crate) struct Ctx {
 }
 
 impl Ctx {
+    /// Moves the clock (this thread's, which congestion controls read) to `t`, and
+    /// caches what the TCP code reads of it: the same values as [`clock::ktime_ns`],
+    /// [`clock::tcp_clock_us`] and [`clock::tcp_jiffies32`], computed without their
+    /// 128-bit divisions.
     fn set_time(&mut self, t: u64) {
         clock::set_now_ns(t);
         self.now = t;
-        self.ktime_ns = clock::ktime_ns();
+        self.ktime_ns = self.boot_ns.wrapping_add(t);
         self.now_us = self.ktime_ns / 1000;
-        self.jiffies = clock::tcp_jiffies32();
+        self.jiffies = match self.ktime_ns.checked_mul(u64::from(self.hz)) {
+            Some(x) => x / SEC,
+            None => (u128::from(self.ktime_ns) * u128::from(self.hz) / u128::from(SEC)) as u64,
+        } as u32;
+        debug_assert_eq!(self.ktime_ns, clock::ktime_ns());
+        debug_assert_eq!(self.jiffies, clock::tcp_jiffies32());
     }
 
     /// `j` jiffies in ns.
     pub(crate) fn jiffies_to_ns(&self, j: u64) -> u64 {
-        (u128::from(j) * u128::from(SEC) / u128::from(self.hz)) as u64
+        match j.checked_mul(SEC) {
+            Some(x) => x / u64::from(self.hz),
+            None => (u128::from(j) * u128::from(SEC) / u128::from(self.hz)) as u64,
+        }
     }
 
     /// Records the sender's state after a congestion-control call.
@@ -146,7 +160,11 @@ pub(crate) fn simulate(
         ktime_ns: 0,
         jiffies: 0,
         hz: host.hz(),
-        events: EventQueue::with_capacity(1024 + 4 * (cap + 64) * n),
+        boot_ns: {
+            clock::set_now_ns(0);
+            clock::ktime_ns()
+        },
+        events: EventQueue::new(n),
         link: Bottleneck::new(tx_ns, cap, sc.ecn_threshold_pkts, n),
         fwd_ns,
         rng,
@@ -173,7 +191,7 @@ pub(crate) fn simulate(
         }
     }
 
-    let samples = (end / sc.sample_interval_ns) as usize + 1;
+    let samples = ((end / sc.sample_interval_ns) as usize + 1).min(1 << 16);
     let mut series: Vec<Vec<FlowSample>> = (0..n).map(|_| Vec::with_capacity(samples)).collect();
     let mut queue_series = Vec::with_capacity(samples);
     let mut last_delivered = vec![0u64; n];
@@ -232,10 +250,11 @@ pub(crate) fn simulate(
             Kind::Sample => {
                 for (i, fl) in flows.iter().enumerate() {
                     let d = fl.rcv.delivered;
+                    let on = fl.started;
                     series[i].push(FlowSample {
                         t_ns: ev.time,
-                        cwnd: fl.sk.snd_cwnd,
-                        ssthresh: fl.sk.snd_ssthresh,
+                        cwnd: if on { fl.sk.snd_cwnd } else { 0 },
+                        ssthresh: if on { fl.sk.snd_ssthresh } else { 0 },
                         srtt_us: fl.sk.srtt_us >> 3,
                         ca_state: fl.sk.ca_state(),
                         goodput_bytes: (d - last_delivered[i]) * u64::from(MSS),

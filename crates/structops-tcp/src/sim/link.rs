@@ -83,7 +83,7 @@ impl Bottleneck {
             tx_ns,
             cap,
             ecn_k,
-            queue: VecDeque::with_capacity(cap + 1),
+            queue: VecDeque::with_capacity(cap.saturating_add(1).min(1 << 16)),
             in_service: None,
             len_integral: 0,
             last_change: 0,

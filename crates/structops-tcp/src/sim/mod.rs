@@ -17,7 +17,7 @@
 //!
 //! The sender mirrors Linux's `tcp_ack` / `tcp_write_xmit` / `tcp_retransmit_timer`
 //! (see the `tcp` module for the details and the kernel function each piece follows),
-//! with SACK, RACK loss detection, PRR, RTO with backoff, ECN (ECE/CWR) and internal
+//! with SACK, RACK loss detection, tail loss probes, PRR, RTO with backoff, ECN (ECE/CWR) and internal
 //! pacing when the congestion control asks for it (`sk_pacing_status`). The receiver has
 //! an unlimited window, delayed ACKs (every second segment, 16 quick ACKs at the start,
 //! 40 ms timer), immediate ACKs for out-of-order data and on CE changes, and runs the same
@@ -29,7 +29,8 @@
 //! - no TSO/GSO, TSQ, qdisc or NIC queue at the sender (bursts enter the bottleneck at
 //!   once); pacing only as the kernel's internal pacing (`SK_PACING_NEEDED`);
 //! - no timestamps, no D-SACK, so no undo (`undo_cwnd` is never called: `tcp_may_undo`
-//!   cannot hold), no F-RTO, no tail loss probe;
+//!   cannot hold) and no F-RTO; the tail loss probe always sends new data (the sender
+//!   always has some), so a probe never ends in the TLP recovery of a retransmitted probe;
 //! - no reordering on the network, so RACK's reordering window never grows and
 //!   `tp->reordering` stays 3; RACK scans in sequence order (see `rack_detect_loss`);
 //! - the receiver ACKs out-of-order data at once (no SACK compression), with a fixed
@@ -111,6 +112,9 @@ pub struct Scenario {
     pub trace: bool,
 }
 
+/// The most samples a run records per flow.
+pub const MAX_SAMPLES: u64 = 10_000_000;
+
 /// One millisecond in ns.
 pub const MS: u64 = 1_000_000;
 /// One second in ns.
@@ -171,6 +175,9 @@ impl Scenario {
         if self.sample_interval_ns == 0 {
             return bad("sample interval is 0");
         }
+        if self.duration_ns / self.sample_interval_ns > MAX_SAMPLES {
+            return bad("more than 10 million samples per flow");
+        }
         for f in &self.flows {
             if f.rtt_ns < 2 {
                 return bad("a flow's RTT is below 2 ns");
@@ -230,11 +237,11 @@ pub struct TraceEntry {
 pub struct FlowSample {
     /// Sample time (ns).
     pub t_ns: u64,
-    /// `snd_cwnd`.
+    /// `snd_cwnd` (0 before the flow starts).
     pub cwnd: u32,
-    /// `snd_ssthresh`.
+    /// `snd_ssthresh` (0 before the flow starts).
     pub ssthresh: u32,
-    /// Smoothed RTT (µs; 0 before the first sample).
+    /// Smoothed RTT (µs; 0 before the flow starts).
     pub srtt_us: u32,
     /// `icsk_ca_state`.
     pub ca_state: u8,

@@ -68,6 +68,8 @@ const LOSS: u8 = TcpCaState::Loss as u8;
 
 /// `ICSK_TIME_RETRANS`.
 const ICSK_TIME_RETRANS: u8 = 1;
+/// `ICSK_TIME_LOSS_PROBE`.
+const ICSK_TIME_LOSS_PROBE: u8 = 5;
 /// `ICSK_TIME_REO_TIMEOUT`.
 const ICSK_TIME_REO_TIMEOUT: u8 = 6;
 
@@ -203,6 +205,8 @@ struct Rack {
 enum XmitTimer {
     Rto,
     Reo,
+    /// Tail loss probe.
+    Tlp,
 }
 
 /// The sending side of a flow.
@@ -224,6 +228,8 @@ pub(crate) struct Sender {
     cwnd_usage_seq: u64,
     timer: Timer,
     timer_kind: XmitTimer,
+    /// `tlp_high_seq`: `snd_nxt` when the outstanding loss probe was sent.
+    tlp_high_seq: Option<u64>,
     pacing: Timer,
     wstamp_ns: u64,
     /// Segments retransmitted.
@@ -360,6 +366,7 @@ impl Flow {
                 cwnd_usage_seq: 0,
                 timer: Timer::new(),
                 timer_kind: XmitTimer::Rto,
+                tlp_high_seq: None,
                 pacing: Timer::new(),
                 wstamp_ns: 0,
                 retransmits: 0,
@@ -474,7 +481,7 @@ impl Flow {
         // tcp_init_buffer_space -> tcp_sndbuf_expand.
         self.sndbuf_expand(ctx);
         self.started = true;
-        self.write_xmit(ctx);
+        self.write_xmit(ctx, 0);
         Ok(())
     }
 
@@ -565,7 +572,7 @@ impl Flow {
         self.sk.snd_nxt = self.seq(self.snd.nxt);
         let prior_packets = self.sk.packets_out;
         self.sk.packets_out += 1;
-        if prior_packets == 0 {
+        if prior_packets == 0 || self.sk.icsk().icsk_pending == ICSK_TIME_LOSS_PROBE {
             self.rearm_rto(ctx);
         }
     }
@@ -624,7 +631,10 @@ impl Flow {
         };
         let sk = self.sk.sk();
         let gso_max_size: u64 = 65536;
-        let mut bytes = sk.sk_pacing_rate >> sk.sk_pacing_shift;
+        let mut bytes = sk
+            .sk_pacing_rate
+            .checked_shr(u32::from(sk.sk_pacing_shift))
+            .unwrap_or(0);
         let r = self.sk.min_rtt() >> 9;
         if r < 32 {
             bytes += gso_max_size >> r;
@@ -634,8 +644,9 @@ impl Flow {
         segs.min(u32::from(sk.sk_gso_max_segs)).max(1)
     }
 
-    /// `tcp_write_xmit`: new data while cwnd (and the pacer) allow.
-    pub(crate) fn write_xmit(&mut self, ctx: &mut Ctx) {
+    /// `tcp_write_xmit`: new data while cwnd (and the pacer) allow. `push_one` 2 is the
+    /// loss probe's: one segment, even beyond cwnd.
+    pub(crate) fn write_xmit(&mut self, ctx: &mut Ctx, push_one: u8) {
         let burst = self.tso_segs(ctx);
         let mut burst_left = 0;
         let mut sent = 0;
@@ -646,21 +657,28 @@ impl Flow {
                 }
                 burst_left = burst;
             }
-            if self.sk.packets_in_flight() >= self.sk.snd_cwnd
-                || self.sk.packets_out >= MAX_PACKETS_OUT
-            {
+            let cwnd_room = self.sk.packets_in_flight() < self.sk.snd_cwnd;
+            if (!cwnd_room && push_one != 2) || self.sk.packets_out >= MAX_PACKETS_OUT {
                 break;
             }
             self.send_new(ctx);
             sent += 1;
             burst_left -= 1;
+            if push_one != 0 {
+                break;
+            }
         }
         let cwnd_limited = self.sk.packets_in_flight() >= self.sk.snd_cwnd;
         if sent > 0 || cwnd_limited {
             self.cwnd_validate(ctx, cwnd_limited);
         }
-        if sent > 0 && self.in_cwnd_reduction() {
-            self.sk.prr_out += sent;
+        if sent > 0 {
+            if self.in_cwnd_reduction() {
+                self.sk.prr_out += sent;
+            }
+            if push_one != 2 {
+                self.schedule_loss_probe(ctx, false);
+            }
         }
     }
 
@@ -719,9 +737,7 @@ impl Flow {
             if self.in_cwnd_reduction() {
                 self.sk.prr_out += 1;
             }
-            if idx == self.snd.base
-                && !(self.snd.timer.armed && self.snd.timer_kind == XmitTimer::Reo)
-            {
+            if idx == self.snd.base && self.sk.icsk().icsk_pending != ICSK_TIME_REO_TIMEOUT {
                 rearm = true;
             }
             idx += 1;
@@ -743,6 +759,7 @@ impl Flow {
         self.sk.icsk_mut().icsk_pending = match kind {
             XmitTimer::Rto => ICSK_TIME_RETRANS,
             XmitTimer::Reo => ICSK_TIME_REO_TIMEOUT,
+            XmitTimer::Tlp => ICSK_TIME_LOSS_PROBE,
         };
         self.snd.timer.arm(ctx, Kind::XmitTimer, self.id, at);
     }
@@ -755,17 +772,85 @@ impl Flow {
             return;
         }
         let mut rto = self.rto_ns(ctx);
-        if self.snd.timer.armed && self.snd.timer_kind == XmitTimer::Reo {
-            // tcp_rto_delta_us: what is left of the RTO since the head was sent.
-            let rto_us = clock_jiffies_to_us(ctx, u64::from(self.sk.icsk().icsk_rto)) as i64;
-            let head_tx = self.snd.segs.front().map_or(ctx.now_us, |s| s.tx_us);
-            let delta = (rto_us - us_delta(ctx.now_us, head_tx)).max(1) as u64;
+        let pending = self.sk.icsk().icsk_pending;
+        if pending == ICSK_TIME_REO_TIMEOUT || pending == ICSK_TIME_LOSS_PROBE {
+            // Offset the time elapsed since the head was sent.
+            let delta = self.rto_delta_us(ctx).max(1) as u64;
             rto = ctx.jiffies_to_ns(usecs_to_jiffies(ctx, delta));
         }
         self.arm_xmit_timer(ctx, XmitTimer::Rto, ctx.now + rto);
     }
 
-    /// The sender's timer event popped.
+    /// `tcp_rto_delta_us`: how far in the future the RTO of the head segment is.
+    fn rto_delta_us(&self, ctx: &Ctx) -> i64 {
+        let rto_us = clock_jiffies_to_us(ctx, u64::from(self.sk.icsk().icsk_rto)) as i64;
+        let head_tx = self.snd.segs.front().map_or(ctx.now_us, |s| s.tx_us);
+        rto_us - us_delta(ctx.now_us, head_tx)
+    }
+
+    /// `tcp_set_xmit_timer`.
+    fn set_xmit_timer(&mut self, ctx: &mut Ctx) {
+        if !self.schedule_loss_probe(ctx, true) {
+            self.rearm_rto(ctx);
+        }
+    }
+
+    /// `tcp_schedule_loss_probe` (`tcp_early_retrans = 3`): a probe in two RTTs when
+    /// in Open or CWR with data in flight.
+    fn schedule_loss_probe(&mut self, ctx: &mut Ctx, advancing_rto: bool) -> bool {
+        let state = self.state();
+        if self.sk.packets_out == 0 || (state != OPEN && state != CWR) {
+            return false;
+        }
+        let rto_min_us = clock_jiffies_to_us(ctx, u64::from(ctx.hz / 5));
+        let mut timeout = if self.sk.srtt_us != 0 {
+            let mut us = u64::from(self.sk.srtt_us >> 2);
+            us += if self.sk.packets_out == 1 {
+                rto_min_us
+            } else {
+                TCP_TIMEOUT_MIN_US
+            };
+            usecs_to_jiffies(ctx, us)
+        } else {
+            u64::from(ctx.hz) // TCP_TIMEOUT_INIT
+        };
+        let rto_delta_us = if advancing_rto {
+            clock_jiffies_to_us(ctx, u64::from(self.sk.icsk().icsk_rto)) as i64
+        } else {
+            self.rto_delta_us(ctx)
+        };
+        if rto_delta_us > 0 {
+            timeout = timeout.min(usecs_to_jiffies(ctx, rto_delta_us as u64));
+        }
+        let at = ctx.now + ctx.jiffies_to_ns(timeout);
+        self.arm_xmit_timer(ctx, XmitTimer::Tlp, at);
+        true
+    }
+
+    /// `tcp_send_loss_probe`: the bulk sender always has new data, so the probe is the
+    /// next new segment (sent even if cwnd is full).
+    fn send_loss_probe(&mut self, ctx: &mut Ctx) {
+        if self.snd.tlp_high_seq.is_none() {
+            let pcount = self.sk.packets_out;
+            self.write_xmit(ctx, 2);
+            if self.sk.packets_out > pcount {
+                self.snd.tlp_high_seq = Some(self.snd.nxt);
+                self.sk.icsk_mut().icsk_pending = 0;
+            }
+        }
+        self.rearm_rto(ctx);
+    }
+
+    /// `tcp_process_tlp_ack` for a probe of new data: the probe is answered.
+    fn process_tlp_ack(&mut self, cum: u64) {
+        if let Some(h) = self.snd.tlp_high_seq
+            && cum >= h
+        {
+            self.snd.tlp_high_seq = None;
+        }
+    }
+
+    /// The sender's timer event popped (`tcp_write_timer_handler`).
     pub(crate) fn on_xmit_timer(&mut self, ctx: &mut Ctx, t: u64) {
         if !self.snd.timer.fire(ctx, Kind::XmitTimer, self.id, t) {
             return;
@@ -773,12 +858,13 @@ impl Flow {
         self.sk.tcp_mstamp = ctx.now_us;
         match self.snd.timer_kind {
             XmitTimer::Reo => self.rack_reo_timeout(ctx),
+            XmitTimer::Tlp => self.send_loss_probe(ctx),
             XmitTimer::Rto => {
                 self.sk.icsk_mut().icsk_pending = 0;
                 self.retransmit_timer(ctx);
             }
         }
-        self.write_xmit(ctx);
+        // As in tcp_write_timer_handler, nothing else is sent: ACKs clock out the rest.
     }
 
     /// The pacing timer popped (`tcp_pace_kick` -> `tcp_tsq_write`).
@@ -791,7 +877,7 @@ impl Flow {
         {
             self.xmit_retransmit_queue(ctx);
         }
-        self.write_xmit(ctx);
+        self.write_xmit(ctx, 0);
     }
 
     /// `tcp_retransmit_timer`.
@@ -839,6 +925,7 @@ impl Flow {
         tp.snd_cwnd_stamp = ctx.jiffies;
         self.set_state(ctx, TcpCaState::Loss);
         self.set_high_seq();
+        self.snd.tlp_high_seq = None;
         self.ecn_queue_cwr();
     }
 
@@ -855,7 +942,7 @@ impl Flow {
             }
             self.xmit_retransmit_queue(ctx);
         }
-        if !(self.snd.timer.armed && self.snd.timer_kind == XmitTimer::Rto) {
+        if self.sk.icsk().icsk_pending != ICSK_TIME_RETRANS {
             self.rearm_rto(ctx);
         }
     }
@@ -911,20 +998,20 @@ impl Flow {
         }
         if prior_packets == 0 {
             self.in_ack_event(ctx, flag);
-            self.write_xmit(ctx);
+            self.write_xmit(ctx, 0);
             return;
         }
         flag |= self.clean_rtx_queue(ctx, flag & FLAG_ECE != 0, &st, &mut rs, &mut last_end);
         self.in_ack_event(ctx, flag);
+        self.process_tlp_ack(cum);
         let mut rexmit = false;
         let dubious = flag & FLAG_NOT_DUP == 0 || flag & FLAG_CA_ALERT != 0 || self.state() != OPEN;
         if dubious {
-            let num_dupack =
-                u32::from(flag & (FLAG_SND_UNA_ADVANCED | FLAG_NOT_DUP | FLAG_DSACKING_ACK) == 0);
-            self.fastretrans_alert(ctx, num_dupack, &mut flag, &mut rexmit);
+            // (A SACK connection counts no Reno dupacks: num_dupack is unused.)
+            self.fastretrans_alert(ctx, &mut flag, &mut rexmit);
         }
         if flag & FLAG_SET_XMIT_TIMER != 0 {
-            self.rearm_rto(ctx);
+            self.set_xmit_timer(ctx);
         }
         let delivered = self.sk.delivered.wrapping_sub(prior_delivered);
         let lost = self.snd.lost.wrapping_sub(prior_lost);
@@ -934,7 +1021,31 @@ impl Flow {
         if rexmit {
             self.xmit_retransmit_queue(ctx);
         }
-        self.write_xmit(ctx);
+        self.write_xmit(ctx, 0);
+        #[cfg(debug_assertions)]
+        self.check_scoreboard();
+    }
+
+    /// Debug builds: the socket's counters agree with the retransmission queue
+    /// (`tcp_verify_left_out` and more).
+    #[cfg(debug_assertions)]
+    fn check_scoreboard(&self) {
+        let (mut sacked, mut lost, mut retrans) = (0u32, 0u32, 0u32);
+        for s in &self.snd.segs {
+            sacked += u32::from(s.sacked & SACKED_ACKED != 0);
+            lost += u32::from(s.sacked & LOST != 0);
+            retrans += u32::from(s.sacked & SACKED_RETRANS != 0);
+        }
+        let tp = &*self.sk;
+        assert_eq!(tp.packets_out as usize, self.snd.segs.len(), "packets_out");
+        assert_eq!(self.snd.base, self.snd.una, "queue head");
+        assert_eq!(self.snd.base + self.snd.segs.len() as u64, self.snd.nxt);
+        assert_eq!(
+            (tp.sacked_out, tp.lost_out, tp.retrans_out),
+            (sacked, lost, retrans),
+            "sacked/lost/retrans out"
+        );
+        assert!(tp.sacked_out + tp.lost_out <= tp.packets_out);
     }
 
     /// `tcp_snd_una_update`.
@@ -1328,7 +1439,7 @@ impl Flow {
         } else {
             sndcnt = (tp.prr_delivered.wrapping_sub(tp.prr_out) as i32).max(newly_acked_sacked);
             if flag & FLAG_SND_UNA_ADVANCED != 0 && newly_lost == 0 {
-                sndcnt += 1;
+                sndcnt = sndcnt.saturating_add(1);
             }
             sndcnt = sndcnt.min(delta);
         }
@@ -1386,6 +1497,7 @@ impl Flow {
     /// `tcp_init_cwnd_reduction`.
     fn init_cwnd_reduction(&mut self, ctx: &mut Ctx) {
         self.set_high_seq();
+        self.snd.tlp_high_seq = None;
         let tp = &mut *self.sk;
         tp.snd_cwnd_cnt = 0;
         tp.prior_cwnd = tp.snd_cwnd;
@@ -1557,13 +1669,7 @@ impl Flow {
     }
 
     /// `tcp_fastretrans_alert` (SACK, RACK; no undo, no F-RTO).
-    fn fastretrans_alert(
-        &mut self,
-        ctx: &mut Ctx,
-        num_dupack: u32,
-        flag: &mut i32,
-        rexmit: &mut bool,
-    ) {
+    fn fastretrans_alert(&mut self, ctx: &mut Ctx, flag: &mut i32, rexmit: &mut bool) {
         let ece_ack = *flag & FLAG_ECE != 0;
         if self.sk.packets_out == 0 && self.sk.sacked_out != 0 {
             self.sk.sacked_out = 0;
@@ -1610,7 +1716,6 @@ impl Flow {
             _ => fall_to_default = true,
         }
         if fall_to_default {
-            let _ = num_dupack; // SACK connections count no Reno dupacks
             self.identify_packet_loss(ctx, flag);
             // tcp_time_to_recover with RACK: a segment is marked lost.
             if self.sk.lost_out == 0 {
@@ -1718,12 +1823,13 @@ impl Flow {
         let cur = self.seq(self.rcv.rcv_nxt);
         for &v in &reqs {
             let back = u64::from(cur.wrapping_sub(v) / MSS);
+            let ece = ece && self.rsk.ecn_flags & TCP_ECN_OK != 0;
             if back == 0 {
-                self.send_ack(ctx, None);
+                // An ACK of everything received: tcp_event_ack_sent applies.
+                self.send_ack_ece(ctx, None, ece);
                 continue;
             }
             let cum = self.rcv.rcv_nxt.saturating_sub(back);
-            let ece = ece && self.rsk.ecn_flags & TCP_ECN_OK != 0;
             ctx.events.push_full(
                 ctx.now + self.rev_ns,
                 Kind::Ack,
@@ -1793,9 +1899,14 @@ impl Flow {
     /// `tcp_send_ack` for `rcv_nxt`, SACKing `sack` (the out-of-order segment that
     /// prompted it), then `tcp_event_ack_sent`.
     fn send_ack(&mut self, ctx: &mut Ctx, sack: Option<u64>) {
-        let r = &mut self.rcv;
         let ece = self.rsk.ecn_flags & (TCP_ECN_OK | TCP_ECN_DEMAND_CWR)
             == TCP_ECN_OK | TCP_ECN_DEMAND_CWR;
+        self.send_ack_ece(ctx, sack, ece);
+    }
+
+    /// [`Flow::send_ack`] with the ECE bit given.
+    fn send_ack_ece(&mut self, ctx: &mut Ctx, sack: Option<u64>, ece: bool) {
+        let r = &mut self.rcv;
         let (b, c) = match sack {
             Some(s) if s > r.rcv_nxt => ((s - r.rcv_nxt) as u32, 1),
             _ => (0, 0),

@@ -13,7 +13,7 @@ use structops::{Access, Errno, ProgType, Runtime};
 use structops_vm::{Caller, Mode, VmError};
 
 use crate::host::{Socket, socket_of};
-use crate::types::TCP_CA_NAME_MAX;
+use crate::types::{TCP_CA_NAME_MAX, TcpSock};
 
 /// `BPF_FUNC_setsockopt`.
 pub const FUNC_SETSOCKOPT: i32 = 49;
@@ -30,14 +30,15 @@ fn neg(e: Errno) -> u64 {
     (-i64::from(e.0)) as u64
 }
 
-/// The socket a helper was given, checked in checked runs.
-fn socket<'a>(caller: &mut Caller<'_>, addr: u64) -> Result<&'a mut Socket, VmError> {
+/// The socket a helper was given (`None` if it is not a live [`Socket`], which a
+/// verified program can only cause when a host calls a member with a `tcp_sock` of its
+/// own); checked against the run's memory in checked runs.
+fn socket<'a>(caller: &mut Caller<'_>, addr: u64) -> Result<Option<&'a mut Socket>, VmError> {
     if caller.mode() == Mode::Checked {
-        caller.check(addr, size_of::<Socket>() as u64, Access::ReadWrite)?;
+        caller.check(addr, size_of::<TcpSock>() as u64, Access::ReadWrite)?;
     }
-    // SAFETY: see the module documentation: a trusted socket pointer (unchecked runs) or
-    // one just checked to be run memory of a `Socket`'s size (checked runs, whose
-    // callers grant whole sockets).
+    // SAFETY: the members run on the socket through a raw pointer, and nothing else
+    // uses it during the helper call.
     Ok(unsafe { socket_of(addr) })
 }
 
@@ -119,7 +120,9 @@ pub(crate) fn register(rt: &Runtime) -> Result<(), (&'static str, Errno)> {
         ),
         prog_types: types.clone(),
         func: Arc::new(|caller: &mut Caller<'_>, a: [u64; 5]| {
-            let sock = socket(caller, a[0])?;
+            let Some(sock) = socket(caller, a[0])? else {
+                return Ok(neg(Errno::EINVAL));
+            };
             // The kernel's bpf_tcp_send_ack is __tcp_send_ack(sk, rcv_nxt): the same
             // hook native congestion controls call.
             let sk: *mut Socket = sock;
@@ -144,7 +147,9 @@ pub(crate) fn register(rt: &Runtime) -> Result<(), (&'static str, Errno)> {
             let len = (a[4] as usize).min(4096);
             let mut buf = vec![0u8; len];
             caller.read(a[3], &mut buf)?;
-            let sock = socket(caller, a[0])?;
+            let Some(sock) = socket(caller, a[0])? else {
+                return Ok(neg(Errno::EINVAL));
+            };
             Ok(match setsockopt(sock, a[1], a[2], &buf) {
                 Ok(()) => 0,
                 Err(e) => neg(e),
@@ -170,8 +175,11 @@ pub(crate) fn register(rt: &Runtime) -> Result<(), (&'static str, Errno)> {
         func: Arc::new(|caller: &mut Caller<'_>, a: [u64; 5]| {
             let len = (a[4] as usize).min(4096);
             let mut buf = vec![0u8; len];
-            let sock = socket(caller, a[0])?;
-            let r = match getsockopt(sock, a[1], a[2], &mut buf) {
+            let r = match socket(caller, a[0])? {
+                None => Err(Errno::EINVAL),
+                Some(sock) => getsockopt(sock, a[1], a[2], &mut buf),
+            };
+            let r = match r {
                 Ok(()) => 0,
                 Err(e) => {
                     // The kernel zeroes the buffer on an error.
@@ -227,5 +235,25 @@ mod tests {
         s.set_chg_cc_in_progress(false);
         setsockopt(&mut s, SOL_TCP, TCP_CONGESTION, b"reno\0").unwrap();
         assert_eq!(s.ca_name(), "reno");
+    }
+
+    #[test]
+    fn only_live_sockets_are_found() {
+        let host = TcpHost::new(HostConfig::default()).unwrap();
+        let s = host.socket();
+        let addr = std::ptr::from_ref::<Socket>(&s).expose_provenance() as u64;
+        // SAFETY: nothing else uses the socket while the reference lives.
+        assert!(unsafe { socket_of(addr) }.is_some());
+        let plain = Box::new(TcpSock::default());
+        let plain_addr = std::ptr::from_ref::<TcpSock>(&plain).expose_provenance() as u64;
+        // SAFETY: as above; the lookup finds nothing and dereferences nothing.
+        assert!(
+            unsafe { socket_of(plain_addr) }.is_none(),
+            "a bare tcp_sock"
+        );
+        assert!(unsafe { socket_of(0) }.is_none());
+        drop(s);
+        // SAFETY: as above.
+        assert!(unsafe { socket_of(addr) }.is_none(), "a dropped socket");
     }
 }

@@ -33,7 +33,7 @@
 //! program passed ([`Runtime::set_storage_owner`]); a dropped socket leaves the table
 //! and releases its values (`bpf_sk_storage_free`).
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::ffi::c_int;
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -653,6 +653,7 @@ impl TcpHost {
         // The box never moves, so its address names the socket until it is dropped.
         let addr = std::ptr::from_ref::<Socket>(&sock).expose_provenance() as u64;
         self.shared.sockets().insert(addr, sock.storage.clone());
+        live_sockets().insert(addr);
         sock
     }
 
@@ -1012,25 +1013,43 @@ impl Drop for Socket {
         // socket's storage), then `bpf_sk_storage_free`.
         self.ca_release();
         let addr = std::ptr::from_mut::<Socket>(self).expose_provenance() as u64;
+        live_sockets().remove(&addr);
         self.shared.sockets().remove(&addr);
         self.storage.release();
     }
 }
 
-/// The send-ACK hook [`TcpHost::enter`] installs: queues the ACK on the socket.
-fn queue_send_ack(sk: *mut Sock, rcv_nxt: u32) {
-    // SAFETY: the hooks are called with the `struct sock *` of the member being run,
-    // which for this host's sockets is a `Socket` (see `socket_of`).
-    unsafe { socket_of(sk.expose_provenance() as u64) }.request_ack(rcv_nxt);
+/// The addresses of every live [`Socket`] of every host in the process.
+static LIVE_SOCKETS: Mutex<BTreeSet<u64>> = Mutex::new(BTreeSet::new());
+
+fn live_sockets() -> MutexGuard<'static, BTreeSet<u64>> {
+    LIVE_SOCKETS.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// The [`Socket`] a `struct sock *` handed to a congestion control belongs to.
+/// The send-ACK hook [`TcpHost::enter`] installs: queues the ACK on the socket (nothing
+/// happens for an address that is not a live [`Socket`]).
+fn queue_send_ack(sk: *mut Sock, rcv_nxt: u32) {
+    // SAFETY: the hooks are called with the `struct sock *` of the member being run;
+    // `socket_of` only returns live sockets.
+    if let Some(s) = unsafe { socket_of(sk.expose_provenance() as u64) } {
+        s.request_ack(rcv_nxt);
+    }
+}
+
+/// The [`Socket`] at `sk`, if it is the address of a live one. A `TcpSock` that is not
+/// part of a `Socket` (a host calling a member through [`OpsTable::call`] with its own
+/// struct) finds nothing, so helpers never reach past it.
 ///
 /// # Safety
 ///
-/// `sk` must be the address a [`Socket`] method passed to the member being run (the
-/// verifier guarantees BPF programs pass only such trusted pointers on).
-pub(crate) unsafe fn socket_of<'a>(sk: u64) -> &'a mut Socket {
-    // SAFETY: the caller's contract; `Socket` is `repr(C)` with the `TcpSock` first.
-    unsafe { &mut *std::ptr::with_exposed_provenance_mut::<Socket>(sk as usize) }
+/// While the returned reference is used, no other reference to that socket may be used
+/// (the members are running on it through a raw pointer; see [`Socket`]).
+pub(crate) unsafe fn socket_of<'a>(sk: u64) -> Option<&'a mut Socket> {
+    if !live_sockets().contains(&sk) {
+        return None;
+    }
+    // SAFETY: `sk` is a live `Socket` (checked above; a socket leaves the set before it
+    // is freed, and only its own thread runs its members); the caller's contract covers
+    // aliasing.
+    Some(unsafe { &mut *std::ptr::with_exposed_provenance_mut::<Socket>(sk as usize) })
 }

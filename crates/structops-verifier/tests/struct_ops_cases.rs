@@ -49,6 +49,7 @@ fn map_type(name: &str) -> u32 {
         "lru_hash" => 9,
         "queue" => 22,
         "stack" => 23,
+        "sk_storage" => 24,
         "ringbuf" => 27,
         _ => 0,
     }

@@ -243,7 +243,8 @@ impl StructOpsType for TcpCongOps {
                 },
                 [
                     a(ArgType::ConstMapPtr),
-                    Arg::with(ArgType::PtrToBtfId, TypeFlags::PTR_MAYBE_NULL),
+                    // `bpf_sk_storage_get_proto`: ARG_PTR_TO_BTF_ID_SOCK_COMMON.
+                    a(ArgType::PtrToBtfIdSockCommon),
                     Arg::with(ArgType::PtrToMapValue, TypeFlags::PTR_MAYBE_NULL),
                     a(ArgType::Anything),
                     d,
@@ -255,7 +256,8 @@ impl StructOpsType for TcpCongOps {
                 Ret::INTEGER,
                 [
                     a(ArgType::ConstMapPtr),
-                    Arg::with(ArgType::PtrToBtfId, TypeFlags::PTR_MAYBE_NULL),
+                    // `bpf_sk_storage_get_proto`: ARG_PTR_TO_BTF_ID_SOCK_COMMON.
+                    a(ArgType::PtrToBtfIdSockCommon),
                     d,
                     d,
                     d,

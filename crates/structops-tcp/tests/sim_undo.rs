@@ -203,3 +203,27 @@ fn clean_drop_tail_runs_undo_nothing() {
         );
     }
 }
+
+#[test]
+fn a_spike_below_the_rto_times_nothing_out_and_bad_spikes_are_refused() {
+    let host = TcpHost::new(HostConfig::default()).unwrap();
+    let mut sc = scenario("reno", true);
+    sc.flows[0].delay_spikes[0].extra_ns = 60 * MS;
+    let r = sim::run(&host, &sc, None).unwrap();
+    let f = &r.flows[0];
+    assert_eq!((f.rtos, f.undos), (0, 0), "a 60 ms spike: {f:?}");
+    // The spike did delay the path: the smoothed RTT saw it.
+    let peak = r.series[0]
+        .iter()
+        .filter(|s| s.t_ns > 2 * SEC)
+        .map(|s| s.srtt_us)
+        .max()
+        .unwrap();
+    assert!(peak > 40_000, "srtt peaked at {peak} us");
+
+    sc.flows[0].delay_spikes[0].extra_ns = 2 * 3600 * SEC;
+    assert!(matches!(
+        sim::run(&host, &sc, None),
+        Err(sim::SimError::Invalid { .. })
+    ));
+}

@@ -8,8 +8,8 @@ use super::link::{Bottleneck, Offer, QPkt};
 use super::rng::Rng;
 use super::tcp::Flow;
 use super::{
-    FlowSample, FlowSummary, Hook, MSS, QueueSample, QueueSummary, RunOptions, SEC, Scenario,
-    SimError, SimResult, TraceEntry, WIRE_BYTES, jain,
+    DelaySpike, FlowSample, FlowSummary, Hook, MSS, QueueSample, QueueSummary, RunOptions, SEC,
+    Scenario, SimError, SimResult, TraceEntry, WIRE_BYTES, jain,
 };
 use crate::clock;
 use crate::host::TcpHost;
@@ -33,6 +33,11 @@ pub(crate) struct Ctx {
     pub link: Bottleneck,
     /// Per flow: forward propagation delay after the bottleneck (ns).
     pub fwd_ns: Vec<u64>,
+    /// Per flow: its forward path's delay spikes.
+    spikes: Vec<Vec<DelaySpike>>,
+    /// Per flow: when its latest data packet reaches the receiver (ns), which later
+    /// packets may not precede.
+    last_arrival: Vec<u64>,
     rng: Rng,
     loss: f64,
     pub random_losses: u64,
@@ -55,6 +60,11 @@ impl Ctx {
         } as u32;
         debug_assert_eq!(self.ktime_ns, clock::ktime_ns());
         debug_assert_eq!(self.jiffies, clock::tcp_jiffies32());
+    }
+
+    /// `tcp_time_stamp_ms` at simulated time `t` (ns): the TSval of a packet sent then.
+    pub(crate) fn ts_ms(&self, t: u64) -> u32 {
+        (self.boot_ns.wrapping_add(t) / 1_000_000) as u32
     }
 
     /// `j` jiffies in ns.
@@ -103,9 +113,24 @@ impl Ctx {
     fn link_done(&mut self) {
         let (done, more) = self.link.depart(self.now);
         if let Some(p) = done {
-            let fwd = self.fwd_ns.get(p.flow as usize).copied().unwrap_or(0);
+            let f = p.flow as usize;
+            let fwd = self.fwd_ns.get(f).copied().unwrap_or(0);
+            let extra: u64 = self.spikes.get(f).map_or(0, |sp| {
+                sp.iter()
+                    .filter(|d| self.now >= d.at_ns && self.now - d.at_ns < d.duration_ns)
+                    .map(|d| d.extra_ns)
+                    .sum()
+            });
+            let mut at = self.now + fwd + extra;
+            if let Some(last) = self.last_arrival.get_mut(f) {
+                at = at.max(*last);
+                *last = at;
+            }
+            // Senders reach the bottleneck at once: the packet was sent when it joined
+            // the queue.
+            let tsval = self.ts_ms(p.enq_ns);
             self.events
-                .push_full(self.now + fwd, Kind::Data, p.flow, p.idx, 0, 0, p.flags);
+                .push_full(at, Kind::Data, p.flow, p.idx, 0, 0, p.flags, tsval);
         }
         if more {
             self.events
@@ -167,6 +192,8 @@ pub(crate) fn simulate(
         events: EventQueue::new(n),
         link: Bottleneck::new(tx_ns, cap, sc.ecn_threshold_pkts, n),
         fwd_ns,
+        spikes: sc.flows.iter().map(|f| f.delay_spikes.clone()).collect(),
+        last_arrival: vec![0; n],
         rng,
         loss: sc.loss,
         random_losses: 0,
@@ -187,7 +214,7 @@ pub(crate) fn simulate(
     for (i, cb) in opts.callbacks.iter().enumerate() {
         if cb.at_ns < end {
             ctx.events
-                .push_full(cb.at_ns, Kind::Callback, 0, i as u64, 0, 0, 0);
+                .push_full(cb.at_ns, Kind::Callback, 0, i as u64, 0, 0, 0, 0);
         }
     }
 
@@ -210,7 +237,7 @@ pub(crate) fn simulate(
             Kind::LinkDone => ctx.link_done(),
             Kind::Data => {
                 if let Some(fl) = flows.get_mut(f) {
-                    fl.on_data(&mut ctx, ev.a, ev.flags);
+                    fl.on_data(&mut ctx, ev.a, ev.flags, ev.ts);
                 }
             }
             Kind::Ack => {
@@ -219,7 +246,7 @@ pub(crate) fn simulate(
                         let lo = ev.a + u64::from(ev.b);
                         (lo, lo + u64::from(ev.c))
                     });
-                    fl.on_ack(&mut ctx, ev.a, sack, ev.flags != 0);
+                    fl.on_ack(&mut ctx, ev.a, sack, ev.flags != 0, ev.ts);
                 }
             }
             Kind::XmitTimer => {
@@ -314,6 +341,7 @@ pub(crate) fn simulate(
             retransmits: fl.snd.retransmits,
             rtos: fl.snd.rtos,
             recoveries: fl.snd.recoveries,
+            undos: fl.snd.undos,
             drops: q.drops,
             ce_marks: q.marks,
             mean_queue_delay_ns: if q.served == 0 {

@@ -13,10 +13,12 @@ pub(crate) enum Kind {
     Start,
     /// The bottleneck finished serializing the packet in service.
     LinkDone,
-    /// A data segment reaches the receiver: `a` = segment index, `flags` = `PKT_*`.
+    /// A data segment reaches the receiver: `a` = segment index, `flags` = `PKT_*`,
+    /// `ts` = its TSval.
     Data,
     /// An ACK reaches the sender: `a` = cumulative segment index, `b` = first SACKed
-    /// segment relative to `a`, `c` = SACKed segments (0: no SACK), `flags` = `ACK_ECE`.
+    /// segment relative to `a`, `c` = SACKed segments (0: no SACK), `flags` = `ACK_ECE`,
+    /// `ts` = its TSecr.
     Ack,
     /// The sender's retransmission / reordering timer (lazily re-armed).
     XmitTimer,
@@ -51,6 +53,8 @@ pub(crate) struct Event {
     pub flags: u8,
     /// Third payload word.
     pub c: u16,
+    /// The TCP timestamp a packet carries (TSval of data, TSecr of an ACK).
+    pub ts: u32,
 }
 
 impl Event {
@@ -87,7 +91,7 @@ impl Ord for Event {
 ///
 /// Data packets of one flow reach its receiver in the order they left the bottleneck,
 /// and its ACKs reach the sender in the order they were sent (each direction has one
-/// fixed delay), so those events wait in per-flow FIFO lines and only each line's head
+/// fixed delay; a delay spike holds later packets behind earlier ones), so those events wait in per-flow FIFO lines and only each line's head
 /// is in the heap. An event keeps the sequence number it was scheduled with, so the
 /// order of events is exactly the heap's (time, sequence) order; the heap just stays
 /// small (a few entries per flow instead of one per packet in flight).
@@ -137,6 +141,7 @@ impl EventQueue {
         b: u32,
         c: u16,
         flags: u8,
+        ts: u32,
     ) {
         let seq = self.next_seq;
         self.next_seq += 1;
@@ -149,6 +154,7 @@ impl EventQueue {
             kind,
             flags,
             c,
+            ts,
         };
         if let Some(line) = line_of(kind, flow).and_then(|l| self.lines.get_mut(l)) {
             if line.busy {
@@ -162,7 +168,7 @@ impl EventQueue {
 
     /// Schedules an event without payload.
     pub(crate) fn push(&mut self, time: u64, kind: Kind, flow: u32) {
-        self.push_full(time, kind, flow, 0, 0, 0, 0);
+        self.push_full(time, kind, flow, 0, 0, 0, 0, 0);
     }
 
     /// The earliest event.
@@ -216,7 +222,7 @@ mod tests {
                 3 => (Kind::Ack, 1, 0),
                 _ => (Kind::XmitTimer, 1, x % 11),
             };
-            q.push_full(t + delay, kind, flow, i, 0, 0, 0);
+            q.push_full(t + delay, kind, flow, i, 0, 0, 0, 0);
             plain.push(Event {
                 time: t + delay,
                 seq: i,
@@ -226,6 +232,7 @@ mod tests {
                 kind,
                 flags: 0,
                 c: 0,
+                ts: 0,
             });
             if x.is_multiple_of(4) {
                 let (a, b) = (q.pop().map(|e| e.a), plain.pop().map(|e| e.a));

@@ -17,7 +17,8 @@
 //!
 //! The sender mirrors Linux's `tcp_ack` / `tcp_write_xmit` / `tcp_retransmit_timer`
 //! (see the `tcp` module for the details and the kernel function each piece follows),
-//! with SACK, RACK loss detection, tail loss probes, PRR, RTO with backoff, ECN (ECE/CWR) and internal
+//! with SACK, RACK loss detection, tail loss probes, PRR, RTO with backoff, undo of
+//! spurious reductions by timestamps (Eifel), ECN (ECE/CWR) and internal
 //! pacing when the congestion control asks for it (`sk_pacing_status`). The receiver has
 //! an unlimited window, delayed ACKs (every second segment, 16 quick ACKs at the start,
 //! 40 ms timer), immediate ACKs for out-of-order data and on CE changes, and runs the same
@@ -28,8 +29,10 @@
 //! - no SYN/FIN exchange: a flow starts established with one RTT sample of its path;
 //! - no TSO/GSO, TSQ, qdisc or NIC queue at the sender (bursts enter the bottleneck at
 //!   once); pacing only as the kernel's internal pacing (`SK_PACING_NEEDED`);
-//! - no timestamps, no D-SACK, so no undo (`undo_cwnd` is never called: `tcp_may_undo`
-//!   cannot hold) and no F-RTO; the tail loss probe always sends new data (the sender
+//! - TCP timestamps (ms, as `tcp_time_stamp_ms`) without PAWS drops (the network never
+//!   reorders, so PAWS never would) and without `tsoffset`; undo only by timestamps
+//!   (Eifel: `tcp_packet_delayed`), since there is no D-SACK (`undo_retrans` never
+//!   reaches 0); no F-RTO; the tail loss probe always sends new data (the sender
 //!   always has some), so a probe never ends in the TLP recovery of a retransmitted probe;
 //! - no reordering on the network, so RACK's reordering window never grows and
 //!   `tp->reordering` stays 3; RACK scans in sequence order (see `rack_detect_loss`);
@@ -75,6 +78,24 @@ pub struct FlowSpec {
     /// `net.ipv4.tcp_ecn = 1` of a classic ECN sender). Congestion controls with
     /// `TCP_CONG_NEEDS_ECN` always negotiate it.
     pub ecn: bool,
+    /// Temporary extra delays on the flow's forward path (none by default), to provoke
+    /// spurious retransmission timeouts.
+    pub delay_spikes: Vec<DelaySpike>,
+}
+
+/// A temporary extra propagation delay on a flow's forward (data) path, after the
+/// bottleneck: a data packet leaving the bottleneck in `[at_ns, at_ns + duration_ns)`
+/// takes `extra_ns` longer to reach the receiver. The path stays FIFO: a packet never
+/// arrives before one that left the bottleneck earlier (after the spike, packets queue
+/// behind the delayed ones, as behind a stalled link).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct DelaySpike {
+    /// When the spike starts (ns).
+    pub at_ns: u64,
+    /// The extra one-way delay (ns).
+    pub extra_ns: u64,
+    /// How long packets entering the path get it (ns).
+    pub duration_ns: u64,
 }
 
 impl FlowSpec {
@@ -85,6 +106,7 @@ impl FlowSpec {
             rtt_ns,
             start_ns: 0,
             ecn: false,
+            delay_spikes: Vec::new(),
         }
     }
 }
@@ -185,6 +207,14 @@ impl Scenario {
             if f.rtt_ns > 3600 * SEC {
                 return bad("a flow's RTT is above one hour");
             }
+            for d in &f.delay_spikes {
+                if d.extra_ns > 3600 * SEC || d.duration_ns > 3600 * SEC {
+                    return bad("a delay spike's delay or duration is above one hour");
+                }
+                if d.at_ns > u64::MAX / 2 {
+                    return bad("a delay spike starts beyond the simulated time range");
+                }
+            }
         }
         Ok(())
     }
@@ -213,6 +243,9 @@ pub enum Hook {
     MinTsoSegs,
     /// `sndbuf_expand`.
     SndbufExpand,
+    /// `undo_cwnd` (`tcp_undo_cwnd_reduction`), after `snd_cwnd` took its value and
+    /// `snd_ssthresh` was restored.
+    UndoCwnd,
 }
 
 /// The sender's congestion state right after one congestion-control call.
@@ -281,6 +314,9 @@ pub struct FlowSummary {
     pub rtos: u64,
     /// Fast recoveries.
     pub recoveries: u64,
+    /// Congestion-window reductions undone (`undo_cwnd` calls: a retransmission found
+    /// spurious by its timestamp echo, Eifel detection).
+    pub undos: u64,
     /// Its packets dropped at the full bottleneck buffer.
     pub drops: u64,
     /// Its packets marked CE.

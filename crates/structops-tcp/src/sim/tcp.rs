@@ -5,13 +5,16 @@
 //! retransmission queue with RTT sampling (`tcp_rtt_estimator`, `tcp_set_rto`,
 //! the `rtt_min` filter) and `pkts_acked`, `in_ack_event`, the loss-recovery state machine
 //! (`tcp_fastretrans_alert` with RACK loss detection from `tcp_recovery.c`, PRR from
-//! `tcp_cwnd_reduction`, CWR on ECE), the delivery-rate sample (`tcp_rate.c`) and
+//! `tcp_cwnd_reduction`, CWR on ECE, undo of spurious reductions by timestamps:
+//! `tcp_packet_delayed`, `tcp_try_undo_loss`, `tcp_try_undo_recovery`,
+//! `tcp_undo_cwnd_reduction`), the delivery-rate sample (`tcp_rate.c`) and
 //! `tcp_cong_control` (`cong_control`, or `cong_avoid` when the state allows it); it sends
 //! as `tcp_write_xmit` and `tcp_xmit_retransmit_queue` do (cwnd test, `tcp_cwnd_validate`,
 //! `CA_EVENT_TX_START`, internal pacing), and times out as `tcp_retransmit_timer` and
 //! `tcp_rack_reo_timeout` do. The receiver ACKs as `__tcp_ack_snd_check` does (every
 //! second full segment, quick ACKs, immediately on out-of-order data, the 40 ms delayed-ACK
-//! timer) and handles ECN as `tcp_ecn_check_ce` (its congestion control sees
+//! timer), echoes timestamps as `tcp_replace_ts_recent` keeps them, and handles ECN as
+//! `tcp_ecn_check_ce` (its congestion control sees
 //! `CA_EVENT_ECN_IS_CE` / `CA_EVENT_ECN_NO_CE` and may ask for ACKs, as DCTCP does).
 //!
 //! Sequence space is kept in whole segments (`MSS` bytes each) as `u64` indices; the
@@ -238,6 +241,10 @@ pub(crate) struct Sender {
     pub rtos: u64,
     /// Fast recoveries entered.
     pub recoveries: u64,
+    /// `undo_cwnd` calls.
+    pub undos: u64,
+    /// `rx_opt.rcv_tsecr`: the TSecr of the latest ACK (every ACK carries timestamps).
+    rcv_tsecr: u32,
 }
 
 /// A set of segment indices above `rcv_nxt` (the receiver's out-of-order queue), as a
@@ -318,6 +325,8 @@ pub(crate) struct Receiver {
     ato_init: bool,
     delack: Timer,
     delack_deadline: u64,
+    /// `rx_opt.ts_recent`: the TSval the receiver's ACKs echo.
+    ts_recent: u32,
     /// Segments delivered in order.
     pub delivered: u64,
     scratch: Vec<u32>,
@@ -372,6 +381,8 @@ impl Flow {
                 retransmits: 0,
                 rtos: 0,
                 recoveries: 0,
+                undos: 0,
+                rcv_tsecr: 0,
             },
             rcv: Receiver {
                 rcv_nxt: 0,
@@ -381,6 +392,7 @@ impl Flow {
                 ato_init: false,
                 delack: Timer::new(),
                 delack_deadline: 0,
+                ts_recent: 0,
                 delivered: 0,
                 scratch: Vec::new(),
             },
@@ -478,6 +490,8 @@ impl Flow {
                 sk.ecn_flags &= !TCP_ECN_OK;
             }
         }
+        // The handshake's last segment gave the receiver its first TS.Recent.
+        self.rcv.ts_recent = ctx.ts_ms(ctx.now);
         // tcp_init_buffer_space -> tcp_sndbuf_expand.
         self.sndbuf_expand(ctx);
         self.started = true;
@@ -602,6 +616,11 @@ impl Flow {
         let tp = &mut *self.sk;
         tp.retrans_out += 1;
         tp.total_retrans = tp.total_retrans.wrapping_add(1);
+        // The stamp of the episode's first retransmission (tcp_retransmit_skb), which
+        // Eifel detection compares echoed timestamps with.
+        if tp.retrans_stamp == 0 {
+            tp.retrans_stamp = ctx.ts_ms(ctx.now);
+        }
         if tp.undo_retrans < 0 {
             tp.undo_retrans = 0;
         }
@@ -950,10 +969,19 @@ impl Flow {
     // ----- ACK processing -----
 
     /// An ACK arrives: cumulative `cum`, newly SACKed segments `[sack_lo, sack_hi)`,
-    /// ECE. Mirrors `tcp_ack`, then `tcp_data_snd_check`.
-    pub(crate) fn on_ack(&mut self, ctx: &mut Ctx, cum: u64, sack: Option<(u64, u64)>, ece: bool) {
+    /// ECE, TSecr. Mirrors `tcp_ack`, then `tcp_data_snd_check`.
+    pub(crate) fn on_ack(
+        &mut self,
+        ctx: &mut Ctx,
+        cum: u64,
+        sack: Option<(u64, u64)>,
+        ece: bool,
+        tsecr: u32,
+    ) {
         self.sk.tcp_mstamp = ctx.now_us;
         self.sk.tcp_clock_cache = ctx.ktime_ns;
+        // tcp_parse_options: the ACK's timestamp option.
+        self.snd.rcv_tsecr = tsecr;
         if cum < self.snd.una || cum > self.snd.nxt {
             return; // old or impossible (the reverse path keeps ACKs in order)
         }
@@ -1254,7 +1282,7 @@ impl Flow {
         flag
     }
 
-    /// `tcp_ack_update_rtt` (no timestamps): returns whether the RTT was sampled.
+    /// `tcp_ack_update_rtt`: returns whether the RTT was sampled.
     fn ack_update_rtt(
         &mut self,
         ctx: &mut Ctx,
@@ -1264,7 +1292,14 @@ impl Flow {
         ca_rtt: i64,
         rs: &mut RateSample,
     ) -> bool {
-        let seq_rtt = if seq_rtt < 0 { sack_rtt } else { seq_rtt };
+        let mut seq_rtt = if seq_rtt < 0 { sack_rtt } else { seq_rtt };
+        let mut ca_rtt = ca_rtt;
+        // RTTM: without a sample from the ACK's timing (Karn's rule on retransmitted
+        // data), the echoed timestamp gives one when the ACK acknowledges new data.
+        if seq_rtt < 0 && self.snd.rcv_tsecr != 0 && flag & FLAG_ACKED != 0 {
+            seq_rtt = self.rtt_tsopt_us(ctx);
+            ca_rtt = seq_rtt;
+        }
         rs.rtt_us = ca_rtt;
         if seq_rtt < 0 {
             return false;
@@ -1291,6 +1326,16 @@ impl Flow {
         tp.icsk_mut().icsk_rto = rto;
         tp.icsk_mut().icsk_backoff = 0;
         true
+    }
+
+    /// `tcp_rtt_tsopt_us(tp, 1)`: the RTT from the echoed timestamp (ms resolution),
+    /// -1 if implausible.
+    fn rtt_tsopt_us(&self, ctx: &Ctx) -> i64 {
+        let delta = ctx.ts_ms(ctx.now).wrapping_sub(self.snd.rcv_tsecr);
+        if delta >= i32::MAX as u32 / 1000 {
+            return -1;
+        }
+        i64::from(delta.max(1)) * 1000
     }
 
     /// `tcp_rtt_estimator`.
@@ -1519,6 +1564,10 @@ impl Flow {
 
     /// `tcp_enter_recovery`.
     fn enter_recovery(&mut self, ctx: &mut Ctx, ece_ack: bool) {
+        // Start the clock with the fast retransmit, for undo (tcp_retrans_stamp_cleanup).
+        if !self.any_retrans_done() {
+            self.sk.retrans_stamp = 0;
+        }
         self.sk.prior_ssthresh = 0;
         self.init_undo();
         if !self.in_cwnd_reduction() {
@@ -1557,6 +1606,9 @@ impl Flow {
 
     /// `tcp_try_to_open`.
     fn try_to_open(&mut self, ctx: &mut Ctx, flag: i32) {
+        if !self.any_retrans_done() {
+            self.sk.retrans_stamp = 0;
+        }
         if flag & FLAG_ECE != 0 {
             self.enter_cwr(ctx);
         }
@@ -1565,11 +1617,69 @@ impl Flow {
         }
     }
 
-    /// `tcp_try_undo_recovery` without undo: the model has neither D-SACK nor
-    /// timestamps, so `tcp_may_undo` is never true (`undo_retrans` never returns to 0 and
-    /// `tcp_packet_delayed` is false); the state returns to Open.
+    /// `tcp_packet_delayed`: the ACK echoes a timestamp older than the episode's first
+    /// retransmission, so an original transmission reached the receiver (Eifel); or
+    /// nothing was retransmitted yet.
+    fn packet_delayed(&self) -> bool {
+        let stamp = self.sk.retrans_stamp;
+        if stamp != 0 {
+            let ecr = self.snd.rcv_tsecr;
+            return ecr != 0 && before(ecr, stamp);
+        }
+        true
+    }
+
+    /// `tcp_may_undo`. Without D-SACK `undo_retrans` never returns to 0, so only a
+    /// delayed packet (by its timestamp echo) allows an undo.
+    fn may_undo(&self) -> bool {
+        self.sk.undo_marker != 0 && (self.sk.undo_retrans == 0 || self.packet_delayed())
+    }
+
+    /// `tcp_undo_cwnd_reduction`: `snd_cwnd` from `undo_cwnd`, `snd_ssthresh` back to
+    /// what it was before the reduction (and a queued CWR withdrawn,
+    /// `tcp_ecn_withdraw_cwr`); with `unmark_loss`, nothing is considered lost any more.
+    fn undo_cwnd_reduction(&mut self, ctx: &mut Ctx, unmark_loss: bool) {
+        if unmark_loss {
+            for seg in &mut self.snd.segs {
+                seg.sacked &= !LOST;
+            }
+            self.sk.lost_out = 0;
+            self.snd.rtx_hint = self.snd.base; // tcp_clear_all_retrans_hints
+        }
+        if self.sk.prior_ssthresh != 0 {
+            let cwnd = self.sk.ca_undo_cwnd();
+            let tp = &mut *self.sk;
+            tp.snd_cwnd = cwnd;
+            if tp.prior_ssthresh > tp.snd_ssthresh {
+                tp.snd_ssthresh = tp.prior_ssthresh;
+                tp.ecn_flags &= !TCP_ECN_QUEUE_CWR;
+            }
+            self.snd.undos += 1;
+            self.trace(ctx, Hook::UndoCwnd);
+        }
+        self.sk.snd_cwnd_stamp = ctx.jiffies;
+        self.sk.undo_marker = 0;
+        self.snd.rack.advanced = true; // RACK re-examines losses
+    }
+
+    /// `tcp_try_undo_recovery` (SACK: the state returns to Open either way).
     fn try_undo_recovery(&mut self, ctx: &mut Ctx) {
+        if self.may_undo() {
+            self.undo_cwnd_reduction(ctx, false);
+        }
         self.set_state(ctx, TcpCaState::Open);
+    }
+
+    /// `tcp_try_undo_loss(sk, false)` (no F-RTO): whether the RTO was found spurious and
+    /// undone.
+    fn try_undo_loss(&mut self, ctx: &mut Ctx) -> bool {
+        if !self.may_undo() {
+            return false;
+        }
+        self.undo_cwnd_reduction(ctx, true);
+        self.sk.icsk_mut().icsk_retransmits = 0;
+        self.set_state(ctx, TcpCaState::Open);
+        true
     }
 
     /// `tcp_mark_skb_lost`.
@@ -1668,7 +1778,8 @@ impl Flow {
         }
     }
 
-    /// `tcp_fastretrans_alert` (SACK, RACK; no undo, no F-RTO).
+    /// `tcp_fastretrans_alert` (SACK, RACK; undo by timestamps only, no partial undo,
+    /// no F-RTO).
     fn fastretrans_alert(&mut self, ctx: &mut Ctx, flag: &mut i32, rexmit: &mut bool) {
         let ece_ack = *flag & FLAG_ECE != 0;
         if self.sk.packets_out == 0 && self.sk.sacked_out != 0 {
@@ -1679,7 +1790,9 @@ impl Flow {
         }
         // D. Exit conditions: high_seq is ACKed.
         let state = self.state();
-        if state != OPEN && !before(self.sk.snd_una, self.sk.high_seq) {
+        if state == OPEN {
+            self.sk.retrans_stamp = 0;
+        } else if !before(self.sk.snd_una, self.sk.high_seq) {
             match state {
                 // CWR is held until something above high_seq is ACKed, so that the
                 // CWR flag reached the receiver.
@@ -1702,10 +1815,13 @@ impl Flow {
             }
             LOSS => {
                 // tcp_process_loss
-                if !before(self.sk.snd_una, self.sk.high_seq) {
-                    self.try_undo_recovery(ctx);
-                } else {
-                    *rexmit = true;
+                let undone = *flag & FLAG_SND_UNA_ADVANCED != 0 && self.try_undo_loss(ctx);
+                if !undone {
+                    if !before(self.sk.snd_una, self.sk.high_seq) {
+                        self.try_undo_recovery(ctx);
+                    } else {
+                        *rexmit = true;
+                    }
                 }
                 self.identify_packet_loss(ctx, flag);
                 if !(self.state() == OPEN || *flag & FLAG_LOST_RETRANS != 0) {
@@ -1729,10 +1845,20 @@ impl Flow {
 
     // ----- receiver -----
 
-    /// A data segment reaches the receiver.
-    pub(crate) fn on_data(&mut self, ctx: &mut Ctx, idx: u64, flags: u8) {
+    /// A data segment with timestamp `tsval` reaches the receiver.
+    pub(crate) fn on_data(&mut self, ctx: &mut Ctx, idx: u64, flags: u8, tsval: u32) {
         self.rsk.tcp_mstamp = ctx.now_us;
         self.rsk.tcp_clock_cache = ctx.ktime_ns;
+        // tcp_replace_ts_recent: an in-window segment (tcp_sequence: it ends at or
+        // after rcv_wup) starting at or below rcv_wup, the point the last ACK
+        // acknowledged (later segments of a delayed-ACK pair do not count, RFC 7323),
+        // becomes the one the ACKs echo, unless its TSval is older (tcp_paws_check;
+        // with no reordering on the network PAWS never drops a segment). Older
+        // duplicates are answered with the TS.Recent they find.
+        let wup = self.rcv.rcv_wup;
+        if idx <= wup && idx + 1 >= wup && tsval.wrapping_sub(self.rcv.ts_recent) as i32 >= 0 {
+            self.rcv.ts_recent = tsval;
+        }
         // tcp_ack on the data segment: tcp_ecn_accept_cwr.
         if flags & PKT_CWR != 0 {
             self.rsk.ecn_flags &= !TCP_ECN_DEMAND_CWR;
@@ -1838,6 +1964,7 @@ impl Flow {
                 0,
                 0,
                 u8::from(ece),
+                self.rcv.ts_recent,
             );
         }
         reqs.clear();
@@ -1919,6 +2046,7 @@ impl Flow {
             b,
             c,
             u8::from(ece),
+            r.ts_recent,
         );
         // tcp_event_ack_sent: tcp_dec_quickack_mode, clear the delayed-ACK timer.
         let icsk = self.rsk.icsk_mut();

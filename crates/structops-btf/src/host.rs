@@ -149,6 +149,11 @@ pub struct BtfTypes {
     ints: HashMap<(Box<str>, u32, u8), TypeId>,
 }
 
+/// `(name, type, bit offset)` members as `(.., bitfield size 0)`.
+fn without_bitfields<'a>(members: &[(&'a str, TypeId, u32)]) -> Vec<(&'a str, TypeId, u32, u8)> {
+    members.iter().map(|&(n, t, o)| (n, t, o, 0)).collect()
+}
+
 impl BtfTypes {
     /// An empty table.
     pub fn new() -> BtfTypes {
@@ -200,22 +205,6 @@ impl BtfTypes {
         self.builder.set(id, t)
     }
 
-    fn composite(&mut self, members: &[(&str, TypeId, u32)], size: u32) -> Composite {
-        let members = members
-            .iter()
-            .map(|&(name, ty, offset)| Member {
-                name_off: self.builder.add_string(name),
-                ty,
-                offset,
-            })
-            .collect();
-        Composite {
-            size,
-            kflag: false,
-            members,
-        }
-    }
-
     /// Fills the reserved `id` with a `STRUCT` named `name` of `size` bytes and
     /// `(name, type, bit offset)` members. Returns false if `id` was never handed out.
     pub fn set_struct(
@@ -225,8 +214,7 @@ impl BtfTypes {
         size: u32,
         members: &[(&str, TypeId, u32)],
     ) -> bool {
-        let c = self.composite(members, size);
-        self.set_named(id, name, TypeKind::Struct(c))
+        self.set_struct_bits(id, name, size, &without_bitfields(members))
     }
 
     /// Fills the reserved `id` with a `UNION` (see [`BtfTypes::set_struct`]).
@@ -237,8 +225,7 @@ impl BtfTypes {
         size: u32,
         members: &[(&str, TypeId, u32)],
     ) -> bool {
-        let c = self.composite(members, size);
-        self.set_named(id, name, TypeKind::Union(c))
+        self.set_union_bits(id, name, size, &without_bitfields(members))
     }
 
     fn composite_bits(&mut self, members: &[(&str, TypeId, u32, u8)], size: u32) -> Composite {

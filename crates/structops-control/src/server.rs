@@ -261,9 +261,12 @@ impl ControlServer {
             return;
         };
         self.shared.stop.store(true, Ordering::Release);
-        // Wake the blocking accept with a connection of our own.
-        let _ = UnixStream::connect(&self.path);
-        let _ = accept.join();
+        // Wake the blocking accept with a connection of our own. If the socket file was
+        // removed behind our back the wake-up cannot reach it: leave the thread parked
+        // in accept (it exits at process end) rather than hang here.
+        if UnixStream::connect(&self.path).is_ok() {
+            let _ = accept.join();
+        }
         for (_, c) in lock(&self.shared.conns).drain() {
             let _ = c.shutdown(std::net::Shutdown::Both);
         }

@@ -1,0 +1,613 @@
+//! The control socket against a live server: framing, access control, hostile input.
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::UnixStream;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use proptest::prelude::*;
+use structops::{Errno, MapCreateAttr, MapHandle, MapType, Runtime};
+use structops_control::frame::{self, DEFAULT_MAX_FRAME, FrameError, MAGIC, VERSION};
+use structops_control::{
+    ClientError, ControlClient, ControlError, ControlServer, LinkEntry, MapEntry, OpsTypeEntry,
+    ProgEntry, Registered, Request, Response, Role, Serve, ServeConfig, Step, StructOpsEntry,
+    Target,
+};
+
+fn sock_path(tag: &str) -> PathBuf {
+    static N: AtomicU32 = AtomicU32::new(0);
+    let dir = std::env::temp_dir().join(format!(
+        "structops-ctl-{}-{}-{tag}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir.join("ctl.sock")
+}
+
+fn euid() -> u32 {
+    // SAFETY: no preconditions.
+    unsafe { libc::geteuid() }
+}
+
+fn setup(config: ServeConfig) -> (Arc<Runtime>, MapHandle, ControlServer) {
+    let rt = Arc::new(Runtime::default());
+    let map = rt
+        .map_create(&MapCreateAttr::new(MapType::Hash, 4, 8, 64).name("counts"))
+        .unwrap();
+    let server = rt.serve(sock_path("t"), config).unwrap();
+    (rt, map, server)
+}
+
+fn every_request() -> Vec<Request> {
+    vec![
+        Request::ListProgs,
+        Request::ListMaps,
+        Request::ListLinks,
+        Request::ListStructOpsTypes,
+        Request::ListStructOps,
+        Request::MapLookup {
+            id: 3,
+            key: vec![1, 2, 3, 4],
+        },
+        Request::MapUpdate {
+            id: 3,
+            key: vec![1],
+            value: vec![9; 8],
+            flags: 2,
+        },
+        Request::MapDelete {
+            id: u32::MAX,
+            key: vec![],
+        },
+        Request::MapDump { id: 7 },
+        Request::StructOpsRegister {
+            object: vec![0x7f, b'E', b'L', b'F'],
+            path: "a.bpf.o".into(),
+            map: Some("ca".into()),
+        },
+        Request::StructOpsUnregister {
+            target: Target::Id(5),
+        },
+        Request::StructOpsUnregister {
+            target: Target::Name("ca".into()),
+        },
+        Request::LinkUpdate {
+            link_id: 2,
+            object: vec![1; 300],
+            path: "b.o".into(),
+            map: None,
+        },
+        Request::LinkDetach { link_id: 2 },
+        Request::Status,
+    ]
+}
+
+fn every_response() -> Vec<Response> {
+    vec![
+        Response::Error(ControlError::new(Errno::EPERM, Step::Access, "uid 1")),
+        Response::Progs(vec![ProgEntry {
+            id: 1,
+            prog_type: 27,
+            name: "p".into(),
+            tag: [1; 8],
+            gpl_compatible: true,
+            load_time: u64::MAX,
+            xlated_len: 8,
+            jited_len: 30,
+            map_ids: vec![1, 2],
+            btf_id: 4,
+        }]),
+        Response::Maps(vec![MapEntry {
+            id: 1,
+            map_type: 1,
+            name: "m".into(),
+            key_size: 4,
+            value_size: 8,
+            sys_value_size: 8,
+            max_entries: 9,
+            map_flags: 0,
+            btf_id: 0,
+            btf_key_type_id: 0,
+            btf_value_type_id: 0,
+            btf_vmlinux_value_type_id: 0,
+        }]),
+        Response::Links(vec![LinkEntry {
+            id: 1,
+            link_type: 9,
+            prog_id: 0,
+            map_id: 3,
+        }]),
+        Response::StructOpsTypes(vec![OpsTypeEntry {
+            name: "tcp_congestion_ops".into(),
+            size: 152,
+            value_size: 168,
+            members: vec!["ssthresh".into()],
+        }]),
+        Response::StructOps(vec![StructOpsEntry {
+            map_id: 3,
+            name: "ca".into(),
+            ops_type: "t".into(),
+            state: 3,
+            link_map: true,
+            value: "{}\n".into(),
+        }]),
+        Response::Value(vec![1, 2]),
+        Response::Entries(vec![(vec![1], vec![2, 3]), (vec![], vec![])]),
+        Response::Registered(vec![
+            Registered {
+                name: "ca".into(),
+                map_id: 3,
+                link_id: Some(1),
+            },
+            Registered {
+                name: "x".into(),
+                map_id: 4,
+                link_id: None,
+            },
+        ]),
+        Response::Done,
+        Response::Status("{\"flows\":[]}".into()),
+    ]
+}
+
+#[test]
+fn every_message_round_trips_through_the_framing() {
+    for req in every_request() {
+        let bytes = frame::encode(&req, DEFAULT_MAX_FRAME).unwrap();
+        assert_eq!(&bytes[..4], &MAGIC);
+        assert_eq!(u16::from_le_bytes([bytes[4], bytes[5]]), VERSION);
+        let len = u32::from_le_bytes(bytes[6..10].try_into().unwrap()) as usize;
+        assert_eq!(len, bytes.len() - 10);
+        let back: Request = frame::read_message(&mut &bytes[..], DEFAULT_MAX_FRAME).unwrap();
+        assert_eq!(back, req);
+    }
+    for resp in every_response() {
+        let bytes = frame::encode(&resp, DEFAULT_MAX_FRAME).unwrap();
+        let back: Response = frame::read_message(&mut &bytes[..], DEFAULT_MAX_FRAME).unwrap();
+        assert_eq!(back, resp);
+    }
+}
+
+#[test]
+fn framing_refuses_bad_headers_and_sizes() {
+    let good = frame::encode(&Request::ListMaps, 64).unwrap();
+    let mut bad_magic = good.clone();
+    bad_magic[0] = b'X';
+    assert!(matches!(
+        frame::read_payload(&mut &bad_magic[..], 64),
+        Err(FrameError::Magic { .. })
+    ));
+    let mut bad_version = good.clone();
+    bad_version[4] = 9;
+    assert!(matches!(
+        frame::read_payload(&mut &bad_version[..], 64),
+        Err(FrameError::Version { found: 9 })
+    ));
+    let mut huge = good.clone();
+    huge[6..10].copy_from_slice(&u32::MAX.to_le_bytes());
+    assert!(matches!(
+        frame::read_payload(&mut &huge[..], 64),
+        Err(FrameError::TooLarge { .. })
+    ));
+    let big = Request::MapLookup {
+        id: 1,
+        key: vec![0; 100],
+    };
+    assert!(matches!(
+        frame::encode(&big, 64),
+        Err(FrameError::TooLarge { .. })
+    ));
+    assert!(matches!(
+        frame::read_payload(&mut &good[..5], 64),
+        Err(FrameError::Truncated(_))
+    ));
+    assert!(matches!(
+        frame::read_payload(&mut &[][..], 64),
+        Err(FrameError::Closed)
+    ));
+    // A frame carries exactly one message.
+    let mut trailing = frame::encode(&Request::ListMaps, 64).unwrap();
+    trailing.push(0);
+    trailing[6..10].copy_from_slice(&2u32.to_le_bytes());
+    assert!(matches!(
+        frame::read_message::<Request>(&mut &trailing[..], 64),
+        Err(FrameError::Decode(_))
+    ));
+}
+
+#[test]
+fn socket_file_is_0600_and_removed_on_stop() {
+    // A permissive umask must not loosen the socket's mode.
+    // SAFETY: umask has no preconditions; restored below.
+    let old = unsafe { libc::umask(0) };
+    let (_rt, _map, mut server) = setup(ServeConfig::default());
+    // SAFETY: as above.
+    unsafe { libc::umask(old) };
+    let path = server.path().to_path_buf();
+    let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600, "mode {mode:o}");
+    // A second server on the same path is refused, not silently replacing the first.
+    let rt2 = Arc::new(Runtime::default());
+    assert!(matches!(
+        rt2.serve(&path, ServeConfig::default()),
+        Err(structops_control::ServeError::Exists { .. })
+    ));
+    server.stop();
+    assert!(!path.exists());
+    assert!(ControlClient::connect(&path).is_err());
+}
+
+#[test]
+fn map_commands_and_lists_work_through_the_socket() {
+    let (rt, map, server) = setup(ServeConfig::default());
+    let mut c = ControlClient::connect(server.path()).unwrap();
+    let maps = c.list_maps().unwrap();
+    assert_eq!(maps.len(), 1);
+    assert_eq!(
+        (
+            maps[0].id,
+            maps[0].name.as_str(),
+            maps[0].key_size,
+            maps[0].value_size
+        ),
+        (map.id(), "counts", 4, 8)
+    );
+    for k in 0u32..5 {
+        c.map_update(
+            map.id(),
+            &k.to_ne_bytes(),
+            &u64::from(k * 10).to_ne_bytes(),
+            0,
+        )
+        .unwrap();
+    }
+    // The update reached the runtime itself.
+    let mut v = [0u8; 8];
+    rt.map_lookup_elem(&map, Some(&3u32.to_ne_bytes()), &mut v, 0)
+        .unwrap();
+    assert_eq!(u64::from_ne_bytes(v), 30);
+    assert_eq!(
+        c.map_lookup(map.id(), &4u32.to_ne_bytes()).unwrap(),
+        40u64.to_ne_bytes()
+    );
+    c.map_delete(map.id(), &4u32.to_ne_bytes()).unwrap();
+    let e = c.map_lookup(map.id(), &4u32.to_ne_bytes()).unwrap_err();
+    assert_eq!(e.errno(), Some(Errno::ENOENT));
+    let mut dump = c.map_dump(map.id()).unwrap();
+    dump.sort();
+    let want: Vec<_> = (0u32..4)
+        .map(|k| {
+            (
+                k.to_ne_bytes().to_vec(),
+                u64::from(k * 10).to_ne_bytes().to_vec(),
+            )
+        })
+        .collect();
+    assert_eq!(dump, want);
+    // BPF_NOEXIST on a present key: the runtime's errno comes back typed.
+    let e = c
+        .map_update(
+            map.id(),
+            &0u32.to_ne_bytes(),
+            &[0; 8],
+            structops::BPF_NOEXIST,
+        )
+        .unwrap_err();
+    match e {
+        ClientError::Remote(ce) => assert_eq!((ce.errno(), ce.step), (Errno::EEXIST, Step::Map)),
+        other => panic!("{other:?}"),
+    }
+    let e = c.map_lookup(999, &[0; 4]).unwrap_err();
+    assert_eq!(e.errno(), Some(Errno::ENOENT));
+    assert!(c.list_progs().unwrap().is_empty());
+    assert!(c.list_links().unwrap().is_empty());
+    assert!(c.list_struct_ops().unwrap().is_empty());
+    // The runtime's built-in ops types are listed.
+    let types = c.list_struct_ops_types().unwrap();
+    assert_eq!(types.len(), rt.struct_ops_types().len());
+    // No status hook installed.
+    assert_eq!(c.status().unwrap_err().errno(), Some(Errno::EOPNOTSUPP));
+    // Unregistering what does not exist.
+    assert_eq!(
+        c.struct_ops_unregister(Target::Name("nope".into()))
+            .unwrap_err()
+            .errno(),
+        Some(Errno::ENOENT)
+    );
+    assert_eq!(
+        c.struct_ops_unregister(Target::Id(map.id()))
+            .unwrap_err()
+            .errno(),
+        Some(Errno::EINVAL)
+    );
+    // A garbage object fails at the open step.
+    let e = c
+        .struct_ops_register(b"not an elf", "x.o", None)
+        .unwrap_err();
+    match e {
+        ClientError::Remote(ce) => assert_eq!(ce.step, Step::Open),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn status_hook_answers_json() {
+    let config =
+        ServeConfig::default().status(|| serde_json::json!({"flows": [{"id": 1, "cc": "reno"}]}));
+    let (_rt, _map, server) = setup(config);
+    let mut c = ControlClient::connect(server.path()).unwrap();
+    assert_eq!(c.status().unwrap()["flows"][0]["cc"], "reno");
+}
+
+#[test]
+fn a_uid_outside_the_allow_list_gets_eperm() {
+    // The allow-list names only a uid that is not ours.
+    let other = euid().wrapping_add(4242);
+    let config = ServeConfig {
+        allow: BTreeMap::from([(other, Role::ReadWrite)]),
+        ..ServeConfig::default()
+    };
+    let (_rt, _map, server) = setup(config);
+    let mut c = ControlClient::connect(server.path()).unwrap();
+    match c.list_maps().unwrap_err() {
+        ClientError::Remote(e) => assert_eq!((e.errno(), e.step), (Errno::EPERM, Step::Access)),
+        other => panic!("{other:?}"),
+    }
+    // And the connection is closed after the refusal.
+    assert!(c.list_maps().is_err());
+}
+
+#[test]
+fn a_dropped_uid_child_gets_eperm() {
+    if euid() != 0 {
+        println!("skipped: needs root to setuid a child to 65534");
+        return;
+    }
+    let (_rt, _map, server) = setup(ServeConfig::default());
+    // The socket is 0600 root: a child with uid 65534 could not even connect by path, so
+    // it connects before dropping privileges; SO_PEERCRED records the credentials at
+    // connect time, so hand it an already connected socket... which would carry root's
+    // credentials. Make the socket connectable instead and let the child connect as 65534.
+    std::fs::set_permissions(server.path(), std::fs::Permissions::from_mode(0o666)).unwrap();
+    let path = std::ffi::CString::new(server.path().as_os_str().as_encoded_bytes()).unwrap();
+    // SAFETY: the child only calls async-signal-safe functions (setgid, setuid, socket,
+    // connect, write, read, _exit) before exiting.
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0);
+    if pid == 0 {
+        let code = unsafe { child_connects(&path) };
+        unsafe { libc::_exit(code) };
+    }
+    let mut status = 0;
+    // SAFETY: waits for our own child.
+    unsafe { libc::waitpid(pid, &mut status, 0) };
+    assert!(libc::WIFEXITED(status));
+    assert_eq!(
+        libc::WEXITSTATUS(status),
+        0,
+        "child saw something other than EPERM (code {})",
+        libc::WEXITSTATUS(status)
+    );
+}
+
+/// In the forked child: drop to 65534, connect, send `ListMaps`, expect an EPERM reply.
+/// Returns the exit code: 0 for EPERM.
+unsafe fn child_connects(path: &std::ffi::CStr) -> i32 {
+    unsafe {
+        if libc::setgid(65534) != 0 || libc::setuid(65534) != 0 {
+            return 10;
+        }
+        let fd = libc::socket(libc::AF_UNIX, libc::SOCK_STREAM, 0);
+        if fd < 0 {
+            return 11;
+        }
+        let mut addr: libc::sockaddr_un = std::mem::zeroed();
+        addr.sun_family = libc::AF_UNIX as libc::sa_family_t;
+        let bytes = path.to_bytes();
+        if bytes.len() >= addr.sun_path.len() {
+            return 12;
+        }
+        for (d, s) in addr.sun_path.iter_mut().zip(bytes) {
+            *d = *s as libc::c_char;
+        }
+        let len = std::mem::size_of::<libc::sockaddr_un>() as libc::socklen_t;
+        if libc::connect(fd, (&raw const addr).cast(), len) != 0 {
+            return 13;
+        }
+        // Pre-encoded in the parent's image: a ListMaps frame.
+        let req = [b'S', b'O', b'P', b'S', 1, 0, 1, 0, 0, 0, 1];
+        if libc::write(fd, req.as_ptr().cast(), req.len()) != req.len() as isize {
+            return 14;
+        }
+        let mut buf = [0u8; 256];
+        let mut got = 0usize;
+        loop {
+            let n = libc::read(fd, buf[got..].as_mut_ptr().cast(), buf.len() - got);
+            if n <= 0 {
+                break;
+            }
+            got += n as usize;
+        }
+        // Response::Error is variant 0; its ControlError starts with errno 1 (EPERM) as a
+        // zigzag varint (2), then Step::Access (variant 2).
+        if got < 13 || buf[..4] != *b"SOPS" || buf[10] != 0 || buf[11] != 2 || buf[12] != 2 {
+            return 15;
+        }
+        0
+    }
+}
+
+#[test]
+fn a_read_only_peer_cannot_write() {
+    let config = ServeConfig::default().allow(euid(), Role::ReadOnly);
+    let (_rt, map, server) = setup(config);
+    let mut c = ControlClient::connect(server.path()).unwrap();
+    assert_eq!(c.list_maps().unwrap().len(), 1);
+    let e = c
+        .map_update(map.id(), &1u32.to_ne_bytes(), &[0; 8], 0)
+        .unwrap_err();
+    assert_eq!(e.errno(), Some(Errno::EPERM));
+    // The refusal does not end the session: reads still work.
+    assert!(c.map_dump(map.id()).unwrap().is_empty());
+    assert_eq!(
+        c.struct_ops_unregister(Target::Id(1)).unwrap_err().errno(),
+        Some(Errno::EPERM)
+    );
+}
+
+fn raw_exchange(path: &std::path::Path, bytes: &[u8]) -> Option<Response> {
+    let mut s = UnixStream::connect(path).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let _ = s.write_all(bytes);
+    let _ = s.shutdown(std::net::Shutdown::Write);
+    let r = frame::read_message::<Response>(&mut s, DEFAULT_MAX_FRAME).ok();
+    // Then the server closes the connection.
+    let mut rest = Vec::new();
+    let _ = s.read_to_end(&mut rest);
+    r
+}
+
+#[test]
+fn bad_frames_get_an_error_reply_and_a_closed_connection() {
+    let (_rt, _map, server) = setup(ServeConfig::default());
+    let cases: Vec<(Vec<u8>, Errno, Step)> = vec![
+        (
+            b"GET / HTTP/1.1\r\n\r\n".to_vec(),
+            Errno::EINVAL,
+            Step::Frame,
+        ),
+        (
+            [&MAGIC[..], &[1, 0], &u32::MAX.to_le_bytes()].concat(),
+            Errno::E2BIG,
+            Step::Frame,
+        ),
+        (
+            [&MAGIC[..], &[1, 0], &100u32.to_le_bytes(), &[0; 10]].concat(),
+            Errno::EPROTO,
+            Step::Frame,
+        ),
+        (
+            [&MAGIC[..], &[1, 0], &2u32.to_le_bytes(), &[200, 200]].concat(),
+            Errno::EINVAL,
+            Step::Decode,
+        ),
+        (
+            [&MAGIC[..], &[2, 0], &0u32.to_le_bytes()].concat(),
+            Errno::EINVAL,
+            Step::Frame,
+        ),
+    ];
+    for (bytes, errno, step) in cases {
+        match raw_exchange(server.path(), &bytes) {
+            Some(Response::Error(e)) => assert_eq!((e.errno(), e.step), (errno, step), "{bytes:?}"),
+            other => panic!("{bytes:?}: {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn a_silent_client_is_timed_out_without_stalling_others() {
+    let config = ServeConfig {
+        timeout: Duration::from_millis(200),
+        ..ServeConfig::default()
+    };
+    let (_rt, map, server) = setup(config);
+    // Half a header, then silence.
+    let mut stalled = UnixStream::connect(server.path()).unwrap();
+    stalled.write_all(b"SOPS").unwrap();
+    let mut c = ControlClient::connect(server.path()).unwrap();
+    assert_eq!(c.list_maps().unwrap()[0].id, map.id());
+    stalled
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let r = frame::read_message::<Response>(&mut stalled, DEFAULT_MAX_FRAME);
+    assert!(
+        matches!(r, Ok(Response::Error(ref e)) if e.step == Step::Frame),
+        "{r:?}"
+    );
+}
+
+#[test]
+fn connections_over_the_limit_get_eagain() {
+    let config = ServeConfig {
+        max_connections: 1,
+        ..ServeConfig::default()
+    };
+    let (_rt, _map, server) = setup(config);
+    let mut first = ControlClient::connect(server.path()).unwrap();
+    first.list_maps().unwrap();
+    let mut second = ControlClient::connect(server.path()).unwrap();
+    assert_eq!(second.list_maps().unwrap_err().errno(), Some(Errno::EAGAIN));
+    drop(first);
+    // The slot frees once the first connection's thread ends.
+    let mut ok = false;
+    for _ in 0..100 {
+        std::thread::sleep(Duration::from_millis(10));
+        if let Ok(mut c) = ControlClient::connect(server.path())
+            && c.list_maps().is_ok()
+        {
+            ok = true;
+            break;
+        }
+    }
+    assert!(ok);
+}
+
+fn hostile_frame() -> impl Strategy<Value = Vec<u8>> {
+    prop_oneof![
+        proptest::collection::vec(any::<u8>(), 0..256),
+        // A valid header with a random length and a random (often short) body.
+        (any::<u32>(), proptest::collection::vec(any::<u8>(), 0..64)).prop_map(|(len, body)| {
+            [
+                &MAGIC[..],
+                &VERSION.to_le_bytes(),
+                &len.to_le_bytes(),
+                &body,
+            ]
+            .concat()
+        }),
+        // A well-formed frame cut short.
+        (0usize..40).prop_map(|cut| {
+            let f = frame::encode(
+                &Request::MapLookup {
+                    id: 1,
+                    key: vec![7; 30],
+                },
+                DEFAULT_MAX_FRAME,
+            )
+            .unwrap();
+            f[..cut.min(f.len() - 1)].to_vec()
+        }),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+    #[test]
+    fn hostile_bytes_never_stop_well_formed_clients(frames in proptest::collection::vec(hostile_frame(), 1..6)) {
+        thread_local! {
+            static SERVER: (Arc<Runtime>, MapHandle, ControlServer) = {
+                let s = setup(ServeConfig { timeout: Duration::from_millis(300), ..ServeConfig::default() });
+                s.0.map_update_elem(&s.1, Some(&1u32.to_ne_bytes()), &77u64.to_ne_bytes(), 0).unwrap();
+                s
+            };
+        }
+        SERVER.with(|(_rt, map, server)| {
+            let mut good = ControlClient::connect(server.path()).unwrap();
+            for bytes in &frames {
+                // Whatever comes back must be a well-formed error frame (or nothing).
+                if let Some(r) = raw_exchange(server.path(), bytes) {
+                    prop_assert!(matches!(r, Response::Error(_) | Response::Maps(_) | Response::Progs(_) | Response::Links(_) | Response::StructOps(_) | Response::StructOpsTypes(_) | Response::Value(_) | Response::Entries(_) | Response::Done), "{r:?}");
+                }
+                prop_assert_eq!(good.map_lookup(map.id(), &1u32.to_ne_bytes()).unwrap(), 77u64.to_ne_bytes().to_vec());
+            }
+            Ok(())
+        })?;
+    }
+}

@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use crate::frame::{self, DEFAULT_MAX_FRAME, FrameError};
 use crate::message::{
-    ControlError, Entries, LinkEntry, MapEntry, OpsTypeEntry, ProgEntry, Registered, Request,
-    Response, StructOpsEntry, Target,
+    BtfEntry, ControlError, Entries, JitedProg, LinkEntry, MapEntry, OpsTypeEntry, ProgEntry,
+    Registered, Request, Response, StructOpsEntry, Target, XlatedProg,
 };
 
 /// What a client call can fail with.
@@ -89,7 +89,16 @@ impl ControlClient {
     ///
     /// See [`ClientError`].
     pub fn call(&mut self, req: &Request) -> Result<Response, ClientError> {
-        frame::write_message(&mut self.stream, req, self.limit)?;
+        if let Err(e) = frame::write_message(&mut self.stream, req, self.limit) {
+            // A server that refuses a connection (EPERM, EAGAIN) answers and closes
+            // before reading: its answer may be waiting although our write failed.
+            if let Ok(Response::Error(refusal)) =
+                frame::read_message::<Response>(&mut self.stream, self.limit)
+            {
+                return Err(ClientError::Remote(refusal));
+            }
+            return Err(e.into());
+        }
         match frame::read_message::<Response>(&mut self.stream, self.limit)? {
             Response::Error(e) => Err(ClientError::Remote(e)),
             r => Ok(r),
@@ -209,5 +218,25 @@ impl ControlClient {
         let text = expect_response!(self.call(&Request::Status)?, Response::Status(s) => s)?;
         serde_json::from_str(&text)
             .map_err(|_| ClientError::Unexpected(Box::new(Response::Status(text))))
+    }
+
+    /// [`Request::ProgXlated`].
+    pub fn prog_xlated(&mut self, id: u32) -> Result<XlatedProg, ClientError> {
+        expect_response!(self.call(&Request::ProgXlated { id })?, Response::Xlated(v) => v)
+    }
+
+    /// [`Request::ProgJited`].
+    pub fn prog_jited(&mut self, id: u32) -> Result<JitedProg, ClientError> {
+        expect_response!(self.call(&Request::ProgJited { id })?, Response::Jited(v) => v)
+    }
+
+    /// [`Request::ListBtf`].
+    pub fn list_btf(&mut self) -> Result<Vec<BtfEntry>, ClientError> {
+        expect_response!(self.call(&Request::ListBtf)?, Response::Btfs(v) => v)
+    }
+
+    /// [`Request::BtfGet`].
+    pub fn btf_get(&mut self, id: u32) -> Result<Vec<u8>, ClientError> {
+        expect_response!(self.call(&Request::BtfGet { id })?, Response::Btf(v) => v)
     }
 }

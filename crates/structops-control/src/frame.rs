@@ -13,7 +13,7 @@ use serde::de::DeserializeOwned;
 pub const MAGIC: [u8; 4] = *b"SOPS";
 /// The protocol version this crate speaks. A frame with another version is refused
 /// ([`FrameError::Version`]); the version is bumped on any incompatible message change.
-pub const VERSION: u16 = 1;
+pub const VERSION: u16 = 2;
 /// Bytes of the frame header.
 pub const HEADER_LEN: usize = 10;
 /// The default payload limit (16 MiB): enough for a large `.bpf.o` with `vmlinux.h`

@@ -45,13 +45,15 @@
 //! ```
 
 mod client;
+mod controller;
 pub mod frame;
 mod message;
 mod server;
 
 pub use client::{ClientError, ControlClient};
+pub use controller::Controller;
 pub use message::{
-    ControlError, Entries, LinkEntry, MapEntry, OpsTypeEntry, ProgEntry, Registered, Request,
-    Response, Step, StructOpsEntry, Target,
+    BtfEntry, ControlError, Entries, JitedProg, LinkEntry, MapEntry, OpsTypeEntry, ProgEntry,
+    Registered, Request, Response, Step, StructOpsEntry, Target, XlatedProg,
 };
 pub use server::{ControlServer, Role, Serve, ServeConfig, ServeError, StatusHook};

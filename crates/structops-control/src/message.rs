@@ -86,6 +86,23 @@ pub enum Request {
     },
     /// The host's own status, as JSON (the embedder's status hook).
     Status,
+    /// Program `id`'s translated instructions (`bpftool prog dump xlated`).
+    ProgXlated {
+        /// The program id.
+        id: u32,
+    },
+    /// Program `id`'s native code (`bpftool prog dump jited`).
+    ProgJited {
+        /// The program id.
+        id: u32,
+    },
+    /// Every BTF object (`bpftool btf show`).
+    ListBtf,
+    /// BTF object `id`'s raw bytes (`bpftool btf dump id N`).
+    BtfGet {
+        /// The BTF object id.
+        id: u32,
+    },
 }
 
 impl Request {
@@ -128,6 +145,10 @@ pub enum Step {
     LinkUpdate,
     /// `link_detach`.
     LinkDetach,
+    /// Reading a program's instructions or code.
+    Prog,
+    /// Reading a BTF object.
+    Btf,
     /// Removing a registration.
     Unregister,
     /// The host's status hook.
@@ -278,6 +299,46 @@ pub struct Registered {
     pub link_id: Option<u32>,
 }
 
+/// A BTF object (`struct bpf_btf_info`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BtfEntry {
+    /// `id`.
+    pub id: u32,
+    /// `name`: `vmlinux` for the host BTF, empty for BTF loaded with an object.
+    pub name: String,
+    /// `btf_size`.
+    pub size: u32,
+    /// `kernel_btf`: the host BTF.
+    pub kernel: bool,
+}
+
+/// A program's translated instructions, as `bpf_prog_info.xlated_prog_insns` gives them
+/// (map loads show the map's id), with what a disassembler needs to name things.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct XlatedProg {
+    /// The program's name.
+    pub name: String,
+    /// The program's tag.
+    pub tag: [u8; 8],
+    /// Each instruction's 8 bytes, in the host's byte order.
+    pub insns: Vec<[u8; 8]>,
+    /// The name of each kfunc called, by its BTF id in the host BTF.
+    pub kfuncs: Vec<(u32, String)>,
+}
+
+/// A program's native code.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JitedProg {
+    /// The program's name.
+    pub name: String,
+    /// The program's tag.
+    pub tag: [u8; 8],
+    /// The code of every function, their constants included.
+    pub code: Vec<u8>,
+    /// `(first BPF instruction, offset in code, size)` per function, the entry first.
+    pub functions: Vec<(u32, u32, u32)>,
+}
+
 /// A map's (key, value) pairs, as [`Response::Entries`] carries them.
 pub type Entries = Vec<(Vec<u8>, Vec<u8>)>;
 
@@ -307,4 +368,12 @@ pub enum Response {
     /// The host status: JSON text (postcard cannot carry a self-describing
     /// `serde_json::Value`, so the JSON travels as a string).
     Status(String),
+    /// A program's translated instructions.
+    Xlated(XlatedProg),
+    /// A program's native code.
+    Jited(JitedProg),
+    /// BTF objects.
+    Btfs(Vec<BtfEntry>),
+    /// Raw BTF.
+    Btf(Vec<u8>),
 }

@@ -5,21 +5,17 @@ use std::io;
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
-use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use structops::loader::{LoadOptions, LoadedObject, ObjectLoader, StructOpsLink};
-use structops::{Errno, ObjKind, Runtime};
+use structops::{Errno, Runtime};
 
+use crate::controller::Controller;
 use crate::frame::{self, DEFAULT_MAX_FRAME, FrameError};
-use crate::message::{
-    ControlError, LinkEntry, MapEntry, OpsTypeEntry, ProgEntry, Registered, Request, Response,
-    Step, StructOpsEntry, Target,
-};
+use crate::message::{ControlError, Request, Response, Step};
 
 /// What a peer may do.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -117,25 +113,13 @@ pub enum ServeError {
     },
 }
 
-/// One struct_ops object loaded through the socket, kept alive while any of its maps
-/// stays registered.
-struct Registration {
-    #[expect(
-        dead_code,
-        reason = "held so the programs and maps outlive the registration"
-    )]
-    obj: LoadedObject,
-    links: Vec<(String, StructOpsLink)>,
-}
-
 struct Shared {
-    rt: Arc<Runtime>,
+    ctl: Controller,
     config: ServeConfig,
     stop: AtomicBool,
     live: AtomicUsize,
     next_conn: AtomicU64,
     conns: Mutex<HashMap<u64, UnixStream>>,
-    regs: Mutex<Vec<Registration>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -219,14 +203,14 @@ impl ControlServer {
             let _ = std::fs::remove_file(&tmp);
             return Err(e);
         }
+        let ctl = Controller::with_reply_limit(rt, config.status.clone(), config.max_frame);
         let shared = Arc::new(Shared {
-            rt,
+            ctl,
             config,
             stop: AtomicBool::new(false),
             live: AtomicUsize::new(0),
             next_conn: AtomicU64::new(0),
             conns: Mutex::new(HashMap::new()),
-            regs: Mutex::new(Vec::new()),
         });
         let s = shared.clone();
         let accept = std::thread::Builder::new()
@@ -278,12 +262,7 @@ impl ControlServer {
 impl Drop for ControlServer {
     fn drop(&mut self) {
         self.stop();
-        let mut regs = lock(&self.shared.regs);
-        for reg in regs.drain(..) {
-            for (_, link) in &reg.links {
-                let _ = link.detach(&self.shared.rt);
-            }
-        }
+        self.shared.ctl.detach_all();
     }
 }
 
@@ -397,15 +376,7 @@ fn serve_connection(shared: &Shared, mut stream: UnixStream) {
                     "read-only peer",
                 ))
             }
-            Ok(_) => catch_unwind(AssertUnwindSafe(|| dispatch(shared, req)))
-                .unwrap_or_else(|_| {
-                    Err(ControlError::new(
-                        Errno::EFAULT,
-                        Step::Internal,
-                        "request handler panicked",
-                    ))
-                })
-                .unwrap_or_else(Response::Error),
+            Ok(_) => shared.ctl.handle(req),
         };
         let written = match frame::write_message(&mut stream, &resp, limit) {
             Err(FrameError::TooLarge { len, limit }) => {
@@ -422,422 +393,4 @@ fn serve_connection(shared: &Shared, mut stream: UnixStream) {
             return;
         }
     }
-}
-
-type Reply = Result<Response, ControlError>;
-
-fn err(step: Step, message: impl Into<String>) -> impl Fn(Errno) -> ControlError {
-    let message = message.into();
-    move |e| ControlError::new(e, step, message.clone())
-}
-
-/// Every live id of `kind`, in order.
-fn ids(rt: &Runtime, kind: ObjKind) -> Result<Vec<u32>, ControlError> {
-    let mut out = Vec::new();
-    let mut id = 0;
-    loop {
-        match rt.get_next_id(kind, id) {
-            Ok(next) => {
-                out.push(next);
-                id = next;
-            }
-            Err(Errno::ENOENT) => return Ok(out),
-            Err(e) => {
-                return Err(ControlError::new(
-                    e,
-                    Step::Lookup,
-                    format!("get_next_id({kind:?})"),
-                ));
-            }
-        }
-    }
-}
-
-fn dispatch(shared: &Shared, req: Request) -> Reply {
-    let rt = &*shared.rt;
-    match req {
-        Request::ListProgs => {
-            let mut out = Vec::new();
-            for id in ids(rt, ObjKind::Prog)? {
-                // An object freed between get_next_id and get_fd_by_id is skipped.
-                let Ok(p) = rt.prog_get_fd_by_id(id) else {
-                    continue;
-                };
-                let i = p.info();
-                out.push(ProgEntry {
-                    id: i.id,
-                    prog_type: i.prog_type,
-                    name: i.name,
-                    tag: i.tag,
-                    gpl_compatible: i.gpl_compatible,
-                    load_time: i.load_time,
-                    xlated_len: i.xlated_prog_len,
-                    jited_len: i.jited_prog_len,
-                    map_ids: i.map_ids,
-                    btf_id: i.btf_id,
-                });
-            }
-            Ok(Response::Progs(out))
-        }
-        Request::ListMaps => {
-            let mut out = Vec::new();
-            for id in ids(rt, ObjKind::Map)? {
-                let Ok(m) = rt.map_get_fd_by_id(id, 0) else {
-                    continue;
-                };
-                out.push(map_entry(&m));
-            }
-            Ok(Response::Maps(out))
-        }
-        Request::ListLinks => {
-            let mut out = Vec::new();
-            for id in ids(rt, ObjKind::Link)? {
-                let Ok(l) = rt.link_get_fd_by_id(id) else {
-                    continue;
-                };
-                let i = l.info();
-                out.push(LinkEntry {
-                    id: i.id,
-                    link_type: i.link_type,
-                    prog_id: i.prog_id,
-                    map_id: i.map_id,
-                });
-            }
-            Ok(Response::Links(out))
-        }
-        Request::ListStructOpsTypes => Ok(Response::StructOpsTypes(
-            rt.struct_ops_types()
-                .iter()
-                .map(|t| OpsTypeEntry {
-                    name: t.name().to_string(),
-                    size: t.size(),
-                    value_size: t.value_size(),
-                    members: t.members().iter().map(|m| m.name.to_string()).collect(),
-                })
-                .collect(),
-        )),
-        Request::ListStructOps => {
-            let mut out = Vec::new();
-            for id in ids(rt, ObjKind::Map)? {
-                let Ok(m) = rt.map_get_fd_by_id(id, 0) else {
-                    continue;
-                };
-                let Some(st) = m.struct_ops() else { continue };
-                out.push(StructOpsEntry {
-                    map_id: id,
-                    name: m.info().name,
-                    ops_type: st.ops_type().name().to_string(),
-                    state: st.state() as u32,
-                    link_map: st.is_link_map(),
-                    value: st.seq_show(),
-                });
-            }
-            Ok(Response::StructOps(out))
-        }
-        Request::MapLookup { id, key } => {
-            let m = rt
-                .map_get_fd_by_id(id, 0)
-                .map_err(err(Step::Lookup, format!("map {id}")))?;
-            let mut v = vec![0u8; m.sys_value_size()];
-            rt.map_lookup_elem(&m, Some(&key), &mut v, 0)
-                .map_err(err(Step::Map, "lookup"))?;
-            Ok(Response::Value(v))
-        }
-        Request::MapUpdate {
-            id,
-            key,
-            value,
-            flags,
-        } => {
-            let m = rt
-                .map_get_fd_by_id(id, 0)
-                .map_err(err(Step::Lookup, format!("map {id}")))?;
-            rt.map_update_elem(&m, Some(&key), &value, flags)
-                .map_err(err(Step::Map, "update"))?;
-            Ok(Response::Done)
-        }
-        Request::MapDelete { id, key } => {
-            let m = rt
-                .map_get_fd_by_id(id, 0)
-                .map_err(err(Step::Lookup, format!("map {id}")))?;
-            rt.map_delete_elem(&m, Some(&key))
-                .map_err(err(Step::Map, "delete"))?;
-            Ok(Response::Done)
-        }
-        Request::MapDump { id } => map_dump(shared, id),
-        Request::StructOpsRegister { object, path, map } => {
-            register(shared, &object, &path, map.as_deref())
-        }
-        Request::StructOpsUnregister { target } => unregister(shared, &target),
-        Request::LinkUpdate {
-            link_id,
-            object,
-            path,
-            map,
-        } => link_update(shared, link_id, &object, &path, map.as_deref()),
-        Request::LinkDetach { link_id } => {
-            let l = rt
-                .link_get_fd_by_id(link_id)
-                .map_err(err(Step::Lookup, format!("link {link_id}")))?;
-            rt.link_detach(&l)
-                .map_err(err(Step::LinkDetach, format!("link {link_id}")))?;
-            // Drop our own reference to it, if the socket created it.
-            let mut regs = lock(&shared.regs);
-            for reg in regs.iter_mut() {
-                reg.links
-                    .retain(|(_, sl)| !matches!(sl, StructOpsLink::Link(h) if h.id() == link_id));
-            }
-            regs.retain(|r| !r.links.is_empty());
-            Ok(Response::Done)
-        }
-        Request::Status => {
-            let hook = shared.config.status.as_ref().ok_or(ControlError::new(
-                Errno::EOPNOTSUPP,
-                Step::Status,
-                "the host has no status hook",
-            ))?;
-            let v = hook();
-            serde_json::to_string(&v)
-                .map(Response::Status)
-                .map_err(|e| ControlError::new(Errno::EINVAL, Step::Status, e.to_string()))
-        }
-    }
-}
-
-fn map_entry(m: &structops::MapHandle) -> MapEntry {
-    let i = m.info();
-    MapEntry {
-        id: i.id,
-        map_type: i.map_type,
-        name: i.name,
-        key_size: i.key_size,
-        value_size: i.value_size,
-        sys_value_size: u32::try_from(m.sys_value_size()).unwrap_or(u32::MAX),
-        max_entries: i.max_entries,
-        map_flags: i.map_flags,
-        btf_id: i.btf_id,
-        btf_key_type_id: i.btf_key_type_id,
-        btf_value_type_id: i.btf_value_type_id,
-        btf_vmlinux_value_type_id: i.btf_vmlinux_value_type_id,
-    }
-}
-
-fn map_dump(shared: &Shared, id: u32) -> Reply {
-    let rt = &*shared.rt;
-    let m = rt
-        .map_get_fd_by_id(id, 0)
-        .map_err(err(Step::Lookup, format!("map {id}")))?;
-    let info = m.info();
-    let vsize = m.sys_value_size();
-    let budget = shared.config.max_frame as usize;
-    let mut used = 0usize;
-    let mut out = Vec::new();
-    let mut key: Option<Vec<u8>> = None;
-    let mut next = vec![0u8; info.key_size as usize];
-    // get_next_key can cycle back to the first key when the previous one was deleted
-    // concurrently; max_entries bounds the walk.
-    for _ in 0..=info.max_entries {
-        match rt.map_get_next_key(&m, key.as_deref(), &mut next) {
-            Ok(()) => {}
-            Err(Errno::ENOENT) => break,
-            Err(e) => return Err(ControlError::new(e, Step::Map, "get_next_key")),
-        }
-        let mut v = vec![0u8; vsize];
-        match rt.map_lookup_elem(&m, Some(&next), &mut v, 0) {
-            Ok(()) => {
-                used += next.len() + v.len() + 8;
-                if used > budget {
-                    return Err(ControlError::new(
-                        Errno::E2BIG,
-                        Step::Map,
-                        "dump over the frame limit",
-                    ));
-                }
-                out.push((next.clone(), v));
-            }
-            // Deleted in between: skip it, as bpftool does.
-            Err(Errno::ENOENT) => {}
-            Err(e) => return Err(ControlError::new(e, Step::Map, "lookup")),
-        }
-        key = Some(next.clone());
-    }
-    Ok(Response::Entries(out))
-}
-
-fn load(rt: &Runtime, bytes: &[u8], path: &str) -> Result<LoadedObject, ControlError> {
-    let loader = ObjectLoader::open(bytes, path)
-        .map_err(|e| ControlError::new(e.errno(), Step::Open, e.to_string()))?;
-    loader
-        .load(rt, &LoadOptions::default())
-        .map_err(|e| ControlError::new(e.errno(), Step::Load, e.to_string()))
-}
-
-fn struct_ops_maps(obj: &LoadedObject) -> Vec<String> {
-    obj.object()
-        .maps()
-        .iter()
-        .filter(|m| m.struct_ops().is_some())
-        .map(|m| m.name().to_string())
-        .collect()
-}
-
-fn registered(name: &str, link: &StructOpsLink) -> Registered {
-    match link {
-        StructOpsLink::Map(m) => Registered {
-            name: name.to_string(),
-            map_id: m.id(),
-            link_id: None,
-        },
-        StructOpsLink::Link(l) => Registered {
-            name: name.to_string(),
-            map_id: l.info().map_id,
-            link_id: Some(l.id()),
-        },
-    }
-}
-
-/// Loads the object and attaches every struct_ops map (or `only`), like
-/// `TcpHost::attach_all`; on a failure the maps already attached are detached again,
-/// so a registration is all or nothing.
-fn register(shared: &Shared, bytes: &[u8], path: &str, only: Option<&str>) -> Reply {
-    let rt = &*shared.rt;
-    let obj = load(rt, bytes, path)?;
-    let mut names = struct_ops_maps(&obj);
-    if let Some(only) = only {
-        names.retain(|n| n == only);
-    }
-    if names.is_empty() {
-        return Err(ControlError::new(
-            Errno::ENOENT,
-            Step::Attach,
-            format!(
-                "{path}: no struct_ops map{}",
-                only.map(|m| format!(" {m}")).unwrap_or_default()
-            ),
-        ));
-    }
-    let mut links: Vec<(String, StructOpsLink)> = Vec::new();
-    for name in names {
-        match obj.attach_struct_ops(rt, &name) {
-            Ok(l) => links.push((name, l)),
-            Err(e) => {
-                for (_, l) in &links {
-                    let _ = l.detach(rt);
-                }
-                return Err(ControlError::new(
-                    e.errno(),
-                    Step::Attach,
-                    format!("{path}: map {name}: {e}"),
-                ));
-            }
-        }
-    }
-    let out = links.iter().map(|(n, l)| registered(n, l)).collect();
-    log::info!("control socket: registered {path}");
-    lock(&shared.regs).push(Registration { obj, links });
-    Ok(Response::Registered(out))
-}
-
-fn unregister(shared: &Shared, target: &Target) -> Reply {
-    let rt = &*shared.rt;
-    let mut regs = lock(&shared.regs);
-    let hit = |name: &str, l: &StructOpsLink| match (target, l) {
-        (Target::Name(n), _) => n == name,
-        (Target::Id(id), StructOpsLink::Map(m)) => m.id() == *id,
-        (Target::Id(id), StructOpsLink::Link(h)) => h.id() == *id || h.info().map_id == *id,
-    };
-    let pos = regs
-        .iter()
-        .enumerate()
-        .find_map(|(i, r)| r.links.iter().position(|(n, l)| hit(n, l)).map(|j| (i, j)));
-    if let Some((i, j)) = pos {
-        let (name, link) = regs[i].links.remove(j);
-        link.detach(rt).map_err(err(Step::Unregister, name))?;
-        if regs[i].links.is_empty() {
-            regs.remove(i);
-        }
-        return Ok(Response::Done);
-    }
-    drop(regs);
-    // Not registered through the socket: a `.struct_ops` map of the host's own is
-    // unregistered by deleting its element, as `bpftool struct_ops unregister` does.
-    let Target::Id(id) = target else {
-        return Err(ControlError::new(
-            Errno::ENOENT,
-            Step::Unregister,
-            format!("{target:?}"),
-        ));
-    };
-    let m = rt
-        .map_get_fd_by_id(*id, 0)
-        .map_err(err(Step::Lookup, format!("map {id}")))?;
-    if m.struct_ops().is_none() {
-        return Err(ControlError::new(
-            Errno::EINVAL,
-            Step::Unregister,
-            format!("map {id} is not a struct_ops map"),
-        ));
-    }
-    rt.map_delete_elem(&m, Some(&0u32.to_ne_bytes()))
-        .map_err(err(Step::Unregister, format!("map {id}")))?;
-    Ok(Response::Done)
-}
-
-fn link_update(
-    shared: &Shared,
-    link_id: u32,
-    bytes: &[u8],
-    path: &str,
-    map: Option<&str>,
-) -> Reply {
-    let rt = &*shared.rt;
-    let link = rt
-        .link_get_fd_by_id(link_id)
-        .map_err(err(Step::Lookup, format!("link {link_id}")))?;
-    let obj = load(rt, bytes, path)?;
-    let name = match map {
-        Some(m) => m.to_string(),
-        None => {
-            let names = struct_ops_maps(&obj);
-            match names.as_slice() {
-                [one] => one.clone(),
-                [] => {
-                    return Err(ControlError::new(
-                        Errno::ENOENT,
-                        Step::LinkUpdate,
-                        format!("{path}: no struct_ops map"),
-                    ));
-                }
-                _ => {
-                    return Err(ControlError::new(
-                        Errno::EINVAL,
-                        Step::LinkUpdate,
-                        format!("{path}: several struct_ops maps, name one"),
-                    ));
-                }
-            }
-        }
-    };
-    let sl = StructOpsLink::Link(link);
-    sl.update_map(rt, &obj, &name).map_err(|e| {
-        ControlError::new(
-            e.errno(),
-            Step::LinkUpdate,
-            format!("{path}: map {name}: {e}"),
-        )
-    })?;
-    let mut regs = lock(&shared.regs);
-    // The link now runs the new object's map: it owns the link from here on, and the
-    // old object is released once nothing of it is registered.
-    for reg in regs.iter_mut() {
-        reg.links
-            .retain(|(_, l)| !matches!(l, StructOpsLink::Link(h) if h.id() == link_id));
-    }
-    regs.retain(|r| !r.links.is_empty());
-    let out = vec![registered(&name, &sl)];
-    regs.push(Registration {
-        obj,
-        links: vec![(name, sl)],
-    });
-    Ok(Response::Registered(out))
 }

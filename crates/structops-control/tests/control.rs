@@ -12,6 +12,7 @@ use std::time::Duration;
 use proptest::prelude::*;
 use structops::{Errno, MapCreateAttr, MapHandle, MapType, Runtime};
 use structops_control::frame::{self, DEFAULT_MAX_FRAME, FrameError, MAGIC, VERSION};
+use structops_control::{BtfEntry, Controller, JitedProg, XlatedProg};
 use structops_control::{
     ClientError, ControlClient, ControlError, ControlServer, LinkEntry, MapEntry, OpsTypeEntry,
     ProgEntry, Registered, Request, Response, Role, Serve, ServeConfig, Step, StructOpsEntry,
@@ -84,6 +85,10 @@ fn every_request() -> Vec<Request> {
         },
         Request::LinkDetach { link_id: 2 },
         Request::Status,
+        Request::ProgXlated { id: 1 },
+        Request::ProgJited { id: u32::MAX },
+        Request::ListBtf,
+        Request::BtfGet { id: 0 },
     ]
 }
 
@@ -152,6 +157,25 @@ fn every_response() -> Vec<Response> {
         ]),
         Response::Done,
         Response::Status("{\"flows\":[]}".into()),
+        Response::Xlated(XlatedProg {
+            name: "p".into(),
+            tag: [7; 8],
+            insns: vec![[0x95, 0, 0, 0, 0, 0, 0, 0]],
+            kfuncs: vec![(12, "bpf_kfunc".into())],
+        }),
+        Response::Jited(JitedProg {
+            name: "p".into(),
+            tag: [0; 8],
+            code: vec![0xc3],
+            functions: vec![(0, 0, 1)],
+        }),
+        Response::Btfs(vec![BtfEntry {
+            id: 1,
+            name: "vmlinux".into(),
+            size: 100,
+            kernel: true,
+        }]),
+        Response::Btf(vec![0x9f, 0xeb]),
     ]
 }
 
@@ -336,6 +360,77 @@ fn map_commands_and_lists_work_through_the_socket() {
 }
 
 #[test]
+fn programs_are_dumped_through_the_socket_and_in_process_alike() {
+    let (rt, map, server) = setup(ServeConfig::default());
+    let mut c = ControlClient::connect(server.path()).unwrap();
+    // A map reference is an fd at load time; install the map so the fd resolves.
+    let fd = rt.fd_install(map.clone()).unwrap();
+    let src = format!("r1 = map[id:{fd}]\nr2 = 7\nr0 = r2\nexit");
+    let insns2 = structops_isa::assemble(&src).unwrap().encode();
+    let prog = rt
+        .prog_load(
+            &structops::ProgLoadAttr::new(structops::ProgType::SOCKET_FILTER, insns2, "GPL")
+                .name("seven"),
+        )
+        .unwrap();
+    let progs = c.list_progs().unwrap();
+    assert_eq!(progs.len(), 1);
+    assert_eq!((progs[0].id, progs[0].name.as_str()), (prog.id(), "seven"));
+    assert_eq!(progs[0].map_ids, vec![map.id()]);
+    let x = c.prog_xlated(prog.id()).unwrap();
+    assert_eq!((x.name.as_str(), x.tag), ("seven", prog.tag()));
+    assert_eq!(x.insns.len(), 5);
+    // The map load shows the map's id, as `bpf_prog_info` does.
+    let first = structops_isa::Insn::from_bytes(x.insns[0]);
+    assert_eq!((first.src_reg(), first.imm), (1, map.id() as i32));
+    // The in-process controller answers the same request with the same bytes.
+    let local = Controller::new(rt.clone(), None);
+    assert_eq!(
+        local.handle(Request::ProgXlated { id: prog.id() }),
+        Response::Xlated(x.clone())
+    );
+    match c.prog_jited(prog.id()) {
+        Ok(j) => {
+            assert_eq!(j.name, "seven");
+            assert!(!j.code.is_empty());
+            assert_eq!(j.functions.first().map(|f| f.0), Some(0));
+            let (_, start, size) = j.functions[0];
+            assert!((start + size) as usize <= j.code.len());
+        }
+        // A build without the JIT runs programs on the interpreter.
+        Err(e) => assert_eq!(e.errno(), Some(Errno::EOPNOTSUPP)),
+    }
+    assert_eq!(
+        c.prog_xlated(prog.id() + 100).unwrap_err().errno(),
+        Some(Errno::ENOENT)
+    );
+    // No BTF loaded: the list is empty and a lookup is ENOENT.
+    assert_eq!(c.list_btf().unwrap(), Vec::<BtfEntry>::new());
+    assert_eq!(c.btf_get(1).unwrap_err().errno(), Some(Errno::ENOENT));
+}
+
+#[test]
+fn replies_over_the_frame_limit_are_e2big() {
+    let rt = Arc::new(Runtime::default());
+    let mut insns = structops_isa::assemble(&"r0 = 0\n".repeat(2000))
+        .unwrap()
+        .encode();
+    insns.extend(structops_isa::assemble("exit").unwrap().encode());
+    let prog = rt
+        .prog_load(&structops::ProgLoadAttr::new(
+            structops::ProgType::SOCKET_FILTER,
+            insns,
+            "GPL",
+        ))
+        .unwrap();
+    let ctl = Controller::with_reply_limit(rt, None, 8192);
+    match ctl.handle(Request::ProgXlated { id: prog.id() }) {
+        Response::Error(e) => assert_eq!((e.errno(), e.step), (Errno::E2BIG, Step::Frame)),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
 fn status_hook_answers_json() {
     let config =
         ServeConfig::default().status(|| serde_json::json!({"flows": [{"id": 1, "cc": "reno"}]}));
@@ -420,7 +515,8 @@ unsafe fn child_connects(path: &std::ffi::CStr) -> i32 {
             return 13;
         }
         // Pre-encoded in the parent's image: a ListMaps frame.
-        let req = [b'S', b'O', b'P', b'S', 1, 0, 1, 0, 0, 0, 1];
+        let [v0, v1] = VERSION.to_le_bytes();
+        let req = [b'S', b'O', b'P', b'S', v0, v1, 1, 0, 0, 0, 1];
         if libc::write(fd, req.as_ptr().cast(), req.len()) != req.len() as isize {
             return 14;
         }
@@ -482,22 +578,40 @@ fn bad_frames_get_an_error_reply_and_a_closed_connection() {
             Step::Frame,
         ),
         (
-            [&MAGIC[..], &[1, 0], &u32::MAX.to_le_bytes()].concat(),
+            [&MAGIC[..], &VERSION.to_le_bytes(), &u32::MAX.to_le_bytes()].concat(),
             Errno::E2BIG,
             Step::Frame,
         ),
         (
-            [&MAGIC[..], &[1, 0], &100u32.to_le_bytes(), &[0; 10]].concat(),
+            [
+                &MAGIC[..],
+                &VERSION.to_le_bytes(),
+                &100u32.to_le_bytes(),
+                &[0; 10],
+            ]
+            .concat(),
             Errno::EPROTO,
             Step::Frame,
         ),
         (
-            [&MAGIC[..], &[1, 0], &2u32.to_le_bytes(), &[200, 200]].concat(),
+            [
+                &MAGIC[..],
+                &VERSION.to_le_bytes(),
+                &2u32.to_le_bytes(),
+                &[200, 200],
+            ]
+            .concat(),
             Errno::EINVAL,
             Step::Decode,
         ),
         (
-            [&MAGIC[..], &[2, 0], &0u32.to_le_bytes()].concat(),
+            // A version this side does not speak.
+            [
+                &MAGIC[..],
+                &(VERSION + 1).to_le_bytes(),
+                &0u32.to_le_bytes(),
+            ]
+            .concat(),
             Errno::EINVAL,
             Step::Frame,
         ),

@@ -172,6 +172,44 @@ pub enum CliError {
     /// Writing output failed.
     #[error("writing output: {0}")]
     Write(io::Error),
+    /// Connecting to a host's control socket failed.
+    #[error("connecting to host {path}: {source}")]
+    Connect {
+        /// The socket path.
+        path: String,
+        /// The client's error.
+        source: Box<structops_control::ClientError>,
+    },
+    /// The host answered a request with an error.
+    #[error("{what}: {} failed: {}", step_name(error.step), error.message)]
+    Remote {
+        /// What the CLI asked for.
+        what: String,
+        /// The host's answer.
+        error: structops_control::ControlError,
+    },
+    /// Talking to a host failed (a broken connection or frame, an unexpected answer).
+    #[error("{what}: {source}")]
+    Protocol {
+        /// What the CLI asked for.
+        what: String,
+        /// The client's error.
+        source: Box<structops_control::ClientError>,
+    },
+    /// The command changes a running host, so it needs `--host`.
+    #[error("{command} works on a running host: it needs --host PATH")]
+    NeedsHost {
+        /// The command (`map update`).
+        command: &'static str,
+    },
+    /// An object selector that does not match anything (`id 7`, `name cubic`).
+    #[error("{kind} {selector}: not found")]
+    NotFound {
+        /// `prog`, `map`, `link`, `struct_ops`, `btf`.
+        kind: &'static str,
+        /// How it was named.
+        selector: String,
+    },
     /// stdout was closed by the reader (`| head`): not an error.
     #[error("broken pipe")]
     BrokenPipe,
@@ -184,6 +222,74 @@ impl From<io::Error> for CliError {
         } else {
             CliError::Write(e)
         }
+    }
+}
+
+/// The errno name of a client-side failure.
+fn client_errno(e: &structops_control::ClientError) -> &'static str {
+    use structops_control::ClientError;
+    match e {
+        ClientError::Remote(r) => r.errno().name().unwrap_or("EINVAL"),
+        ClientError::Connect(io)
+        | ClientError::Frame(structops_control::frame::FrameError::Io(io)) => match io.kind() {
+            io::ErrorKind::NotFound => "ENOENT",
+            io::ErrorKind::PermissionDenied => "EACCES",
+            io::ErrorKind::ConnectionRefused => "ECONNREFUSED",
+            io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock => "ETIMEDOUT",
+            _ => "EIO",
+        },
+        _ => "EPROTO",
+    }
+}
+
+/// How a protocol step reads in a message.
+fn step_name(step: structops_control::Step) -> &'static str {
+    use structops_control::Step;
+    match step {
+        Step::Frame => "framing the request",
+        Step::Decode => "decoding the request",
+        Step::Access => "access control",
+        Step::Accept => "accepting the connection",
+        Step::Lookup => "finding the object",
+        Step::Map => "the map command",
+        Step::Open => "opening the object",
+        Step::Load => "loading the object",
+        Step::Attach => "attaching its struct_ops maps",
+        Step::LinkUpdate => "updating the link",
+        Step::LinkDetach => "detaching the link",
+        Step::Unregister => "unregistering",
+        Step::Status => "reading the host status",
+        Step::Prog => "reading the program",
+        Step::Btf => "reading the BTF",
+        Step::Internal => "the host's request handler",
+    }
+}
+
+fn remote_hint(e: &structops_control::ControlError) -> Option<String> {
+    use structops::Errno;
+    use structops_control::Step;
+    match (e.step, e.errno()) {
+        (Step::Access, _) => Some(
+            "the host allows only the uids in its allow-list (by default its own), and \
+             read-only uids cannot change anything; run as an allowed user"
+                .into(),
+        ),
+        (Step::Accept, _) => Some("the host serves a limited number of connections: retry".into()),
+        (Step::Attach, Errno::EEXIST) => Some(
+            "an ops table of that name is already registered: unregister it, or use \
+             `link update` to replace it in place"
+                .into(),
+        ),
+        (Step::LinkUpdate, Errno::EINVAL) => Some(
+            "a link update needs a table of the same ops type (and, for \
+             tcp_congestion_ops, the same .name)"
+                .into(),
+        ),
+        (Step::Load, _) => {
+            Some("verify the object first: `structops verify FILE` prints the verifier log".into())
+        }
+        (Step::Frame, Errno::E2BIG) => Some("the reply is over the frame limit (16 MiB)".into()),
+        _ => None,
     }
 }
 
@@ -228,6 +334,11 @@ impl CliError {
             CliError::Rejected { .. } => "EACCES",
             CliError::NoBtf { .. } => "ENOENT",
             CliError::Write(_) | CliError::BrokenPipe => "EIO",
+            CliError::Connect { source, .. } | CliError::Protocol { source, .. } => {
+                client_errno(source)
+            }
+            CliError::Remote { error, .. } => error.errno().name().unwrap_or("EINVAL"),
+            CliError::NotFound { .. } => "ENOENT",
             _ => "EINVAL",
         }
     }
@@ -273,6 +384,20 @@ impl CliError {
                 ),
                 _ => None,
             },
+            CliError::Connect { .. } => Some(
+                "is a host serving there? A host calls Runtime::serve (structops_control::Serve); \
+                 the demo host is `structops tcp serve --socket PATH`"
+                    .into(),
+            ),
+            CliError::Remote { error, .. } => remote_hint(error),
+            CliError::NeedsHost { .. } => Some(
+                "without --host, commands load FILE into a runtime inside this process, \
+                 which ends with the command"
+                    .into(),
+            ),
+            CliError::NotFound { kind, .. } => Some(format!(
+                "list them with `structops [--host PATH] {kind} show`"
+            )),
             CliError::Relocate { .. } => Some(
                 "relocation uses the host BTF (--btf, default /sys/kernel/btf/vmlinux) and the \
                  kernel configuration (/boot/config-$(uname -r) or /proc/config.gz)"

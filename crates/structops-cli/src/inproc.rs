@@ -85,7 +85,7 @@ fn parse_u64(s: &str) -> Result<u64, String> {
 /// An object loaded into a fresh in-process runtime.
 pub struct Loaded {
     /// The runtime.
-    pub rt: Runtime,
+    pub rt: Arc<Runtime>,
     /// The object's maps and programs.
     pub obj: LoadedObject,
     /// What `bpf_trace_printk`/`bpf_printk` wrote.
@@ -115,10 +115,10 @@ pub fn load_with(
 ) -> Result<Loaded, CliError> {
     let path = file.display().to_string();
     let bytes = host::read(file)?;
-    let rt = Runtime::new(RuntimeConfig {
+    let rt = Arc::new(Runtime::new(RuntimeConfig {
         engine: engine.into(),
         ..RuntimeConfig::default()
-    });
+    }));
     let (sink, trace) = collecting_sink();
     rt.set_trace_sink(Some(sink));
     let target = match btf {

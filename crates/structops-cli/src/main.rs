@@ -9,6 +9,8 @@ mod btf;
 mod error;
 mod host;
 mod inproc;
+mod link;
+mod live;
 mod map;
 mod object;
 mod output;
@@ -17,6 +19,7 @@ mod struct_ops;
 mod tcp;
 mod verify;
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{CommandFactory, Parser, Subcommand};
@@ -41,6 +44,10 @@ struct Cli {
     /// Print pretty JSON (bpftool's `-p`; implies --json).
     #[arg(short = 'p', long, global = true)]
     pretty: bool,
+    /// Work on the running host serving this control socket instead of on a FILE
+    /// loaded into this process (see `Runtime::serve` and `structops tcp serve`).
+    #[arg(long, global = true, value_name = "PATH")]
+    host: Option<PathBuf>,
     #[command(subcommand)]
     noun: Noun,
 }
@@ -56,13 +63,15 @@ enum Noun {
     /// Inspect the programs of a BPF object, or test-run them in-process.
     #[command(subcommand)]
     Prog(prog::ProgCmd),
-    /// Dump the maps of an object loaded into an in-process runtime.
+    /// List, dump, look up, update and delete map elements.
     #[command(subcommand)]
     Map(map::MapCmd),
-    /// Register the struct_ops maps of an object in-process: each program's load
-    /// result, each map's attach result, the registered values.
+    /// List, dump, register and unregister struct_ops tables.
     #[command(subcommand, name = "struct_ops")]
     StructOps(struct_ops::StructOpsCmd),
+    /// A running host's links: show, detach, update (hot swap).
+    #[command(subcommand)]
+    Link(link::LinkCmd),
     /// Verify the programs of an object in-process, one row per program (veristat).
     Verify(verify::VerifyArgs),
     /// Quick benchmarks of this runtime on this machine, each figure next to its
@@ -71,19 +80,71 @@ enum Noun {
     /// TCP congestion control: simulate flows running BPF or native congestion controls.
     #[command(subcommand)]
     Tcp(tcp::TcpCmd),
+    /// A running host's own status (its embedder's status hook), as JSON.
+    Status,
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
 }
 
 fn run(cli: Cli) -> Result<(), CliError> {
     let out = Output::new(cli.json || cli.pretty, cli.pretty);
+    let host = cli.host.as_deref();
+    let local_only = |noun: &'static str| -> Result<(), CliError> {
+        match host {
+            Some(_) => Err(CliError::Unsupported {
+                what: format!("{noun} works on files in this process, not on a host (--host)"),
+            }),
+            None => Ok(()),
+        }
+    };
     match cli.noun {
-        Noun::Object(cmd) => object::run(cmd, &out),
-        Noun::Btf(cmd) => btf::run(cmd, &out),
-        Noun::Prog(cmd) => prog::run(cmd, &out),
-        Noun::Map(cmd) => map::run(cmd, &out),
-        Noun::StructOps(cmd) => struct_ops::run(cmd, &out),
-        Noun::Verify(args) => verify::run(&args, &out),
-        Noun::Bench(args) => bench::run(&args, &out),
-        Noun::Tcp(cmd) => tcp::run(cmd, &out),
+        Noun::Object(cmd) => {
+            local_only("object")?;
+            object::run(cmd, &out)
+        }
+        Noun::Btf(cmd) => btf::run(cmd, host, &out),
+        Noun::Prog(cmd) => prog::run(cmd, host, &out),
+        Noun::Map(cmd) => map::run(cmd, host, &out),
+        Noun::StructOps(cmd) => struct_ops::run(cmd, host, &out),
+        Noun::Link(cmd) => link::run(cmd, host, &out),
+        Noun::Verify(args) => {
+            local_only("verify")?;
+            verify::run(&args, &out)
+        }
+        Noun::Bench(args) => {
+            local_only("bench")?;
+            bench::run(&args, &out)
+        }
+        Noun::Tcp(cmd) => {
+            local_only("tcp")?;
+            tcp::run(cmd, &out)
+        }
+        Noun::Status => status(host, &out),
+        Noun::Completions { shell } => {
+            let mut cmd = Cli::command();
+            clap_complete::generate(shell, &mut cmd, "structops", &mut std::io::stdout());
+            Ok(())
+        }
+    }
+}
+
+/// `structops --host PATH status`: the host's status JSON (pretty unless `-j`).
+fn status(host: Option<&std::path::Path>, out: &Output) -> Result<(), CliError> {
+    let Some(h) = host else {
+        return Err(CliError::NeedsHost { command: "status" });
+    };
+    let text = live::Conn::remote(h)?.status()?;
+    let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| CliError::Unsupported {
+        what: format!("the host's status is not JSON: {e}"),
+    })?;
+    if out.json {
+        out.json(&v)
+    } else {
+        out.text(&format!("{v:#}\n"))
     }
 }
 

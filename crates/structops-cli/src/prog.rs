@@ -1,41 +1,42 @@
-//! `structops prog dump`: a program's instructions as the loader would submit them —
-//! externs resolved, struct_ops bound, CO-RE relocated against the host BTF, subprograms
-//! appended — disassembled in bpftool's `dump xlated` style.
+//! `structops prog`: list programs, dump their instructions (as the loader would submit
+//! them — externs resolved, struct_ops bound, CO-RE relocated against the host BTF,
+//! subprograms appended — or as a running host runs them) in bpftool's `dump xlated`
+//! style, dump their native code, and test-run them in-process.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
-use clap::Subcommand;
-use serde_json::json;
+use clap::{Args, Subcommand};
+use serde_json::{Value, json};
 use structops_btf::Btf;
-use structops_isa::{Imm64, Symbolizer, decode, disassemble};
+use structops_control::{ProgEntry, XlatedProg};
+use structops_isa::{Imm64, Insn, Symbolizer, decode, disassemble};
 use structops_obj::core_relo::CoreTarget;
 use structops_obj::{CoreEngine, ExternHost, LinkedProgram, LoadHost, Object};
 
 use crate::error::CliError;
 use crate::host;
-use crate::inproc;
+use crate::inproc::{self, Engine};
+use crate::live::{self, Conn, Sel, Spec};
 use crate::object::open;
 use crate::output::Output;
 
 /// `prog` verbs.
 #[derive(Debug, Subcommand)]
 pub enum ProgCmd {
-    /// Disassemble a program after relocation.
-    Dump {
-        /// The BPF object.
-        file: PathBuf,
-        /// The program's name.
-        #[arg(long = "prog", value_name = "NAME")]
-        name: String,
-        /// Target BTF for CO-RE and struct_ops (default: /sys/kernel/btf/vmlinux).
+    /// List programs (`bpftool prog show`): a host's (--host), or those of FILE loaded
+    /// into a runtime in this process (every program is verified and loaded).
+    #[command(override_usage = "structops prog show [FILE] [id N | name NAME]")]
+    Show {
+        /// `[FILE] [id N | name NAME]`.
+        #[arg(value_name = "SPEC")]
+        words: Vec<String>,
+        /// The in-process runtime's host BTF (default: /sys/kernel/btf/vmlinux).
         #[arg(long, value_name = "PATH")]
         btf: Option<PathBuf>,
-        /// Print the native code the JIT made (Intel syntax, like `bpftool prog dump
-        /// jited`) instead: the object is loaded into an in-process runtime, so the
-        /// program must pass the verifier.
-        #[arg(long)]
-        jited: bool,
     },
+    /// Print a program's instructions (`dump xlated`) or native code (`dump jited`).
+    #[command(subcommand)]
+    Dump(DumpCmd),
     /// Load an object into an in-process runtime and test-run one program
     /// (`BPF_PROG_TEST_RUN`): prints retval, ns per run and the output data.
     Run {
@@ -55,8 +56,43 @@ pub enum ProgCmd {
     },
 }
 
+/// `prog dump` forms.
+#[derive(Debug, Subcommand)]
+pub enum DumpCmd {
+    /// Translated instructions, in bpftool's `prog dump xlated` format. With FILE: as
+    /// the loader would submit them (relocated against the target BTF, not verified),
+    /// maps named by the object's names. With --host: as the host runs them.
+    #[command(
+        override_usage = "structops prog dump xlated (FILE --prog NAME | FILE name NAME | \
+                                --host PATH id N | --host PATH name NAME)"
+    )]
+    Xlated(DumpArgs),
+    /// Native code from the JIT, in Intel syntax like `bpftool prog dump jited`. With
+    /// FILE the object is loaded into an in-process runtime (the program must pass the
+    /// verifier).
+    #[command(
+        override_usage = "structops prog dump jited (FILE --prog NAME | FILE name NAME | \
+                                --host PATH id N | --host PATH name NAME)"
+    )]
+    Jited(DumpArgs),
+}
+
+/// Which program `prog dump` prints.
+#[derive(Debug, Args)]
+pub struct DumpArgs {
+    /// `[FILE] [id N | name NAME]`.
+    #[arg(value_name = "SPEC")]
+    words: Vec<String>,
+    /// The program's name (the same as `name NAME`).
+    #[arg(long = "prog", value_name = "NAME")]
+    name: Option<String>,
+    /// Target BTF for CO-RE and struct_ops (default: /sys/kernel/btf/vmlinux).
+    #[arg(long, value_name = "PATH")]
+    btf: Option<PathBuf>,
+}
+
 /// Runs a `prog` verb.
-pub fn run(cmd: ProgCmd, out: &Output) -> Result<(), CliError> {
+pub fn run(cmd: ProgCmd, host: Option<&Path>, out: &Output) -> Result<(), CliError> {
     match cmd {
         ProgCmd::Run {
             file,
@@ -64,68 +100,177 @@ pub fn run(cmd: ProgCmd, out: &Output) -> Result<(), CliError> {
             btf,
             data_out,
             input,
-        } => run_prog(
-            &file,
-            &name,
-            btf.as_deref(),
-            data_out.as_deref(),
-            &input,
-            out,
-        ),
-        ProgCmd::Dump {
-            file,
-            name,
-            btf,
-            jited: true,
-        } => dump_jited(&file, &name, btf.as_deref(), out),
-        ProgCmd::Dump {
-            file,
-            name,
-            btf,
-            jited: false,
         } => {
-            let path = file.display().to_string();
-            let bytes = host::read(&file)?;
-            let mut obj = open(&path, &bytes)?;
-            select(&mut obj, &name);
-            let target = host::target_btf(btf.as_deref())?;
-            let linked = relocate(&path, &mut obj, &target)?;
-            let Some(prog) = linked.iter().find(|l| l.name == name) else {
-                return Err(CliError::NoSuchProgram {
-                    name,
-                    path,
-                    available: linked.iter().map(|l| l.name.clone()).collect(),
+            if host.is_some() {
+                return Err(CliError::Unsupported {
+                    what: "prog run test-runs a program of FILE in this process; it does not \
+                           run a host's programs"
+                        .into(),
                 });
+            }
+            run_prog(
+                &file,
+                &name,
+                btf.as_deref(),
+                data_out.as_deref(),
+                &input,
+                out,
+            )
+        }
+        ProgCmd::Show { words, btf } => {
+            let spec = spec(&words, None, &["prog", "show"])?;
+            let mut conn = Conn::open(host, spec.file.as_deref(), btf.as_deref(), Engine::Jit)?;
+            let progs = conn.progs()?;
+            let shown: Vec<&ProgEntry> = match &spec.sel {
+                Some(sel) => live::select(&progs, sel, "prog", |p| (p.id, &p.name))?,
+                None => progs.iter().collect(),
             };
-            let decoded = decode(&prog.insns).map_err(|source| CliError::Decode {
-                name: name.clone(),
-                source,
-            })?;
-            let sym = ObjectSymbols {
-                obj: &obj,
-                target: &target,
-            };
-            let text = disassemble(&decoded, &sym);
             if out.json {
-                let insns: Vec<_> = prog
-                    .insns
-                    .iter()
-                    .map(|i| json!([i.code, i.dst_reg(), i.src_reg(), i.off, i.imm]))
-                    .collect();
-                out.json(&json!({
-                    "name": prog.name,
-                    "insn_cnt": prog.insns.len(),
-                    "insns": insns,
-                    "xlated": text.lines().map(str::trim_start).collect::<Vec<_>>(),
-                }))
+                out.json(&Value::Array(
+                    shown.iter().map(|p| live::prog_json(p)).collect(),
+                ))
             } else {
-                out.text(&text)
+                out.text(&shown.iter().map(|p| live::prog_text(p)).collect::<String>())
+            }
+        }
+        ProgCmd::Dump(DumpCmd::Xlated(a)) => {
+            let spec = spec(&a.words, a.name.as_deref(), &["prog", "dump", "xlated"])?;
+            match (host, spec.file, spec.sel) {
+                (None, Some(file), Some(Sel::Name(name))) => {
+                    dump_xlated_file(&file, &name, a.btf.as_deref(), out)
+                }
+                (Some(h), None, Some(sel)) => {
+                    let mut conn = Conn::remote(h)?;
+                    let id = resolve(&mut conn, &sel)?;
+                    let x = conn.xlated(id)?;
+                    print_xlated(&x, out)
+                }
+                _ => Err(dump_usage("xlated")),
+            }
+        }
+        ProgCmd::Dump(DumpCmd::Jited(a)) => {
+            let spec = spec(&a.words, a.name.as_deref(), &["prog", "dump", "jited"])?;
+            match (host, spec.file, spec.sel) {
+                (None, Some(file), Some(Sel::Name(name))) => {
+                    dump_jited(&file, &name, a.btf.as_deref(), out)
+                }
+                (Some(h), None, Some(sel)) => {
+                    let mut conn = Conn::remote(h)?;
+                    let id = resolve(&mut conn, &sel)?;
+                    let j = conn.jited(id)?;
+                    let tag = live::tag_hex(&j.tag);
+                    print_jited(&j.name, &tag, &j.code, &j.functions, out)
+                }
+                _ => Err(dump_usage("jited")),
             }
         }
     }
 }
 
-/// `prog dump --jited`.
+fn dump_usage(form: &str) -> CliError {
+    CliError::Unsupported {
+        what: format!(
+            "prog dump {form} needs FILE with --prog NAME (or `name NAME`), or --host PATH \
+             with `id N` or `name NAME`"
+        ),
+    }
+}
+
+/// Parses a verb's positional words, reporting a bad one as a usage error.
+pub fn spec(
+    words: &[String],
+    alias: Option<&str>,
+    command: &'static [&'static str],
+) -> Result<Spec, CliError> {
+    Spec::parse(words, alias).map_err(|message| CliError::Usage { command, message })
+}
+
+/// The id of the one program `sel` names.
+fn resolve(conn: &mut Conn, sel: &Sel) -> Result<u32, CliError> {
+    if let Sel::Id(id) = sel {
+        return Ok(*id);
+    }
+    let progs = conn.progs()?;
+    Ok(live::select_one(&progs, sel, "prog", |p| (p.id, &p.name))?.id)
+}
+
+/// `prog dump xlated FILE`: the relocated instructions of one program.
+fn dump_xlated_file(
+    file: &Path,
+    name: &str,
+    btf: Option<&Path>,
+    out: &Output,
+) -> Result<(), CliError> {
+    let path = file.display().to_string();
+    let bytes = host::read(file)?;
+    let mut obj = open(&path, &bytes)?;
+    select(&mut obj, name);
+    let target = host::target_btf(btf)?;
+    let linked = relocate(&path, &mut obj, &target)?;
+    let Some(prog) = linked.iter().find(|l| l.name == name) else {
+        return Err(CliError::NoSuchProgram {
+            name: name.to_string(),
+            path,
+            available: linked.iter().map(|l| l.name.clone()).collect(),
+        });
+    };
+    let sym = ObjectSymbols {
+        obj: &obj,
+        target: &target,
+    };
+    print_insns(&prog.name, &prog.insns, &sym, out)
+}
+
+/// `prog dump xlated` of a host's program: maps by id, kfuncs by the host's names.
+fn print_xlated(x: &XlatedProg, out: &Output) -> Result<(), CliError> {
+    let insns: Vec<Insn> = x.insns.iter().map(|b| Insn::from_bytes(*b)).collect();
+    let sym = HostSymbols { kfuncs: &x.kfuncs };
+    print_insns(&x.name, &insns, &sym, out)
+}
+
+/// Prints instructions in bpftool's `dump xlated` text, or as JSON.
+fn print_insns(
+    name: &str,
+    insns: &[Insn],
+    sym: &dyn Symbolizer,
+    out: &Output,
+) -> Result<(), CliError> {
+    let decoded = decode(insns).map_err(|source| CliError::Decode {
+        name: name.to_string(),
+        source,
+    })?;
+    let text = disassemble(&decoded, sym);
+    if out.json {
+        let raw: Vec<_> = insns
+            .iter()
+            .map(|i| json!([i.code, i.dst_reg(), i.src_reg(), i.off, i.imm]))
+            .collect();
+        out.json(&json!({
+            "name": name,
+            "insn_cnt": insns.len(),
+            "insns": raw,
+            "xlated": text.lines().map(str::trim_start).collect::<Vec<_>>(),
+        }))
+    } else {
+        out.text(&text)
+    }
+}
+
+/// Names kfuncs as the host resolved them; maps keep bpftool's `map[id:N]`.
+struct HostSymbols<'a> {
+    kfuncs: &'a [(u32, String)],
+}
+
+impl Symbolizer for HostSymbols<'_> {
+    fn kfunc(&self, _pc: usize, btf_id: u32, _btf_fd_idx: i16) -> Option<String> {
+        self.kfuncs
+            .iter()
+            .find(|(id, _)| *id == btf_id)
+            .map(|(_, n)| n.clone())
+    }
+}
+
+/// `prog dump jited FILE`.
 fn dump_jited(
     file: &std::path::Path,
     name: &str,
@@ -146,15 +291,44 @@ fn dump_jited(
         });
     };
     let info = prog.info();
-    let code = jit.machine_code();
-    let funcs = jit.functions();
+    print_jited(
+        name,
+        &info.tag_hex(),
+        jit.machine_code(),
+        &funcs_u32(&jit.functions()),
+        out,
+    )
+}
+
+fn funcs_u32(funcs: &[(u32, usize, usize)]) -> Vec<(u32, u32, u32)> {
+    funcs
+        .iter()
+        .map(|&(e, s, n)| {
+            (
+                e,
+                u32::try_from(s).unwrap_or(u32::MAX),
+                u32::try_from(n).unwrap_or(u32::MAX),
+            )
+        })
+        .collect()
+}
+
+/// Prints native code, one block per BPF function, as `bpftool prog dump jited` does.
+fn print_jited(
+    name: &str,
+    tag: &str,
+    code: &[u8],
+    funcs: &[(u32, u32, u32)],
+    out: &Output,
+) -> Result<(), CliError> {
     let mut listing = Vec::new();
-    for &(entry, start, size) in &funcs {
+    for &(entry, start, size) in funcs {
+        let (start, size) = (start as usize, size as usize);
         let end = start.saturating_add(size).min(code.len());
         let label = if entry == 0 {
-            format!("bpf_prog_{}_{}", info.tag_hex(), info.name)
+            format!("bpf_prog_{tag}_{name}")
         } else {
-            format!("bpf_prog_{}_F{entry}", info.tag_hex())
+            format!("bpf_prog_{tag}_F{entry}")
         };
         let bytes = code.get(start..end).unwrap_or_default();
         listing.push((label, entry, start, disasm_x86(bytes, start)));

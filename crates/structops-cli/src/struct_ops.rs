@@ -1,4 +1,8 @@
-//! `structops struct_ops register FILE.o`: loads an object into the in-process runtime
+//! `structops struct_ops`: `show` and `dump` list struct_ops maps (of a running host or
+//! of an object loaded in-process); `register` and `unregister` change a running host
+//! through its control socket (`--host`).
+//!
+//! Without `--host`, `structops struct_ops register FILE.o` loads an object into the in-process runtime
 //! and attaches every struct_ops map, as libbpf's `bpf_object__load` followed by
 //! `bpf_map__attach_struct_ops` would: per program its load result (ok, or the errno
 //! name and the verifier's error line), per struct_ops map its name, ops type, link
@@ -9,22 +13,49 @@
 //! whose registration the kernel refuses with `EOPNOTSUPP` (it exists for test runs
 //! only), and so does this runtime. The registrations end with the process.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use clap::{Args, Subcommand};
-use serde_json::json;
+use serde_json::{Value, json};
 use structops::loader::LoadError;
+use structops_control::{StructOpsEntry, Target};
 
 use crate::error::CliError;
 use crate::inproc;
+use crate::live::{self, Conn, Sel};
 use crate::output::Output;
+use crate::prog;
 
 /// `structops struct_ops` subcommands.
 #[derive(Debug, Subcommand)]
 pub enum StructOpsCmd {
-    /// Load an object and attach its struct_ops maps in-process; print each program's
-    /// load result, each map's attach result, and the registered values.
+    /// List struct_ops maps (`bpftool struct_ops show`): ID, name and ops type.
+    #[command(override_usage = "structops [--host PATH] struct_ops show [FILE] [id N | name NAME]")]
+    Show {
+        /// `[FILE] [id N | name NAME]`.
+        #[arg(value_name = "SPEC")]
+        words: Vec<String>,
+    },
+    /// Print struct_ops maps with their state and value (the ops table with each
+    /// member's program id), as the kernel's `seq_show` prints a pinned map.
+    #[command(override_usage = "structops [--host PATH] struct_ops dump [FILE] [id N | name NAME]")]
+    Dump {
+        /// `[FILE] [id N | name NAME]`.
+        #[arg(value_name = "SPEC")]
+        words: Vec<String>,
+    },
+    /// Load an object and attach its struct_ops maps: in a running host (--host), where
+    /// they stay registered, or in-process, printing each program's load result, each
+    /// map's attach result and the registered values.
     Register(RegisterArgs),
+    /// Remove a struct_ops registration from a running host: by struct_ops map id, link
+    /// id, or map name (`bpftool struct_ops unregister`).
+    #[command(override_usage = "structops --host PATH struct_ops unregister (id N | name NAME)")]
+    Unregister {
+        /// `id N` or `name NAME`.
+        #[arg(value_name = "SPEC")]
+        words: Vec<String>,
+    },
 }
 
 /// `structops struct_ops register` arguments.
@@ -32,12 +63,133 @@ pub enum StructOpsCmd {
 pub struct RegisterArgs {
     /// The BPF object.
     file: PathBuf,
+    /// Only this struct_ops map (default: every struct_ops map of the object).
+    map: Option<String>,
     /// The runtime's host BTF (default: /sys/kernel/btf/vmlinux when readable).
     #[arg(long, value_name = "PATH")]
     btf: Option<PathBuf>,
     /// Execution engine of verified programs.
     #[arg(long, value_enum, default_value_t = inproc::Engine::Jit)]
     engine: inproc::Engine,
+}
+
+/// `struct_ops show` and `struct_ops dump`.
+fn show(words: &[String], host: Option<&Path>, dump: bool, out: &Output) -> Result<(), CliError> {
+    let command: &'static [&'static str] = if dump {
+        &["struct_ops", "dump"]
+    } else {
+        &["struct_ops", "show"]
+    };
+    let spec = prog::spec(words, None, command)?;
+    let mut conn = Conn::open(host, spec.file.as_deref(), None, inproc::Engine::Jit)?;
+    let all = conn.struct_ops()?;
+    let shown: Vec<&StructOpsEntry> = match &spec.sel {
+        Some(sel) => live::select(&all, sel, "struct_ops", |s| (s.map_id, &s.name))?,
+        None => all.iter().collect(),
+    };
+    if out.json {
+        let v = shown
+            .iter()
+            .map(|s| {
+                let mut j = live::struct_ops_json(s);
+                if let (true, Value::Object(o)) = (dump, &mut j) {
+                    o.insert("value".into(), json!(s.value.trim_end()));
+                }
+                j
+            })
+            .collect();
+        return out.json(&Value::Array(v));
+    }
+    let mut text = String::new();
+    for s in shown {
+        text.push_str(&live::struct_ops_text(s));
+        if dump {
+            text.push_str(&format!(
+                "\tstate {}{}\n",
+                live::state_name(s.state),
+                if s.link_map { "  link" } else { "" }
+            ));
+            for line in s.value.lines() {
+                text.push_str(&format!("\t{line}\n"));
+            }
+        }
+    }
+    out.text(&text)
+}
+
+/// `struct_ops register FILE [MAP]` in a running host.
+fn register_remote(args: &RegisterArgs, host: &Path, out: &Output) -> Result<(), CliError> {
+    let bytes = crate::host::read(&args.file)?;
+    let path = args.file.display().to_string();
+    let mut conn = Conn::remote(host)?;
+    let regs = conn.register(bytes, path, args.map.clone())?;
+    // The ops type of each, for the message bpftool prints.
+    let types = conn.struct_ops().unwrap_or_default();
+    let type_of = |id: u32| {
+        types
+            .iter()
+            .find(|s| s.map_id == id)
+            .map_or("struct_ops", |s| s.ops_type.as_str())
+            .to_string()
+    };
+    if out.json {
+        let v = regs
+            .iter()
+            .map(|r| {
+                json!({
+                    "name": r.name,
+                    "id": r.map_id,
+                    "kernel_struct_ops": type_of(r.map_id),
+                    "link_id": r.link_id,
+                })
+            })
+            .collect();
+        return out.json(&Value::Array(v));
+    }
+    let mut text = String::new();
+    for r in &regs {
+        text.push_str(&format!(
+            "Registered {} {} id {}",
+            type_of(r.map_id),
+            r.name,
+            r.map_id
+        ));
+        if let Some(l) = r.link_id {
+            text.push_str(&format!(" link_id {l}"));
+        }
+        text.push('\n');
+    }
+    out.text(&text)
+}
+
+/// `struct_ops unregister (id N | name NAME)` in a running host.
+fn unregister(words: &[String], host: Option<&Path>, out: &Output) -> Result<(), CliError> {
+    let spec = prog::spec(words, None, &["struct_ops", "unregister"])?;
+    let Some(h) = host else {
+        return Err(CliError::NeedsHost {
+            command: "struct_ops unregister",
+        });
+    };
+    let target = match (spec.file, spec.sel) {
+        (None, Some(Sel::Id(id))) => Target::Id(id),
+        (None, Some(Sel::Name(n))) => Target::Name(n),
+        _ => {
+            return Err(CliError::Usage {
+                command: &["struct_ops", "unregister"],
+                message: "name the registration: `id N` (map or link id) or `name NAME`".into(),
+            });
+        }
+    };
+    let mut conn = Conn::remote(h)?;
+    let what = match &target {
+        Target::Id(id) => format!("id {id}"),
+        Target::Name(n) => n.clone(),
+    };
+    conn.unregister(target)?;
+    if out.json {
+        return crate::map::done(out);
+    }
+    out.text(&format!("Unregistered {what}\n"))
 }
 
 /// One program's load result.
@@ -82,8 +234,16 @@ fn error_line(log: &str) -> String {
 ///
 /// A [`CliError`] when the object cannot be read or parsed, or (after printing the
 /// transcript) [`CliError::Failed`] when a program or an attach failed.
-pub fn run(cmd: StructOpsCmd, out: &Output) -> Result<(), CliError> {
-    let StructOpsCmd::Register(args) = cmd;
+pub fn run(cmd: StructOpsCmd, host: Option<&Path>, out: &Output) -> Result<(), CliError> {
+    let args = match cmd {
+        StructOpsCmd::Show { words } => return show(&words, host, false, out),
+        StructOpsCmd::Dump { words } => return show(&words, host, true, out),
+        StructOpsCmd::Unregister { words } => return unregister(&words, host, out),
+        StructOpsCmd::Register(args) => args,
+    };
+    if let Some(h) = host {
+        return register_remote(&args, h, out);
+    }
     let (progs, maps) = register(&args)?;
     let failed = progs.iter().any(|p| p.errno.is_some()) || maps.iter().any(|m| m.errno.is_some());
     if out.json {
@@ -166,7 +326,20 @@ fn register(args: &RegisterArgs) -> Result<(Vec<ProgRow>, Vec<MapRow>), CliError
         .maps()
         .filter(|(_, h)| h.struct_ops().is_some())
         .map(|(n, _)| n.to_owned())
+        .filter(|n| args.map.as_ref().is_none_or(|only| only == n))
         .collect();
+    if let (Some(only), true) = (&args.map, names.is_empty()) {
+        return Err(CliError::NoSuchMap {
+            name: only.clone(),
+            path: file.display().to_string(),
+            available: loaded
+                .obj
+                .maps()
+                .filter(|(_, h)| h.struct_ops().is_some())
+                .map(|(n, _)| n.to_owned())
+                .collect(),
+        });
+    }
     for name in names {
         let Some(h) = loaded.obj.map(&name) else {
             continue;

@@ -96,7 +96,7 @@ fn unknown_program_names_the_alternatives() {
         eprintln!("skipped: prog dump relocates against /sys/kernel/btf/vmlinux, absent here");
         return;
     }
-    let o = structops(&["prog", "dump", "bpf/tcp_ca.bpf.o", "--prog", "nope"]);
+    let o = structops(&["prog", "dump", "xlated", "bpf/tcp_ca.bpf.o", "--prog", "nope"]);
     assert_eq!(o.status.code(), Some(1));
     let e = stderr(&o);
     assert!(
@@ -114,6 +114,7 @@ fn prog_dump_after_relocation() {
     let o = structops(&[
         "prog",
         "dump",
+        "xlated",
         "bpf/tcp_ca.bpf.o",
         "--prog",
         "so_cong_avoid",
@@ -143,7 +144,7 @@ fn prog_dump_resolves_kconfig_externs() {
         .as_str()
         .expect("a program")
         .to_string();
-    let o = structops(&["prog", "dump", "bpf/globals.bpf.o", "--prog", &prog]);
+    let o = structops(&["prog", "dump", "xlated", "bpf/globals.bpf.o", "--prog", &prog]);
     assert!(o.status.success(), "{}", stderr(&o));
     // kconfig values are read from the program's .kconfig map.
     assert!(
@@ -179,7 +180,7 @@ fn prog_dump_every_fixture_program() {
         let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("JSON");
         for prog in v["programs"].as_array().expect("programs") {
             let name = prog["name"].as_str().expect("name");
-            let o = structops(&["-j", "prog", "dump", &p, "--prog", name]);
+            let o = structops(&["-j", "prog", "dump", "xlated", &p, "--prog", name]);
             let err = stderr(&o);
             assert!(!err.contains("panicked"), "{p} {name}: {err}");
             if o.status.success() {
@@ -283,10 +284,10 @@ fn prog_dump_jited_disassembles_the_native_code() {
     let o = structops(&[
         "prog",
         "dump",
+        "jited",
         &fixture("maps.bpf.o"),
         "--prog",
         "xdp_count",
-        "--jited",
     ]);
     assert!(o.status.success(), "{}", stderr(&o));
     let text = stdout(&o);
@@ -307,10 +308,10 @@ fn prog_dump_jited_disassembles_the_native_code() {
         "-j",
         "prog",
         "dump",
+        "jited",
         &fixture("maps.bpf.o"),
         "--prog",
         "xdp_count",
-        "--jited",
     ]);
     assert!(o.status.success(), "{}", stderr(&o));
     let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
@@ -343,10 +344,10 @@ fn prog_dump_jited_disassembles_the_native_code() {
     let o = structops(&[
         "prog",
         "dump",
+        "jited",
         &fixture("maps.bpf.o"),
         "--prog",
         "nope",
-        "--jited",
     ]);
     assert_eq!(o.status.code(), Some(1));
 }

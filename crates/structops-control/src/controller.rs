@@ -451,8 +451,13 @@ fn map_dump(ctl: &Controller, id: u32) -> Reply {
 fn load(rt: &Runtime, bytes: &[u8], path: &str) -> Result<LoadedObject, ControlError> {
     let loader = ObjectLoader::open(bytes, path)
         .map_err(|e| ControlError::new(e.errno(), Step::Open, e.to_string()))?;
+    // Log level 1 so that a refused program's error names the verifier's reason.
+    let opts = LoadOptions {
+        log_level: 1,
+        ..LoadOptions::default()
+    };
     loader
-        .load(rt, &LoadOptions::default())
+        .load(rt, &opts)
         .map_err(|e| ControlError::new(e.errno(), Step::Load, e.to_string()))
 }
 

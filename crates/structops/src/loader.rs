@@ -159,8 +159,15 @@ impl LoadError {
     }
 }
 
+/// The verifier's error line: the last line of the log that is not a statistics line
+/// (`processed N insns ...`, `verification time`, `stack depth`).
 fn log_suffix(log: &str) -> String {
-    let last = log.lines().rev().find(|l| !l.trim().is_empty());
+    let last = log.lines().rev().map(str::trim).find(|l| {
+        !l.is_empty()
+            && !l.starts_with("processed ")
+            && !l.starts_with("verification time")
+            && !l.starts_with("stack depth")
+    });
     last.map(|l| format!(" ({l})")).unwrap_or_default()
 }
 

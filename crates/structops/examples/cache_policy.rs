@@ -258,7 +258,9 @@ impl Cache {
         let ops = self.policy.current.load(&guard)?.ops::<CacheOps>()?;
         Some(name_of(ops))
     }
+}
 
+impl Cache {
     /// Looks `key` up, inserting it (`size` bytes) on a miss as the policy decides.
     pub fn get(&mut self, key: u64, size: u32) -> Result<Outcome, CacheError> {
         self.requests += 1;
@@ -301,6 +303,7 @@ impl Cache {
                     capacity: CACHE_SLOTS as u32,
                     used: CACHE_SLOTS as u32,
                 };
+                // `validate` refused tables without `evict`.
                 let evict = ops.evict.ok_or(CacheError::NoPolicy)?;
                 // SAFETY: `ctx` is a valid `cache_ctx` for the call.
                 let victim = unsafe { evict(&mut ctx) };
@@ -380,9 +383,9 @@ pub fn main() -> Result<(), Box<dyn Error>> {
     serve(&mut cache, &[(1, 64), (9, 1 << 20)])?;
     serve(&mut cache, &fill)?;
     serve(&mut cache, &[(2, 64), (10, 64)])?;
-    // Hot swap: the same cache, with FIFO from now on.
+    // Hot swap: the same cache, with FIFO from now on. A hit no longer renews.
     link.update_map(cache.runtime(), &obj, "fifo")?;
-    serve(&mut cache, &[(2, 64), (11, 64), (12, 64)])?;
+    serve(&mut cache, &[(3, 64), (11, 64), (12, 64)])?;
     match load(&cache, BAD_POLICY, "cache_policy_bad.bpf.o") {
         Err(LoadError::ProgLoad {
             prog, errno, log, ..

@@ -468,6 +468,12 @@ impl TcpHost {
         &self.rt
     }
 
+    /// The runtime, shared (what a control socket serves:
+    /// `structops_control::Serve::serve`).
+    pub fn runtime_arc(&self) -> &Arc<Runtime> {
+        &self.rt
+    }
+
     /// The registered `tcp_congestion_ops` type.
     pub fn ops_type(&self) -> &Arc<OpsType> {
         &self.ops_type
@@ -818,6 +824,12 @@ impl Socket {
     /// The name of the congestion control this socket runs (empty without one).
     pub fn ca_name(&self) -> String {
         self.ca.as_ref().map(|c| c.name.clone()).unwrap_or_default()
+    }
+
+    /// The id of the struct_ops map whose table this socket runs (`None` for a built-in
+    /// congestion control or none).
+    pub fn ca_map_id(&self) -> Option<u32> {
+        self.ca.as_ref()?.table.as_ref().map(|t| t.map_id())
     }
 
     /// The table this socket runs.

@@ -171,6 +171,11 @@ impl EventQueue {
         self.push_full(time, kind, flow, 0, 0, 0, 0, 0);
     }
 
+    /// The time of the earliest event.
+    pub(crate) fn peek_time(&self) -> Option<u64> {
+        self.heap.peek().map(|e| e.time)
+    }
+
     /// The earliest event.
     pub(crate) fn pop(&mut self) -> Option<Event> {
         let ev = self.heap.pop()?;

@@ -59,6 +59,8 @@ use thiserror::Error;
 
 use crate::host::TcpHost;
 
+pub use engine::{FlowState, Sim};
+
 /// Payload bytes per segment (`mss_cache`).
 pub const MSS: u32 = 1448;
 /// Bytes of a data packet on the wire (the bottleneck serializes this much per packet).

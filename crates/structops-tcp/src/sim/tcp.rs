@@ -399,6 +399,25 @@ impl Flow {
         }
     }
 
+    /// `setsockopt(TCP_CONGESTION)` on both ends of the established connection at
+    /// `ctx.now` (`tcp_set_congestion_control` -> `tcp_reinit_congestion_control`). ECN
+    /// stays as negotiated at the start; the sender's `init` is traced when the table
+    /// changes.
+    pub(crate) fn set_congestion_control(
+        &mut self,
+        ctx: &mut Ctx,
+        host: &TcpHost,
+        cc: &str,
+    ) -> Result<(), structops::Errno> {
+        // Not a packet: `tcp_mstamp` stays the last packet's time, as in the kernel.
+        let before = self.sk.ca_ops().map(std::ptr::from_ref);
+        host.set_congestion_control(&mut self.sk, cc)?;
+        if self.sk.ca_ops().map(std::ptr::from_ref) != before {
+            self.trace(ctx, Hook::Init);
+        }
+        host.set_congestion_control(&mut self.rsk, cc)
+    }
+
     /// The 32-bit sequence number of segment `idx`.
     fn seq(&self, idx: u64) -> u32 {
         self.snd.isn.wrapping_add((idx as u32).wrapping_mul(MSS))

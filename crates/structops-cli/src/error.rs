@@ -288,6 +288,15 @@ fn remote_hint(e: &structops_control::ControlError) -> Option<String> {
         (Step::Load, _) => {
             Some("verify the object first: `structops verify FILE` prints the verifier log".into())
         }
+        (Step::Map, Errno::EINVAL) => Some(
+            "the map refused the command: array elements cannot be deleted, and flags \
+             must suit the map type"
+                .into(),
+        ),
+        (Step::Map, Errno::ENOENT) => Some("no element has that key".into()),
+        (Step::Lookup, Errno::ENOENT) => {
+            Some("no object has that id: list them with `structops --host PATH <noun> show`".into())
+        }
         (Step::Frame, Errno::E2BIG) => Some("the reply is over the frame limit (16 MiB)".into()),
         _ => None,
     }

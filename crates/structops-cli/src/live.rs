@@ -172,6 +172,9 @@ fn target_text(t: &Target) -> String {
     }
 }
 
+/// The longest object name the runtime keeps (`BPF_OBJ_NAME_LEN` - 1).
+const OBJ_NAME_MAX: usize = 15;
+
 /// How an object is named on the command line, as in bpftool: `id N` or `name NAME`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Sel {
@@ -191,11 +194,16 @@ impl std::fmt::Display for Sel {
 }
 
 impl Sel {
-    /// Does an object with this id and name match?
+    /// Does an object with this id and name match? Object names are cut to 15 bytes
+    /// (`BPF_OBJ_NAME_LEN`), so a longer name matches the object whose name is its
+    /// first 15 bytes.
     pub fn matches(&self, id: u32, name: &str) -> bool {
         match self {
             Sel::Id(i) => *i == id,
-            Sel::Name(n) => n == name,
+            Sel::Name(n) => {
+                n == name
+                    || (name.len() == OBJ_NAME_MAX && n.len() > OBJ_NAME_MAX && n.starts_with(name))
+            }
         }
     }
 }
@@ -663,7 +671,14 @@ mod tests {
         fn key<'a>(t: &'a (u32, &'static str)) -> (u32, &'a str) {
             (t.0, t.1)
         }
-        let items = [(1u32, "a"), (2, "b"), (3, "a")];
+        let items = [(1u32, "a"), (2, "b"), (3, "a"), (4, "so_demo_ssthres")];
+        assert_eq!(
+            select_one(&items, &Sel::Name("so_demo_ssthresh".into()), "prog", key)
+                .unwrap()
+                .0,
+            4
+        );
+        assert!(select(&items, &Sel::Name("so_demo_ssthre".into()), "prog", key).is_err());
         assert_eq!(
             select(&items, &Sel::Name("a".into()), "prog", key)
                 .unwrap()

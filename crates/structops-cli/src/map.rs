@@ -189,6 +189,7 @@ pub fn run(cmd: MapCmd, host: Option<&Path>, out: &Output) -> Result<(), CliErro
             let a = elem_args(&words, "lookup", false)?;
             let mut conn = Conn::open(host, a.spec.file.as_deref(), None, Engine::Jit)?;
             let (m, btf) = find_map(&mut conn, &a.sel)?;
+            check_sizes(&m, &a, &["map", "lookup"])?;
             let v = conn.map_lookup(m.id, a.key.clone())?;
             let d = render_one(&m, &a.key, &v, btf.as_ref());
             if out.json {
@@ -206,6 +207,7 @@ pub fn run(cmd: MapCmd, host: Option<&Path>, out: &Output) -> Result<(), CliErro
             };
             let mut conn = Conn::remote(h)?;
             let (m, _) = find_map(&mut conn, &a.sel)?;
+            check_sizes(&m, &a, &["map", "update"])?;
             conn.map_update(m.id, a.key, a.value, a.flags)?;
             done(out)
         }
@@ -218,6 +220,7 @@ pub fn run(cmd: MapCmd, host: Option<&Path>, out: &Output) -> Result<(), CliErro
             };
             let mut conn = Conn::remote(h)?;
             let (m, _) = find_map(&mut conn, &a.sel)?;
+            check_sizes(&m, &a, &["map", "delete"])?;
             conn.map_delete(m.id, a.key)?;
             done(out)
         }
@@ -288,6 +291,34 @@ fn elem_args(words: &[String], verb: &'static str, update: bool) -> Result<ElemA
 }
 
 /// The one map `sel` names, and its BTF when it has a value type.
+/// Refuses a key or value whose size is not the map's, before asking the host.
+fn check_sizes(
+    m: &MapEntry,
+    a: &ElemArgs,
+    command: &'static [&'static str],
+) -> Result<(), CliError> {
+    let usage = |message: String| CliError::Usage { command, message };
+    if a.key.len() != m.key_size as usize {
+        return Err(usage(format!(
+            "key: {} bytes given, map {} ({}) has {}-byte keys",
+            a.key.len(),
+            m.id,
+            m.name,
+            m.key_size
+        )));
+    }
+    if command == ["map", "update"] && a.value.len() != m.sys_value_size as usize {
+        return Err(usage(format!(
+            "value: {} bytes given, map {} ({}) takes {} bytes",
+            a.value.len(),
+            m.id,
+            m.name,
+            m.sys_value_size
+        )));
+    }
+    Ok(())
+}
+
 fn find_map(conn: &mut Conn, sel: &Sel) -> Result<(MapEntry, Option<Btf>), CliError> {
     let maps = conn.maps()?;
     let m = live::select_one(&maps, sel, "map", |m| (m.id, &m.name))?.clone();
@@ -334,7 +365,8 @@ fn dump_remote(conn: &mut Conn, m: &MapEntry) -> Result<MapDump, CliError> {
     ))
 }
 
-/// One looked-up entry: the dump's rendering of a single row, without its header.
+/// One looked-up entry as `bpftool map lookup` prints it: through BTF, the formatted
+/// `{"key": .., "value": ..}` object; without, `key: .. value: ..` in hex.
 fn render_one(m: &MapEntry, key: &[u8], value: &[u8], btf: Option<&Btf>) -> MapDump {
     let items = vec![(key.to_vec(), value.to_vec())];
     let d = render(
@@ -346,22 +378,33 @@ fn render_one(m: &MapEntry, key: &[u8], value: &[u8], btf: Option<&Btf>) -> MapD
         m.btf_key_type_id,
         m.btf_value_type_id,
     );
-    // Drop the header line and the trailing blank line; JSON: the one entry.
-    let text = d
-        .text
-        .split_once('\n')
-        .map_or(d.text.as_str(), |(_, rest)| rest)
-        .trim_end_matches('\n')
-        .trim_end_matches("\nFound 1 element")
-        .to_string()
-        + "\n";
     let json = d
         .json
         .get("entries")
         .and_then(|e| e.get(0))
         .cloned()
         .unwrap_or(Value::Null);
+    let text = match json.get("formatted") {
+        Some(f) => format!("{}\n", pretty4(f)),
+        None => d
+            .text
+            .lines()
+            .filter(|l| l.starts_with("key") || l.starts_with("value"))
+            .map(|l| format!("{l}\n"))
+            .collect(),
+    };
     MapDump { text, json }
+}
+
+/// JSON with bpftool's four-space indentation.
+fn pretty4(v: &Value) -> String {
+    let mut buf = Vec::new();
+    let fmt = serde_json::ser::PrettyFormatter::with_indent(b"    ");
+    let mut ser = serde_json::Serializer::with_formatter(&mut buf, fmt);
+    match serde::Serialize::serialize(v, &mut ser) {
+        Ok(()) => String::from_utf8_lossy(&buf).into_owned(),
+        Err(_) => v.to_string(),
+    }
 }
 
 fn dump(

@@ -96,7 +96,14 @@ fn unknown_program_names_the_alternatives() {
         eprintln!("skipped: prog dump relocates against /sys/kernel/btf/vmlinux, absent here");
         return;
     }
-    let o = structops(&["prog", "dump", "xlated", "bpf/tcp_ca.bpf.o", "--prog", "nope"]);
+    let o = structops(&[
+        "prog",
+        "dump",
+        "xlated",
+        "bpf/tcp_ca.bpf.o",
+        "--prog",
+        "nope",
+    ]);
     assert_eq!(o.status.code(), Some(1));
     let e = stderr(&o);
     assert!(
@@ -144,7 +151,14 @@ fn prog_dump_resolves_kconfig_externs() {
         .as_str()
         .expect("a program")
         .to_string();
-    let o = structops(&["prog", "dump", "xlated", "bpf/globals.bpf.o", "--prog", &prog]);
+    let o = structops(&[
+        "prog",
+        "dump",
+        "xlated",
+        "bpf/globals.bpf.o",
+        "--prog",
+        &prog,
+    ]);
     assert!(o.status.success(), "{}", stderr(&o));
     // kconfig values are read from the program's .kconfig map.
     assert!(

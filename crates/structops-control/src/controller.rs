@@ -513,11 +513,7 @@ fn register(ctl: &Controller, bytes: &[u8], path: &str, only: Option<&str>) -> R
                 for (_, l) in &links {
                     let _ = l.detach(rt);
                 }
-                return Err(ControlError::new(
-                    e.errno(),
-                    Step::Attach,
-                    format!("{path}: map {name}: {e}"),
-                ));
+                return Err(ControlError::new(e.errno(), Step::Attach, e.to_string()));
             }
         }
     }
@@ -585,7 +581,20 @@ fn link_update(
         .map_err(err(Step::Lookup, format!("link {link_id}")))?;
     let obj = load(rt, bytes, path)?;
     let name = match map {
-        Some(m) => m.to_string(),
+        Some(m) => {
+            let names = struct_ops_maps(&obj);
+            if !names.iter().any(|n| n == m) {
+                return Err(ControlError::new(
+                    Errno::ENOENT,
+                    Step::LinkUpdate,
+                    format!(
+                        "{path} has no struct_ops map '{m}' (it has: {})",
+                        names.join(", ")
+                    ),
+                ));
+            }
+            m.to_string()
+        }
         None => {
             let names = struct_ops_maps(&obj);
             match names.as_slice() {
@@ -608,13 +617,8 @@ fn link_update(
         }
     };
     let sl = StructOpsLink::Link(link);
-    sl.update_map(rt, &obj, &name).map_err(|e| {
-        ControlError::new(
-            e.errno(),
-            Step::LinkUpdate,
-            format!("{path}: map {name}: {e}"),
-        )
-    })?;
+    sl.update_map(rt, &obj, &name)
+        .map_err(|e| ControlError::new(e.errno(), Step::LinkUpdate, e.to_string()))?;
     let mut regs = lock(&ctl.regs);
     // The link now runs the new object's map: it owns the link from here on, and the
     // old object is released once nothing of it is registered.

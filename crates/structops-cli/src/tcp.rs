@@ -6,6 +6,7 @@
 
 mod plot;
 mod report;
+mod serve;
 mod spec;
 mod units;
 
@@ -36,6 +37,9 @@ pub enum TcpCmd {
     /// control: a BPF object's tcp_congestion_ops map or a native one. Prints a summary
     /// table (or JSON) and writes cwnd and goodput plots (SVG and PNG).
     Simulate(SimulateArgs),
+    /// Run the simulator in real time (or faster) behind a control socket: flows switch to
+    /// the congestion control registered through it; its status shows per-flow goodput.
+    Serve(serve::ServeArgs),
 }
 
 /// `structops tcp simulate`.
@@ -106,6 +110,7 @@ pub struct SimulateArgs {
 pub fn run(cmd: TcpCmd, out: &Output) -> Result<(), CliError> {
     match cmd {
         TcpCmd::Simulate(args) => simulate(&args, out),
+        TcpCmd::Serve(args) => serve::run(&args, out),
     }
 }
 

@@ -41,16 +41,19 @@
 //! counted reference on the map (it fails once the map is being freed), which the
 //! syscall-side lookup reports as `refcnt`.
 //!
-//! # Native entry points (plan)
+//! # Native entry points
 //!
-//! Today each member is its loaded program, run by the interpreter ([`OpsTable::call`]),
-//! and the function-pointer slots of [`OpsTable::kdata`] hold 0. When the JIT lands, the
-//! map update will also ask it for one native entry point per member (a trampoline with the
-//! member's C signature that loads the arguments into the BPF context array and enters the
-//! JIT code) and store it both in [`MemberImpl`] and in the member's slot of `kdata`, so
-//! that a `#[repr(C)]` host can call `(table.kdata() as *const MyOps).member(...)`
-//! directly; [`OpsTable::call`] will then go through the native entry. Nothing else
-//! changes: the entry's code lives as long as the table (which holds the program), and the
+//! The map update builds a native entry point ([`MemberImpl::entry`]) for each function
+//! member implemented by a verified program: an `extern "C"` function with the member's C
+//! signature that puts the arguments into the BPF context array and runs the program
+//! unchecked on the engine it was verified for (the JIT's code, or the interpreter). Its
+//! address goes both into [`MemberImpl`] and into the member's slot of
+//! [`OpsTable::kdata`], as the kernel puts the trampoline there, so a `#[repr(C)]` host
+//! can call through its own mirror of the ops struct ([`OpsTable::ops`], [`OpsStruct`]).
+//! Members without a native form (unverified programs, signatures the entry point cannot
+//! express, or code the generator refuses) keep 0 in their slot and stay callable through
+//! [`OpsTable::call`], which runs the program itself rather than through the entry
+//! point. The entry's code lives as long as the table (which holds the program), and the
 //! table's lifetime rules above already cover in-flight calls.
 
 pub mod dummy;
@@ -527,7 +530,7 @@ pub enum CallError {
     Exec(#[from] ExecError),
 }
 
-/// The implementation of one function member: its program and (later) its native entry.
+/// The implementation of one function member: its program and its native entry, if any.
 #[derive(Debug)]
 pub struct MemberImpl {
     prog: Arc<Prog>,

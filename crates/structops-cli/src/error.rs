@@ -139,6 +139,8 @@ pub enum CliError {
         progs: usize,
         /// Maps whose attach failed.
         maps: usize,
+        /// The first failure's errno name.
+        errno: &'static str,
     },
     /// A benchmark could not be set up (`structops bench`).
     #[error("benchmark: {0}")]
@@ -341,6 +343,7 @@ impl CliError {
             },
             CliError::Plot(_) => "EIO",
             CliError::Rejected { .. } => "EACCES",
+            CliError::NotRegistered { errno, .. } => errno,
             CliError::NoBtf { .. } => "ENOENT",
             CliError::Write(_) | CliError::BrokenPipe => "EIO",
             CliError::Connect { source, .. } | CliError::Protocol { source, .. } => {

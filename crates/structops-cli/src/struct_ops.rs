@@ -192,6 +192,14 @@ fn unregister(words: &[String], host: Option<&Path>, out: &Output) -> Result<(),
     out.text(&format!("Unregistered {what}\n"))
 }
 
+/// The errno name `name` as the runtime spells it (`EINVAL` if it is not one).
+fn static_errno_name(name: &str) -> &'static str {
+    (1..=255)
+        .filter_map(|e| structops::Errno(e).name())
+        .find(|n| *n == name)
+        .unwrap_or("EINVAL")
+}
+
 /// One program's load result.
 #[derive(Debug, PartialEq, Eq)]
 struct ProgRow {
@@ -290,9 +298,16 @@ pub fn run(cmd: StructOpsCmd, host: Option<&Path>, out: &Output) -> Result<(), C
         out.text(&s)?;
     }
     if failed {
+        let first = progs
+            .iter()
+            .filter_map(|p| p.errno.as_deref())
+            .chain(maps.iter().filter_map(|m| m.errno.as_deref()))
+            .next()
+            .unwrap_or_default();
         return Err(CliError::NotRegistered {
             progs: progs.iter().filter(|p| p.errno.is_some()).count(),
             maps: maps.iter().filter(|m| m.errno.is_some()).count(),
+            errno: static_errno_name(first),
         });
     }
     Ok(())

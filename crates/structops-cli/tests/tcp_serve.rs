@@ -358,3 +358,139 @@ fn a_duration_ends_the_run_and_an_existing_socket_is_refused() {
     );
     assert!(Path::new(&server.socket).exists(), "left alone");
 }
+
+/// `structops --host PATH -j ARGS..` from a separate process: its JSON output.
+fn cli(server: &Server, args: &[&str]) -> Value {
+    let o = Command::new(env!("CARGO_BIN_EXE_structops"))
+        .arg("--host")
+        .arg(&server.socket)
+        .arg("-j")
+        .args(args)
+        .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "structops {args:?}: {}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    serde_json::from_slice(&o.stdout).unwrap()
+}
+
+/// Polls `structops --host PATH status` until `ok` holds, or fails after [`WAIT`].
+fn cli_wait_status(server: &Server, what: &str, ok: impl Fn(&Value) -> bool) -> Value {
+    let start = Instant::now();
+    loop {
+        let s = cli(server, &["status"]);
+        if ok(&s) {
+            return s;
+        }
+        assert!(
+            start.elapsed() < WAIT,
+            "timed out waiting for {what}: {s:#}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The `u64` value of key `key` of the map named `map`, read with `map lookup`.
+fn cli_counter(server: &Server, map: &str, key: u8) -> u64 {
+    let key = key.to_string();
+    let v = cli(
+        server,
+        &["map", "lookup", "name", map, "key", &key, "0", "0", "0"],
+    );
+    v["formatted"]["value"].as_u64().unwrap()
+}
+
+/// The same end-to-end run as above, but every step is a `structops --host` command:
+/// the demo, as a user types it.
+#[test]
+fn the_cli_drives_a_serving_host() {
+    let mut server = serve("cli", &["--flows", "2", "--bw", "20Mbit", "--speed", "4"]);
+    let s = cli_wait_status(&server, "flows on so_cubic", |s| {
+        all_flows(s, |f| f["cc"] == "so_cubic" && !f["map_id"].is_null())
+    });
+    // The flows run the bundled CUBIC's struct_ops map.
+    let shown = cli(&server, &["struct_ops", "show", "name", "cubic"]);
+    let cubic_map = shown[0]["id"].clone();
+    assert!(all_flows(&s, |f| f["map_id"] == cubic_map), "{s:#} {shown}");
+    // register: the flows switch to so_demo, whose counters grow.
+    let reg = cli(&server, &["struct_ops", "register", "bpf/demo_cc.bpf.o"]);
+    let link = reg[0]["link_id"].as_u64().unwrap();
+    let demo_map = reg[0]["id"].clone();
+    assert_eq!(reg[0]["kernel_struct_ops"], "tcp_congestion_ops");
+    cli_wait_status(&server, "flows on so_demo", |s| {
+        all_flows(s, |f| f["cc"] == "so_demo" && f["map_id"] == demo_map)
+    });
+    let links = cli(&server, &["link", "show"]);
+    assert!(
+        links
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|l| l["id"] == link && l["map_id"] == demo_map),
+        "{links}"
+    );
+    let first = cli_counter(&server, "demo_calls", 2);
+    let start = Instant::now();
+    while cli_counter(&server, "demo_calls", 2) <= first {
+        assert!(start.elapsed() < WAIT, "cong_avoid count stuck at {first}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // link update: the same name, a fixed window of 10 from demo_fixed's .data.
+    let link_s = link.to_string();
+    let upd = cli(
+        &server,
+        &["link", "update", "id", &link_s, "bpf/demo_fixed.bpf.o"],
+    );
+    let fixed_map = upd[0]["map_id"].clone();
+    assert_ne!(fixed_map, demo_map);
+    cli_wait_status(&server, "flows on demo_fixed with cwnd 10", |s| {
+        all_flows(s, |f| f["map_id"] == fixed_map && f["cwnd"] == 10)
+    });
+    // A map update reaches the running program: the window follows fixed_cwnd.
+    let done = cli(
+        &server,
+        &[
+            "map",
+            "update",
+            "name",
+            "demo_fix.data",
+            "key",
+            "0",
+            "0",
+            "0",
+            "0",
+            "value",
+            "16",
+            "0",
+            "0",
+            "0",
+        ],
+    );
+    assert_eq!(done, Value::Null);
+    cli_wait_status(&server, "cwnd 16", |s| all_flows(s, |f| f["cwnd"] == 16));
+    // unregister by link id: the flows go back to so_cubic.
+    assert_eq!(
+        cli(&server, &["struct_ops", "unregister", "id", &link_s]),
+        Value::Null
+    );
+    cli_wait_status(&server, "flows back on so_cubic", |s| {
+        all_flows(s, |f| f["cc"] == "so_cubic" && f["map_id"] == cubic_map)
+    });
+    let shown = cli(&server, &["struct_ops", "show"]);
+    assert!(
+        !shown
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|m| m["name"] == "demo"),
+        "{shown}"
+    );
+    // SAFETY: kill(2) on our own child's pid.
+    unsafe { libc::kill(server.child.id() as i32, libc::SIGTERM) };
+    assert!(wait_exit(&mut server).success());
+    assert!(!server.socket.exists());
+}

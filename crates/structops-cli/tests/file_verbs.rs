@@ -62,10 +62,10 @@ fn mask(s: &str) -> String {
         let mut l = line.to_string();
         if let Some(c) = l.find("Time (us)") {
             time_col = Some(c);
-        } else if let Some(c) = time_col.filter(|&c| c + 9 <= l.len()) {
-            if l[c..c + 9].chars().any(|ch| ch.is_ascii_digit()) {
-                l.replace_range(c..c + 9, "      <N>");
-            }
+        } else if let Some(c) = time_col
+            .filter(|&c| c + 9 <= l.len() && l[c..c + 9].chars().any(|ch| ch.is_ascii_digit()))
+        {
+            l.replace_range(c..c + 9, "      <N>");
         }
         if let Some(at) = l.find("loaded_at ") {
             l = format!("{}loaded_at <TIME>", &l[..at]);

@@ -31,9 +31,10 @@
  *       registration outlives the process otherwise.
  *       {"file":..., "open":E, "load":E, "maps":[{"name":..., "errno":E}, ...]}
  *
- * Both take --btf PATH (CO-RE relocations against the BTF of PATH instead of the
- * kernel's, as the core_reloc selftests do) and --max-entries MAP=N (as several
- * selftests set sizes such as a ring buffer's page size from user space).
+ * Every command takes --btf PATH (CO-RE relocations against the BTF of PATH
+ * instead of the kernel's, as the core_reloc selftests do); "load" also takes
+ * --max-entries MAP=N (as several selftests set sizes such as a ring buffer's page
+ * size from user space).
  *
  * Except for "attach", struct_ops maps are created but never updated: libbpf 1.5
  * writes a struct_ops map value only in bpf_map__attach_struct_ops(), which only

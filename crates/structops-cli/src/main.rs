@@ -144,8 +144,65 @@ fn status(host: Option<&std::path::Path>, out: &Output) -> Result<(), CliError> 
     if out.json {
         out.json(&v)
     } else {
-        out.text(&format!("{v:#}\n"))
+        out.text(&status_text(&v))
     }
+}
+
+/// A status as text: pretty JSON, except that a `flows` array (the TCP host's) is a
+/// table of its main columns, after the other top-level scalars.
+fn status_text(v: &serde_json::Value) -> String {
+    const COLS: [(&str, &str); 7] = [
+        ("id", "flow"),
+        ("cc", "cc"),
+        ("map_id", "map"),
+        ("cwnd", "cwnd"),
+        ("srtt_us", "srtt_us"),
+        ("goodput_mbps", "Mbit/s"),
+        ("retransmits", "retrans"),
+    ];
+    let (Some(obj), Some(flows)) = (v.as_object(), v.get("flows").and_then(|f| f.as_array()))
+    else {
+        return format!("{v:#}\n");
+    };
+    let cell = |x: Option<&serde_json::Value>| match x {
+        Some(serde_json::Value::String(t)) => t.clone(),
+        Some(serde_json::Value::Number(n)) if n.is_f64() => {
+            format!("{:.2}", n.as_f64().unwrap_or_default())
+        }
+        Some(serde_json::Value::Null) | None => "-".into(),
+        Some(x) => x.to_string(),
+    };
+    let mut s = String::new();
+    for (k, x) in obj {
+        match x {
+            serde_json::Value::Array(_)
+            | serde_json::Value::Object(_)
+            | serde_json::Value::Null => {}
+            x => s.push_str(&format!("{k}: {}\n", cell(Some(x)))),
+        }
+    }
+    if let Some(a) = v.get("available").and_then(|a| a.as_array()) {
+        let names: Vec<String> = a
+            .iter()
+            .map(|n| n.as_str().map_or_else(|| n.to_string(), str::to_string))
+            .collect();
+        s.push_str(&format!("available: {}\n", names.join(" ")));
+    }
+    if !s.is_empty() {
+        s.push('\n');
+    }
+    s.push_str(&format!(
+        "{:>4}  {:<12} {:>5} {:>6} {:>9} {:>8} {:>8}\n",
+        COLS[0].1, COLS[1].1, COLS[2].1, COLS[3].1, COLS[4].1, COLS[5].1, COLS[6].1
+    ));
+    for f in flows {
+        let c: Vec<String> = COLS.iter().map(|(k, _)| cell(f.get(*k))).collect();
+        s.push_str(&format!(
+            "{:>4}  {:<12} {:>5} {:>6} {:>9} {:>8} {:>8}\n",
+            c[0], c[1], c[2], c[3], c[4], c[5], c[6]
+        ));
+    }
+    s
 }
 
 fn main() -> ExitCode {

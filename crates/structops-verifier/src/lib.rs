@@ -5,8 +5,10 @@
 //! crate has proven it safe: every load and store in bounds and initialized,
 //! typed pointers into host structs followed through BTF, writes only where
 //! the ops type allows, termination, bounded stack and call depth. This
-//! crate will be the only one able to construct the `VerifiedProgram` that
-//! the runtime and the JIT accept; no other path produces one.
+//! crate is the only one able to construct a [`VerifiedProgram`] (its fields
+//! are private and [`verify`] is its only constructor). The runtime runs a
+//! program unchecked, on the JIT or the interpreter, only when it holds one;
+//! `structops-vm`'s unchecked entry points are `unsafe` for any other caller.
 //!
 //! Verification is the kernel's: a path-sensitive abstract interpretation
 //! whose verdicts must equal those of Linux's `kernel/bpf/verifier.c` on
@@ -22,7 +24,7 @@
 //! - [`alu`]: what every ALU and ALU64 instruction does to a scalar.
 //! - [`branch`]: whether a conditional jump is decided, and what each side
 //!   of an undecided one learns.
-//! - [`print`]: the scalar's text in the kernel's level-2 verifier log.
+//! - [`mod@print`]: the scalar's text in the kernel's level-2 verifier log.
 //!
 //! # Example
 //!

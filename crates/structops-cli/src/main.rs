@@ -11,6 +11,7 @@ mod host;
 mod inproc;
 mod link;
 mod live;
+mod logger;
 mod map;
 mod object;
 mod output;

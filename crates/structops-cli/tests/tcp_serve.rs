@@ -8,7 +8,7 @@
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdout, Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::sync::mpsc::{self, Receiver};
 use std::time::{Duration, Instant};
 
@@ -28,6 +28,8 @@ struct Server {
     dir: PathBuf,
     socket: PathBuf,
     lines: Receiver<String>,
+    /// The server's stderr, line by line (its log).
+    errs: Receiver<String>,
 }
 
 impl Drop for Server {
@@ -38,7 +40,7 @@ impl Drop for Server {
     }
 }
 
-fn read_lines(stdout: ChildStdout) -> Receiver<String> {
+fn read_lines(stdout: impl std::io::Read + Send + 'static) -> Receiver<String> {
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
         for line in BufReader::new(stdout).lines() {
@@ -63,15 +65,17 @@ fn serve(tag: &str, args: &[&str]) -> Server {
         .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
+        .stderr(Stdio::piped())
         .spawn()
         .unwrap();
     let lines = read_lines(child.stdout.take().unwrap());
+    let errs = read_lines(child.stderr.take().unwrap());
     let server = Server {
         child,
         dir,
         socket,
         lines,
+        errs,
     };
     let ready = server.lines.recv_timeout(WAIT).expect("no ready line");
     assert_eq!(ready, format!("serving {}", server.socket.display()));
@@ -307,6 +311,16 @@ fn read_only_peers_see_the_status_but_cannot_register() {
     let (bytes, path) = bpf("demo_cc.bpf.o");
     let e = c.struct_ops_register(&bytes, &path, None).unwrap_err();
     assert_eq!(e.errno(), Some(structops::Errno::EPERM), "{e}");
+    // The refusal is logged on the server's stderr.
+    let start = Instant::now();
+    let mut log = String::new();
+    while !log.contains("refused a write by a read-only peer") {
+        match server.errs.recv_timeout(Duration::from_millis(100)) {
+            Ok(line) => log.push_str(&format!("{line}\n")),
+            Err(_) => assert!(start.elapsed() < WAIT, "no refusal logged: {log}"),
+        }
+    }
+    assert!(log.contains("structops: warn: control socket:"), "{log}");
     // Simulated time runs far ahead of the wall clock at --speed max.
     let s = wait_status(&mut c, "time to pass", |s| {
         s["sim_time_s"].as_f64().unwrap() > 2.0 * s["wall_s"].as_f64().unwrap()

@@ -295,6 +295,8 @@ fn sleep_until(due: Instant) {
 
 /// Runs `tcp serve`.
 pub fn run(a: &ServeArgs, out: &Output) -> Result<(), CliError> {
+    // The control socket logs what it refuses; a long-running host shows it on stderr.
+    crate::logger::init();
     let n = a.flows as usize;
     let rtts = match a.rtt.0.as_slice() {
         [one] => vec![*one; n],

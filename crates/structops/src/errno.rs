@@ -7,6 +7,20 @@ use std::fmt;
 /// Every command of the kernel face returns `Result<_, Errno>` with the value the kernel
 /// returns for the same request. `ENOTSUPP` (524) is the kernel-internal "not supported"
 /// that `bpf(2)` leaks to user space; it is distinct from `EOPNOTSUPP` (95).
+///
+/// ```
+/// use structops::{Errno, MapCreateAttr, MapType, Runtime};
+///
+/// let rt = Runtime::default();
+/// let map = rt.map_create(&MapCreateAttr::new(MapType::Hash, 4, 4, 8))?;
+/// let mut value = [0u8; 4];
+/// let missing = rt.map_lookup_elem(&map, Some(&1u32.to_ne_bytes()), &mut value, 0);
+/// assert_eq!(missing, Err(Errno::ENOENT));
+/// assert_eq!((Errno::ENOENT.0, Errno::ENOENT.to_string()), (2, "ENOENT".to_string()));
+/// assert_eq!(Errno::ENOTSUPP.name(), Some("ENOTSUPP"));
+/// assert_eq!(Errno(4242).to_string(), "errno 4242");
+/// # Ok::<(), Errno>(())
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Errno(pub i32);
 

@@ -1516,7 +1516,7 @@ impl ProgEnv<'_> {
 
 impl Env for ProgEnv<'_> {
     /// The map and ring buffer helpers' native forms, for unchecked untraced runs
-    /// ([`ProgEnv::native_maps`]): the unchecked interpreter and the JIT call them
+    /// (`ProgEnv::native_maps`): the unchecked interpreter and the JIT call them
     /// directly, without the checks, copies and bookkeeping of [`Env::call_helper`],
     /// which a verified program makes unnecessary (its map argument is one of its maps,
     /// its key and value pointers cover `key_size` and `value_size` readable bytes, and
@@ -1623,7 +1623,7 @@ impl Env for ProgEnv<'_> {
     }
 
     /// Probe loads read host memory only, the same in every mode (see
-    /// [`ProgEnv::host_read`]): never the run's own regions, which only a checked
+    /// `ProgEnv::host_read`): never the run's own regions, which only a checked
     /// run could tell apart.
     fn probe_read(&mut self, _pc: usize, addr: u64, buf: &mut [u8], _: &mut Caller<'_>) -> bool {
         self.host_read(addr, buf)

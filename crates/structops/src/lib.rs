@@ -1,11 +1,17 @@
-//! The structops runtime: an in-process `bpf(2)`.
+//! The structops runtime: an in-process `bpf(2)` with the kernel's struct_ops.
 //!
-//! [`Runtime`] is the kernel face of the design: objects (maps and BTF now; programs and
-//! links plug into the same [`object`] machinery) with u32 ids allocated like the
-//! kernel's `idr_alloc_cyclic`, refcounted [`Handle`]s in place of file descriptors,
+//! [`Runtime`] is the kernel face of the design: objects (maps, BTF, programs, links;
+//! the [`object`] machinery) with u32 ids allocated like the kernel's
+//! `idr_alloc_cyclic`, refcounted [`Handle`]s in place of file descriptors,
 //! `get_next_id`/`get_*_fd_by_id`/`obj_get_info`, and commands that return the kernel's
 //! [`Errno`] for the same request. Privileged commands check the [`Capabilities`] the
-//! embedder granted, where the kernel checks `CAP_*`.
+//! embedder granted, where the kernel checks `CAP_*`. [`Runtime::prog_load`] verifies
+//! every program ([`prog`]); [`Runtime::prog_test_run`] runs one ([`test_run`]).
+//!
+//! The Rust face sits on top: [`loader::ObjectLoader`] loads clang-built objects as
+//! libbpf does, and [`struct_ops`] lets a host declare an ops type, receive the tables
+//! programs implement ([`OpsTable`], kept in an [`OpsSlot`]) and call them natively
+//! (see [`loader::LoadedObject::attach_struct_ops`] for a complete host).
 //!
 //! Maps follow the kernel's semantics type by type (see [`maps`]): creation attributes,
 //! update flags, lookups, deletes, `get_next_key`, freeze, read-only and write-only

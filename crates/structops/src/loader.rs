@@ -33,15 +33,25 @@
 //! variable's data can be changed through [`ObjectLoader::object_mut`]
 //! (`struct_ops_mut`), like libbpf's shadow type.
 //!
-//! ```no_run
-//! use structops::{loader::{LoadOptions, ObjectLoader}, Runtime};
+//! ```
+//! use structops::loader::{LoadOptions, ObjectLoader};
+//! use structops::{Runtime, TestRun};
 //!
 //! let rt = Runtime::default();
-//! let bytes = std::fs::read("bpf/maps.bpf.o")?;
-//! let obj = ObjectLoader::open(&bytes, "maps.bpf.o")?.load(&rt, &LoadOptions::default())?;
-//! for (name, map) in obj.maps() {
-//!     println!("{name}: id {}", map.id());
-//! }
+//! let bytes = include_bytes!("../../../bpf/maps.bpf.o");
+//! let obj = ObjectLoader::open(bytes, "maps.bpf.o")?.load(&rt, &LoadOptions::default())?;
+//! let progs: Vec<&str> = obj.progs().map(|(name, _)| name).collect();
+//! assert_eq!(progs, ["tail_target", "sock_filter", "xdp_count", "tc_classify"]);
+//!
+//! // Run the XDP program once: its subprogram bump(2) counts in the array `counters`.
+//! let xdp = obj.prog("xdp_count").expect("the object has xdp_count");
+//! let mut run = TestRun::with_data(&[0u8; 64]);
+//! rt.prog_test_run(xdp, &mut run)?;
+//! assert_eq!(run.retval, 2); // XDP_PASS
+//! let counters = obj.map("counters").expect("the object has counters");
+//! let mut value = [0u8; 8];
+//! rt.map_lookup_elem(counters, Some(&2u32.to_ne_bytes()), &mut value, 0)?;
+//! assert_eq!(u64::from_ne_bytes(value), 1);
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
@@ -184,7 +194,7 @@ pub struct LoadOptions<'a> {
     pub kernel_version: Option<u32>,
     /// `__ksym` resolution; by default names are looked up in the host BTF.
     pub ksyms: Option<&'a dyn KsymResolver>,
-    /// A log for the programs' verification, kept in [`LoadedObject::logs`].
+    /// A log for the programs' verification, kept in [`LoadedObject::log`].
     pub keep_logs: bool,
     /// `log_level` of each program's `BPF_PROG_LOAD` (1, 2, and 4 for the stats
     /// lines, as in the kernel).
@@ -721,6 +731,111 @@ impl LoadedObject {
     ///
     /// [`LoadError::Attach`] with the errno of the update or the link creation (`ENOENT`
     /// if the object has no such created map).
+    ///
+    /// # Example
+    ///
+    /// A host that declares the ops type `cache_ops` in Rust and calls the eviction
+    /// policies of `bpf/cache_policy.bpf.c` through it (`docs/HOSTS.md` builds a whole
+    /// cache around the same type).
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use structops::loader::{LoadOptions, ObjectLoader};
+    /// use structops::struct_ops::{MemberInfo, add_value_type};
+    /// use structops::{Errno, Link, OpsSlot, OpsStruct, OpsTable, Runtime, StructOps, StructOpsDesc};
+    /// use structops_btf::host::{BtfTypes, CChar};
+    /// use structops_btf_derive::Btf;
+    ///
+    /// // The ops type and the structs its members take, as the programs see them.
+    /// #[derive(Btf)]
+    /// #[repr(C)]
+    /// #[btf(name = "cache_entry")]
+    /// struct CacheEntry { key: u64, hits: u64, size: u32, slot: u32 }
+    ///
+    /// #[derive(Btf)]
+    /// #[repr(C)]
+    /// #[btf(name = "cache_ctx")]
+    /// struct CacheCtx { requests: u64, capacity: u32, used: u32 }
+    ///
+    /// #[derive(Btf)]
+    /// #[repr(C)]
+    /// #[btf(name = "cache_ops")]
+    /// struct CacheOps {
+    ///     admit: Option<unsafe extern "C" fn(e: *mut CacheEntry) -> i32>,
+    ///     access: Option<unsafe extern "C" fn(e: *mut CacheEntry)>,
+    ///     evict: Option<unsafe extern "C" fn(ctx: *mut CacheCtx) -> u32>,
+    ///     name: [CChar; 16],
+    /// }
+    ///
+    /// // SAFETY: the host BTF's `cache_ops` is derived from this very type.
+    /// unsafe impl OpsStruct for CacheOps {
+    ///     const NAME: &'static str = "cache_ops";
+    /// }
+    ///
+    /// // The host's callbacks: copy the `name` data member, keep the registered table.
+    /// #[derive(Default)]
+    /// struct Host {
+    ///     current: OpsSlot,
+    /// }
+    ///
+    /// impl StructOps for Host {
+    ///     fn init_member(&self, m: &MemberInfo, kdata: &mut [u8], udata: &[u8]) -> Result<bool, Errno> {
+    ///         if m.name != "name" {
+    ///             return Ok(false); // function members take their programs
+    ///         }
+    ///         let at = m.offset as usize..(m.offset + m.size) as usize;
+    ///         match (kdata.get_mut(at.clone()), udata.get(at)) {
+    ///             (Some(dst), Some(src)) => dst.copy_from_slice(src),
+    ///             _ => return Err(Errno::EINVAL),
+    ///         }
+    ///         Ok(true)
+    ///     }
+    ///     fn reg(&self, table: &Arc<OpsTable>, _: Option<&Link>) -> Result<(), Errno> {
+    ///         self.current.store(Some(table.clone()));
+    ///         Ok(())
+    ///     }
+    ///     fn unreg(&self, table: &Arc<OpsTable>, _: Option<&Link>) {
+    ///         self.current.clear_if(table);
+    ///     }
+    /// }
+    ///
+    /// // The host BTF (with the value type `bpf_struct_ops_cache_ops`, as vmlinux has
+    /// // one per ops type), then the ops type itself.
+    /// let rt = Runtime::default();
+    /// let mut types = BtfTypes::new();
+    /// let ops = types.id_of::<CacheOps>();
+    /// let mut btf = types.into_builder();
+    /// add_value_type(&mut btf, ops, "cache_ops").expect("cache_ops is a struct");
+    /// rt.register_host_btf(btf.build())?;
+    /// let host = Arc::new(Host::default());
+    /// rt.register_struct_ops(StructOpsDesc::new("cache_ops", host.clone()))?;
+    ///
+    /// let bytes = include_bytes!("../../../bpf/cache_policy.bpf.o");
+    /// let obj = ObjectLoader::open(bytes, "cache_policy.bpf.o")?.load(&rt, &LoadOptions::default())?;
+    /// let link = obj.attach_struct_ops(&rt, "lru")?;
+    ///
+    /// // `reg` handed the host the table; it calls the programs through plain pointers.
+    /// let guard = structops::read_lock();
+    /// let lru = host.current.load(&guard).and_then(|t| t.ops::<CacheOps>()).expect("lru");
+    /// let (admit, access, evict) = (lru.admit.unwrap(), lru.access.unwrap(), lru.evict.unwrap());
+    /// let mut big = CacheEntry { key: 9, hits: 0, size: 1 << 20, slot: u32::MAX };
+    /// // SAFETY: each member gets a valid struct of the type its prototype names.
+    /// assert_eq!(unsafe { admit(&mut big) }, -7); // -E2BIG: above the policy's max_size
+    /// for slot in 0..3 {
+    ///     let mut e = CacheEntry { key: 10 + u64::from(slot), hits: 0, size: 64, slot };
+    ///     // SAFETY: as above.
+    ///     unsafe { access(&mut e) };
+    /// }
+    /// let mut ctx = CacheCtx { requests: 3, capacity: 3, used: 3 };
+    /// // SAFETY: as above.
+    /// assert_eq!(unsafe { evict(&mut ctx) }, 0); // slot 0 was used least recently
+    /// drop(guard);
+    ///
+    /// // Detaching unregisters: the host's `unreg` empties its slot.
+    /// link.detach(&rt)?;
+    /// assert!(host.current.load(&structops::read_lock()).is_none());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn attach_struct_ops(&self, rt: &Runtime, name: &str) -> Result<StructOpsLink, LoadError> {
         let handle = self.update_struct_ops(rt, name)?;
         let is_link = handle.struct_ops().is_some_and(|s| s.is_link_map());

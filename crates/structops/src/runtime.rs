@@ -121,6 +121,24 @@ pub enum ObjInfo {
 /// An in-process `bpf(2)`: the object tables, the descriptor table and the commands.
 ///
 /// `Send + Sync`; every command takes `&self` and may run concurrently with any other.
+///
+/// ```
+/// use structops::{Capabilities, Errno, MapCreateAttr, MapType, ObjKind, Runtime, RuntimeConfig};
+///
+/// let rt = Runtime::new(RuntimeConfig { ncpus: 4, ..RuntimeConfig::default() });
+/// let attr = MapCreateAttr::new(MapType::PercpuArray, 4, 8, 1);
+/// let map = rt.map_create(&attr)?;
+/// // Objects get kernel-style ids: the first id after 0 is this map's.
+/// assert_eq!(rt.get_next_id(ObjKind::Map, 0), Ok(map.id()));
+/// // A per-CPU value is one slot per CPU, each rounded up to 8 bytes.
+/// let mut all_cpus = [0u8; 4 * 8];
+/// rt.map_lookup_elem(&map, Some(&0u32.to_ne_bytes()), &mut all_cpus, 0)?;
+///
+/// // Privileged commands check the capabilities the embedder grants.
+/// rt.set_caps(Capabilities::NONE);
+/// assert_eq!(rt.map_create(&attr).err(), Some(Errno::EPERM));
+/// # Ok::<(), Errno>(())
+/// ```
 #[derive(Debug)]
 pub struct Runtime {
     ncpus: u32,

@@ -408,7 +408,7 @@ pub fn format(fmt: &[u8], args: &[u64], mem: &mut dyn MemReader) -> Result<Vec<u
 ///
 /// # Errors
 ///
-/// As for [`format`].
+/// As for [`format()`].
 pub fn check(fmt: &[u8], num_args: usize) -> Result<(), Errno> {
     let args = vec![0u64; num_args];
     prepare(fmt, &args, &mut NoMemory).map(drop)
@@ -420,7 +420,7 @@ pub fn check(fmt: &[u8], num_args: usize) -> Result<(), Errno> {
 ///
 /// # Errors
 ///
-/// As for [`format`].
+/// As for [`format()`].
 pub fn trace_printk(
     fmt: &[u8],
     args: [u64; MAX_TRACE_PRINTK_VARARGS],
@@ -440,7 +440,7 @@ pub fn trace_printk(
 /// # Errors
 ///
 /// `EINVAL` for a bad `data_len` (not a multiple of 8, more than 12 arguments) or
-/// format; `ENOSPC` as for [`format`].
+/// format; `ENOSPC` as for [`format()`].
 pub fn snprintf(
     str_size: u32,
     fmt: &[u8],

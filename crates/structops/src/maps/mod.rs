@@ -191,6 +191,30 @@ impl MapType {
 }
 
 /// The `BPF_MAP_CREATE` attributes, with the kernel's field names and meanings.
+///
+/// [`crate::Runtime::map_create`] checks them as the kernel's `map_create` does:
+///
+/// ```
+/// use structops::maps::BPF_F_NO_PREALLOC;
+/// use structops::{Errno, MapCreateAttr, MapType, Runtime, BPF_ANY};
+///
+/// let rt = Runtime::default();
+/// let attr = MapCreateAttr::new(MapType::Array, 4, 8, 2).name("counters");
+/// let map = rt.map_create(&attr)?;
+/// assert_eq!(rt.map_info(&map).max_entries, 2);
+/// // Array keys are indexes below max_entries.
+/// rt.map_update_elem(&map, Some(&1u32.to_ne_bytes()), &5u64.to_ne_bytes(), BPF_ANY)?;
+/// assert_eq!(
+///     rt.map_update_elem(&map, Some(&2u32.to_ne_bytes()), &5u64.to_ne_bytes(), BPF_ANY),
+///     Err(Errno::E2BIG)
+/// );
+///
+/// // An array's key is always 4 bytes, and arrays are always preallocated.
+/// assert_eq!(rt.map_create(&MapCreateAttr::new(MapType::Array, 8, 8, 2)).err(), Some(Errno::EINVAL));
+/// let attr = MapCreateAttr::new(MapType::Array, 4, 8, 2).flags(BPF_F_NO_PREALLOC);
+/// assert_eq!(rt.map_create(&attr).err(), Some(Errno::EINVAL));
+/// # Ok::<(), Errno>(())
+/// ```
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct MapCreateAttr {
     /// `map_type` (raw, so that unknown types can be requested and refused).

@@ -271,6 +271,54 @@ impl Runtime {
     /// `MAP_IDX` loads without `fd_array`; `ENOENT` for host variables it cannot
     /// resolve; the verifier's errno (`EACCES`, `EINVAL`, `E2BIG`, ...) when it rejects
     /// the program (unless [`crate::RuntimeConfig::run_unverified`] is on).
+    ///
+    /// # Example
+    ///
+    /// An XDP program that drops frames too short for an Ethernet and an IPv4 header,
+    /// run with [`Runtime::prog_test_run`]; a program that reads the packet without a
+    /// bounds check is refused.
+    ///
+    /// ```
+    /// use structops::{Errno, ProgLoadAttr, ProgType, Runtime, TestRun};
+    ///
+    /// let rt = Runtime::default();
+    /// let prog = structops_isa::assemble(
+    ///     "
+    ///     r2 = *(u32 *)(r1 +0)      ; xdp_md->data
+    ///     r3 = *(u32 *)(r1 +4)      ; xdp_md->data_end
+    ///     r0 = 1                    ; XDP_DROP
+    ///     r2 += 34
+    ///     if r2 > r3 goto out
+    ///     r0 = 2                    ; XDP_PASS
+    /// out:
+    ///     exit
+    ///     ",
+    /// )?;
+    /// let attr = ProgLoadAttr::new(ProgType::XDP, prog.encode(), "GPL").name("min_len");
+    /// let handle = rt.prog_load(&attr)?;
+    /// assert!(handle.is_verified());
+    ///
+    /// let mut run = TestRun::with_data(&[0u8; 20]);
+    /// rt.prog_test_run(&handle, &mut run)?;
+    /// assert_eq!(run.retval, 1);
+    /// let mut run = TestRun::with_data(&[0u8; 64]);
+    /// rt.prog_test_run(&handle, &mut run)?;
+    /// assert_eq!(run.retval, 2);
+    ///
+    /// // Reading the packet without checking its length first is refused, as by Linux.
+    /// let unchecked = structops_isa::assemble(
+    ///     "
+    ///     r2 = *(u32 *)(r1 +0)
+    ///     r0 = *(u8 *)(r2 +13)
+    ///     exit
+    ///     ",
+    /// )?;
+    /// let mut log = String::new();
+    /// let attr = ProgLoadAttr::new(ProgType::XDP, unchecked.encode(), "GPL");
+    /// assert_eq!(rt.prog_load_with_log(&attr, &mut log).err(), Some(Errno::EACCES));
+    /// assert!(log.contains("R2 offset is outside of the packet"), "{log}");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn prog_load(&self, attr: &ProgLoadAttr) -> Result<ProgHandle, Errno> {
         self.prog_load_with_log(attr, &mut String::new())
     }

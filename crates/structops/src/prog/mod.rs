@@ -25,8 +25,10 @@
 //! rejection fails `prog_load` with the verifier's errno, its log appended to the
 //! caller's log.
 //!
-//! Verified programs run in the interpreter's unchecked mode by default (and later
-//! JIT-compiled); [`crate::RunMode::Checked`] runs them with every access checked.
+//! Verified programs run on the runtime's engine ([`crate::RuntimeConfig::engine`]: the
+//! JIT where the host has one, the interpreter's unchecked mode otherwise, or per load
+//! [`ProgLoadAttr::engine`]); [`crate::RunMode::Checked`] test runs check every access
+//! on the interpreter.
 //!
 //! [`crate::RuntimeConfig::run_unverified`] is a test and development switch: with
 //! it, a program the verifier rejects is still loaded, as [`Verification::Unverified`]
@@ -85,6 +87,21 @@ pub const MAX_USED_MAPS: usize = 64;
 ///
 /// Buffers the kernel reads through user pointers are owned here; a buffer shorter
 /// than its count and record size say is `EFAULT`, as a short user buffer is.
+///
+/// ```
+/// use structops::{Errno, ProgLoadAttr, ProgType, Runtime};
+///
+/// let rt = Runtime::default();
+/// let insns = structops_isa::assemble("r0 = 2\nexit")?.encode();
+/// let prog = rt.prog_load(&ProgLoadAttr::new(ProgType::XDP, insns.clone(), "GPL").name("pass"))?;
+/// let info = rt.prog_info(&prog);
+/// assert_eq!((info.name.as_str(), info.prog_type), ("pass", ProgType::XDP.0));
+///
+/// // The kernel's attribute checks: a name with a character outside [A-Za-z0-9_.].
+/// let bad = ProgLoadAttr::new(ProgType::XDP, insns, "GPL").name("pass!");
+/// assert_eq!(rt.prog_load(&bad).err(), Some(Errno::EINVAL));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ProgLoadAttr {
     /// `prog_type` (raw, so unknown types can be requested and refused).
@@ -292,12 +309,12 @@ pub enum Verification {
 pub enum MapRef {
     /// The map itself (`BPF_PSEUDO_MAP_FD` / `BPF_PSEUDO_MAP_IDX`).
     Map {
-        /// Index into [`Prog::used_maps`].
+        /// Index into [`ProgBody::used_maps`].
         map: usize,
     },
     /// Byte `off` of the map's value (`BPF_PSEUDO_MAP_VALUE` / `MAP_IDX_VALUE`).
     Value {
-        /// Index into [`Prog::used_maps`].
+        /// Index into [`ProgBody::used_maps`].
         map: usize,
         /// The offset.
         off: u32,
@@ -305,7 +322,7 @@ pub enum MapRef {
 }
 
 /// Everything about a program that `prog_load` establishes before verification; what a
-/// [`ProgVerifier`] sees. A loaded [`Prog`] dereferences to it.
+/// the runtime's verifier environment sees. A loaded [`Prog`] dereferences to it.
 pub struct ProgBody {
     pub(crate) prog_type: ProgType,
     pub(crate) expected_attach_type: AttachType,

@@ -15,11 +15,12 @@
 //! maps can be created but never updated or attached); only `test_sleepable` may be
 //! implemented by a sleepable program; programs call no helpers (its verifier ops have
 //! no `get_func_proto`; kfuncs registered for struct_ops remain callable) and may write
-//! only inside the `bpf_dummy_ops_state`. Test runs ([`dummy_test_run`]) follow
-//! `bpf_struct_ops_test_run`: one `u64` per argument in `ctx_in`; `args[0]` non-zero
-//! means "a state": the state's value comes from [`crate::TestRun::dummy_state`] (the
-//! kernel copies it from the user pointer in `args[0]`) and is written back after the run;
-//! zero for a pointer argument that is not `__nullable` is `EINVAL`.
+//! only inside the `bpf_dummy_ops_state`. Test runs of its programs
+//! ([`Runtime::prog_test_run`]) follow `bpf_struct_ops_test_run`: one `u64` per argument
+//! in `ctx_in`; `args[0]` non-zero means "a state": the state's value comes from
+//! [`crate::TestRun::dummy_state`] (the kernel copies it from the user pointer in
+//! `args[0]`) and is written back after the run; zero for a pointer argument that is not
+//! `__nullable` is `EINVAL`.
 
 use std::sync::Arc;
 

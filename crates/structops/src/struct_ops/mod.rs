@@ -547,11 +547,11 @@ impl MemberImpl {
 
     /// The member as a native function, built at map update: the pointer a kernel
     /// subsystem would call through (`kdata`'s function pointer). Transmute
-    /// [`EntryPoint::as_ptr`] to the member's `unsafe extern "C" fn` type and call it
+    /// [`structops_vm::EntryPoint::as_ptr`] to the member's `unsafe extern "C" fn` type and call it
     /// while the table is alive (a guard of its [`OpsSlot`], or an `Arc`); it runs the
     /// program unchecked on its engine, with the arguments the host passes (which must
     /// be what the member's prototype promises, as for [`OpsTable::call`]). A failing
-    /// run returns 0 and counts a fault ([`EntryPoint::faults`]). `None` for unverified
+    /// run returns 0 and counts a fault ([`structops_vm::EntryPoint::faults`]). `None` for unverified
     /// programs and signatures without a native form.
     pub fn entry(&self) -> Option<&structops_vm::EntryPoint> {
         self.entry.as_ref()
@@ -628,6 +628,102 @@ impl OpsTable {
     /// members are `Option<unsafe extern "C" fn(..)>`s that call the programs natively.
     /// `None` unless `T` declares this table's ops type and has its size. The reference
     /// lives as long as the borrow of the table (an [`OpsSlot`] guard keeps it).
+    ///
+    /// # Example
+    ///
+    /// The `cache_ops` host of [`crate::loader::LoadedObject::attach_struct_ops`] (hidden
+    /// here): the native pointer and [`OpsTable::call`] run the same program.
+    ///
+    /// ```
+    /// # use std::sync::Arc;
+    /// # use structops::loader::{LoadOptions, ObjectLoader};
+    /// # use structops::struct_ops::{MemberInfo, add_value_type};
+    /// # use structops::{Errno, Link, OpsSlot, OpsStruct, OpsTable, Runtime, StructOps, StructOpsDesc};
+    /// # use structops_btf::host::{BtfTypes, CChar};
+    /// # use structops_btf_derive::Btf;
+    /// # #[derive(Btf)]
+    /// # #[repr(C)]
+    /// # #[btf(name = "cache_entry")]
+    /// # struct CacheEntry { key: u64, hits: u64, size: u32, slot: u32 }
+    /// # #[derive(Btf)]
+    /// # #[repr(C)]
+    /// # #[btf(name = "cache_ctx")]
+    /// # struct CacheCtx { requests: u64, capacity: u32, used: u32 }
+    /// # #[derive(Btf)]
+    /// # #[repr(C)]
+    /// # #[btf(name = "cache_ops")]
+    /// # struct CacheOps {
+    /// #     admit: Option<unsafe extern "C" fn(e: *mut CacheEntry) -> i32>,
+    /// #     access: Option<unsafe extern "C" fn(e: *mut CacheEntry)>,
+    /// #     evict: Option<unsafe extern "C" fn(ctx: *mut CacheCtx) -> u32>,
+    /// #     name: [CChar; 16],
+    /// # }
+    /// # // SAFETY: the host BTF's `cache_ops` is derived from this very type.
+    /// # unsafe impl OpsStruct for CacheOps {
+    /// #     const NAME: &'static str = "cache_ops";
+    /// # }
+    /// # #[derive(Default)]
+    /// # struct Host {
+    /// #     current: OpsSlot,
+    /// # }
+    /// # impl StructOps for Host {
+    /// #     fn init_member(&self, m: &MemberInfo, kdata: &mut [u8], udata: &[u8]) -> Result<bool, Errno> {
+    /// #         let at = m.offset as usize..(m.offset + m.size) as usize;
+    /// #         if m.name != "name" {
+    /// #             return Ok(false);
+    /// #         }
+    /// #         match (kdata.get_mut(at.clone()), udata.get(at)) {
+    /// #             (Some(dst), Some(src)) => dst.copy_from_slice(src),
+    /// #             _ => return Err(Errno::EINVAL),
+    /// #         }
+    /// #         Ok(true)
+    /// #     }
+    /// #     fn reg(&self, table: &Arc<OpsTable>, _: Option<&Link>) -> Result<(), Errno> {
+    /// #         self.current.store(Some(table.clone()));
+    /// #         Ok(())
+    /// #     }
+    /// #     fn unreg(&self, table: &Arc<OpsTable>, _: Option<&Link>) {
+    /// #         self.current.clear_if(table);
+    /// #     }
+    /// # }
+    /// # let rt = Runtime::default();
+    /// # let mut types = BtfTypes::new();
+    /// # let ops = types.id_of::<CacheOps>();
+    /// # let mut btf = types.into_builder();
+    /// # add_value_type(&mut btf, ops, "cache_ops").expect("cache_ops is a struct");
+    /// # rt.register_host_btf(btf.build())?;
+    /// # let host = Arc::new(Host::default());
+    /// # rt.register_struct_ops(StructOpsDesc::new("cache_ops", host.clone()))?;
+    /// # let bytes = include_bytes!("../../../../bpf/cache_policy.bpf.o");
+    /// # let obj = ObjectLoader::open(bytes, "cache_policy.bpf.o")?.load(&rt, &LoadOptions::default())?;
+    /// # let link = obj.attach_struct_ops(&rt, "lru")?;
+    /// let guard = structops::read_lock();
+    /// let table = host.current.load(&guard).expect("lru is registered");
+    /// let ops: &CacheOps = table.ops::<CacheOps>().expect("the table is a cache_ops");
+    /// let admit = ops.admit.expect("lru implements admit");
+    ///
+    /// let mut entry = CacheEntry { key: 1, hits: 0, size: 1 << 20, slot: u32::MAX };
+    /// // SAFETY: `admit` takes a `struct cache_entry *`, and `entry` is one.
+    /// let native = unsafe { admit(&mut entry) };
+    /// let index = table.ops_type().member("admit").expect("a member").index;
+    /// let arg = std::ptr::from_mut(&mut entry) as u64;
+    /// let interpreted = table.call(&rt, index, &[arg])?;
+    /// assert_eq!((native, interpreted as i32), (-7, -7)); // -E2BIG: too large to cache
+    ///
+    /// // Another ops type's mirror is refused.
+    /// #[repr(C)]
+    /// struct OtherOps {
+    ///     f: Option<unsafe extern "C" fn() -> i32>,
+    /// }
+    /// // SAFETY: never used for a table of this type (`ops` checks the name).
+    /// unsafe impl OpsStruct for OtherOps {
+    ///     const NAME: &'static str = "other_ops";
+    /// }
+    /// assert!(table.ops::<OtherOps>().is_none());
+    /// # drop(guard);
+    /// # link.detach(&rt)?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn ops<T: OpsStruct>(&self) -> Option<&T> {
         if self.ty.name != T::NAME
             || std::mem::size_of::<T>() != self.ty.size as usize
@@ -775,6 +871,103 @@ pub(crate) fn run_member(
 /// The host's pointer to its current [`OpsTable`] (the kernel's RCU-protected ops
 /// pointer, e.g. `icsk_ca_ops`): lock-free loads, deferred reclamation of replaced
 /// tables.
+///
+/// # Example
+///
+/// The `cache_ops` host of [`crate::loader::LoadedObject::attach_struct_ops`] (its types
+/// are hidden here), with hot swap: a link update moves its registration from the
+/// `lru` table to the `fifo` one.
+///
+/// ```
+/// # use std::sync::Arc;
+/// # use structops::loader::{LoadOptions, ObjectLoader};
+/// # use structops::struct_ops::{MemberInfo, add_value_type};
+/// # use structops::{Errno, Link, OpsSlot, OpsStruct, OpsTable, Runtime, StructOps, StructOpsDesc};
+/// # use structops_btf::host::{BtfTypes, CChar};
+/// # use structops_btf_derive::Btf;
+/// # #[derive(Btf)]
+/// # #[repr(C)]
+/// # #[btf(name = "cache_entry")]
+/// # struct CacheEntry { key: u64, hits: u64, size: u32, slot: u32 }
+/// # #[derive(Btf)]
+/// # #[repr(C)]
+/// # #[btf(name = "cache_ctx")]
+/// # struct CacheCtx { requests: u64, capacity: u32, used: u32 }
+/// # #[derive(Btf)]
+/// # #[repr(C)]
+/// # #[btf(name = "cache_ops")]
+/// # struct CacheOps {
+/// #     admit: Option<unsafe extern "C" fn(e: *mut CacheEntry) -> i32>,
+/// #     access: Option<unsafe extern "C" fn(e: *mut CacheEntry)>,
+/// #     evict: Option<unsafe extern "C" fn(ctx: *mut CacheCtx) -> u32>,
+/// #     name: [CChar; 16],
+/// # }
+/// # // SAFETY: the host BTF's `cache_ops` is derived from this very type.
+/// # unsafe impl OpsStruct for CacheOps {
+/// #     const NAME: &'static str = "cache_ops";
+/// # }
+/// #[derive(Default)]
+/// struct Host {
+///     current: OpsSlot,
+/// }
+///
+/// impl StructOps for Host {
+/// #     fn init_member(&self, m: &MemberInfo, kdata: &mut [u8], udata: &[u8]) -> Result<bool, Errno> {
+/// #         let at = m.offset as usize..(m.offset + m.size) as usize;
+/// #         if m.name != "name" {
+/// #             return Ok(false);
+/// #         }
+/// #         match (kdata.get_mut(at.clone()), udata.get(at)) {
+/// #             (Some(dst), Some(src)) => dst.copy_from_slice(src),
+/// #             _ => return Err(Errno::EINVAL),
+/// #         }
+/// #         Ok(true)
+/// #     }
+///     fn reg(&self, table: &Arc<OpsTable>, _: Option<&Link>) -> Result<(), Errno> {
+///         self.current.store(Some(table.clone()));
+///         Ok(())
+///     }
+///     fn unreg(&self, table: &Arc<OpsTable>, _: Option<&Link>) {
+///         self.current.clear_if(table);
+///     }
+///     fn has_update(&self) -> bool {
+///         true
+///     }
+///     fn update(&self, new: &Arc<OpsTable>, old: &Arc<OpsTable>, _: &Link) -> Result<(), Errno> {
+///         // Only if `old` is still the current table.
+///         if self.current.replace(old, new.clone()) { Ok(()) } else { Err(Errno::EINVAL) }
+///     }
+/// }
+///
+/// fn name(table: &OpsTable) -> String {
+///     let ops = table.ops::<CacheOps>().expect("a cache_ops table");
+///     ops.name.iter().map(|c| char::from(c.0)).take_while(|&c| c != '\0').collect()
+/// }
+///
+/// # let rt = Runtime::default();
+/// # let mut types = BtfTypes::new();
+/// # let ops = types.id_of::<CacheOps>();
+/// # let mut btf = types.into_builder();
+/// # add_value_type(&mut btf, ops, "cache_ops").expect("cache_ops is a struct");
+/// # rt.register_host_btf(btf.build())?;
+/// # let host = Arc::new(Host::default());
+/// # rt.register_struct_ops(StructOpsDesc::new("cache_ops", host.clone()))?;
+/// # let bytes = include_bytes!("../../../../bpf/cache_policy.bpf.o");
+/// # let obj = ObjectLoader::open(bytes, "cache_policy.bpf.o")?.load(&rt, &LoadOptions::default())?;
+/// let link = obj.attach_struct_ops(&rt, "lru")?;
+/// let guard = structops::read_lock();
+/// let before = host.current.load(&guard).expect("registered");
+/// assert_eq!(name(before), "lru");
+///
+/// link.update_map(&rt, &obj, "fifo")?;
+/// // A caller that loaded the old table keeps it, intact, while its guard lives...
+/// assert_eq!(name(before), "lru");
+/// drop(guard);
+/// // ...and every later load sees the new one.
+/// assert_eq!(name(host.current.load(&structops::read_lock()).expect("registered")), "fifo");
+/// # link.detach(&rt)?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub struct OpsSlot {
     cur: crossbeam_epoch::Atomic<Arc<OpsTable>>,
 }

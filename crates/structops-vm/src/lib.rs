@@ -1,8 +1,9 @@
-//! The eBPF reference interpreter of structops.
+//! The eBPF engines of structops: the reference interpreter and the Cranelift
+//! JIT ([`jit`]).
 //!
-//! It runs a decoded [`structops_isa::Program`] with the semantics of the
-//! kernel's `___bpf_prog_run` together with the verifier's run-time
-//! rewrites, in one of two modes:
+//! The interpreter runs a decoded [`structops_isa::Program`] with the
+//! semantics of the kernel's `___bpf_prog_run` together with the verifier's
+//! run-time rewrites, in one of two modes:
 //!
 //! - **checked** ([`Interpreter::run_checked`], safe): every load, store
 //!   and atomic is compared with the memory the program may use (its live
@@ -12,6 +13,12 @@
 //!   a crash. Tests and fuzzing use this mode, on any program.
 //! - **unchecked** ([`Interpreter::run_unchecked`], `unsafe`): the fast
 //!   path for programs the verifier accepted; memory is accessed directly.
+//!
+//! The JIT ([`JitProgram`]) compiles the same [`Code`] to native code with
+//! the unchecked interpreter's results (run on x86-64 hosts; see [`jit`] for
+//! the details); [`Interpreter::run`] runs a program
+//! on either [`Engine`], and [`EntryPoint`] wraps one as a native
+//! `extern "C"` function with a struct_ops member's signature.
 //!
 //! The runtime supplies helpers, kfuncs, tail-call targets and packet
 //! loads through the [`Env`] trait; helpers share one native ABI with the

@@ -397,7 +397,7 @@ fn render_one(m: &MapEntry, key: &[u8], value: &[u8], btf: Option<&Btf>) -> MapD
 }
 
 /// JSON with bpftool's four-space indentation.
-fn pretty4(v: &Value) -> String {
+pub fn pretty4(v: &Value) -> String {
     let mut buf = Vec::new();
     let fmt = serde_json::ser::PrettyFormatter::with_indent(b"    ");
     let mut ser = serde_json::Serializer::with_formatter(&mut buf, fmt);

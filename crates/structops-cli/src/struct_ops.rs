@@ -18,6 +18,7 @@ use std::path::{Path, PathBuf};
 use clap::{Args, Subcommand};
 use serde_json::{Value, json};
 use structops::loader::LoadError;
+use structops_btf::value::ValuePrinter;
 use structops_control::{StructOpsEntry, Target};
 
 use crate::error::CliError;
@@ -87,34 +88,78 @@ fn show(words: &[String], host: Option<&Path>, dump: bool, out: &Output) -> Resu
         Some(sel) => live::select(&all, sel, "struct_ops", |s| (s.map_id, &s.name))?,
         None => all.iter().collect(),
     };
+    if dump {
+        let v = dump_values(&mut conn, &shown)?;
+        return if out.json {
+            out.json(&v)
+        } else {
+            out.text(&format!("{}\n", crate::map::pretty4(&v)))
+        };
+    }
     if out.json {
-        let v = shown
+        return out.json(&Value::Array(
+            shown.iter().map(|s| live::struct_ops_json(s)).collect(),
+        ));
+    }
+    out.text(
+        &shown
             .iter()
-            .map(|s| {
-                let mut j = live::struct_ops_json(s);
-                if let (true, Value::Object(o)) = (dump, &mut j) {
-                    o.insert("value".into(), json!(s.value.trim_end()));
-                }
-                j
-            })
-            .collect();
-        return out.json(&Value::Array(v));
-    }
-    let mut text = String::new();
+            .map(|s| live::struct_ops_text(s))
+            .collect::<String>(),
+    )
+}
+
+/// `bpftool struct_ops dump`: per map, `{"bpf_map_info": ..}` and
+/// `{"bpf_struct_ops_TYPE": value}`, the value formatted through the host BTF with
+/// each function pointer shown as the program that implements it.
+fn dump_values(conn: &mut Conn, shown: &[&StructOpsEntry]) -> Result<Value, CliError> {
+    let maps = conn.maps()?;
+    let progs = conn.progs()?;
+    let btfs = conn.btfs()?;
+    let Some(host) = btfs.iter().find(|b| b.kernel) else {
+        return Err(CliError::Unsupported {
+            what: "the runtime has no host BTF to format struct_ops values with".into(),
+        });
+    };
+    let raw = conn.btf(host.id)?;
+    let btf = structops_btf::Btf::parse(&raw).map_err(|source| CliError::Btf {
+        path: format!("btf id {}", host.id),
+        source,
+    })?;
+    let names = |id: u32| progs.iter().find(|p| p.id == id).map(|p| p.name.clone());
+    let printer = ValuePrinter::new(&btf).with_prog_id_func_ptrs(&names);
+    let mut out = Vec::new();
     for s in shown {
-        text.push_str(&live::struct_ops_text(s));
-        if dump {
-            text.push_str(&format!(
-                "\tstate {}{}\n",
-                live::state_name(s.state),
-                if s.link_map { "  link" } else { "" }
-            ));
-            for line in s.value.lines() {
-                text.push_str(&format!("\t{line}\n"));
-            }
-        }
+        let Some(m) = maps.iter().find(|m| m.id == s.map_id) else {
+            continue;
+        };
+        out.push(json!({"bpf_map_info": {
+            "type": m.map_type,
+            "id": m.id,
+            "key_size": m.key_size,
+            "value_size": m.value_size,
+            "max_entries": m.max_entries,
+            "map_flags": m.map_flags,
+            "name": m.name,
+            "btf_vmlinux_value_type_id": m.btf_vmlinux_value_type_id,
+            "btf_id": m.btf_id,
+            "btf_key_type_id": m.btf_key_type_id,
+            "btf_value_type_id": m.btf_value_type_id,
+        }}));
+        let value = conn.map_lookup(m.id, 0u32.to_ne_bytes().to_vec())?;
+        let formatted = printer
+            .format(m.btf_vmlinux_value_type_id, &value)
+            .map_err(|e| CliError::Unsupported {
+                what: format!("struct_ops map {}: formatting its value: {e}", m.id),
+            })?;
+        let mut obj = serde_json::Map::new();
+        obj.insert(
+            format!("bpf_struct_ops_{}", s.ops_type),
+            formatted.to_json(),
+        );
+        out.push(Value::Object(obj));
     }
-    out.text(&text)
+    Ok(Value::Array(out))
 }
 
 /// `struct_ops register FILE [MAP]` in a running host.

@@ -1,5 +1,5 @@
 //! The host BTF: the [`crate::types`] structs, the `tcp_congestion_ops` value type, and a
-//! `FUNC` for every kfunc the host exports ([`KFUNCS`]), with the kernel's prototypes.
+//! `FUNC` for every kfunc the host exports (`KFUNCS`), with the kernel's prototypes.
 
 use structops::struct_ops::add_value_type;
 use structops_btf::{Btf, BtfTypes, Linkage, TypeId};

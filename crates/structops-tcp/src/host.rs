@@ -514,6 +514,39 @@ impl TcpHost {
     ///
     /// [`HostError::Load`] with the loader's error (a load's or an attach's errno);
     /// [`HostError::NoStructOps`] if there is no such map, or several and `map` is `None`.
+    ///
+    /// # Example
+    ///
+    /// The project's BPF CUBIC (`bpf/cubic.bpf.c`, registered as `so_cubic`) against the
+    /// host's native CUBIC, in slow start:
+    ///
+    /// ```
+    /// use structops_tcp::{HostConfig, TcpHost};
+    ///
+    /// let host = TcpHost::new(HostConfig::default())?;
+    /// host.enter();
+    /// let cc = host.load_object(include_bytes!("../../../bpf/cubic.bpf.o"), "cubic.bpf.o", None)?;
+    /// assert_eq!(cc.name, "so_cubic");
+    /// assert!(host.available().iter().any(|name| name == "so_cubic"));
+    ///
+    /// let mut bpf = host.socket();
+    /// let mut native = host.socket();
+    /// for (sock, name) in [(&mut bpf, "so_cubic"), (&mut native, "cubic")] {
+    ///     sock.snd_cwnd = 10;
+    ///     sock.snd_ssthresh = u32::MAX >> 1; // TCP_INFINITE_SSTHRESH
+    ///     sock.max_packets_out = 10;
+    ///     host.set_congestion_control(sock, name)?;
+    /// }
+    /// for ack in 0..20 {
+    ///     structops_tcp::clock::set_now_ns(u64::from(ack) * 1_000_000);
+    ///     bpf.ca_cong_avoid(ack, 2);
+    ///     native.ca_cong_avoid(ack, 2);
+    /// }
+    /// assert_eq!(bpf.ca_name(), "so_cubic");
+    /// assert_eq!(bpf.snd_cwnd, native.snd_cwnd);
+    /// assert!(bpf.snd_cwnd > 10, "slow start grew the window: {}", bpf.snd_cwnd);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn load_object(
         &self,
         bytes: &[u8],

@@ -9,6 +9,22 @@
 //!   of [`kfuncs`] and the helpers of [`helpers`]) and [`Socket`] (a TCP endpoint calling
 //!   its congestion control at the kernel's hook points);
 //! - [`sim`]: a deterministic discrete-event dumbbell simulator driving [`Socket`]s.
+//!
+//! BPF congestion controls load with [`TcpHost::load_object`] (see its example, which
+//! runs `bpf/cubic.bpf.o` against the native CUBIC); [`sim::Sim`] and [`sim::run`] run
+//! them over a simulated bottleneck.
+//!
+//! ```
+//! use structops_tcp::{HostConfig, TcpHost};
+//!
+//! let host = TcpHost::new(HostConfig::default())?;
+//! assert_eq!(host.available(), ["reno", "cubic", "dctcp", "bbr"]);
+//! let mut sock = host.socket();
+//! host.set_congestion_control(&mut sock, "reno")?;
+//! assert_eq!(sock.ca_name(), "reno");
+//! assert_eq!(host.set_congestion_control(&mut sock, "vegas"), Err(structops::Errno::ENOENT));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
 #![warn(missing_docs)]
 

@@ -7,7 +7,7 @@
 //! congestion sets ssthresh to `cwnd·(1 − alpha/2)`. A loss (fast recovery or RTO) still
 //! halves the window. As a receiver it echoes CE exactly: when the CE state of arriving
 //! packets changes, a delayed ACK for the earlier packets is sent at once with the old
-//! state (through [`hooks::send_ack`](super::hooks::send_ack)) and an immediate ACK is
+//! state (through [`super::hooks::send_ack`]) and an immediate ACK is
 //! requested (`ICSK_ACK_NOW`).
 //!
 //! The state lives in `icsk_ca_priv` ([`Dctcp`]), laid out as the kernel's `struct dctcp`,

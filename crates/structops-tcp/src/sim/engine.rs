@@ -151,6 +151,41 @@ impl Ctx {
 ///
 /// The simulated clock congestion controls read is the calling thread's: create, step
 /// and finish a `Sim` on one thread (it is not `Send`).
+///
+/// # Example
+///
+/// One flow on the BPF CUBIC of `bpf/cubic.bpf.c`, switched to the native Reno halfway
+/// (`setsockopt(TCP_CONGESTION)` on both ends):
+///
+/// ```
+/// use structops_tcp::sim::{FlowSpec, MS, RunOptions, Scenario, Sim};
+/// use structops_tcp::{HostConfig, TcpHost};
+///
+/// let host = TcpHost::new(HostConfig::default())?;
+/// let _cubic = host.load_object(include_bytes!("../../../../bpf/cubic.bpf.o"), "cubic.bpf.o", None)?;
+/// let sc = Scenario {
+///     flows: vec![FlowSpec::new("so_cubic", 10 * MS)],
+///     bw_bps: 10_000_000,
+///     buffer_bytes: Scenario::bdp_bytes(10_000_000, 10 * MS),
+///     duration_ns: 400 * MS,
+///     ..Scenario::default()
+/// };
+/// let mut sim = Sim::new(&host, &sc, RunOptions::default())?;
+/// sim.run_until(200 * MS)?;
+/// let flow = sim.flow(0).expect("one flow");
+/// assert_eq!(flow.cc, "so_cubic");
+/// assert!(flow.map_id.is_some()); // a struct_ops table runs it
+/// assert!(flow.delivered_bytes > 0);
+///
+/// sim.set_congestion_control(0, "reno")?;
+/// sim.run_until(400 * MS)?;
+/// let flow = sim.flow(0).expect("one flow");
+/// assert_eq!((flow.cc.as_str(), flow.map_id), ("reno", None));
+/// let result = sim.finish();
+/// assert_eq!(result.duration_ns, 400 * MS);
+/// assert!(result.total_goodput_bps > 5e6, "{}", result.total_goodput_bps);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub struct Sim<'h, 'o> {
     host: &'h TcpHost,
     sc: &'h Scenario,

@@ -10,7 +10,28 @@ use crate::types::*;
 /// [`BtfBuilder::encode`] the wire format. Strings are deduplicated.
 ///
 /// Ids are handed out in order starting at 1. For recursive types, [`BtfBuilder::reserve`]
-/// an id first and [`BtfBuilder::set`] its body once the referenced ids exist.
+/// an id first and [`BtfBuilder::set`] its body once the referenced ids exist, or refer
+/// to the id a type will get ([`BtfBuilder::next_id`]):
+///
+/// ```
+/// use structops_btf::{BtfBuilder, INT_SIGNED, dump};
+///
+/// let mut b = BtfBuilder::new();
+/// let int = b.add_int("int", 4, INT_SIGNED);
+/// // struct node { struct node *next; int val; }: the pointer comes first and names
+/// // the id the struct is about to get.
+/// let next = b.add_ptr(b.next_id() + 1);
+/// let node = b.add_struct("node", 16, &[("next", next, 0), ("val", int, 64)]);
+/// let btf = b.build();
+/// btf.validate()?; // the kernel's BPF_BTF_LOAD checks
+/// assert_eq!(btf.size_of(node)?, 16);
+///
+/// let mut header = Vec::new();
+/// dump::c_header_types(&btf, [node], &mut header)?;
+/// let header = String::from_utf8(header)?;
+/// assert!(header.contains("struct node {\n\tstruct node *next;\n\tint val;\n};"), "{header}");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Clone, Debug)]
 pub struct BtfBuilder {
     types: Vec<Type>,

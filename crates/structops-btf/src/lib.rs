@@ -4,7 +4,10 @@
 //! [`Btf::parse`] from raw bytes (an object's `.BTF` section, `/sys/kernel/btf/vmlinux`) or
 //! by [`BtfBuilder`] for host types declared in Rust. Queries follow the kernel's and
 //! libbpf's definitions (`btf_type_skip_modifiers`, `btf__resolve_size`, member bit
-//! offsets with and without the kind flag, ...).
+//! offsets with and without the kind flag, ...). [`Btf::validate`] runs the kernel's
+//! `BPF_BTF_LOAD` checks; [`dump`] writes bpftool's raw and C-header formats, [`value`]
+//! prints values as bpftool does, [`ext`] parses `.BTF.ext`, and [`host`] builds BTF for
+//! `#[repr(C)]` Rust types.
 //!
 //! ```
 //! use structops_btf::{BtfBuilder, Btf, Kind};

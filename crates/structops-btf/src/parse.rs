@@ -422,6 +422,27 @@ impl Btf {
     /// This checks the wire format only (header, section bounds, record lengths, known
     /// kinds, string section termination), as libbpf's `btf__new` does. Call
     /// [`Btf::validate`] for the kernel's full semantic checks.
+    ///
+    /// ```
+    /// use structops_btf::{Btf, BtfBuilder, BtfError, Kind, INT_SIGNED};
+    ///
+    /// let mut b = BtfBuilder::new();
+    /// let int = b.add_int("int", 4, INT_SIGNED);
+    /// let ptr = b.add_ptr(int);
+    /// let bytes = b.encode();
+    ///
+    /// let btf = Btf::parse(&bytes)?;
+    /// assert_eq!(btf.len(), 3); // void, int, int *
+    /// assert_eq!(btf.find_by_name_kind("int", Kind::Int), Some(int));
+    /// assert_eq!(btf.size_of(ptr)?, 8);
+    ///
+    /// // Every read is checked: short or foreign input is an error, never a panic.
+    /// assert!(matches!(Btf::parse(&bytes[..10]), Err(BtfError::Truncated { .. })));
+    /// let mut foreign = bytes.clone();
+    /// foreign[0] = 0;
+    /// assert!(matches!(Btf::parse(&foreign), Err(BtfError::BadMagic { .. })));
+    /// # Ok::<(), BtfError>(())
+    /// ```
     pub fn parse(data: &[u8]) -> Result<Btf> {
         if data.len() > BTF_MAX_SIZE {
             return Err(BtfError::TooLarge {

@@ -78,6 +78,23 @@ const EPILOGUE: &str = "#ifndef BPF_NO_PRESERVE_ACCESS_INDEX\n\
 /// Writes a C header defining every type of `btf`, wrapped like bpftool's (`__VMLINUX_H__`
 /// guard, `preserve_access_index` applied to every record unless
 /// `BPF_NO_PRESERVE_ACCESS_INDEX` is defined).
+///
+/// ```
+/// use structops_btf::{BtfBuilder, dump};
+///
+/// let mut b = BtfBuilder::new();
+/// let u32t = b.add_int("unsigned int", 4, 0);
+/// let typedef = b.add_typedef("u32", u32t);
+/// b.add_struct("stamp", 8, &[("lo", typedef, 0), ("hi", typedef, 32)]);
+/// let mut out = Vec::new();
+/// dump::c_header(&b.build(), &mut out)?;
+/// let text = String::from_utf8(out)?;
+/// assert!(text.starts_with("#ifndef __VMLINUX_H__\n#define __VMLINUX_H__\n"));
+/// assert!(text.contains("typedef unsigned int u32;\n"), "{text}");
+/// assert!(text.contains("struct stamp {\n\tu32 lo;\n\tu32 hi;\n};\n"), "{text}");
+/// assert!(text.ends_with("#endif /* __VMLINUX_H__ */\n"));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub fn c_header<W: Write + ?Sized>(btf: &Btf, out: &mut W) -> Result<(), DumpError> {
     c_header_types(btf, 1..btf.len(), out)
 }

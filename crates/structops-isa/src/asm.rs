@@ -1018,6 +1018,29 @@ pub fn assemble_line(text: &str) -> Result<Op, AsmError> {
 /// # Errors
 ///
 /// The first line's [`AsmError`].
+///
+/// ```
+/// use structops_isa::{AsmError, assemble, disasm::Bpftool, disassemble};
+///
+/// let prog = assemble(
+///     "
+///     r0 = 0x100000000 ll     ; LD_IMM64 takes two slots
+/// halve:
+///     r0 >>= 1
+///     if r0 > 0x1 goto halve
+///     call bpf_ktime_get_ns
+///     exit
+///     ",
+/// )?;
+/// assert_eq!((prog.ops().len(), prog.encode().len()), (5, 6));
+/// // The label became a jump offset: slot 3 jumps back to slot 2.
+/// assert_eq!(prog.op_at(3).and_then(|op| op.jump_target(3)), Some(2));
+/// assert!(disassemble(&prog, &Bpftool).contains("   4: (85) call bpf_ktime_get_ns#5\n"));
+///
+/// // Errors name the line.
+/// assert!(matches!(assemble("r0 = 1\ngoto nowhere"), Err(AsmError::UnknownLabel { line: 2, .. })));
+/// # Ok::<(), AsmError>(())
+/// ```
 pub fn assemble(text: &str) -> Result<Program, AsmError> {
     let mut labels: HashMap<&str, usize> = HashMap::new();
     let mut parsed: Vec<(usize, usize, Parsed)> = Vec::new();

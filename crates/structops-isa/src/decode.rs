@@ -779,6 +779,23 @@ impl FromIterator<Op> for Program {
 /// # Errors
 ///
 /// The first malformed instruction's [`DecodeError`].
+///
+/// ```
+/// use structops_isa::{AluOp, Bits, DecodeError, Insn, Op, Reg, Source, decode};
+///
+/// // r0 = 7; exit
+/// let prog = decode(&[Insn::new(0xb7, 0, 0, 0, 7), Insn::new(0x95, 0, 0, 0, 0)])?;
+/// let mov = Op::Alu { bits: Bits::B64, op: AluOp::Mov, dst: Reg::R0, src: Source::Imm(7) };
+/// assert_eq!(prog.ops(), [mov, Op::Exit]);
+///
+/// // The kernel's structural checks: fields an instruction does not use must be 0...
+/// let stray_src = [Insn::new(0xb7, 0, 1, 0, 7), Insn::new(0x95, 0, 0, 0, 0)];
+/// assert!(matches!(decode(&stray_src), Err(DecodeError::ReservedField { pc: 0, .. })));
+/// // ...and LD_IMM64 needs its second slot.
+/// let half = [Insn::new(0x18, 1, 0, 0, 1)];
+/// assert_eq!(decode(&half), Err(DecodeError::TruncatedLdImm64 { pc: 0 }));
+/// # Ok::<(), DecodeError>(())
+/// ```
 pub fn decode(insns: &[Insn]) -> Result<Program, DecodeError> {
     Program::decode(insns)
 }

@@ -296,6 +296,32 @@ pub fn format_op(op: &Op, pc: usize, sym: &dyn Symbolizer) -> String {
 
 /// The whole program as `bpftool prog dump xlated` prints it: one line per
 /// op, `%4u: ` slot index, then [`format_op`], each ending in `\n`.
+///
+/// ```
+/// use structops_isa::disasm::{Bpftool, Lossless};
+/// use structops_isa::{Insn, decode, disassemble};
+///
+/// // r1 = 0x2a ll; r0 = *(u32 *)(r1 +8); call 12; exit, as raw bytes
+/// let bytes = [
+///     0x18, 0x01, 0, 0, 0x2a, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+///     0x61, 0x10, 8, 0, 0, 0, 0, 0,
+///     0x85, 0, 0, 0, 12, 0, 0, 0,
+///     0x95, 0, 0, 0, 0, 0, 0, 0,
+/// ];
+/// let prog = decode(&Insn::parse_slice(&bytes)?)?;
+/// assert_eq!(
+///     disassemble(&prog, &Bpftool),
+///     "   0: (18) r1 = 0x2a\n   \
+///         2: (61) r0 = *(u32 *)(r1 +8)\n   \
+///         3: (85) call bpf_tail_call#12\n   \
+///         4: (95) exit\n",
+/// );
+/// // `Lossless` spells what the assembler needs to rebuild the program exactly.
+/// let text = disassemble(&prog, &Lossless);
+/// let lines: Vec<&str> = text.lines().map(|l| l.split_once(") ").map_or(l, |(_, op)| op)).collect();
+/// assert_eq!(structops_isa::assemble(&lines.join("\n"))?, prog);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub fn disassemble(prog: &Program, sym: &dyn Symbolizer) -> String {
     let mut out = String::new();
     for (pc, op) in prog.iter() {

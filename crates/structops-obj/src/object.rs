@@ -158,6 +158,35 @@ struct Collected<'a> {
 impl Object {
     /// Parses a BPF object with default options (an empty object name, so internal
     /// maps are named after their sections alone).
+    ///
+    /// The struct_ops variables of `bpf/dummy_ops.bpf.c`, with their member → program
+    /// bindings:
+    ///
+    /// ```
+    /// use structops_obj::Object;
+    ///
+    /// let obj = Object::parse(include_bytes!("../../../bpf/dummy_ops.bpf.o"))?;
+    /// assert_eq!(obj.license(), "Dual MIT/GPL");
+    ///
+    /// let map = obj.map("dummy_ops").expect("a .struct_ops variable");
+    /// let st = map.struct_ops().expect("a struct_ops map");
+    /// assert_eq!(st.type_name(), "bpf_dummy_ops");
+    /// let bound: Vec<Option<&str>> = st
+    ///     .programs()
+    ///     .iter()
+    ///     .map(|p| p.and_then(|i| obj.programs().get(i)).map(|p| p.name()))
+    ///     .collect();
+    /// assert_eq!(bound, [Some("dummy_test_1"), Some("dummy_test_2"), Some("dummy_test_sleepable")]);
+    ///
+    /// // A flavored local type keeps its kernel name; `.struct_ops.link` makes a link map.
+    /// let lite = obj.map("dummy_ops_lite").and_then(|m| m.struct_ops()).expect("lite");
+    /// assert_eq!((lite.type_name(), lite.kernel_type_name()), ("bpf_dummy_ops___lite", "bpf_dummy_ops"));
+    /// assert!(obj.map("dummy_ops_link").is_some_and(|m| m.is_link()));
+    /// // `?struct_ops/...` and `?.struct_ops`: not loaded or created unless asked for.
+    /// assert!(!obj.program("dummy_optional_test_1").expect("present").autoload());
+    /// assert!(!obj.map("dummy_ops_optional").expect("present").autocreate());
+    /// # Ok::<(), structops_obj::Error>(())
+    /// ```
     pub fn parse(data: &[u8]) -> Result<Object, Error> {
         Object::parse_with(data, &ParseOptions::default())
     }

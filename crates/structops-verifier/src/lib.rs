@@ -189,6 +189,54 @@ impl VerifiedProgram {
 /// # Errors
 ///
 /// [`VerifyError`] with the kernel's errno and message, and the log.
+///
+/// # Example
+///
+/// A program type whose context is 8 read-only bytes of scalars: a program
+/// reading inside them is accepted (and runs on the interpreter), one reading
+/// past them is refused with the kernel's errno and message.
+///
+/// ```
+/// use structops_verifier::proto::HelperProto;
+/// use structops_verifier::{
+///     CtxField, LogOptions, MapInfo, MapRef, Privileges, ProgInfo, VerifierEnv, verify,
+/// };
+/// use structops_vm::{Code, Interpreter, NoEnv, Region};
+///
+/// struct Ctx8;
+///
+/// impl VerifierEnv for Ctx8 {
+///     fn map(&self, _: MapRef) -> Option<MapInfo> {
+///         None
+///     }
+///     fn helper(&self, _: i32) -> Option<HelperProto> {
+///         None
+///     }
+///     fn ctx_access(&self, off: i32, size: u32, write: bool) -> Option<CtxField> {
+///         let inside = off >= 0 && off as u32 + size <= 8;
+///         (inside && !write).then_some(CtxField::Scalar)
+///     }
+/// }
+///
+/// let info = ProgInfo { privileges: Privileges::ROOT, ..ProgInfo::default() };
+/// let log = LogOptions { level: 1, stats: false };
+/// let good = structops_isa::assemble("r0 = *(u32 *)(r1 +4)\nr0 *= 3\nexit")?;
+/// let verified = verify(&good.encode(), &info, &Ctx8, &log)?;
+/// assert_eq!(verified.stats().insn_processed, 3);
+///
+/// let code = Code::new(&structops_isa::decode(verified.insns())?);
+/// let mut ctx = [0u8; 8];
+/// ctx[4..].copy_from_slice(&14u32.to_ne_bytes());
+/// let r0 = Interpreter::new().run_checked(&code, &mut NoEnv, Region::read_write(&mut ctx), &[])?;
+/// assert_eq!(r0, 42);
+///
+/// let bad = structops_isa::assemble("r0 = *(u32 *)(r1 +8)\nexit")?;
+/// let err = verify(&bad.encode(), &info, &Ctx8, &log).unwrap_err();
+/// assert_eq!((err.errno, err.pc), (13, 0)); // EACCES at insn 0
+/// assert_eq!(err.message, "invalid bpf_context access off=8 size=4");
+/// assert!(err.log.contains("0: (61) r0 = *(u32 *)(r1 +8)"), "{}", err.log);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub fn verify(
     insns: &[Insn],
     info: &ProgInfo,

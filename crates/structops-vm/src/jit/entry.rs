@@ -275,7 +275,8 @@ impl FuncModel {
 }
 
 /// Lends the environment a program runs with when a call of an entry
-/// point goes through the runtime (see the [module docs](self)).
+/// point goes through the runtime (see the
+/// [JIT module docs](crate::jit#entry-points)).
 pub trait EntryEnv: Send + Sync {
     /// Calls `run` with the environment for one call.
     ///
@@ -317,7 +318,36 @@ struct EntryInner {
 
 /// A native function with a member's signature that runs a program. Cheap
 /// to clone; the code is unmapped with the last clone. See the
-/// [module docs](self).
+/// [JIT module docs](crate::jit#entry-points).
+///
+/// ```
+/// use std::sync::Arc;
+/// use structops_vm::{ArgKind, Code, Engine, EntryPoint, FuncModel, NoEnv, RetKind};
+///
+/// // int scaled_sum(int a, unsigned short b) { return a + 2 * b; }
+/// let prog = structops_isa::assemble(
+///     "
+///     r0 = *(u64 *)(r1 +0)     ; a, sign-extended into its slot
+///     r2 = *(u64 *)(r1 +8)     ; b, zero-extended
+///     r2 <<= 1
+///     r0 += r2
+///     exit
+///     ",
+/// )?;
+/// let code = Code::new(&prog);
+/// let model = FuncModel::new(vec![ArgKind::I32, ArgKind::U16], RetKind::I32)?;
+/// for engine in [Engine::Jit, Engine::Interp] {
+///     let entry = EntryPoint::new(&code, &model, engine, Arc::new(NoEnv))?;
+///     // SAFETY: the model is `int (int, unsigned short)`; the program reads only its
+///     // two context slots, and `entry` outlives the calls.
+///     let f: unsafe extern "C" fn(i32, u16) -> i32 = unsafe { std::mem::transmute(entry.as_ptr()) };
+///     // SAFETY: as above.
+///     assert_eq!(unsafe { f(-10, 3) }, -4);
+///     assert_eq!(unsafe { f(5, u16::MAX) }, 5 + 2 * 65535);
+///     assert_eq!(entry.faults(), 0);
+/// }
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Clone)]
 pub struct EntryPoint {
     inner: Arc<EntryInner>,
@@ -470,7 +500,8 @@ impl EntryPoint {
         &self.inner.model
     }
 
-    /// Whether calls go straight into JIT code (see the [module docs](self)).
+    /// Whether calls go straight into JIT code (see the
+    /// [JIT module docs](crate::jit#entry-points)).
     pub fn is_direct(&self) -> bool {
         self.inner.direct
     }

@@ -52,10 +52,16 @@
 //! # Entry points
 //!
 //! [`EntryPoint`] turns a program into a native `extern "C"` function with
-//! a struct_ops member's signature ([`FuncModel`]): it fills the context
-//! array from its arguments and calls the compiled code directly, or runs
-//! the program through the runtime when it needs an environment or the
-//! engine is the interpreter (see the entry module).
+//! a struct_ops member's signature ([`FuncModel`]), as the kernel's
+//! trampoline does: it stores its arguments into a `u64` context array (one
+//! slot per integer or pointer, up to two per small struct) and runs the
+//! program with `r1` pointing at it. A JIT-compiled program that needs no
+//! environment is called directly ([`EntryPoint::is_direct`]), and a
+//! single-function one is compiled into the entry point itself
+//! ([`EntryPoint::is_inline`]); any other program, and every program on
+//! [`Engine::Interp`], runs through the runtime with the environment an
+//! [`EntryEnv`] lends. A run that fails anyway returns 0 and is counted
+//! ([`EntryPoint::faults`]): a native caller cannot receive an error.
 //!
 //! # Code and memory
 //!

@@ -138,6 +138,54 @@ pub fn add_btf(b: &mut BtfBuilder) -> TypeId {
 impl Runtime {
     /// Registers the `bpf_dummy_ops` twin (its types must be in the host BTF: vmlinux
     /// has them, [`add_btf`] adds them).
+    ///
+    /// A struct_ops program of `bpf/dummy_ops.bpf.c` run with [`Runtime::prog_test_run`],
+    /// as the kernel's selftests run them:
+    ///
+    /// ```
+    /// use structops::loader::{LoadOptions, ObjectLoader};
+    /// use structops::struct_ops::dummy;
+    /// use structops::{Errno, Runtime, TestRun};
+    /// use structops_btf::{BtfBuilder, Linkage};
+    ///
+    /// let rt = Runtime::default();
+    /// let mut btf = BtfBuilder::new();
+    /// dummy::add_btf(&mut btf);
+    /// // The object's `__ksym` externs resolve by name in the host BTF, as libbpf
+    /// // resolves them in vmlinux.
+    /// let void_fn = btf.add_func_proto(0, &[]);
+    /// for name in ["bpf_rcu_read_lock", "bpf_rcu_read_unlock"] {
+    ///     btf.add_func(name, void_fn, Linkage::Global);
+    /// }
+    /// rt.register_host_btf(btf.build())?;
+    /// rt.register_dummy_ops()?;
+    ///
+    /// let bytes = include_bytes!("../../../../bpf/dummy_ops.bpf.o");
+    /// let mut loader = ObjectLoader::open(bytes, "dummy_ops.bpf.o")?;
+    /// // Leave out the table whose sleepable program calls those kfuncs (this host
+    /// // implements none): libbpf then leaves its programs unloaded too.
+    /// loader.object_mut().map_mut("dummy_ops").expect("present").set_autocreate(false);
+    /// let obj = loader.load(&rt, &LoadOptions::default())?;
+    /// assert!(obj.prog("dummy_test_sleepable").is_none());
+    /// let prog = obj.prog("dummy_plain_test_1").expect("loaded");
+    ///
+    /// // test_1(state): one u64 per argument; a non-zero args[0] stands for the state,
+    /// // whose value goes in (and comes back) in `dummy_state`. The program returns
+    /// // state->val * scale + bias (.rodata scale = 2, .data bias = 3), or -1 * 2 + 3
+    /// // without a state: test_1's argument is __nullable.
+    /// let mut run = TestRun::with_ctx(&1u64.to_ne_bytes());
+    /// run.dummy_state = Some(10);
+    /// rt.prog_test_run(prog, &mut run)?;
+    /// assert_eq!((run.retval, run.dummy_state), (23, Some(10)));
+    /// let mut run = TestRun::with_ctx(&0u64.to_ne_bytes());
+    /// rt.prog_test_run(prog, &mut run)?;
+    /// assert_eq!(run.retval, 1);
+    ///
+    /// // As in the kernel, a bpf_dummy_ops table can never be registered.
+    /// let attach = obj.attach_struct_ops(&rt, "dummy_ops_link");
+    /// assert_eq!(attach.map_err(|e| e.errno()).err(), Some(Errno::EOPNOTSUPP));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn register_dummy_ops(&self) -> Result<Arc<OpsType>, Errno> {
         self.register_struct_ops(desc())
     }

@@ -82,7 +82,7 @@ fn getsockopt(sock: &Socket, level: u64, optname: u64, optval: &mut [u8]) -> Res
     }
     let ops = sock.ca_ops().ok_or(Errno::EINVAL)?;
     let len = (optval.len() - 1).min(TCP_CA_NAME_MAX);
-    optval[..len].copy_from_slice(&ops.name[..len]);
+    optval[..len].copy_from_slice(&ops.name_bytes()[..len]);
     optval[len..].fill(0);
     Ok(())
 }

@@ -17,6 +17,7 @@
 
 use std::ffi::{c_int, c_long, c_ulong};
 
+use structops_btf::host::CChar;
 use structops_btf_derive::Btf;
 
 /// `TCP_CA_NAME_MAX`.
@@ -758,8 +759,8 @@ pub struct TcpCongestionOps {
             info: *mut TcpCcInfo,
         ) -> usize,
     >,
-    /// The name (NUL-terminated).
-    pub name: [u8; TCP_CA_NAME_MAX],
+    /// The name (NUL-terminated), C `char`s as in vmlinux.
+    pub name: [CChar; TCP_CA_NAME_MAX],
     /// The owning module (`BPF_MODULE_OWNER` for programs).
     pub owner: *mut Module,
     /// The registry's list linkage (unused here).
@@ -784,11 +785,11 @@ unsafe impl structops::OpsStruct for TcpCongestionOps {
 impl TcpCongestionOps {
     /// An empty table named `name` (truncated to 15 bytes) with `flags`.
     pub const fn empty(name: &str, flags: u32) -> TcpCongestionOps {
-        let mut n = [0u8; TCP_CA_NAME_MAX];
+        let mut n = [CChar(0); TCP_CA_NAME_MAX];
         let b = name.as_bytes();
         let mut i = 0;
         while i < b.len() && i < TCP_CA_NAME_MAX - 1 {
-            n[i] = b[i];
+            n[i] = CChar(b[i]);
             i += 1;
         }
         TcpCongestionOps {
@@ -818,12 +819,16 @@ impl TcpCongestionOps {
 
     /// The name, up to its NUL.
     pub fn name(&self) -> &str {
-        let end = self
-            .name
-            .iter()
-            .position(|&c| c == 0)
-            .unwrap_or(TCP_CA_NAME_MAX);
-        std::str::from_utf8(&self.name[..end]).unwrap_or("")
+        let bytes = self.name_bytes();
+        let end = bytes.iter().position(|&c| c == 0).unwrap_or(bytes.len());
+        std::str::from_utf8(&bytes[..end]).unwrap_or("")
+    }
+
+    /// The name's 16 bytes, NUL padding included.
+    pub fn name_bytes(&self) -> &[u8; TCP_CA_NAME_MAX] {
+        // SAFETY: `CChar` is `repr(transparent)` over `u8`, so `[CChar; N]` and
+        // `[u8; N]` have the same layout.
+        unsafe { &*(&raw const self.name).cast::<[u8; TCP_CA_NAME_MAX]>() }
     }
 }
 

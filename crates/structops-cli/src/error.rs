@@ -263,6 +263,7 @@ fn step_name(step: structops_control::Step) -> &'static str {
         Step::Status => "reading the host status",
         Step::Prog => "reading the program",
         Step::Btf => "reading the BTF",
+        Step::Run => "the test run",
         Step::Internal => "the host's request handler",
     }
 }

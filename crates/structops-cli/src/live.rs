@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use serde_json::{Value, json};
 use structops_control::{
     BtfEntry, ClientError, ControlClient, Controller, Entries, JitedProg, LinkEntry, MapEntry,
-    ProgEntry, Registered, Request, Response, StructOpsEntry, Target, XlatedProg,
+    ProgEntry, Registered, Request, Response, RunOutput, StructOpsEntry, Target, XlatedProg,
 };
 
 use crate::error::CliError;
@@ -161,6 +161,8 @@ typed! {
     link_update(link_id: u32, object: Vec<u8>, path: String, map: Option<String>) -> Vec<Registered> = format!("link {link_id} update"), Request::LinkUpdate { link_id, object, path, map }, Response::Registered(v) => v;
     /// Detaches a link.
     link_detach(link_id: u32) -> () = format!("link {link_id} detach"), Request::LinkDetach { link_id }, Response::Done => ();
+    /// Test-runs a program.
+    prog_run(id: u32, args: Vec<u64>, data_in: Option<Vec<u8>>, ctx_in: Option<Vec<u8>>, repeat: u32) -> RunOutput = format!("prog {id} run"), Request::ProgRun { id, args, data_in, ctx_in, repeat }, Response::Ran(v) => v;
     /// The host's status JSON text.
     status() -> String = "reading the host status".to_string(), Request::Status, Response::Status(v) => v;
 }

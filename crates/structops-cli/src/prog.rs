@@ -37,14 +37,20 @@ pub enum ProgCmd {
     /// Print a program's instructions (`dump xlated`) or native code (`dump jited`).
     #[command(subcommand)]
     Dump(DumpCmd),
-    /// Load an object into an in-process runtime and test-run one program
-    /// (`BPF_PROG_TEST_RUN`): prints retval, ns per run and the output data.
+    /// Test-run one program (`BPF_PROG_TEST_RUN`): of FILE, loaded into an in-process
+    /// runtime, or with --host a running host's program. Prints retval, ns per run and
+    /// the output data.
+    #[command(
+        override_usage = "structops prog run FILE --prog NAME [OPTIONS]\n       \
+                                structops --host PATH prog run (id N | name NAME) [OPTIONS]"
+    )]
     Run {
-        /// The BPF object.
-        file: PathBuf,
-        /// The program's name.
+        /// `FILE`, or with --host `id N` / `name NAME`.
+        #[arg(value_name = "SPEC")]
+        words: Vec<String>,
+        /// The program's name (the same as `name NAME`).
         #[arg(long = "prog", value_name = "NAME")]
-        name: String,
+        name: Option<String>,
         /// The runtime's host BTF (default: /sys/kernel/btf/vmlinux when readable).
         #[arg(long, value_name = "PATH")]
         btf: Option<PathBuf>,
@@ -95,27 +101,30 @@ pub struct DumpArgs {
 pub fn run(cmd: ProgCmd, host: Option<&Path>, out: &Output) -> Result<(), CliError> {
     match cmd {
         ProgCmd::Run {
-            file,
+            words,
             name,
             btf,
             data_out,
             input,
         } => {
-            if host.is_some() {
-                return Err(CliError::Unsupported {
-                    what: "prog run test-runs a program of FILE in this process; it does not \
-                           run a host's programs"
+            let spec = spec(&words, name.as_deref(), &["prog", "run"])?;
+            match (host, spec.file, spec.sel) {
+                (None, Some(file), Some(Sel::Name(name))) => run_prog(
+                    &file,
+                    &name,
+                    btf.as_deref(),
+                    data_out.as_deref(),
+                    &input,
+                    out,
+                ),
+                (Some(h), None, Some(sel)) => run_remote(h, &sel, data_out.as_deref(), &input, out),
+                _ => Err(CliError::Usage {
+                    command: &["prog", "run"],
+                    message: "give FILE with --prog NAME, or --host PATH with `id N` or \
+                              `name NAME`"
                         .into(),
-                });
+                }),
             }
-            run_prog(
-                &file,
-                &name,
-                btf.as_deref(),
-                data_out.as_deref(),
-                &input,
-                out,
-            )
         }
         ProgCmd::Show { words, btf } => {
             let spec = spec(&words, None, &["prog", "show"])?;
@@ -449,11 +458,57 @@ fn run_prog(
         .lock()
         .map(|t| t.clone())
         .unwrap_or_else(|p| p.into_inner().clone());
-    let hex = |d: &[u8]| d.iter().map(|b| format!("{b:02x}")).collect::<String>();
     let engine = match prog.engine() {
         structops::Engine::Jit => "jit",
         structops::Engine::Interp => "interp",
     };
+    print_run(name, Some(engine), &r, &trace, out)
+}
+
+/// `prog run` of a running host's program: the host test-runs it and sends back what
+/// `BPF_PROG_TEST_RUN` returns (what the program printed stays in the host).
+fn run_remote(
+    host: &Path,
+    sel: &Sel,
+    data_out: Option<&Path>,
+    input: &inproc::RunInput,
+    out: &Output,
+) -> Result<(), CliError> {
+    let read = |p: &Option<PathBuf>| -> Result<Option<Vec<u8>>, CliError> {
+        p.as_deref().map(host::read).transpose()
+    };
+    let data_in = read(&input.data_in)?;
+    let ctx_in = read(&input.ctx_in)?;
+    let mut conn = Conn::remote(host)?;
+    let progs = conn.progs()?;
+    let p = live::select_one(&progs, sel, "prog", |p| (p.id, &p.name))?;
+    let (id, name) = (p.id, p.name.clone());
+    let ran = conn.prog_run(id, input.args.clone(), data_in, ctx_in, input.repeat)?;
+    let r = inproc::RunResult {
+        retval: ran.retval,
+        duration: ran.duration_ns,
+        repeat: input.repeat.max(1),
+        data_out: ran.data_out,
+        ctx_out: ran.ctx_out,
+    };
+    if let (Some(path), Some(data)) = (data_out, &r.data_out) {
+        std::fs::write(path, data).map_err(|source| CliError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+    }
+    print_run(&name, None, &r, &[], out)
+}
+
+/// Prints a test run's results (`engine`: the engine it ran on, when known).
+fn print_run(
+    name: &str,
+    engine: Option<&str>,
+    r: &inproc::RunResult,
+    trace: &[String],
+    out: &Output,
+) -> Result<(), CliError> {
+    let hex = |d: &[u8]| d.iter().map(|b| format!("{b:02x}")).collect::<String>();
     if out.json {
         return out.json(&json!({
             "name": name,
@@ -467,8 +522,9 @@ fn run_prog(
             "trace": trace,
         }));
     }
+    let engine = engine.map(|e| format!(", {e}")).unwrap_or_default();
     let mut s = format!(
-        "retval: {} ({:#x})\nduration: {} ns/run ({} run{}, {engine})\n",
+        "retval: {} ({:#x})\nduration: {} ns/run ({} run{}{engine})\n",
         r.retval,
         r.retval,
         r.duration,
@@ -485,7 +541,7 @@ fn run_prog(
     }
     if !trace.is_empty() {
         s.push_str("trace:\n");
-        for line in &trace {
+        for line in trace {
             s.push_str(&format!("  {}\n", line.trim_end()));
         }
     }

@@ -23,6 +23,7 @@ fn bpf(name: &str) -> String {
 /// A host serving a fresh TCP runtime with `bpf/demo_cc.bpf.o` registered.
 struct Host {
     tcp: TcpHost,
+    _seven: structops::ProgHandle,
     _server: ControlServer,
     path: PathBuf,
     _dir: PathBuf,
@@ -45,6 +46,15 @@ fn host(tag: &str) -> (Host, structops_tcp::LoadedCc) {
     let tcp = TcpHost::new(HostConfig::default()).unwrap();
     let bytes = std::fs::read(repo().join(bpf("demo_cc.bpf.o"))).unwrap();
     let cc = tcp.load_object(&bytes, "demo_cc.bpf.o", None).unwrap();
+    // A socket filter to test-run through the socket: `return 7`.
+    let insns = structops_isa::assemble("r0 = 7\nexit").unwrap().encode();
+    let seven = tcp
+        .runtime()
+        .prog_load(
+            &structops::ProgLoadAttr::new(structops::ProgType::SOCKET_FILTER, insns, "GPL")
+                .name("seven"),
+        )
+        .unwrap();
     let path = dir.join("ctl.sock");
     let config = ServeConfig::default().status(
         || serde_json::json!({"flows": [{"id": 0, "cc": "so_demo", "goodput_mbps": 12.5}]}),
@@ -53,6 +63,7 @@ fn host(tag: &str) -> (Host, structops_tcp::LoadedCc) {
     (
         Host {
             tcp,
+            _seven: seven,
             _server: server,
             path,
             _dir: dir,
@@ -97,7 +108,12 @@ fn stable(s: &str) -> String {
         if let Some(at) = l.find("loaded_at ") {
             l = format!("{}loaded_at <TIME>", &l[..at]);
         }
-        for key in ["\"loaded_at\":", "\"bytes_jited\":"] {
+        if let Some(at) = l.find("duration: ") {
+            let rest = &l[at + 10..];
+            let end = rest.find(' ').unwrap_or(rest.len());
+            l = format!("{}duration: <N>{}", &l[..at], &rest[end..]);
+        }
+        for key in ["\"loaded_at\":", "\"bytes_jited\":", "\"duration_ns\":"] {
             let mut from = 0;
             while let Some(at) = l[from..].find(key).map(|a| a + from) {
                 let start = at + key.len();
@@ -216,6 +232,30 @@ fn read_verbs() {
         )
     );
     both(&h, "status", &["status"]);
+    // Test runs in the host.
+    let pkt = h._dir.join("pkt");
+    std::fs::write(&pkt, [0u8; 64]).unwrap();
+    let pkt = pkt.display().to_string();
+    both(
+        &h,
+        "prog_run",
+        &[
+            "prog",
+            "run",
+            "name",
+            "seven",
+            "--data-in",
+            &pkt,
+            "--repeat",
+            "4",
+        ],
+    );
+    // A struct_ops member given a NULL socket: the checked run stops at the access.
+    both(
+        &h,
+        "prog_run_fault",
+        &["prog", "run", "name", "so_demo_ssthresh", "--args", "0"],
+    );
 }
 
 #[test]

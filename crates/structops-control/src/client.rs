@@ -8,7 +8,7 @@ use std::time::Duration;
 use crate::frame::{self, DEFAULT_MAX_FRAME, FrameError};
 use crate::message::{
     BtfEntry, ControlError, Entries, JitedProg, LinkEntry, MapEntry, OpsTypeEntry, ProgEntry,
-    Registered, Request, Response, StructOpsEntry, Target, XlatedProg,
+    Registered, Request, Response, RunOutput, StructOpsEntry, Target, XlatedProg,
 };
 
 /// What a client call can fail with.
@@ -238,5 +238,25 @@ impl ControlClient {
     /// [`Request::BtfGet`].
     pub fn btf_get(&mut self, id: u32) -> Result<Vec<u8>, ClientError> {
         expect_response!(self.call(&Request::BtfGet { id })?, Response::Btf(v) => v)
+    }
+
+    /// [`Request::ProgRun`]: test-runs program `id` in the host with struct_ops `args`,
+    /// or a packet `data_in` and context `ctx_in`.
+    pub fn prog_run(
+        &mut self,
+        id: u32,
+        args: &[u64],
+        data_in: Option<&[u8]>,
+        ctx_in: Option<&[u8]>,
+        repeat: u32,
+    ) -> Result<RunOutput, ClientError> {
+        let req = Request::ProgRun {
+            id,
+            args: args.to_vec(),
+            data_in: data_in.map(<[u8]>::to_vec),
+            ctx_in: ctx_in.map(<[u8]>::to_vec),
+            repeat,
+        };
+        expect_response!(self.call(&req)?, Response::Ran(v) => v)
     }
 }

@@ -6,12 +6,12 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use structops::loader::{LoadOptions, LoadedObject, ObjectLoader, StructOpsLink};
-use structops::{Errno, ObjKind, Runtime};
+use structops::{Errno, ObjKind, RunMode, Runtime, TestRun};
 
 use crate::frame::DEFAULT_MAX_FRAME;
 use crate::message::{
-    BtfEntry, ControlError, JitedProg, LinkEntry, MapEntry, OpsTypeEntry, ProgEntry, Registered,
-    Request, Response, Step, StructOpsEntry, Target, XlatedProg,
+    BtfEntry, ControlError, JitedProg, LinkEntry, MAX_REMOTE_REPEAT, MapEntry, OpsTypeEntry,
+    ProgEntry, Registered, Request, Response, RunOutput, Step, StructOpsEntry, Target, XlatedProg,
 };
 use crate::server::StatusHook;
 
@@ -357,6 +357,69 @@ fn dispatch(ctl: &Controller, req: Request) -> Reply {
                 .map_err(err(Step::Lookup, format!("btf {id}")))?;
             budget(ctl, b.raw().len(), "BTF")?;
             Ok(Response::Btf(b.raw().to_vec()))
+        }
+        Request::ProgRun {
+            id,
+            args,
+            data_in,
+            ctx_in,
+            repeat,
+        } => {
+            let p = rt
+                .prog_get_fd_by_id(id)
+                .map_err(err(Step::Lookup, format!("prog {id}")))?;
+            if repeat > MAX_REMOTE_REPEAT {
+                return Err(ControlError::new(
+                    Errno::E2BIG,
+                    Step::Run,
+                    format!("repeat {repeat} is over the limit of {MAX_REMOTE_REPEAT}"),
+                ));
+            }
+            let mut t = if !args.is_empty() {
+                TestRun::with_args(&args)
+            } else if let Some(c) = &ctx_in {
+                TestRun::with_ctx(c)
+            } else {
+                TestRun::default()
+            };
+            if let Some(d) = data_in {
+                t.data_in = d;
+                t.data_out = Some(Vec::new());
+            }
+            t.repeat = repeat;
+            t.mode = RunMode::Auto;
+            rt.prog_test_run(&p, &mut t).map_err(|e| {
+                let why = t
+                    .fault
+                    .as_ref()
+                    .map(ToString::to_string)
+                    .unwrap_or_default();
+                ControlError::new(
+                    e,
+                    Step::Run,
+                    format!(
+                        "prog {id}{}",
+                        if why.is_empty() {
+                            String::new()
+                        } else {
+                            format!(": {why}")
+                        }
+                    ),
+                )
+            })?;
+            let out = RunOutput {
+                retval: t.retval,
+                duration_ns: t.duration,
+                data_out: t.data_out,
+                ctx_out: t.ctx_out,
+            };
+            budget(
+                ctl,
+                out.data_out.as_ref().map_or(0, Vec::len)
+                    + out.ctx_out.as_ref().map_or(0, Vec::len),
+                "test run output",
+            )?;
+            Ok(Response::Ran(out))
         }
         Request::Status => {
             let hook = ctl.status.as_ref().ok_or(ControlError::new(

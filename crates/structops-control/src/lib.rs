@@ -53,7 +53,8 @@ mod server;
 pub use client::{ClientError, ControlClient};
 pub use controller::Controller;
 pub use message::{
-    BtfEntry, ControlError, Entries, JitedProg, LinkEntry, MapEntry, OpsTypeEntry, ProgEntry,
-    Registered, Request, Response, Step, StructOpsEntry, Target, XlatedProg,
+    BtfEntry, ControlError, Entries, JitedProg, LinkEntry, MAX_REMOTE_REPEAT, MapEntry,
+    OpsTypeEntry, ProgEntry, Registered, Request, Response, RunOutput, Step, StructOpsEntry,
+    Target, XlatedProg,
 };
 pub use server::{ControlServer, Role, Serve, ServeConfig, ServeError, StatusHook};

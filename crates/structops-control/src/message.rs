@@ -103,7 +103,24 @@ pub enum Request {
         /// The BTF object id.
         id: u32,
     },
+    /// `BPF_PROG_TEST_RUN` of program `id` in the host (`bpftool prog run`).
+    ProgRun {
+        /// The program id.
+        id: u32,
+        /// A struct_ops program's arguments (the context as `u64` words).
+        args: Vec<u64>,
+        /// The packet, for XDP and skb programs.
+        data_in: Option<Vec<u8>>,
+        /// The context (`struct xdp_md`, `struct __sk_buff`).
+        ctx_in: Option<Vec<u8>>,
+        /// Runs (0 runs once); at most [`MAX_REMOTE_REPEAT`].
+        repeat: u32,
+    },
 }
+
+/// The most runs one [`Request::ProgRun`] may ask for: a test run holds its connection's
+/// thread, so a remote caller cannot keep the host busy for long.
+pub const MAX_REMOTE_REPEAT: u32 = 1 << 20;
 
 impl Request {
     /// Does the request change the runtime (needs the read-write role)?
@@ -116,6 +133,7 @@ impl Request {
                 | Request::StructOpsUnregister { .. }
                 | Request::LinkUpdate { .. }
                 | Request::LinkDetach { .. }
+                | Request::ProgRun { .. }
         )
     }
 }
@@ -149,6 +167,8 @@ pub enum Step {
     Prog,
     /// Reading a BTF object.
     Btf,
+    /// A program's test run.
+    Run,
     /// Removing a registration.
     Unregister,
     /// The host's status hook.
@@ -339,6 +359,19 @@ pub struct JitedProg {
     pub functions: Vec<(u32, u32, u32)>,
 }
 
+/// What a test run gave back (`struct bpf_attr`'s test fields after the command).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunOutput {
+    /// `retval`.
+    pub retval: u32,
+    /// `duration`: mean ns per run.
+    pub duration_ns: u32,
+    /// The output packet, for program types that have one.
+    pub data_out: Option<Vec<u8>>,
+    /// The output context, when one was given.
+    pub ctx_out: Option<Vec<u8>>,
+}
+
 /// A map's (key, value) pairs, as [`Response::Entries`] carries them.
 pub type Entries = Vec<(Vec<u8>, Vec<u8>)>;
 
@@ -376,4 +409,6 @@ pub enum Response {
     Btfs(Vec<BtfEntry>),
     /// Raw BTF.
     Btf(Vec<u8>),
+    /// A test run's results.
+    Ran(RunOutput),
 }

@@ -12,7 +12,9 @@ use std::time::Duration;
 use proptest::prelude::*;
 use structops::{Errno, MapCreateAttr, MapHandle, MapType, Runtime};
 use structops_control::frame::{self, DEFAULT_MAX_FRAME, FrameError, MAGIC, VERSION};
-use structops_control::{BtfEntry, Controller, JitedProg, XlatedProg};
+use structops_control::{
+    BtfEntry, Controller, JitedProg, MAX_REMOTE_REPEAT, RunOutput, XlatedProg,
+};
 use structops_control::{
     ClientError, ControlClient, ControlError, ControlServer, LinkEntry, MapEntry, OpsTypeEntry,
     ProgEntry, Registered, Request, Response, Role, Serve, ServeConfig, Step, StructOpsEntry,
@@ -89,6 +91,13 @@ fn every_request() -> Vec<Request> {
         Request::ProgJited { id: u32::MAX },
         Request::ListBtf,
         Request::BtfGet { id: 0 },
+        Request::ProgRun {
+            id: 4,
+            args: vec![1, u64::MAX],
+            data_in: Some(vec![0; 64]),
+            ctx_in: None,
+            repeat: 10,
+        },
     ]
 }
 
@@ -176,6 +185,12 @@ fn every_response() -> Vec<Response> {
             kernel: true,
         }]),
         Response::Btf(vec![0x9f, 0xeb]),
+        Response::Ran(RunOutput {
+            retval: 2,
+            duration_ns: 15,
+            data_out: Some(vec![1; 14]),
+            ctx_out: None,
+        }),
     ]
 }
 
@@ -402,6 +417,29 @@ fn programs_are_dumped_through_the_socket_and_in_process_alike() {
     }
     assert_eq!(
         c.prog_xlated(prog.id() + 100).unwrap_err().errno(),
+        Some(Errno::ENOENT)
+    );
+    // Test runs in the host: the socket filter returns 7 for any packet.
+    let r = c
+        .prog_run(prog.id(), &[], Some(&[0u8; 64]), None, 3)
+        .unwrap();
+    assert_eq!(r.retval, 7);
+    assert_eq!(
+        c.prog_run(
+            prog.id(),
+            &[],
+            Some(&[0u8; 64]),
+            None,
+            MAX_REMOTE_REPEAT + 1
+        )
+        .unwrap_err()
+        .errno(),
+        Some(Errno::E2BIG)
+    );
+    assert_eq!(
+        c.prog_run(prog.id() + 100, &[], None, None, 0)
+            .unwrap_err()
+            .errno(),
         Some(Errno::ENOENT)
     );
     // No BTF loaded: the list is empty and a lookup is ENOENT.

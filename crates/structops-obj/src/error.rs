@@ -280,8 +280,9 @@ pub enum MapError {
         /// Bytes the globals need.
         data_size: usize,
     },
-    /// A zero-initialised map too large to materialise.
-    #[error("{size} bytes of zero-initialised data exceed the parser's limit")]
+    /// A zero-initialised map (`.bss`, `.kconfig`) over the 4 MiB an array map value may
+    /// hold in the kernel (`KMALLOC_MAX_SIZE`), which would refuse it with `E2BIG`.
+    #[error("{size} bytes of zero-initialised data: over the 4 MiB a map value may hold")]
     TooLarge {
         /// Bytes requested.
         size: usize,
@@ -951,7 +952,7 @@ impl Error {
                 MapError::NoMapsDatasec | MapError::NoArenaMap => ENOENT,
                 MapError::Datasec { .. } => ENOENT,
                 MapError::ArenaTooSmall { .. } => E2BIG,
-                MapError::TooLarge { .. } => ENOMEM,
+                MapError::TooLarge { .. } => E2BIG,
                 MapError::Inner { source } => Error::Map {
                     map: String::new(),
                     source: (**source).clone(),

@@ -54,7 +54,7 @@ pub use error::{
 };
 pub use externs::{BtfKsyms, Extern, ExternHost, ExternKind, KsymResolver, KsymTarget, NoKsyms};
 pub use maps::{Map, MapKind, Slot};
-pub use object::{Object, ParseOptions};
+pub use object::{MAX_ZEROED_MAP_SIZE, Object, ParseOptions};
 pub use program::{Program, RelocKind, Relocation};
 pub use relocate::{CoreEngine, CoreResolver, LinkedProgram, LoadHost};
 pub use struct_ops::{KernStructOps, StructOps};

@@ -23,9 +23,11 @@ use crate::types::{AttachType, MapType, ProgType, map_flags};
 /// `BPF_INSN_SZ`.
 pub(crate) const INSN_SZ: usize = 8;
 
-/// The largest `.bss`/`.kconfig` value this parser materialises. libbpf would try to
-/// mmap any size; a hostile `sh_size` must not make us allocate gigabytes.
-pub const MAX_ZEROED_MAP_SIZE: usize = 64 << 20;
+/// The largest `.bss`/`.kconfig` value this parser materialises: the kernel's
+/// `KMALLOC_MAX_SIZE` on x86-64 (4 MiB), beyond which it refuses the array map such a
+/// section becomes (`E2BIG`), so no loadable object is refused here. libbpf would mmap
+/// any size at open; a hostile `sh_size` must not make us allocate without bound.
+pub const MAX_ZEROED_MAP_SIZE: usize = 4 << 20;
 
 /// Options of [`Object::parse_with`] (the parts of `bpf_object_open_opts` that matter
 /// to a pure parser, plus the host page size libbpf reads with `sysconf`).

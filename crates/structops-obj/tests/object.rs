@@ -446,3 +446,43 @@ fn non_bpf_input_is_a_typed_error() {
         None | Some(ExternKind::Ksym(_))
     ));
 }
+
+/// `sh_size` of the first `SHT_NOBITS` section header of an ELF64 little-endian object:
+/// its byte offset in the file.
+fn nobits_size_offset(bytes: &[u8]) -> usize {
+    let u16_at = |o: usize| u16::from_le_bytes([bytes[o], bytes[o + 1]]) as usize;
+    let shoff = u64::from_le_bytes(bytes[0x28..0x30].try_into().unwrap()) as usize;
+    let (shentsize, shnum) = (u16_at(0x3a), u16_at(0x3c));
+    (0..shnum)
+        .map(|i| shoff + i * shentsize)
+        .find(|&h| u32::from_le_bytes(bytes[h + 4..h + 8].try_into().unwrap()) == 8)
+        .expect("a .bss section")
+        + 32
+}
+
+/// A `.bss` larger than a kernel array map value may be (`KMALLOC_MAX_SIZE`, 4 MiB) is
+/// refused with `E2BIG` before anything is allocated for it; one of exactly 4 MiB opens.
+/// (Found by the mutation test: one flipped bit in a section header asked for 16 MiB.)
+#[test]
+fn oversized_bss_is_e2big_not_an_allocation() {
+    let mut bytes = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../bpf/cache_policy.bpf.o"
+    ))
+    .expect("committed fixture");
+    let at = nobits_size_offset(&bytes);
+    let limit = structops_obj::MAX_ZEROED_MAP_SIZE as u64;
+    assert_eq!(limit, 4 << 20);
+    bytes[at..at + 8].copy_from_slice(&(limit + 1).to_le_bytes());
+    let err = Object::parse(&bytes).unwrap_err();
+    assert_eq!(err.libbpf_errno(), 7, "{err}"); // E2BIG
+    assert!(err.to_string().contains("4 MiB"), "{err}");
+    bytes[at..at + 8].copy_from_slice(&limit.to_le_bytes());
+    let obj = Object::parse(&bytes).expect("a 4 MiB .bss opens");
+    let bss = obj
+        .maps()
+        .iter()
+        .find(|m| m.kind() == MapKind::Bss)
+        .expect("the .bss map");
+    assert_eq!(bss.value_size() as u64, limit);
+}

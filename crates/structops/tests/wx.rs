@@ -1,0 +1,87 @@
+//! JIT hardening, seen from outside: after programs are compiled (with and without
+//! constant blinding) and run, the process's memory map (`/proc/self/maps`) has no
+//! mapping that is both writable and executable, every program's native code lies in a
+//! read-execute mapping, and blinding keeps the program's immediates out of the code.
+
+use structops::{JitHarden, ProgHandle, ProgLoadAttr, ProgType, Runtime, RuntimeConfig, TestRun};
+use structops_isa::assemble;
+
+/// `(start, end, permissions)` of every mapping of this process.
+fn mappings() -> Vec<(u64, u64, String)> {
+    let maps = std::fs::read_to_string("/proc/self/maps").expect("/proc/self/maps");
+    maps.lines()
+        .filter_map(|line| {
+            let (range, rest) = line.split_once(' ')?;
+            let (lo, hi) = range.split_once('-')?;
+            let perms = rest.split(' ').next()?.to_string();
+            Some((
+                u64::from_str_radix(lo, 16).ok()?,
+                u64::from_str_radix(hi, 16).ok()?,
+                perms,
+            ))
+        })
+        .collect()
+}
+
+/// A program whose 32- and 64-bit immediates are easy to find in machine code (applied
+/// to a value read from the context, so the compiler cannot fold them away).
+const SRC: &str =
+    "r0 = *(u32 *)(r1 +12)\nr0 += 0x3c1b2a19\nr1 = 0x5a4b3c2d69788796 ll\nr0 ^= r1\nexit";
+
+fn load(rt: &Runtime) -> ProgHandle {
+    let insns = assemble(SRC).expect("assembles").encode();
+    rt.prog_load(&ProgLoadAttr::new(ProgType::XDP, insns, "GPL").name("wx"))
+        .expect("loads")
+}
+
+fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle)
+}
+
+#[test]
+fn no_mapping_is_ever_writable_and_executable() {
+    let mut progs = Vec::new();
+    let mut runtimes = Vec::new();
+    for harden in [JitHarden::Off, JitHarden::All] {
+        let rt = Runtime::new(RuntimeConfig {
+            ncpus: 1,
+            engine: structops::Engine::Jit,
+            jit_harden: harden,
+            ..RuntimeConfig::default()
+        });
+        for _ in 0..8 {
+            let p = load(&rt);
+            let mut t = TestRun::with_data(&[0u8; 64]);
+            rt.prog_test_run(&p, &mut t).expect("runs");
+            progs.push((harden, p));
+        }
+        // The runtime stays alive while its programs are checked below.
+        runtimes.push(rt);
+    }
+    let maps = mappings();
+    assert!(!maps.is_empty());
+    for (lo, hi, perms) in &maps {
+        let p = perms.as_bytes();
+        assert!(
+            !(p.get(1) == Some(&b'w') && p.get(2) == Some(&b'x')),
+            "{lo:x}-{hi:x} is {perms}"
+        );
+    }
+    let imm32 = 0x3c1b_2a19u32.to_le_bytes();
+    let imm64_low = 0x6978_8796u32.to_le_bytes();
+    for (harden, p) in &progs {
+        let jit = p.jited().expect("the JIT compiled it");
+        let code = jit.machine_code();
+        let addr = code.as_ptr() as u64;
+        let (_, _, perms) = maps
+            .iter()
+            .find(|(lo, hi, _)| addr >= *lo && addr < *hi)
+            .expect("the code is mapped");
+        assert!(perms.starts_with("r-x"), "code at {addr:x} is {perms}");
+        // Blinding: the immediates never appear in the code; without it they do.
+        let blinded = *harden == JitHarden::All;
+        assert_eq!(jit.options().blind_constants, blinded);
+        assert_eq!(contains(code, &imm32), !blinded, "{harden:?}");
+        assert_eq!(contains(code, &imm64_low), !blinded, "{harden:?}");
+    }
+}

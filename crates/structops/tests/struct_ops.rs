@@ -1339,3 +1339,176 @@ fn verifier_view_of_ops_types() {
     // bpf_dummy_ops has no get_func_proto: not even ktime_get_ns (5) of the base set.
     assert!(v.helper(5, 0).is_none());
 }
+
+/// Resident set size of this process, from `/proc/self/statm` (0 if unreadable).
+fn rss_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|s| s.split_whitespace().nth(1)?.parse::<u64>().ok())
+        .map_or(0, |pages| pages * 4096)
+}
+
+/// The stress run: two callers call a member through its native entry point without
+/// pause (each batch of calls checks that it sees one whole table: `add` with `mul`, or
+/// `sub` without), a third thread makes map traffic (updates, lookups and deletes on a
+/// hash map), and this thread registers tables through links, swaps each link back and
+/// forth, detaches, and registers and deletes plain maps. Bounded by time:
+/// `STRUCTOPS_STRESS_SECS` (default 3; the figures in the issue note come from a longer
+/// run). At the end every reference is dropped, every map and table freed, the heap
+/// within 16 KiB of where it started; the figures (calls, swaps, map operations, RSS)
+/// are printed.
+#[test]
+fn stress_calls_swaps_and_map_traffic() {
+    let _serial = serial();
+    let secs: u64 = std::env::var("STRUCTOPS_STRESS_SECS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3);
+    let (rt, ids, host, btf_fd) = setup_on(structops::Engine::Jit);
+    let rt = Arc::new(rt);
+    let (add, add_fd) = prog(&rt, &ids, 0, ADD_SRC);
+    let (sub, sub_fd) = prog(&rt, &ids, 0, SUB_SRC);
+    let (mul, mul_fd) = prog(&rt, &ids, 1, MUL_SRC);
+    let hash = rt
+        .map_create(&MapCreateAttr::new(structops::MapType::Hash, 4, 8, 1024).name("traffic"))
+        .unwrap();
+    let forget_events = || {
+        let mut e = host.events.lock().unwrap();
+        e.clear();
+        e.shrink_to_fit();
+    };
+    forget_events();
+    let (baseline, rss_before) = (settled_heap(), rss_bytes());
+    let stop = Arc::new(AtomicBool::new(false));
+    let calls = Arc::new(AtomicU64::new(0));
+    let map_ops = Arc::new(AtomicU64::new(0));
+    let mut workers = Vec::new();
+    for _ in 0..2 {
+        let (host, stop, calls) = (host.clone(), stop.clone(), calls.clone());
+        workers.push(std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                let Some(slot) = host.by_name.lock().unwrap().get("hot").cloned() else {
+                    std::thread::yield_now();
+                    continue;
+                };
+                for _ in 0..64 {
+                    let g = structops::read_lock();
+                    let Some(t) = slot.load(&g) else { break };
+                    let entry = t.member(0).and_then(|m| m.entry()).expect("native entry");
+                    // SAFETY: `int (*)(int, int)`; the guard keeps the table alive.
+                    let native: unsafe extern "C" fn(i32, i32) -> i32 =
+                        unsafe { std::mem::transmute(entry.as_ptr()) };
+                    let with_mul = t.member(1).is_some();
+                    for _ in 0..256 {
+                        let r = unsafe { native(10, 3) };
+                        assert!(
+                            (r == 13 && with_mul) || (r == 7 && !with_mul),
+                            "a mixed table: {r}, mul {with_mul}"
+                        );
+                    }
+                    calls.fetch_add(256, Ordering::Relaxed);
+                }
+            }
+        }));
+    }
+    {
+        let (rt, hash, stop, map_ops) = (rt.clone(), hash.clone(), stop.clone(), map_ops.clone());
+        workers.push(std::thread::spawn(move || {
+            let mut k = 0u32;
+            let mut v = [0u8; 8];
+            while !stop.load(Ordering::Relaxed) {
+                k = k.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+                let key = (k % 2048).to_ne_bytes();
+                let _ = rt.map_update_elem(&hash, Some(&key), &u64::from(k).to_ne_bytes(), 0);
+                let _ = rt.map_lookup_elem(&hash, Some(&key), &mut v, 0);
+                if k % 3 == 0 {
+                    let _ = rt.map_delete_elem(&hash, Some(&key));
+                }
+                map_ops.fetch_add(3, Ordering::Relaxed);
+            }
+        }));
+    }
+    let mk = |fd_a: u32, fd_m: u32| {
+        let m = rt.map_create(&attr(&ids, btf_fd, BPF_F_LINK)).unwrap();
+        rt.map_update_elem(&m, Some(&K0), &value("hot", fd_a, fd_m), 0)
+            .unwrap();
+        let fd = rt.fd_install(m.clone()).unwrap();
+        (m, fd)
+    };
+    let start = std::time::Instant::now();
+    let (mut rounds, mut swaps) = (0u64, 0u64);
+    while start.elapsed() < std::time::Duration::from_secs(secs) {
+        rounds += 1;
+        let (a, afd) = mk(add_fd, mul_fd);
+        let (b, bfd) = mk(sub_fd, 0);
+        let link = rt.link_create(&LinkCreateAttr::struct_ops(afd)).unwrap();
+        for i in 0..64 {
+            let (to, from) = if i % 2 == 0 { (bfd, afd) } else { (afd, bfd) };
+            rt.link_update(
+                &link,
+                &LinkUpdateAttr {
+                    new_map_fd: to,
+                    flags: BPF_F_REPLACE,
+                    old_map_fd: from,
+                },
+            )
+            .unwrap();
+            swaps += 1;
+            if i % 8 == 7 {
+                // Let the callers run on these tables a little.
+                std::thread::yield_now();
+            }
+        }
+        rt.link_detach(&link).unwrap();
+        drop(link);
+        let p = rt.map_create(&attr(&ids, btf_fd, 0)).unwrap();
+        rt.map_update_elem(&p, Some(&K0), &value("hot", add_fd, mul_fd), 0)
+            .unwrap();
+        rt.map_delete_elem(&p, Some(&K0)).unwrap();
+        for fd in [afd, bfd] {
+            rt.fd_close(fd).unwrap();
+        }
+        for m in [&a, &b, &p] {
+            assert_eq!(m.struct_ops().unwrap().refs(), 0);
+        }
+    }
+    let elapsed = start.elapsed();
+    stop.store(true, Ordering::Relaxed);
+    for w in workers {
+        w.join().unwrap();
+    }
+    let (calls, map_ops) = (
+        calls.load(Ordering::Relaxed),
+        map_ops.load(Ordering::Relaxed),
+    );
+    assert!(calls > 0 && swaps > 0 && map_ops > 0);
+    assert!(host.by_name.lock().unwrap().is_empty());
+    for p in [&add, &sub, &mul] {
+        assert!(
+            reclaimed(|| Arc::strong_count(p.object()) == 2),
+            "program {} released",
+            p.id()
+        );
+    }
+    // The hash map's elements are the traffic's own; empty it before measuring.
+    let mut key = [0u8; 4];
+    while rt.map_get_next_key(&hash, None, &mut key).is_ok() {
+        let _ = rt.map_delete_elem(&hash, Some(&key));
+    }
+    forget_events();
+    let (after, rss_after) = (settled_heap(), rss_bytes());
+    println!(
+        "stress: {:.1} s, {calls} calls ({:.1} M/s), {swaps} swaps in {rounds} rounds, \
+         {map_ops} map operations; heap {baseline} B before, {after} B after; \
+         RSS {} KiB before, {} KiB after",
+        elapsed.as_secs_f64(),
+        calls as f64 / elapsed.as_secs_f64() / 1e6,
+        rss_before / 1024,
+        rss_after / 1024
+    );
+    assert!(
+        after - baseline < 16 * 1024,
+        "heap grew by {} B over the run",
+        after - baseline
+    );
+}

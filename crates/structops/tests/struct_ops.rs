@@ -1421,7 +1421,7 @@ fn stress_calls_swaps_and_map_traffic() {
                 let key = (k % 2048).to_ne_bytes();
                 let _ = rt.map_update_elem(&hash, Some(&key), &u64::from(k).to_ne_bytes(), 0);
                 let _ = rt.map_lookup_elem(&hash, Some(&key), &mut v, 0);
-                if k % 3 == 0 {
+                if k.is_multiple_of(3) {
                     let _ = rt.map_delete_elem(&hash, Some(&key));
                 }
                 map_ops.fetch_add(3, Ordering::Relaxed);

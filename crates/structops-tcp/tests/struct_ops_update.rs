@@ -12,6 +12,19 @@ use common::update_harness::{Harness, Outcome};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
 
+/// Inputs the fuzzer found, kept as regressions.
+#[test]
+fn fuzz_findings_stay_fixed() {
+    let h = Harness::new();
+    // A plain map whose value sets `owner`: the update succeeds without registering
+    // (the kernel's silent reset), so the delete that follows is ENOENT.
+    let mut owner = h.good_input(false, "so_f");
+    owner[4 + 64 + 104] = b'f';
+    assert_eq!(h.run(&owner), Outcome::Unregistered);
+    let crash = include_bytes!("../../../fuzz/seeds/struct_ops_update/owner_set_plain_map");
+    assert_eq!(h.run(crash), Outcome::Unregistered);
+}
+
 #[test]
 fn well_formed_values_register_on_both_paths() {
     let h = Harness::new();
@@ -87,6 +100,7 @@ fn mutated_and_random_values_never_break_the_host() {
                 Outcome::UpdateRefused(e) => format!("update {e}"),
                 Outcome::RegisterRefused(e) => format!("register {e}"),
                 Outcome::Registered => "registered".to_string(),
+                Outcome::Unregistered => "accepted, not registered".to_string(),
             };
             *seen.borrow_mut().entry(key).or_default() += 1;
             Ok(())

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use structops::{Errno, Runtime};
 
@@ -39,8 +39,9 @@ pub struct ServeConfig {
     pub allow: BTreeMap<u32, Role>,
     /// The most connections served at once; more get `EAGAIN` and are closed.
     pub max_connections: usize,
-    /// Per read and per write timeout on a connection; an idle client is disconnected
-    /// after it.
+    /// How long a request frame may take to arrive, from its first byte's wait to its
+    /// last (a client that trickles bytes is cut off), and the timeout of each write;
+    /// an idle client is disconnected after it.
     pub timeout: Duration,
     /// The largest frame accepted or sent.
     pub max_frame: u32,
@@ -266,6 +267,27 @@ impl Drop for ControlServer {
     }
 }
 
+/// Reads from a connection until a deadline: each read waits at most the time left.
+struct DeadlineReader<'a> {
+    stream: &'a UnixStream,
+    deadline: Instant,
+}
+
+impl io::Read for DeadlineReader<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let left = self.deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "frame not complete within the timeout",
+            ));
+        }
+        self.stream.set_read_timeout(Some(left))?;
+        let mut s = self.stream;
+        io::Read::read(&mut s, buf)
+    }
+}
+
 /// `SO_PEERCRED`: the connecting process's uid.
 fn peer_uid(stream: &UnixStream) -> io::Result<u32> {
     let mut cred = libc::ucred {
@@ -338,7 +360,16 @@ fn serve_connection(shared: &Shared, mut stream: UnixStream) {
         Err(_) => Err(u32::MAX),
     };
     loop {
-        let req = match frame::read_message::<Request>(&mut stream, limit) {
+        // The whole frame must arrive within the timeout, not each read: a client that
+        // trickles a byte at a time cannot hold its connection open.
+        let read = {
+            let mut r = DeadlineReader {
+                stream: &stream,
+                deadline: Instant::now() + shared.config.timeout,
+            };
+            frame::read_message::<Request>(&mut r, limit)
+        };
+        let req = match read {
             Ok(r) => r,
             Err(FrameError::Closed) => return,
             Err(e) => {

@@ -684,6 +684,37 @@ fn a_silent_client_is_timed_out_without_stalling_others() {
     );
 }
 
+/// A client that sends a byte at a time, each well within the timeout, is still cut off
+/// once its frame has taken longer than the timeout.
+#[test]
+fn a_trickling_client_is_cut_off_after_the_frame_timeout() {
+    let config = ServeConfig {
+        timeout: Duration::from_millis(400),
+        ..ServeConfig::default()
+    };
+    let (_rt, _map, server) = setup(config);
+    let frame = frame::encode(&Request::ListMaps, DEFAULT_MAX_FRAME).unwrap();
+    let mut s = UnixStream::connect(server.path()).unwrap();
+    let start = std::time::Instant::now();
+    let mut cut = false;
+    // The whole frame, a byte every 100 ms: without a frame deadline it would be
+    // served after about 1 s.
+    for &b in &frame {
+        if s.write_all(&[b]).is_err() {
+            cut = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let r = frame::read_message::<Response>(&mut s, DEFAULT_MAX_FRAME);
+    assert!(
+        cut || matches!(r, Ok(Response::Error(ref e)) if e.step == Step::Frame && e.errno() == Errno::EPROTO),
+        "{r:?}"
+    );
+    assert!(start.elapsed() < Duration::from_secs(4));
+}
+
 #[test]
 fn connections_over_the_limit_get_eagain() {
     let config = ServeConfig {

@@ -10,6 +10,8 @@ pub const EBADF: i32 = 9;
 pub const EACCES: i32 = 13;
 /// `EFAULT`.
 pub const EFAULT: i32 = 14;
+/// `ENOMEM`.
+pub const ENOMEM: i32 = 12;
 /// `EINVAL`.
 pub const EINVAL: i32 = 22;
 /// `E2BIG`.

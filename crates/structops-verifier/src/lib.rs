@@ -243,7 +243,46 @@ pub fn verify(
     env: &dyn VerifierEnv,
     log: &LogOptions,
 ) -> Result<VerifiedProgram, VerifyError> {
+    verify_with_limits(insns, info, env, log, &Limits::default())
+}
+
+/// Bounds on one verification beyond the kernel's own limits (1M processed
+/// instructions, 8192 pending branches), which bound the work but leave the
+/// memory of remembered states large: a loop that checkpoints every few
+/// instructions with a full stack keeps gigabytes of states before it reaches
+/// the instruction limit. The kernel has no such bound (its allocations fail
+/// with `ENOMEM` when memory runs out); [`Limits::default`] has none either.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// Most bytes of remembered states ([`state::State::approx_bytes`]); past
+    /// it verification fails with `ENOMEM`.
+    pub state_memory: u64,
+}
+
+impl Default for Limits {
+    /// No bound beyond the kernel's.
+    fn default() -> Limits {
+        Limits {
+            state_memory: u64::MAX,
+        }
+    }
+}
+
+/// [`verify`] with `limits`.
+///
+/// # Errors
+///
+/// As [`verify`]; `ENOMEM` when the remembered states pass
+/// [`Limits::state_memory`].
+pub fn verify_with_limits(
+    insns: &[Insn],
+    info: &ProgInfo,
+    env: &dyn VerifierEnv,
+    log: &LogOptions,
+    limits: &Limits,
+) -> Result<VerifiedProgram, VerifyError> {
     let mut v = verifier::Verifier::new(insns, env, info, *log);
+    v.set_limits(limits);
     v.run()?;
     let misconfigured = |v: &mut verifier::Verifier<'_>, pc: usize| VerifyError {
         errno: error::EINVAL,

@@ -56,6 +56,12 @@ pub struct RuntimeConfig {
     /// `bpf_struct_ops_prepare_trampoline` runs out of pages. Entry points that inline
     /// their program count as program code, not here. Default 32768.
     pub struct_ops_image_limit: u64,
+    /// The most memory the verifier may keep in remembered states while it verifies one
+    /// program; past it `prog_load` fails with `ENOMEM`. The kernel bounds verification
+    /// only by work (1,000,000 processed instructions), which leaves room for gigabytes
+    /// of states (a short loop that checkpoints often with a full stack); this bounds the
+    /// memory itself. Default 1 GiB. See [`structops_verifier::Limits`].
+    pub verifier_memory_limit: u64,
     /// Test and development only: `prog_load` loads a program the verifier rejects
     /// instead of failing, as [`crate::prog::Verification::Unverified`] with the
     /// rejection, and `prog_test_run` runs it only in the interpreter's checked mode
@@ -133,6 +139,7 @@ impl Default for RuntimeConfig {
             max_links: DEFAULT_MAX_OBJECTS,
             max_btfs: DEFAULT_MAX_OBJECTS,
             struct_ops_image_limit: 8 * 4096,
+            verifier_memory_limit: 1 << 30,
             run_unverified: false,
             hz: 250,
             engine: default_engine(),

@@ -530,6 +530,31 @@ fn processed_instruction_limit_is_e2big() {
 }
 
 #[test]
+fn verifier_state_memory_limit_is_enomem() {
+    let rt = rt_with(RuntimeConfig {
+        verifier_memory_limit: 1 << 20,
+        ..RuntimeConfig::default()
+    });
+    // The loop that takes a million instructions keeps a state every few rounds: a
+    // megabyte of them comes long before the instruction limit.
+    let a = ProgLoadAttr::new(ProgType::XDP, assemble(LONG_LOOP).unwrap().encode(), "GPL");
+    let mut log = String::new();
+    assert_eq!(
+        rt.prog_load_with_log(&a, &mut log).err(),
+        Some(Errno::ENOMEM)
+    );
+    assert!(
+        log.contains("verifier state memory limit of 1048576 bytes reached"),
+        "{}",
+        last_line(&log)
+    );
+    assert!(!log.contains("Processed 1000001"));
+    // A program with a short loop stays far below the limit.
+    let p = prog(&rt, &LONG_LOOP.replace("0x40000000", "100")).unwrap();
+    assert!(p.is_verified());
+}
+
+#[test]
 fn pending_jump_limit_is_e2big() {
     let rt = rt_with(RuntimeConfig::default());
     let src = many_branches();
@@ -606,4 +631,109 @@ fn bpf_loop_beyond_max_loops_is_e2big() {
         1,
         "at the cap the loop runs (and stops at once)"
     );
+}
+
+/// An XDP program that counts its runs in `counter[0]` and tail-calls slot 0 of
+/// `progs`, where it is itself: the run ends when the tail-call budget does.
+fn self_tail_call(counter_fd: u32, progs_fd: u32) -> String {
+    format!(
+        "
+        r6 = r1
+        *(u32 *)(r10 -4) = 0
+        r2 = r10
+        r2 += -4
+        r1 = map[id:{counter_fd}]
+        call bpf_map_lookup_elem
+        if r0 == 0 goto out
+        r1 = *(u64 *)(r0 +0)
+        r1 += 1
+        *(u64 *)(r0 +0) = r1
+        r1 = r6
+        r2 = map[id:{progs_fd}]
+        r3 = 0
+        call bpf_tail_call
+    out:
+        r0 = 2
+        exit
+        "
+    )
+}
+
+#[test]
+fn tail_calls_stop_at_max_tail_call_cnt() {
+    let counter = MapCreateAttr::new(MapType::Array, 4, 8, 1);
+    let progs = MapCreateAttr::new(MapType::ProgArray, 4, 4, 1);
+    let k0 = 0u32.to_ne_bytes();
+    for engine in [Engine::Interp, Engine::default()] {
+        let rt = rt_with(RuntimeConfig {
+            engine,
+            ..RuntimeConfig::default()
+        });
+        let c = rt.map_create(&counter).unwrap();
+        let pa = rt.map_create(&progs).unwrap();
+        let (cfd, pafd) = (
+            rt.fd_install(c.clone()).unwrap(),
+            rt.fd_install(pa.clone()).unwrap(),
+        );
+        let p = prog(&rt, &self_tail_call(cfd, pafd)).unwrap();
+        assert!(p.is_verified());
+        let pfd = rt.fd_install(p.clone()).unwrap();
+        rt.map_update_elem(&pa, Some(&k0), &pfd.to_ne_bytes(), BPF_ANY)
+            .unwrap();
+        let mut t = TestRun::with_data(&[0u8; 64]);
+        rt.prog_test_run(&p, &mut t).unwrap();
+        assert_eq!(t.retval, 2);
+        let mut runs = [0u8; 8];
+        rt.map_lookup_elem(&c, Some(&k0), &mut runs, 0).unwrap();
+        // The first run and MAX_TAIL_CALL_CNT (33) tail calls; the 34th falls through.
+        assert_eq!(u64::from_ne_bytes(runs), 34, "{engine:?}");
+        // The budget is per run: a second run counts as many again.
+        rt.prog_test_run(&p, &mut t).unwrap();
+        rt.map_lookup_elem(&c, Some(&k0), &mut runs, 0).unwrap();
+        assert_eq!(u64::from_ne_bytes(runs), 68, "{engine:?}");
+    }
+    if let Some(why) = kernel::unavailable() {
+        eprintln!("skipping the kernel comparison: {why}");
+        return;
+    }
+    let mut fds = kernel::OwnedFds::default();
+    let c = fds.own(kernel::map_create(&counter).unwrap());
+    let pa = fds.own(kernel::map_create(&progs).unwrap());
+    let src = self_tail_call(c as u32, pa as u32);
+    let a = ProgLoadAttr::new(ProgType::XDP, assemble(&src).unwrap().encode(), "GPL");
+    let p = fds.own(kernel::prog_load(&a, 1).unwrap());
+    kernel::update(pa, Some(&k0), &p.to_ne_bytes(), BPF_ANY).unwrap();
+    let mut t = TestRun::with_data(&[0u8; 64]);
+    kernel::prog_test_run(p, &mut t).unwrap();
+    let mut runs = [0u8; 8];
+    kernel::lookup(c, Some(&k0), &mut runs, 0).unwrap();
+    assert_eq!(u64::from_ne_bytes(runs), 34, "the kernel's count");
+}
+
+#[test]
+fn maps_per_program_limit_is_e2big() {
+    let rt = rt_with(RuntimeConfig::default());
+    let fds: Vec<u32> = (0..65)
+        .map(|_| rt.fd_install(array(&rt, 8, 1).unwrap()).unwrap())
+        .collect();
+    let src = |fds: &[u32]| {
+        let mut s: String = fds
+            .iter()
+            .map(|fd| format!("r1 = map[id:{fd}]\n"))
+            .collect();
+        s.push_str(RET0);
+        s
+    };
+    let a = ProgLoadAttr::new(ProgType::XDP, assemble(&src(&fds)).unwrap().encode(), "GPL");
+    let mut log = String::new();
+    assert_eq!(
+        rt.prog_load_with_log(&a, &mut log).err(),
+        Some(Errno::E2BIG)
+    );
+    assert!(
+        log.contains("The total number of maps per program has reached the limit of 64"),
+        "{log}"
+    );
+    // MAX_USED_MAPS itself is fine.
+    assert!(prog(&rt, &src(&fds[..64])).is_ok());
 }

@@ -794,6 +794,8 @@ pub(crate) struct ProgRegistry {
     pub(crate) table: Arc<IdTable<Prog>>,
     /// [`crate::RuntimeConfig::struct_ops_image_limit`].
     pub(crate) struct_ops_image_limit: u64,
+    /// [`crate::RuntimeConfig::verifier_memory_limit`].
+    pub(crate) verifier_limits: structops_verifier::Limits,
     pub(crate) helpers: RwLock<Vec<HostHelper>>,
     pub(crate) kfuncs: RwLock<KfuncTable>,
     pub(crate) trace_sink: RwLock<Option<TraceSink>>,
@@ -842,6 +844,9 @@ impl ProgRegistry {
         ProgRegistry {
             table: IdTable::with_limit(config.max_progs),
             struct_ops_image_limit: config.struct_ops_image_limit,
+            verifier_limits: structops_verifier::Limits {
+                state_memory: config.verifier_memory_limit,
+            },
             helpers: RwLock::new(Vec::new()),
             kfuncs: RwLock::new(KfuncTable::default()),
             trace_sink: RwLock::new(None),

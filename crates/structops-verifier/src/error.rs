@@ -16,6 +16,8 @@ pub const ENOMEM: i32 = 12;
 pub const EINVAL: i32 = 22;
 /// `E2BIG`.
 pub const E2BIG: i32 = 7;
+/// `ENOSPC`.
+pub const ENOSPC: i32 = 28;
 /// `ERANGE`.
 pub const ERANGE: i32 = 34;
 /// `ENOTSUPP` (kernel-internal, 524).

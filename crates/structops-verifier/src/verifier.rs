@@ -164,6 +164,8 @@ pub(crate) struct Verifier<'a> {
     stored_bytes: u64,
     /// [`crate::Limits::state_memory`].
     state_memory_limit: u64,
+    /// [`crate::Limits::log_size`].
+    log_limit: u64,
     /// Registers live before each instruction ([`crate::live_regs`]).
     live_regs: Vec<u16>,
     /// Calls of an iterator's `next` kfunc (`insn_aux_data.is_iter_next`).
@@ -261,6 +263,7 @@ impl<'a> Verifier<'a> {
             stored: Vec::new(),
             stored_bytes: 0,
             state_memory_limit: u64::MAX,
+            log_limit: u64::MAX,
             explored: HashMap::new(),
             id_gen: 0,
             stats: Stats::default(),
@@ -286,6 +289,7 @@ impl<'a> Verifier<'a> {
     /// Applies `limits` (before [`Verifier::run`]).
     pub fn set_limits(&mut self, limits: &crate::Limits) {
         self.state_memory_limit = limits.state_memory;
+        self.log_limit = limits.log_size;
     }
 
     pub fn privileges(&self) -> crate::env::Privileges {
@@ -551,6 +555,17 @@ impl<'a> Verifier<'a> {
                 ));
             }
             self.stats.insn_processed += 1;
+            // The log grows by at most a few lines per instruction: checked here, it
+            // stays within the limit plus one instruction's lines.
+            if self.log.len() as u64 > self.log_limit {
+                return Err(Reject::new(
+                    crate::error::ENOSPC,
+                    format!(
+                        "verifier log over the limit of {} bytes at insn {pc}",
+                        self.log_limit
+                    ),
+                ));
+            }
             if self.stats.insn_processed > COMPLEXITY_LIMIT_INSNS {
                 return Err(Reject::new(
                     E2BIG,

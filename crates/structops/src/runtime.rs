@@ -34,8 +34,9 @@ pub struct RuntimeConfig {
     /// memory cgroup the kernel charges map memory to. Maps charge their storage at
     /// creation and, where they allocate per element (`BPF_F_NO_PREALLOC` hash maps,
     /// local storage), each element as it is added; a charge past the limit fails with
-    /// `ENOMEM` (`map_create`, an update, a program's `bpf_map_update_elem` or
-    /// `bpf_*_storage_get` with `F_CREATE`). Default 4 GiB. See `docs/limits.md`.
+    /// `ENOMEM` (`map_create`, an update, a program's `bpf_map_update_elem`), and a
+    /// program's `bpf_*_storage_get` with `F_CREATE` gets `NULL`. Charges are returned
+    /// when elements are deleted and maps freed. Default 4 GiB. See `docs/limits.md`.
     pub memory_limit: u64,
     /// Most maps alive at once (objects whose last reference is gone do not count);
     /// `map_create` beyond it fails with `ENOSPC`, as the kernel's `bpf_map_alloc_id`
@@ -62,6 +63,12 @@ pub struct RuntimeConfig {
     /// of states (a short loop that checkpoints often with a full stack); this bounds the
     /// memory itself. Default 1 GiB. See [`structops_verifier::Limits`].
     pub verifier_memory_limit: u64,
+    /// The most bytes of verifier log one load may produce (with `log_level` 1 or 2);
+    /// past it `prog_load` fails with `ENOSPC`, the kernel's errno for a log larger than
+    /// the caller's buffer. A million-instruction load logs about 26 MB at level 1 and
+    /// 55 MB at level 2 with an empty stack, far more with a full one. Default 128 MiB
+    /// (the kernel accepts buffers up to 1 GiB).
+    pub verifier_log_limit: u64,
     /// Test and development only: `prog_load` loads a program the verifier rejects
     /// instead of failing, as [`crate::prog::Verification::Unverified`] with the
     /// rejection, and `prog_test_run` runs it only in the interpreter's checked mode
@@ -140,6 +147,7 @@ impl Default for RuntimeConfig {
             max_btfs: DEFAULT_MAX_OBJECTS,
             struct_ops_image_limit: 8 * 4096,
             verifier_memory_limit: 1 << 30,
+            verifier_log_limit: 128 << 20,
             run_unverified: false,
             hz: 250,
             engine: default_engine(),

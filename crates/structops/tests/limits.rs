@@ -555,6 +555,39 @@ fn verifier_state_memory_limit_is_enomem() {
 }
 
 #[test]
+fn verifier_log_limit_is_enospc() {
+    let rt = rt_with(RuntimeConfig {
+        verifier_log_limit: 64 << 10,
+        ..RuntimeConfig::default()
+    });
+    let long = LONG_LOOP.replace("0x40000000", "100000");
+    let a = |src: &str, level| {
+        ProgLoadAttr::new(ProgType::XDP, assemble(src).unwrap().encode(), "GPL").log_level(level)
+    };
+    let mut log = String::new();
+    assert_eq!(
+        rt.prog_load_with_log(&a(&long, 2), &mut log).err(),
+        Some(Errno::ENOSPC)
+    );
+    assert!(
+        log.contains("verifier log over the limit of 65536 bytes"),
+        "{}",
+        last_line(&log)
+    );
+    assert!(
+        log.len() < 80 << 10,
+        "the log stopped near the limit: {}",
+        log.len()
+    );
+    // Without a log the same program loads (300,000 instructions processed), and a
+    // small program logs within the limit.
+    assert!(prog(&rt, &long).is_ok());
+    let mut log = String::new();
+    assert!(rt.prog_load_with_log(&a(RET0, 2), &mut log).is_ok());
+    assert!(log.contains("exit"), "{log}");
+}
+
+#[test]
 fn pending_jump_limit_is_e2big() {
     let rt = rt_with(RuntimeConfig::default());
     let src = many_branches();
@@ -736,4 +769,77 @@ fn maps_per_program_limit_is_e2big() {
     );
     // MAX_USED_MAPS itself is fine.
     assert!(prog(&rt, &src(&fds[..64])).is_ok());
+}
+
+#[test]
+fn may_goto_budget_ends_an_endless_loop() {
+    // Endless but for `may_goto`: the first BPF_MAX_LOOPS (2^23) executions fall
+    // through and count, the next one jumps to the exit.
+    let src = "r0 = 0\nl:\nmay_goto pc+2\nr0 += 1\ngoto l\nexit";
+    for engine in [Engine::Interp, Engine::default()] {
+        let rt = rt_with(RuntimeConfig {
+            engine,
+            ..RuntimeConfig::default()
+        });
+        let p = prog(&rt, src).unwrap();
+        assert!(p.is_verified());
+        let mut t = TestRun::with_data(&[0u8; 64]);
+        rt.prog_test_run(&p, &mut t).unwrap();
+        assert_eq!(t.retval, 1 << 23, "{engine:?}");
+    }
+    if let Some(why) = kernel::unavailable() {
+        eprintln!("skipping the kernel comparison: {why}");
+        return;
+    }
+    let a = ProgLoadAttr::new(ProgType::XDP, assemble(src).unwrap().encode(), "GPL");
+    let mut fds = kernel::OwnedFds::default();
+    let p = fds.own(kernel::prog_load(&a, 1).unwrap());
+    let mut t = TestRun::with_data(&[0u8; 64]);
+    kernel::prog_test_run(p, &mut t).unwrap();
+    // The loop ends in the kernel too. Its count differs: kernels newer than 6.12 (the
+    // running 6.18 among them) JIT a timed `may_goto` on x86-64 (a time slice instead
+    // of 6.12's count of 2^23, which we follow).
+    eprintln!("kernel: may_goto loop counted {}", t.retval);
+    assert!(t.retval > 0, "the kernel's loop ran and ended");
+}
+
+#[test]
+fn program_side_hash_updates_get_enomem() {
+    // 1024 buckets of 16 bytes, then room for exactly one 64-byte element (48 + 8-byte
+    // key + 8-byte value).
+    let rt = rt_with(RuntimeConfig {
+        memory_limit: 1024 * 16 + 64,
+        ..RuntimeConfig::default()
+    });
+    let m = rt
+        .map_create(&MapCreateAttr::new(MapType::Hash, 4, 8, 1024).flags(BPF_F_NO_PREALLOC))
+        .unwrap();
+    let fd = rt.fd_install(m.clone()).unwrap();
+    let update = |key: u32| {
+        let src = format!(
+            "
+            *(u32 *)(r10 -4) = {key}
+            *(u64 *)(r10 -16) = 7
+            r1 = map[id:{fd}]
+            r2 = r10
+            r2 += -4
+            r3 = r10
+            r3 += -16
+            r4 = 0
+            call bpf_map_update_elem
+            exit
+            "
+        );
+        let p = prog(&rt, &src).unwrap();
+        assert!(p.is_verified());
+        let mut t = TestRun::with_data(&[0u8; 64]);
+        rt.prog_test_run(&p, &mut t).unwrap();
+        t.retval as i32
+    };
+    assert_eq!(update(1), 0);
+    assert_eq!(update(2), -12, "-ENOMEM");
+    // Replacing the element needs nothing more; after a delete there is room again.
+    assert_eq!(update(1), 0);
+    rt.map_delete_elem(&m, Some(&1u32.to_ne_bytes())).unwrap();
+    assert_eq!(update(2), 0);
 }

@@ -846,6 +846,7 @@ impl ProgRegistry {
             struct_ops_image_limit: config.struct_ops_image_limit,
             verifier_limits: structops_verifier::Limits {
                 state_memory: config.verifier_memory_limit,
+                log_size: config.verifier_log_limit,
             },
             helpers: RwLock::new(Vec::new()),
             kfuncs: RwLock::new(KfuncTable::default()),

@@ -10,10 +10,14 @@ pub const EBADF: i32 = 9;
 pub const EACCES: i32 = 13;
 /// `EFAULT`.
 pub const EFAULT: i32 = 14;
+/// `ENOMEM`.
+pub const ENOMEM: i32 = 12;
 /// `EINVAL`.
 pub const EINVAL: i32 = 22;
 /// `E2BIG`.
 pub const E2BIG: i32 = 7;
+/// `ENOSPC`.
+pub const ENOSPC: i32 = 28;
 /// `ERANGE`.
 pub const ERANGE: i32 = 34;
 /// `ENOTSUPP` (kernel-internal, 524).

@@ -243,7 +243,54 @@ pub fn verify(
     env: &dyn VerifierEnv,
     log: &LogOptions,
 ) -> Result<VerifiedProgram, VerifyError> {
+    verify_with_limits(insns, info, env, log, &Limits::default())
+}
+
+/// Bounds on one verification beyond the kernel's own limits (1M processed
+/// instructions, 8192 pending branches), which bound the work but leave the
+/// memory of remembered states and of the log large: a loop that checkpoints
+/// every few instructions with a full stack keeps gigabytes of states before it
+/// reaches the instruction limit, and a log of every instruction of it is as
+/// large. The kernel has no bound on state memory (its allocations fail with
+/// `ENOMEM` when memory runs out) and bounds the log by the caller's buffer
+/// (`ENOSPC` when it is too small); [`Limits::default`] bounds neither.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// Most bytes of remembered states ([`state::State::approx_bytes`]); past
+    /// it verification fails with `ENOMEM`.
+    pub state_memory: u64,
+    /// Most bytes of log; past it verification stops with `ENOSPC` (the kernel
+    /// verifies to the end, keeps the last `log_size` bytes and then returns
+    /// `ENOSPC` if the program was accepted; stopping early keeps the memory
+    /// bounded).
+    pub log_size: u64,
+}
+
+impl Default for Limits {
+    /// No bound beyond the kernel's.
+    fn default() -> Limits {
+        Limits {
+            state_memory: u64::MAX,
+            log_size: u64::MAX,
+        }
+    }
+}
+
+/// [`verify`] with `limits`.
+///
+/// # Errors
+///
+/// As [`verify`]; `ENOMEM` when the remembered states pass
+/// [`Limits::state_memory`], `ENOSPC` when the log passes [`Limits::log_size`].
+pub fn verify_with_limits(
+    insns: &[Insn],
+    info: &ProgInfo,
+    env: &dyn VerifierEnv,
+    log: &LogOptions,
+    limits: &Limits,
+) -> Result<VerifiedProgram, VerifyError> {
     let mut v = verifier::Verifier::new(insns, env, info, *log);
+    v.set_limits(limits);
     v.run()?;
     let misconfigured = |v: &mut verifier::Verifier<'_>, pc: usize| VerifyError {
         errno: error::EINVAL,

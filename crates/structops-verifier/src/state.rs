@@ -497,6 +497,25 @@ pub struct State {
 }
 
 impl State {
+    /// Heap and inline bytes this state takes (an estimate from the containers'
+    /// capacities), what [`crate::Limits::state_memory`] counts.
+    pub fn approx_bytes(&self) -> u64 {
+        use std::mem::size_of;
+        let frames: usize = self
+            .frames
+            .iter()
+            .map(|f| {
+                size_of::<Frame>()
+                    + f.stack.capacity() * size_of::<StackSlot>()
+                    + f.stack_live.capacity()
+            })
+            .sum();
+        (size_of::<State>()
+            + frames
+            + self.refs.capacity() * size_of::<RefState>()
+            + self.hist.capacity() * size_of::<HistEntry>()) as u64
+    }
+
     /// The innermost frame.
     pub fn cur(&self) -> &Frame {
         // `frames` is never empty: verification starts with one frame and

@@ -160,6 +160,12 @@ pub(crate) struct Verifier<'a> {
     prev_insn_idx: usize,
     pending: Vec<Pending>,
     pub(crate) stored: Vec<Stored>,
+    /// Bytes of the states in `stored` ([`State::approx_bytes`]).
+    stored_bytes: u64,
+    /// [`crate::Limits::state_memory`].
+    state_memory_limit: u64,
+    /// [`crate::Limits::log_size`].
+    log_limit: u64,
     /// Registers live before each instruction ([`crate::live_regs`]).
     live_regs: Vec<u16>,
     /// Calls of an iterator's `next` kfunc (`insn_aux_data.is_iter_next`).
@@ -255,6 +261,9 @@ impl<'a> Verifier<'a> {
             prev_insn_idx: 0,
             pending: Vec::new(),
             stored: Vec::new(),
+            stored_bytes: 0,
+            state_memory_limit: u64::MAX,
+            log_limit: u64::MAX,
             explored: HashMap::new(),
             id_gen: 0,
             stats: Stats::default(),
@@ -275,6 +284,12 @@ impl<'a> Verifier<'a> {
         if self.log_level > 0 {
             self.log.push_str(s);
         }
+    }
+
+    /// Applies `limits` (before [`Verifier::run`]).
+    pub fn set_limits(&mut self, limits: &crate::Limits) {
+        self.state_memory_limit = limits.state_memory;
+        self.log_limit = limits.log_size;
     }
 
     pub fn privileges(&self) -> crate::env::Privileges {
@@ -540,6 +555,17 @@ impl<'a> Verifier<'a> {
                 ));
             }
             self.stats.insn_processed += 1;
+            // The log grows by at most a few lines per instruction: checked here, it
+            // stays within the limit plus one instruction's lines.
+            if self.log.len() as u64 > self.log_limit {
+                return Err(Reject::new(
+                    crate::error::ENOSPC,
+                    format!(
+                        "verifier log over the limit of {} bytes at insn {pc}",
+                        self.log_limit
+                    ),
+                ));
+            }
             if self.stats.insn_processed > COMPLEXITY_LIMIT_INSNS {
                 return Err(Reject::new(
                     E2BIG,
@@ -811,6 +837,18 @@ impl<'a> Verifier<'a> {
         }
         if !add_new {
             return Ok(false);
+        }
+        // Remembered states are kept until the end of the load, so their memory is
+        // bounded by the limit here rather than by the processed-insn limit alone.
+        self.stored_bytes = self.stored_bytes.saturating_add(self.cur.approx_bytes());
+        if self.stored_bytes > self.state_memory_limit {
+            return Err(Reject::new(
+                crate::error::ENOMEM,
+                format!(
+                    "verifier state memory limit of {} bytes reached after {} states",
+                    self.state_memory_limit, self.stats.total_states
+                ),
+            ));
         }
         self.stats.total_states += 1;
         self.stats.peak_states += 1;

@@ -59,6 +59,7 @@ pub mod helpers;
 pub mod kfunc;
 pub mod loader;
 pub mod maps;
+mod memcg;
 pub mod object;
 pub mod prog;
 mod runtime;

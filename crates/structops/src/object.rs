@@ -143,6 +143,9 @@ struct IdState<T> {
 /// A per-kind id table: the kernel's `map_idr`/`prog_idr`/`btf_idr`/`link_idr`.
 pub struct IdTable<T> {
     state: Mutex<IdState<T>>,
+    /// Most ids taken at once (objects alive or being freed): the runtime's bound on
+    /// objects of this kind, where the kernel's only bound is the id space itself.
+    limit: usize,
 }
 
 impl<T> fmt::Debug for IdTable<T> {
@@ -164,22 +167,32 @@ impl<T> IdTable<T> {
 }
 
 impl<T: KernelObject> IdTable<T> {
-    /// An empty table whose first id is 1.
+    /// An empty table whose first id is 1, bounded only by the id space.
     pub fn new() -> Arc<IdTable<T>> {
+        IdTable::with_limit(usize::MAX)
+    }
+
+    /// An empty table that holds at most `limit` ids at once.
+    pub fn with_limit(limit: usize) -> Arc<IdTable<T>> {
         Arc::new(IdTable {
             state: Mutex::new(IdState {
                 next: 1,
                 entries: BTreeMap::new(),
             }),
+            limit,
         })
     }
 
     /// Allocates an id and publishes the object `make(header)` under it; returns the
     /// first (internal) reference. The caller wraps it in a [`Handle`] for the user.
     ///
-    /// `ENOSPC` when all ids in `[1, INT_MAX)` are taken (`idr_alloc_cyclic`).
+    /// `ENOSPC` when all ids in `[1, INT_MAX)` are taken (`idr_alloc_cyclic`), or when
+    /// the table's limit is: the runtime's smaller id space fails the same way.
     pub fn register(self: &Arc<Self>, make: impl FnOnce(ObjHeader) -> T) -> Result<Arc<T>, Errno> {
         let mut st = self.lock();
+        if st.entries.len() >= self.limit {
+            return Err(Errno::ENOSPC);
+        }
         let id = free_id(&st.entries, st.next)
             .or_else(|| free_id(&st.entries, 1))
             .ok_or(Errno::ENOSPC)?;
@@ -214,6 +227,16 @@ impl<T: KernelObject> IdTable<T> {
             .next()
             .map(|(&id, _)| id)
             .ok_or(Errno::ENOENT)
+    }
+
+    /// The number of ids taken (objects alive or being freed).
+    pub fn len(&self) -> usize {
+        self.lock().entries.len()
+    }
+
+    /// Whether no id is taken.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 
     /// Every live object, in id order.
@@ -380,6 +403,22 @@ mod tests {
         let wrapped = make(&t, &r);
         assert_eq!(wrapped.id(), 2, "id 1 is still taken");
         assert_eq!(keep.id(), 1);
+    }
+
+    #[test]
+    fn limit_is_enospc_until_an_id_is_freed() {
+        let t = IdTable::<Obj>::with_limit(2);
+        let r = Arc::new(AtomicUsize::new(0));
+        let a = make(&t, &r);
+        let _b = make(&t, &r);
+        let third = t.register(|header| Obj {
+            header,
+            released: r.clone(),
+        });
+        assert_eq!(third.err(), Some(Errno::ENOSPC));
+        drop(a);
+        assert_eq!(t.len(), 1);
+        assert_eq!(make(&t, &r).id(), 3);
     }
 
     #[test]

@@ -11,6 +11,7 @@ use crate::caps::Capabilities;
 use crate::errno::Errno;
 use crate::fd::{FdObject, FdTable};
 use crate::maps::{self, HostObject, Map, MapCreateAttr, MapHandle, MapInfo, MapMmap};
+use crate::memcg::MemCgroup;
 use crate::object::{AccessMode, Handle, ID_LIMIT, IdTable, ObjKind};
 use crate::prog::{ProgInfo, ProgRegistry};
 
@@ -25,8 +26,49 @@ pub struct RuntimeConfig {
     pub unprivileged_bpf_disabled: bool,
     /// Number of NUMA nodes accepted in `numa_node` (`nr_node_ids`).
     pub numa_nodes: u32,
-    /// The most memory one map may need; larger maps fail with `ENOMEM`.
+    /// The most memory one map may need at creation; larger maps fail with `ENOMEM`.
+    /// The kernel has no per-map cap beyond the memcg (see [`RuntimeConfig::memory_limit`]);
+    /// this one stops a single map from taking the whole budget. Default 1 GiB.
     pub map_memory_limit: u64,
+    /// The most memory all of the runtime's maps may hold together: the analog of the
+    /// memory cgroup the kernel charges map memory to. Maps charge their storage at
+    /// creation and, where they allocate per element (`BPF_F_NO_PREALLOC` hash maps,
+    /// local storage), each element as it is added; a charge past the limit fails with
+    /// `ENOMEM` (`map_create`, an update, a program's `bpf_map_update_elem`), and a
+    /// program's `bpf_*_storage_get` with `F_CREATE` gets `NULL`. Charges are returned
+    /// when elements are deleted and maps freed. Default 4 GiB. See `docs/limits.md`.
+    pub memory_limit: u64,
+    /// Most maps alive at once (objects whose last reference is gone do not count);
+    /// `map_create` beyond it fails with `ENOSPC`, as the kernel's `bpf_map_alloc_id`
+    /// fails when `idr_alloc_cyclic` finds its id space full. Default 65536.
+    pub max_maps: usize,
+    /// Most programs alive at once: `prog_load` beyond it fails with `ENOSPC`
+    /// (`bpf_prog_alloc_id`). Default 65536.
+    pub max_progs: usize,
+    /// Most links alive at once: `link_create` beyond it fails with `ENOSPC`
+    /// (`bpf_link_alloc_id`). Default 65536.
+    pub max_links: usize,
+    /// Most BTF objects alive at once (the host's included): `btf_load` beyond it
+    /// fails with `ENOSPC` (`btf_alloc_id`). Default 65536.
+    pub max_btfs: usize,
+    /// The most bytes of native entry-point code one struct_ops map may hold: the
+    /// kernel's `MAX_TRAMP_IMAGE_PAGES` (8) trampoline pages of 4096 bytes per map. An
+    /// update whose members need more fails with `E2BIG`, as the kernel's does when
+    /// `bpf_struct_ops_prepare_trampoline` runs out of pages. Entry points that inline
+    /// their program count as program code, not here. Default 32768.
+    pub struct_ops_image_limit: u64,
+    /// The most memory the verifier may keep in remembered states while it verifies one
+    /// program; past it `prog_load` fails with `ENOMEM`. The kernel bounds verification
+    /// only by work (1,000,000 processed instructions), which leaves room for gigabytes
+    /// of states (a short loop that checkpoints often with a full stack); this bounds the
+    /// memory itself. Default 1 GiB. See [`structops_verifier::Limits`].
+    pub verifier_memory_limit: u64,
+    /// The most bytes of verifier log one load may produce (with `log_level` 1 or 2);
+    /// past it `prog_load` fails with `ENOSPC`, the kernel's errno for a log larger than
+    /// the caller's buffer. A million-instruction load logs about 26 MB at level 1 and
+    /// 55 MB at level 2 with an empty stack, far more with a full one. Default 128 MiB
+    /// (the kernel accepts buffers up to 1 GiB).
+    pub verifier_log_limit: u64,
     /// Test and development only: `prog_load` loads a program the verifier rejects
     /// instead of failing, as [`crate::prog::Verification::Unverified`] with the
     /// rejection, and `prog_test_run` runs it only in the interpreter's checked mode
@@ -84,9 +126,13 @@ fn default_engine() -> Engine {
     }
 }
 
+/// The default bound on objects of each kind ([`RuntimeConfig::max_maps`], ...).
+const DEFAULT_MAX_OBJECTS: usize = 1 << 16;
+
 impl Default for RuntimeConfig {
     /// As many CPU slots as the machine has threads, every capability (a host usually
-    /// trusts itself; grant less for untrusted callers), one NUMA node, 1 GiB per map.
+    /// trusts itself; grant less for untrusted callers), one NUMA node, 1 GiB per map
+    /// and 4 GiB for all maps, 65536 objects of each kind.
     fn default() -> RuntimeConfig {
         RuntimeConfig {
             ncpus: std::thread::available_parallelism().map_or(1, |n| n.get() as u32),
@@ -94,6 +140,14 @@ impl Default for RuntimeConfig {
             unprivileged_bpf_disabled: true,
             numa_nodes: 1,
             map_memory_limit: 1 << 30,
+            memory_limit: 4 << 30,
+            max_maps: DEFAULT_MAX_OBJECTS,
+            max_progs: DEFAULT_MAX_OBJECTS,
+            max_links: DEFAULT_MAX_OBJECTS,
+            max_btfs: DEFAULT_MAX_OBJECTS,
+            struct_ops_image_limit: 8 * 4096,
+            verifier_memory_limit: 1 << 30,
+            verifier_log_limit: 128 << 20,
             run_unverified: false,
             hz: 250,
             engine: default_engine(),
@@ -146,6 +200,7 @@ pub struct Runtime {
     pub(crate) unprivileged_bpf_disabled: bool,
     numa_nodes: u32,
     map_memory_limit: u64,
+    memcg: Arc<MemCgroup>,
     maps: Arc<IdTable<Map>>,
     /// Shared with what outlives a call into the runtime: native entry points of
     /// struct_ops members run programs with it.
@@ -198,12 +253,13 @@ impl Runtime {
             unprivileged_bpf_disabled: config.unprivileged_bpf_disabled,
             numa_nodes: config.numa_nodes.max(1),
             map_memory_limit: config.map_memory_limit,
-            maps: IdTable::new(),
+            memcg: MemCgroup::new(config.memory_limit),
+            maps: IdTable::with_limit(config.max_maps),
             progs: progs.clone(),
-            btfs: IdTable::new(),
+            btfs: IdTable::with_limit(config.max_btfs),
             fds: FdTable::default(),
             host_btf: Mutex::new(None),
-            struct_ops: crate::struct_ops::Registry::new(progs),
+            struct_ops: crate::struct_ops::Registry::new(progs, config.max_links),
         }
     }
 
@@ -220,6 +276,23 @@ impl Runtime {
     /// Number of CPU slots of per-CPU maps.
     pub fn ncpus(&self) -> u32 {
         self.ncpus
+    }
+
+    /// Bytes the runtime's maps have charged against [`RuntimeConfig::memory_limit`]
+    /// (the memcg's `memory.current` for BPF maps).
+    pub fn memory_charged(&self) -> u64 {
+        self.memcg.used()
+    }
+
+    /// The number of objects of `kind` alive or being freed: what counts against
+    /// [`RuntimeConfig::max_maps`] and its siblings.
+    pub fn object_count(&self, kind: ObjKind) -> usize {
+        match kind {
+            ObjKind::Map => self.maps.len(),
+            ObjKind::Btf => self.btfs.len(),
+            ObjKind::Prog => self.progs.table.len(),
+            ObjKind::Link => self.struct_ops.links.len(),
+        }
     }
 
     /// The kernel configuration this runtime presents to `__kconfig` externs, in
@@ -326,6 +399,7 @@ impl Runtime {
             ncpus: self.ncpus,
             numa_nodes: self.numa_nodes,
             memory_limit: self.map_memory_limit,
+            memcg: &self.memcg,
             fds: &self.fds,
             table: &self.maps,
             struct_ops: &self.struct_ops,

@@ -868,7 +868,13 @@ pub(crate) fn verify(
         stats: log_level & 4 != 0,
     };
     let start = std::time::Instant::now();
-    let verdict = structops_verifier::verify(facts.insns, &info, &env, &opts);
+    let verdict = structops_verifier::verify_with_limits(
+        facts.insns,
+        &info,
+        &env,
+        &opts,
+        &rt.progs.verifier_limits,
+    );
     let usec = start.elapsed().as_micros();
     let text = match &verdict {
         Ok(v) => v.log().to_owned(),

@@ -26,6 +26,7 @@ use super::jhash::htab_hash;
 use super::lru::Lru;
 use super::{BPF_EXIST, BPF_F_LOCK, BPF_NOEXIST, Map};
 use crate::errno::Errno;
+use crate::memcg::MemCgroup;
 
 /// Which hash map.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -108,6 +109,17 @@ pub(crate) struct HashTab {
     max_entries: u32,
     count: AtomicU32,
     lru: Option<Lru>,
+    /// Without preallocation: what each element is charged as it is added (boxed: most
+    /// tables preallocate, and the map enum stays small).
+    per_elem: Option<Box<ElemCharge>>,
+}
+
+/// The account a table's elements are charged to, and the size of one.
+pub(crate) struct ElemCharge {
+    /// The runtime's map memory account.
+    pub(crate) cg: Arc<MemCgroup>,
+    /// Bytes per element.
+    pub(crate) bytes: u64,
 }
 
 fn lock(m: &Mutex<()>) -> MutexGuard<'_, ()> {
@@ -115,7 +127,8 @@ fn lock(m: &Mutex<()>) -> MutexGuard<'_, ()> {
 }
 
 impl HashTab {
-    /// A table for `max_entries` elements (already adjusted for per-CPU LRU rounding).
+    /// A table for `max_entries` elements (already adjusted for per-CPU LRU rounding);
+    /// `per_elem` charges each element as it is added (`BPF_F_NO_PREALLOC`).
     pub(crate) fn new(
         flavor: Flavor,
         value_size: u32,
@@ -123,6 +136,7 @@ impl HashTab {
         seed: u32,
         ncpus: u32,
         percpu_lru: bool,
+        per_elem: Option<Box<ElemCharge>>,
     ) -> HashTab {
         let n_buckets = max_entries.max(1).next_power_of_two();
         let buckets = (0..n_buckets)
@@ -144,6 +158,7 @@ impl HashTab {
             max_entries,
             count: AtomicU32::new(0),
             lru,
+            per_elem,
         }
     }
 
@@ -364,8 +379,18 @@ impl HashTab {
             }
             return Ok(());
         }
-        if self.lru.is_none() && old.is_none() && !self.try_reserve() {
-            return Err(Errno::E2BIG);
+        if self.lru.is_none() && old.is_none() {
+            // A full map is `E2BIG` before any allocation; then the element's memory
+            // (`alloc_htab_elem`: `ENOMEM` when the memcg is full).
+            if !self.try_reserve() {
+                return Err(Errno::E2BIG);
+            }
+            if let Some(ElemCharge { cg, bytes }) = self.per_elem.as_deref()
+                && let Err(e) = cg.try_charge(*bytes)
+            {
+                self.count.fetch_sub(1, Ordering::AcqRel);
+                return Err(e);
+            }
         }
         let new = self.new_node(key, hash, slot.unwrap_or(0), v);
         new.next
@@ -401,6 +426,9 @@ impl HashTab {
             Some(lru) => lru.push_free(slot),
             None => {
                 self.count.fetch_sub(1, Ordering::AcqRel);
+                if let Some(ElemCharge { cg, bytes }) = self.per_elem.as_deref() {
+                    cg.uncharge(*bytes);
+                }
             }
         }
         Ok(())
@@ -453,6 +481,9 @@ impl HashTab {
 
 impl Drop for HashTab {
     fn drop(&mut self) {
+        if let Some(ElemCharge { cg, bytes }) = self.per_elem.as_deref() {
+            cg.uncharge(u64::from(*self.count.get_mut()).saturating_mul(*bytes));
+        }
         // SAFETY: `&mut self`: no reader can hold a node of this table any more (programs
         // and the syscall side hold the map while they use it).
         let guard = unsafe { crossbeam_epoch::unprotected() };

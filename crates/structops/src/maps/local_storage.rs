@@ -17,6 +17,7 @@ use crossbeam_epoch::Guard;
 use super::area::{SeqLock, copy_in, copy_out};
 use super::{BPF_EXIST, BPF_F_LOCK, BPF_NOEXIST};
 use crate::errno::Errno;
+use crate::memcg::{Charge, MemCgroup};
 
 /// `BPF_LOCAL_STORAGE_GET_F_CREATE`.
 pub const BPF_LOCAL_STORAGE_GET_F_CREATE: u64 = 1;
@@ -33,7 +34,14 @@ struct Entry {
     /// The owning map's storage, identified by address while it is alive.
     map: Weak<StorageCore>,
     elem: Arc<Elem>,
+    /// The value's memory, returned when the entry leaves its owner (the element
+    /// itself may live on until readers are done).
+    _charge: Charge,
 }
+
+/// What a value is charged beyond its bytes: the `bpf_local_storage_elem` header, as
+/// `BPF_LOCAL_STORAGE_MAX_VALUE_SIZE` counts it.
+const ELEM_OVERHEAD: u64 = 128;
 
 struct HostInner {
     id: u64,
@@ -119,6 +127,7 @@ impl Drop for HostInner {
 /// The map side: which owners have a value in this map.
 pub(crate) struct StorageCore {
     value_size: u32,
+    memcg: Arc<MemCgroup>,
     owners: Mutex<HashMap<u64, Weak<HostInner>>>,
 }
 
@@ -128,11 +137,12 @@ pub(crate) struct LocalStorageMap {
 }
 
 impl LocalStorageMap {
-    /// An empty map for values of `value_size` bytes.
-    pub(crate) fn new(value_size: u32) -> LocalStorageMap {
+    /// An empty map for values of `value_size` bytes, charged to `memcg`.
+    pub(crate) fn new(value_size: u32, memcg: Arc<MemCgroup>) -> LocalStorageMap {
         LocalStorageMap {
             core: Arc::new(StorageCore {
                 value_size,
+                memcg,
                 owners: Mutex::new(HashMap::new()),
             }),
         }
@@ -195,9 +205,13 @@ impl LocalStorageMap {
                 if flags & !BPF_F_LOCK == BPF_EXIST {
                     return Err(Errno::ENOENT);
                 }
+                // `bpf_selem_alloc`: `ENOMEM` when the memcg is full.
+                let bytes = u64::from(self.core.value_size.next_multiple_of(8)) + ELEM_OVERHEAD;
+                let charge = Charge::new(&self.core.memcg, bytes)?;
                 entries.push(Entry {
                     map: Arc::downgrade(&self.core),
                     elem: new,
+                    _charge: charge,
                 });
                 lock(&self.core.owners).insert(owner.id(), Arc::downgrade(&owner.0));
             }

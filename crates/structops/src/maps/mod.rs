@@ -35,7 +35,7 @@ use structops_btf::{Btf, Kind, Type, TypeId, TypeKind};
 use self::array::{ArrayMap, PAGE_SIZE};
 use self::fd_array::FdArray;
 pub use self::fd_array::{Slot, TailCallTarget};
-use self::hash::{Flavor, HashTab, NewVal, NodeVal};
+use self::hash::{ElemCharge, Flavor, HashTab, NewVal, NodeVal};
 use self::local_storage::LocalStorageMap;
 pub use self::local_storage::{BPF_LOCAL_STORAGE_GET_F_CREATE, HostObject};
 use self::queue_stack::QueueStack;
@@ -45,6 +45,7 @@ use crate::caps::Capabilities;
 use crate::cpu::current_cpu;
 use crate::errno::Errno;
 use crate::fd::FdTable;
+use crate::memcg::{Charge, MemCgroup};
 use crate::object::{AccessMode, Handle, IdTable, KernelObject, ObjHeader, ObjKind};
 
 /// `BPF_ANY`: create or update.
@@ -365,6 +366,9 @@ pub struct Map {
     /// The first program that used this `PROG_ARRAY` (`map->owner`).
     prog_owner: Mutex<Option<crate::prog::ProgArrayOwner>>,
     imp: MapImpl,
+    /// What the map charged to its runtime's memory account at creation, returned
+    /// when the map is freed.
+    _charge: Charge,
 }
 
 /// A user reference to a map (the analog of a map fd).
@@ -408,6 +412,8 @@ pub(crate) struct CreateCtx<'a> {
     pub(crate) ncpus: u32,
     pub(crate) numa_nodes: u32,
     pub(crate) memory_limit: u64,
+    /// The runtime's map memory account ([`crate::RuntimeConfig::memory_limit`]).
+    pub(crate) memcg: &'a Arc<MemCgroup>,
     pub(crate) fds: &'a FdTable,
     pub(crate) table: &'a Arc<IdTable<Map>>,
     pub(crate) struct_ops: &'a crate::struct_ops::Registry,
@@ -706,20 +712,22 @@ fn random_seed() -> u32 {
     h.finish() as u32
 }
 
-/// `map_alloc` for `ty`: the storage and the effective `max_entries`.
-fn alloc(
-    a: &MapCreateAttr,
-    ty: MapType,
-    ctx: &CreateCtx<'_>,
-) -> Result<(MapImpl, u32, Option<InnerMeta>), Errno> {
+/// What [`alloc`] gives: the storage, the effective `max_entries`, the inner-map
+/// template and the memory charged for the storage.
+type Alloc = (MapImpl, u32, Option<InnerMeta>, Charge);
+
+/// `map_alloc` for `ty`: the storage and the effective `max_entries`. The memory is
+/// charged before it is allocated: `ENOMEM` if the map alone needs more than
+/// [`crate::RuntimeConfig::map_memory_limit`], or if the runtime's maps would hold more
+/// than [`crate::RuntimeConfig::memory_limit`].
+fn alloc(a: &MapCreateAttr, ty: MapType, ctx: &CreateCtx<'_>) -> Result<Alloc, Errno> {
     let ncpus = ctx.ncpus.max(1);
     let limit = ctx.memory_limit;
-    let over = |bytes: u64| -> Result<(), Errno> {
+    let over = |bytes: u64| -> Result<Charge, Errno> {
         if bytes > limit {
-            Err(Errno::ENOMEM)
-        } else {
-            Ok(())
+            return Err(Errno::ENOMEM);
         }
+        Charge::new(ctx.memcg, bytes)
     };
     match ty {
         MapType::Array | MapType::PercpuArray | MapType::ProgArray | MapType::ArrayOfMaps => {
@@ -739,7 +747,7 @@ fn alloc(
             } else {
                 1
             };
-            over(u64::from(a.max_entries) * elem * copies)?;
+            let charge = over(u64::from(a.max_entries) * elem * copies)?;
             let imp = match ty {
                 MapType::Array | MapType::PercpuArray => MapImpl::Array(ArrayMap::new(
                     a.value_size,
@@ -750,7 +758,7 @@ fn alloc(
                 )?),
                 _ => MapImpl::FdArray(FdArray::new(a.max_entries)),
             };
-            Ok((imp, a.max_entries, meta))
+            Ok((imp, a.max_entries, meta, charge))
         }
         MapType::Hash
         | MapType::PercpuHash
@@ -792,7 +800,22 @@ fn alloc(
                         * u64::from(ncpus);
                 }
             }
-            over(bytes)?;
+            let charge = over(bytes)?;
+            // Without preallocation each element is charged as it is added
+            // (`alloc_htab_elem` allocates it from the map's memcg).
+            let per_elem = if prealloc {
+                None
+            } else {
+                let value = if percpu {
+                    8 + u64::from(a.value_size.next_multiple_of(8)) * u64::from(ncpus)
+                } else {
+                    0
+                };
+                Some(Box::new(ElemCharge {
+                    cg: ctx.memcg.clone(),
+                    bytes: elem + value,
+                }))
+            };
             let flavor = match ty {
                 MapType::Hash => Flavor::Plain,
                 MapType::PercpuHash => Flavor::Percpu,
@@ -805,8 +828,8 @@ fn alloc(
             } else {
                 random_seed()
             };
-            let h = HashTab::new(flavor, a.value_size, max, seed, ncpus, percpu_lru);
-            Ok((MapImpl::Hash(h), max, meta))
+            let h = HashTab::new(flavor, a.value_size, max, seed, ncpus, percpu_lru, per_elem);
+            Ok((MapImpl::Hash(h), max, meta, charge))
         }
         MapType::Ringbuf => {
             if a.map_flags & !RINGBUF_CREATE_FLAG_MASK != 0 {
@@ -819,15 +842,18 @@ fn alloc(
             {
                 return Err(Errno::EINVAL);
             }
-            over(2 * u64::from(a.max_entries))?;
+            // The data pages twice (the wrap-around view) and the metadata page, as
+            // `RingBuf::new` allocates them.
+            let charge = over(2 * u64::from(a.max_entries) + PAGE_SIZE as u64)?;
             Ok((
                 MapImpl::Ringbuf(RingBuf::new(a.max_entries)?),
                 a.max_entries,
                 None,
+                charge,
             ))
         }
         MapType::Queue | MapType::Stack => {
-            over((u64::from(a.max_entries) + 1) * u64::from(a.value_size))?;
+            let charge = over((u64::from(a.max_entries) + 1) * u64::from(a.value_size))?;
             Ok((
                 MapImpl::QueueStack(QueueStack::new(
                     ty == MapType::Stack,
@@ -836,23 +862,24 @@ fn alloc(
                 )),
                 a.max_entries,
                 None,
+                charge,
             ))
         }
+        // Values are charged one by one as owners get them.
         MapType::SkStorage | MapType::TaskStorage => Ok((
-            MapImpl::Storage(LocalStorageMap::new(a.value_size)),
+            MapImpl::Storage(LocalStorageMap::new(a.value_size, ctx.memcg.clone())),
             0,
             None,
+            over(0)?,
         )),
-        MapType::StructOps => Ok((
-            MapImpl::StructOps(Box::new(crate::struct_ops::map::alloc(
-                a,
-                ctx.fds,
-                ctx.struct_ops,
-                ctx.host_btf.clone(),
-            )?)),
-            1,
-            None,
-        )),
+        MapType::StructOps => {
+            let m =
+                crate::struct_ops::map::alloc(a, ctx.fds, ctx.struct_ops, ctx.host_btf.clone())?;
+            // `uvalue` and `kvalue` (`bpf_struct_ops_map_alloc`); the members' entry
+            // points are bounded apart ([`crate::RuntimeConfig::struct_ops_image_limit`]).
+            let charge = over(2 * u64::from(a.value_size))?;
+            Ok((MapImpl::StructOps(Box::new(m)), 1, None, charge))
+        }
     }
 }
 
@@ -911,7 +938,7 @@ pub(crate) fn create(ctx: &CreateCtx<'_>, attr: &MapCreateAttr) -> Result<Arc<Ma
             Errno::EPERM
         });
     }
-    let (imp, max_entries, inner_meta) = alloc(&a, ty, ctx)?;
+    let (imp, max_entries, inner_meta, charge) = alloc(&a, ty, ctx)?;
     let name = obj_name(&a.map_name)?;
     let mut btf = None;
     // Even a map whose value is a host struct (struct_ops) needs the object's BTF.
@@ -959,6 +986,7 @@ pub(crate) fn create(ctx: &CreateCtx<'_>, attr: &MapCreateAttr) -> Result<Arc<Ma
         inner_meta,
         prog_owner: Mutex::new(None),
         imp,
+        _charge: charge,
     })
 }
 

@@ -818,6 +818,10 @@ impl Runtime {
                 Some(i) => i,
                 None => {
                     if used.len() >= MAX_USED_MAPS {
+                        log.push_str(&format!(
+                            "The total number of maps per program has reached the limit of \
+                             {MAX_USED_MAPS}\n"
+                        ));
                         return Err(Errno::E2BIG);
                     }
                     used.push(map.clone());

@@ -792,6 +792,10 @@ pub type StorageOwner = Arc<dyn Fn(u64) -> Option<crate::maps::HostObject> + Sen
 /// The program half of the runtime: the id table, registries and switches.
 pub(crate) struct ProgRegistry {
     pub(crate) table: Arc<IdTable<Prog>>,
+    /// [`crate::RuntimeConfig::struct_ops_image_limit`].
+    pub(crate) struct_ops_image_limit: u64,
+    /// [`crate::RuntimeConfig::verifier_memory_limit`].
+    pub(crate) verifier_limits: structops_verifier::Limits,
     pub(crate) helpers: RwLock<Vec<HostHelper>>,
     pub(crate) kfuncs: RwLock<KfuncTable>,
     pub(crate) trace_sink: RwLock<Option<TraceSink>>,
@@ -838,7 +842,12 @@ impl fmt::Debug for ProgRegistry {
 impl ProgRegistry {
     pub(crate) fn new(config: &crate::RuntimeConfig) -> ProgRegistry {
         ProgRegistry {
-            table: IdTable::new(),
+            table: IdTable::with_limit(config.max_progs),
+            struct_ops_image_limit: config.struct_ops_image_limit,
+            verifier_limits: structops_verifier::Limits {
+                state_memory: config.verifier_memory_limit,
+                log_size: config.verifier_log_limit,
+            },
             helpers: RwLock::new(Vec::new()),
             kfuncs: RwLock::new(KfuncTable::default()),
             trace_sink: RwLock::new(None),

@@ -346,6 +346,9 @@ impl StructOpsMap {
         let size = ty.size() as usize;
         // A byte view of `kdata` for `init_member`, copied back at the end.
         let mut kbytes = vec![0u8; size];
+        // Entry-point code so far, against the map's image budget (the kernel's
+        // `MAX_TRAMP_IMAGE_PAGES` trampoline pages).
+        let mut image = 0u64;
         for m in ty.members() {
             let moff = m.offset as usize;
             let udata = uvalue.get(data_off..data_off + size).ok_or(Errno::EINVAL)?;
@@ -402,6 +405,15 @@ impl StructOpsMap {
                 w.copy_from_slice(&id.to_ne_bytes());
             }
             let entry = super::member_entry(&self.progs, ty.btf().btf(), *proto, &prog);
+            // An inline entry point is the program's own JIT image (bounded with the
+            // program, as the kernel's program images are apart from the trampolines).
+            if let Some(e) = entry.as_ref().filter(|e| !e.is_inline()) {
+                image = image.saturating_add(e.machine_code().len() as u64);
+                if image > self.progs.struct_ops_image_limit {
+                    // `bpf_struct_ops_prepare_trampoline` with no page left to allocate.
+                    return Err(Errno::E2BIG);
+                }
+            }
             // kdata's function pointer is the member's native function, as the kernel
             // puts the trampoline there (0 when the member has no native form).
             if let (Some(e), Some(w)) = (&entry, kbytes.get_mut(moff..moff + 8)) {

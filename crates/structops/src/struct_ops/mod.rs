@@ -1097,11 +1097,11 @@ impl fmt::Debug for Registry {
 }
 
 impl Registry {
-    pub(crate) fn new(progs: Arc<crate::prog::ProgRegistry>) -> Registry {
+    pub(crate) fn new(progs: Arc<crate::prog::ProgRegistry>, max_links: usize) -> Registry {
         Registry {
             types: RwLock::new(Vec::new()),
             progs,
-            links: IdTable::new(),
+            links: IdTable::with_limit(max_links),
             update_lock: Mutex::new(()),
         }
     }

@@ -9,14 +9,12 @@
 
 use structops::maps::*;
 use structops::struct_ops::LinkCreateAttr;
+use structops::struct_ops::link::BPF_STRUCT_OPS;
 use structops::{Errno, ObjInfo, ProgLoadAttr, ProgType, Runtime, RuntimeConfig};
 use structops_btf::{BtfBuilder, INT_SIGNED};
 use structops_isa::assemble;
 
 const NCPUS: u32 = 2;
-
-/// `BPF_STRUCT_OPS` of `enum bpf_attach_type`.
-const BPF_STRUCT_OPS: u32 = 44;
 
 fn rt() -> Runtime {
     Runtime::new(RuntimeConfig {
@@ -230,7 +228,6 @@ fn fds(rt: &Runtime) -> Fds {
 fn link_create_on_the_wrong_kind_of_descriptor() {
     let rt = rt();
     let f = fds(&rt);
-    assert_eq!(LinkCreateAttr::struct_ops(0).attach_type, BPF_STRUCT_OPS);
     let link = |map_fd: u32, attach_type: u32| {
         rt.link_create(&LinkCreateAttr {
             map_fd,

@@ -868,6 +868,67 @@ fn links_on(engine: structops::Engine) {
     rt.fd_close(lfd).unwrap();
 }
 
+/// `BPF_LINK_UPDATE` given descriptors of the wrong kind (`link_update_map`: `bpf_map_get`
+/// refuses what is not a map with EINVAL, an unused descriptor with EBADF; a map that is
+/// not a READY struct_ops link map is EINVAL); the link keeps its map throughout.
+#[test]
+fn link_update_on_the_wrong_kind_of_descriptor() {
+    let _serial = serial();
+    let (rt, ids, host, btf_fd) = setup();
+    let (_, add_fd) = prog(&rt, &ids, 0, ADD_SRC);
+    let lm = rt.map_create(&attr(&ids, btf_fd, BPF_F_LINK)).unwrap();
+    let lm_fd = rt.fd_install(lm.clone()).unwrap();
+    rt.map_update_elem(&lm, Some(&K0), &value("wrongfd", add_fd, 0), 0)
+        .unwrap();
+    let link = rt.link_create(&LinkCreateAttr::struct_ops(lm_fd)).unwrap();
+    let array = rt
+        .map_create(&MapCreateAttr::new(structops::MapType::Array, 4, 8, 1))
+        .unwrap();
+    let array_fd = rt.fd_install(array).unwrap();
+    let host_fd = rt.fd_install(rt.host_object_new()).unwrap();
+    let link_fd = rt.fd_install(link.clone()).unwrap();
+    let upd = |new: u32, flags: u32, old: u32| {
+        rt.link_update(
+            &link,
+            &LinkUpdateAttr {
+                new_map_fd: new,
+                flags,
+                old_map_fd: old,
+            },
+        )
+        .err()
+    };
+    for (fd, what) in [
+        (btf_fd, "btf"),
+        (add_fd, "prog"),
+        (host_fd, "host object"),
+        (link_fd, "link"),
+        (array_fd, "array map"),
+    ] {
+        assert_eq!(upd(fd, 0, 0), Some(Errno::EINVAL), "new map = {what}");
+        assert_eq!(
+            upd(lm_fd, BPF_F_REPLACE, fd),
+            if fd == array_fd {
+                Some(Errno::EPERM)
+            } else {
+                Some(Errno::EINVAL)
+            },
+            "old map = {what}"
+        );
+    }
+    assert_eq!(upd(9999, 0, 0), Some(Errno::EBADF), "new map fd unused");
+    assert_eq!(
+        upd(lm_fd, BPF_F_REPLACE, 9999),
+        Some(Errno::EBADF),
+        "old map fd unused"
+    );
+    assert_eq!(upd(lm_fd, 1 << 3, 0), Some(Errno::EINVAL), "unknown flag");
+    assert_eq!(rt.link_info(&link).map_id, lm.id());
+    assert_eq!(host.call(&rt, "wrongfd", 0, &[40, 2]), Some(42));
+    rt.link_detach(&link).unwrap();
+    assert_eq!(host.call(&rt, "wrongfd", 0, &[40, 2]), None);
+}
+
 #[test]
 fn dummy_ops_twin() {
     let _serial = serial();

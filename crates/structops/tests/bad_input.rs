@@ -314,3 +314,55 @@ fn info_and_close_on_bad_descriptors() {
         "map-in-map slot <- unused fd"
     );
 }
+
+/// `BPF_BTF_LOAD` of malformed blobs: the runtime gives the errno of the kernel's checks
+/// (`structops-btf`'s `btf_load_kernel` compares those with the kernel blob for blob), a
+/// log that ends in the reason, and publishes nothing.
+#[test]
+fn btf_load_refuses_malformed_blobs_and_publishes_nothing() {
+    let rt = rt();
+    let mut b = BtfBuilder::new();
+    b.add_int("int", 4, INT_SIGNED);
+    let good = b.encode();
+    let mut bad_magic = good.clone();
+    bad_magic[0] ^= 0xff;
+    let mut version = good.clone();
+    version[2] = 2;
+    let mut trailing = good.clone();
+    trailing.push(0);
+    let huge = vec![0u8; structops_btf::BTF_MAX_SIZE + 1];
+    for (what, blob, errno, last) in [
+        ("empty", Vec::new(), Errno::EINVAL, "hdr_len not found"),
+        (
+            "5 bytes",
+            good[..5].to_vec(),
+            Errno::EINVAL,
+            "hdr_len not found",
+        ),
+        ("bad magic", bad_magic, Errno::EINVAL, "Invalid magic"),
+        ("version 2", version, Errno::ENOTSUPP, "Unsupported version"),
+        (
+            "trailing byte",
+            trailing,
+            Errno::EINVAL,
+            "Unsupported section found",
+        ),
+        ("over BTF_MAX_SIZE", huge, Errno::E2BIG, ""),
+    ] {
+        let mut log = String::new();
+        let got = rt.btf_load_with_log(&blob, &mut log).err();
+        assert_eq!(got, Some(errno), "{what}: {log}");
+        assert_eq!(log.lines().last().unwrap_or(""), last, "{what}");
+        assert_eq!(
+            rt.btf_load(&blob).err(),
+            Some(errno),
+            "{what} without a log"
+        );
+    }
+    assert_eq!(
+        rt.get_next_id(structops::ObjKind::Btf, 0),
+        Err(Errno::ENOENT),
+        "nothing published"
+    );
+    assert!(rt.btf_load(&good).is_ok());
+}

@@ -176,6 +176,83 @@ fn usage_errors_exit_2() {
     assert_eq!(o.status.code(), Some(2));
 }
 
+/// Bad arguments of every shape are usage errors (exit 2, no panic) whose message names
+/// the argument; none of them reaches a file or a host.
+#[test]
+fn bad_arguments_are_usage_errors_naming_the_argument() {
+    for (args, says) in [
+        (&["frobnicate"][..], "unrecognized subcommand 'frobnicate'"),
+        (
+            &["prog", "frobnicate"][..],
+            "unrecognized subcommand 'frobnicate'",
+        ),
+        (&["-j"][..], "requires a subcommand"),
+        (&["prog", "show", "id", "abc"][..], "'abc' is not an id"),
+        (
+            &["prog", "show", "id", "99999999999"][..],
+            "'99999999999' is not an id",
+        ),
+        (
+            &["prog", "show", "id", "-1"][..],
+            "unexpected argument '-1'",
+        ),
+        (
+            &["--host", "/nonexistent.sock", "map", "show", "id", "x1"][..],
+            "'x1' is not an id",
+        ),
+        (
+            &[
+                "prog",
+                "run",
+                "bpf/maps.bpf.o",
+                "--prog",
+                "xdp_count",
+                "--repeat",
+                "x",
+            ][..],
+            "invalid value 'x' for '--repeat <N>'",
+        ),
+        (
+            &[
+                "map",
+                "lookup",
+                "bpf/maps.bpf.o",
+                "name",
+                "counts",
+                "key",
+                "0x1g",
+            ][..],
+            "key: '0x1g' is not a byte",
+        ),
+        (
+            &[
+                "map",
+                "lookup",
+                "bpf/maps.bpf.o",
+                "name",
+                "counts",
+                "key",
+                "256",
+            ][..],
+            "key: '256' is not a byte",
+        ),
+        (
+            &["verify", "bpf/maps.bpf.o", "--log-level", "banana"][..],
+            "invalid value 'banana' for '--log-level",
+        ),
+        (
+            &["map", "dump", "bpf/maps.bpf.o", "--map"][..],
+            "a value is required for '--map <NAME>'",
+        ),
+    ] {
+        let o = structops(args);
+        let e = stderr(&o);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {e}");
+        assert!(e.contains(says), "{args:?}: {e}");
+        assert!(!e.contains("panicked"), "{args:?}: {e}");
+    }
+}
+
 #[test]
 fn prog_dump_every_fixture_program() {
     if !std::path::Path::new("/sys/kernel/btf/vmlinux").exists() {

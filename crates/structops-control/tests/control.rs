@@ -662,6 +662,63 @@ fn bad_frames_get_an_error_reply_and_a_closed_connection() {
     }
 }
 
+/// Map commands whose key or value does not fit the map, or whose flags are unknown, come
+/// back as the runtime's errno at the map step (a short key or value is `EFAULT`, as a
+/// pointer the kernel cannot copy); the connection stays usable and the map unchanged.
+#[test]
+fn map_commands_with_wrong_sizes_and_flags_get_the_runtimes_errno() {
+    let (rt, map, server) = setup(ServeConfig::default());
+    rt.map_update_elem(&map, Some(&1u32.to_ne_bytes()), &5u64.to_ne_bytes(), 0)
+        .unwrap();
+    let mut c = ControlClient::connect(server.path()).unwrap();
+    let remote = |e: ClientError| match e {
+        ClientError::Remote(ce) => (ce.errno(), ce.step),
+        other => panic!("{other:?}"),
+    };
+    let id = map.id();
+    let k = 1u32.to_ne_bytes();
+    let v = 6u64.to_ne_bytes();
+    assert_eq!(
+        remote(c.map_lookup(id, &k[..3]).unwrap_err()),
+        (Errno::EFAULT, Step::Map),
+        "3-byte key"
+    );
+    assert_eq!(
+        remote(c.map_lookup(id, &[]).unwrap_err()),
+        (Errno::EFAULT, Step::Map),
+        "empty key"
+    );
+    assert_eq!(
+        remote(c.map_update(id, &k[..2], &v, 0).unwrap_err()),
+        (Errno::EFAULT, Step::Map),
+        "2-byte key"
+    );
+    assert_eq!(
+        remote(c.map_update(id, &k, &v[..7], 0).unwrap_err()),
+        (Errno::EFAULT, Step::Map),
+        "7-byte value"
+    );
+    for flags in [3u64, 4, 8, u64::MAX] {
+        assert_eq!(
+            remote(c.map_update(id, &k, &v, flags).unwrap_err()),
+            (Errno::EINVAL, Step::Map),
+            "flags {flags:#x}"
+        );
+    }
+    assert_eq!(
+        remote(c.map_delete(id, &k[..1]).unwrap_err()),
+        (Errno::EFAULT, Step::Map),
+        "1-byte key"
+    );
+    assert_eq!(
+        remote(c.map_update(id + 1000, &k, &v, 0).unwrap_err()),
+        (Errno::ENOENT, Step::Lookup),
+        "no such map"
+    );
+    // Nothing changed, and the same connection still answers.
+    assert_eq!(c.map_lookup(id, &k).unwrap(), 5u64.to_ne_bytes().to_vec());
+}
+
 #[test]
 fn a_silent_client_is_timed_out_without_stalling_others() {
     let config = ServeConfig {

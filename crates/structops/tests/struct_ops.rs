@@ -868,6 +868,171 @@ fn links_on(engine: structops::Engine) {
     rt.fd_close(lfd).unwrap();
 }
 
+/// `BPF_LINK_UPDATE` given descriptors of the wrong kind (`link_update_map`: `bpf_map_get`
+/// refuses what is not a map with EINVAL, an unused descriptor with EBADF; a map that is
+/// not a READY struct_ops link map is EINVAL); the link keeps its map throughout.
+#[test]
+fn link_update_on_the_wrong_kind_of_descriptor() {
+    let _serial = serial();
+    let (rt, ids, host, btf_fd) = setup();
+    let (_, add_fd) = prog(&rt, &ids, 0, ADD_SRC);
+    let lm = rt.map_create(&attr(&ids, btf_fd, BPF_F_LINK)).unwrap();
+    let lm_fd = rt.fd_install(lm.clone()).unwrap();
+    rt.map_update_elem(&lm, Some(&K0), &value("wrongfd", add_fd, 0), 0)
+        .unwrap();
+    let link = rt.link_create(&LinkCreateAttr::struct_ops(lm_fd)).unwrap();
+    let array = rt
+        .map_create(&MapCreateAttr::new(structops::MapType::Array, 4, 8, 1))
+        .unwrap();
+    let array_fd = rt.fd_install(array).unwrap();
+    let host_fd = rt.fd_install(rt.host_object_new()).unwrap();
+    let link_fd = rt.fd_install(link.clone()).unwrap();
+    let upd = |new: u32, flags: u32, old: u32| {
+        rt.link_update(
+            &link,
+            &LinkUpdateAttr {
+                new_map_fd: new,
+                flags,
+                old_map_fd: old,
+            },
+        )
+        .err()
+    };
+    for (fd, what) in [
+        (btf_fd, "btf"),
+        (add_fd, "prog"),
+        (host_fd, "host object"),
+        (link_fd, "link"),
+        (array_fd, "array map"),
+    ] {
+        assert_eq!(upd(fd, 0, 0), Some(Errno::EINVAL), "new map = {what}");
+        assert_eq!(
+            upd(lm_fd, BPF_F_REPLACE, fd),
+            if fd == array_fd {
+                Some(Errno::EPERM)
+            } else {
+                Some(Errno::EINVAL)
+            },
+            "old map = {what}"
+        );
+    }
+    assert_eq!(upd(9999, 0, 0), Some(Errno::EBADF), "new map fd unused");
+    assert_eq!(
+        upd(lm_fd, BPF_F_REPLACE, 9999),
+        Some(Errno::EBADF),
+        "old map fd unused"
+    );
+    assert_eq!(upd(lm_fd, 1 << 3, 0), Some(Errno::EINVAL), "unknown flag");
+    assert_eq!(rt.link_info(&link).map_id, lm.id());
+    assert_eq!(host.call(&rt, "wrongfd", 0, &[40, 2]), Some(42));
+    rt.link_detach(&link).unwrap();
+    assert_eq!(host.call(&rt, "wrongfd", 0, &[40, 2]), None);
+}
+
+/// `BPF_LINK_UPDATE` across ops types and on a type without `update`
+/// (`bpf_struct_ops_map_link_update`: `EOPNOTSUPP` when the new map's type has no
+/// `update`, checked before the `EINVAL` for a new map of another type than the link's).
+#[test]
+fn link_update_across_ops_types_and_without_update() {
+    let _serial = serial();
+    /// Registers anything; `update` only when `swap` is set.
+    struct Plain {
+        swap: bool,
+    }
+    impl StructOps for Plain {
+        fn reg(&self, _: &Arc<OpsTable>, _: Option<&Link>) -> Result<(), Errno> {
+            Ok(())
+        }
+        fn unreg(&self, _: &Arc<OpsTable>, _: Option<&Link>) {}
+        fn has_update(&self) -> bool {
+            self.swap
+        }
+        fn update(&self, _: &Arc<OpsTable>, _: &Arc<OpsTable>, _: &Link) -> Result<(), Errno> {
+            Ok(())
+        }
+    }
+    let rt = rt();
+    let mut b = BtfBuilder::new();
+    let int = b.add_int("int", 4, INT_SIGNED);
+    let proto = b.add_func_proto(int, &[("a", int)]);
+    let fp = b.add_ptr(proto);
+    for name in ["swap_a_ops", "swap_b_ops", "fixed_ops"] {
+        let st = b.add_struct(name, 8, &[("f", fp, 0)]);
+        add_value_type(&mut b, st, name).unwrap();
+    }
+    rt.register_host_btf(b.build()).unwrap();
+    let mut ob = BtfBuilder::new();
+    ob.add_int("int", 4, INT_SIGNED);
+    let btf_fd = rt
+        .fd_install(rt.btf_load(&ob.build().encode()).unwrap())
+        .unwrap();
+    // A READY link map of `name` (every member NULL), and its descriptor.
+    let ready = |name: &str, swap: bool| {
+        let t = rt
+            .register_struct_ops(StructOpsDesc::new(name, Arc::new(Plain { swap })))
+            .unwrap();
+        (0..2)
+            .map(|_| {
+                let m = rt
+                    .map_create(&MapCreateAttr {
+                        map_type: MAP_TYPE_STRUCT_OPS,
+                        key_size: 4,
+                        value_size: t.value_size(),
+                        max_entries: 1,
+                        map_flags: BPF_F_LINK,
+                        btf_fd,
+                        btf_vmlinux_value_type_id: t.value_id(),
+                        ..MapCreateAttr::default()
+                    })
+                    .unwrap();
+                rt.map_update_elem(&m, Some(&K0), &vec![0; t.value_size() as usize], 0)
+                    .unwrap();
+                let fd = rt.fd_install(m.clone()).unwrap();
+                (m, fd)
+            })
+            .collect::<Vec<_>>()
+    };
+    let a = ready("swap_a_ops", true);
+    let b = ready("swap_b_ops", true);
+    let fixed = ready("fixed_ops", false);
+    let upd = |link: &structops::LinkHandle, new: u32| {
+        rt.link_update(
+            link,
+            &LinkUpdateAttr {
+                new_map_fd: new,
+                ..LinkUpdateAttr::default()
+            },
+        )
+        .err()
+    };
+    let la = rt.link_create(&LinkCreateAttr::struct_ops(a[0].1)).unwrap();
+    assert_eq!(upd(&la, b[0].1), Some(Errno::EINVAL), "another ops type");
+    assert_eq!(
+        upd(&la, fixed[0].1),
+        Some(Errno::EOPNOTSUPP),
+        "new type has no update"
+    );
+    assert_eq!(rt.link_info(&la).map_id, a[0].0.id());
+    assert_eq!(upd(&la, a[1].1), None, "same type: swapped");
+    assert_eq!(rt.link_info(&la).map_id, a[1].0.id());
+    let lf = rt
+        .link_create(&LinkCreateAttr::struct_ops(fixed[0].1))
+        .unwrap();
+    assert_eq!(
+        upd(&lf, fixed[1].1),
+        Some(Errno::EOPNOTSUPP),
+        "same type, no update"
+    );
+    assert_eq!(
+        upd(&lf, a[0].1),
+        Some(Errno::EINVAL),
+        "to a type with update"
+    );
+    assert_eq!(rt.link_info(&lf).map_id, fixed[0].0.id());
+    rt.link_detach(&la).unwrap();
+    rt.link_detach(&lf).unwrap();
+}
+
 #[test]
 fn dummy_ops_twin() {
     let _serial = serial();

@@ -25,8 +25,8 @@ use std::sync::{Arc, Mutex};
 
 use structops::struct_ops::{MAP_TYPE_STRUCT_OPS, MemberInfo};
 use structops::{
-    Errno, FdObject, Link, LinkCreateAttr, LinkUpdateAttr, MapCreateAttr, OpsTable, ProgLoadAttr,
-    ProgType, Runtime, RuntimeConfig, StructOps, StructOpsDesc,
+    Errno, FdObject, Link, LinkCreateAttr, LinkUpdateAttr, MapCreateAttr, MapType, OpsTable,
+    ProgLoadAttr, ProgType, Runtime, RuntimeConfig, StructOps, StructOpsDesc,
 };
 use structops_btf::{Btf, BtfBuilder, INT_SIGNED, Kind};
 use structops_isa::assemble;
@@ -53,7 +53,12 @@ trait Side {
     fn next_key(&mut self, fd: u32, key: Option<u32>) -> Result<u32, Errno>;
     fn freeze(&mut self, fd: u32) -> Result<(), Errno>;
     fn map_id(&mut self, fd: u32) -> u32;
-    fn link_create(&mut self, map_fd: u32) -> Result<u32, Errno>;
+    fn link_create(&mut self, map_fd: u32) -> Result<u32, Errno> {
+        self.link_create_as(map_fd, BPF_STRUCT_OPS)
+    }
+    /// `BPF_LINK_CREATE` with `attach_type`: `fd` is `map_fd` for `BPF_STRUCT_OPS`,
+    /// `prog_fd` otherwise (a union in the kernel).
+    fn link_create_as(&mut self, fd: u32, attach_type: u32) -> Result<u32, Errno>;
     fn link_update(&mut self, link: u32, new: u32, flags: u32, old: u32) -> Result<(), Errno>;
     fn link_detach(&mut self, link: u32) -> Result<(), Errno>;
     fn link_map_id(&mut self, link: u32) -> Result<u32, Errno>;
@@ -166,9 +171,9 @@ impl Side for KernelSide {
         kernel::map_info(fd as i32).map_or(0, |i| i[1])
     }
 
-    fn link_create(&mut self, map_fd: u32) -> Result<u32, Errno> {
+    fn link_create_as(&mut self, fd: u32, attach_type: u32) -> Result<u32, Errno> {
         let mut at = Attr::new();
-        at.u32(0, map_fd).u32(8, BPF_STRUCT_OPS);
+        at.u32(0, fd).u32(8, attach_type);
         let fd = kernel::sys_bpf(LINK_CREATE, &mut at)? as u32;
         self.fds.push(fd);
         self.links.push(fd);
@@ -400,8 +405,12 @@ impl Side for RtSide {
         self.map(fd).map_or(0, |m| m.id())
     }
 
-    fn link_create(&mut self, map_fd: u32) -> Result<u32, Errno> {
-        let l = self.rt.link_create(&LinkCreateAttr::struct_ops(map_fd))?;
+    fn link_create_as(&mut self, fd: u32, attach_type: u32) -> Result<u32, Errno> {
+        let l = self.rt.link_create(&LinkCreateAttr {
+            map_fd: fd,
+            attach_type,
+            ..LinkCreateAttr::default()
+        })?;
         self.rt.fd_install(l)
     }
 
@@ -974,6 +983,36 @@ fn scenario(s: &mut dyn Side, t: &Types, tag: &str) -> Vec<(String, String)> {
     r.row("link_update bad link fd", res(x));
     let x = r.s.link_update(l1, l2, 0, 0);
     r.row("link_update link fd = map", res(x));
+    // Descriptors of the wrong kind, and attach types other than BPF_STRUCT_OPS.
+    let arr = r
+        .create(
+            "create plain array",
+            &MapCreateAttr::new(MapType::Array, 4, 8, 1),
+        )
+        .unwrap_or(BAD_FD);
+    let x = r.s.link_create(arr);
+    r.row("link_create array map", res(x));
+    for (fd, what) in [(l1, "link map"), (ss, "struct_ops prog"), (xdp, "xdp prog")] {
+        for at in [0u32, u32::MAX] {
+            let x = r.s.link_create_as(fd, at);
+            r.row(&format!("link_create {what} attach_type {at}"), res(x));
+        }
+    }
+    let btf = r.s.obj_btf();
+    for (fd, what) in [
+        (arr, "array map"),
+        (ss, "prog"),
+        (btf, "btf"),
+        (dl, "dummy INIT map"),
+    ] {
+        let x = r.s.link_update(k1, fd, 0, 0);
+        r.row(&format!("link_update to {what}"), res(x));
+        let x = r.s.link_update(k1, l2, BPF_F_REPLACE, fd);
+        r.row(&format!("link_update REPLACE old = {what}"), res(x));
+    }
+    let x = r.s.link_update(k1, l2, BPF_F_REPLACE << 1, 0);
+    r.row("link_update flags=8", res(x));
+    r.link_map_row("link info after bad updates", k1, &[("L1", l1)]);
     let l3 = r.create("create link map L3", &la).unwrap_or(BAD_FD);
     let other = r.tcp_value(&n1, &full(&n1));
     up(&mut r, "update L3 other name", l3, 0, &other, 0);

@@ -9,9 +9,9 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 if [ "${1:-}" = --summary ]; then
+  printf "%-18s %5s %9s %14s %7s %7s %8s\n" target runs seconds executions "max cov" "max ft" findings
   awk -F'\t' 'NR > 1 { s[$2] += $3; e[$2] += $4; f[$2] += $8; if ($5 > c[$2]) c[$2] = $5; if ($6 > t[$2]) t[$2] = $6; n[$2]++ }
-    END { printf "%-18s %5s %9s %14s %7s %7s %8s\n", "target", "runs", "seconds", "executions", "max cov", "max ft", "findings";
-          for (k in s) printf "%-18s %5d %9d %14d %7d %7d %8d\n", k, n[k], s[k], e[k], c[k], t[k], f[k] }' ledger.tsv | sort
+    END { for (k in s) printf "%-18s %5d %9d %14d %7d %7d %8d\n", k, n[k], s[k], e[k], c[k], t[k], f[k] }' ledger.tsv | sort
   exit 0
 fi
 target=${1:?usage: fuzz/run.sh TARGET [SECONDS]}

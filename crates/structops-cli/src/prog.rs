@@ -142,35 +142,36 @@ pub fn run(cmd: ProgCmd, host: Option<&Path>, out: &Output) -> Result<(), CliErr
                 out.text(&shown.iter().map(|p| live::prog_text(p)).collect::<String>())
             }
         }
-        ProgCmd::Dump(DumpCmd::Xlated(a)) => {
-            let spec = spec(&a.words, a.name.as_deref(), &["prog", "dump", "xlated"])?;
+        ProgCmd::Dump(form) => {
+            let (jited, a) = match form {
+                DumpCmd::Xlated(a) => (false, a),
+                DumpCmd::Jited(a) => (true, a),
+            };
+            let verb = if jited { "jited" } else { "xlated" };
+            let command: &'static [&'static str] = if jited {
+                &["prog", "dump", "jited"]
+            } else {
+                &["prog", "dump", "xlated"]
+            };
+            let spec = spec(&a.words, a.name.as_deref(), command)?;
             match (host, spec.file, spec.sel) {
+                (None, Some(file), Some(Sel::Name(name))) if jited => {
+                    dump_jited(&file, &name, a.btf.as_deref(), out)
+                }
                 (None, Some(file), Some(Sel::Name(name))) => {
                     dump_xlated_file(&file, &name, a.btf.as_deref(), out)
                 }
                 (Some(h), None, Some(sel)) => {
                     let mut conn = Conn::remote(h)?;
                     let id = resolve(&mut conn, &sel)?;
-                    let x = conn.xlated(id)?;
-                    print_xlated(&x, out)
+                    if jited {
+                        let j = conn.jited(id)?;
+                        print_jited(&j.name, &live::tag_hex(&j.tag), &j.code, &j.functions, out)
+                    } else {
+                        print_xlated(&conn.xlated(id)?, out)
+                    }
                 }
-                _ => Err(dump_usage("xlated")),
-            }
-        }
-        ProgCmd::Dump(DumpCmd::Jited(a)) => {
-            let spec = spec(&a.words, a.name.as_deref(), &["prog", "dump", "jited"])?;
-            match (host, spec.file, spec.sel) {
-                (None, Some(file), Some(Sel::Name(name))) => {
-                    dump_jited(&file, &name, a.btf.as_deref(), out)
-                }
-                (Some(h), None, Some(sel)) => {
-                    let mut conn = Conn::remote(h)?;
-                    let id = resolve(&mut conn, &sel)?;
-                    let j = conn.jited(id)?;
-                    let tag = live::tag_hex(&j.tag);
-                    print_jited(&j.name, &tag, &j.code, &j.functions, out)
-                }
-                _ => Err(dump_usage("jited")),
+                _ => Err(dump_usage(verb)),
             }
         }
     }

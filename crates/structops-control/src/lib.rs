@@ -17,7 +17,8 @@
 //!
 //! The socket file gets mode 0600 (set explicitly, whatever the umask). Each connection's
 //! `SO_PEERCRED` uid must be in [`ServeConfig::allow`] (default: the server's own uid,
-//! read-write); others get `EPERM` and the refusal is logged. Read-only peers get `EPERM`
+//! read-write); others get `EPERM` as soon as they connect, before they take a
+//! connection slot, and the refusal is logged. Read-only peers get `EPERM`
 //! for writes. A garbled, truncated or oversized frame gets an error reply and the
 //! connection is closed; every connection has its own thread and timeouts, so one client
 //! cannot stall another.

@@ -34,7 +34,8 @@ pub type StatusHook = Arc<dyn Fn() -> serde_json::Value + Send + Sync>;
 pub struct ServeConfig {
     /// The socket file's mode, set explicitly after binding (independent of the umask).
     pub mode: u32,
-    /// The uids allowed to connect and their roles; a uid not here gets `EPERM`.
+    /// The uids allowed to connect and their roles; a uid not here gets `EPERM` at
+    /// accept, before it takes one of the [`max_connections`](Self::max_connections).
     /// Default: the process's effective uid, read-write.
     pub allow: BTreeMap<u32, Role>,
     /// The most connections served at once; more get `EAGAIN` and are closed.
@@ -327,6 +328,26 @@ fn accept_loop(shared: &Arc<Shared>, listener: &UnixListener) {
             continue;
         }
         let limit = shared.config.max_frame;
+        // Credentials first: a peer outside the allow-list is refused here, before it
+        // takes a connection slot or a thread, so strangers cannot crowd out the owner.
+        let role = match peer_uid(&stream) {
+            Ok(uid) => shared.config.allow.get(&uid).copied().ok_or(uid),
+            Err(_) => Err(u32::MAX),
+        };
+        let role = match role {
+            Ok(role) => role,
+            Err(uid) => {
+                log::warn!("control socket: refused uid {uid}: not in the allow-list");
+                let e = ControlError::new(
+                    Errno::EPERM,
+                    Step::Access,
+                    format!("uid {uid} is not allowed"),
+                );
+                // The frame is small and the socket's buffer empty: this does not block.
+                let _ = frame::write_message(&mut stream, &Response::Error(e), limit);
+                continue;
+            }
+        };
         if shared.live.fetch_add(1, Ordering::AcqRel) >= shared.config.max_connections {
             shared.live.fetch_sub(1, Ordering::AcqRel);
             log::warn!("control socket: connection refused, limit reached");
@@ -342,7 +363,7 @@ fn accept_loop(shared: &Arc<Shared>, listener: &UnixListener) {
         let spawned = std::thread::Builder::new()
             .name("structops-control-conn".into())
             .spawn(move || {
-                serve_connection(&s, stream);
+                serve_connection(&s, stream, role);
                 lock(&s.conns).remove(&id);
                 s.live.fetch_sub(1, Ordering::AcqRel);
             });
@@ -353,12 +374,9 @@ fn accept_loop(shared: &Arc<Shared>, listener: &UnixListener) {
     }
 }
 
-fn serve_connection(shared: &Shared, mut stream: UnixStream) {
+/// Serves an admitted peer's requests, one reply each, until it closes, errs or stalls.
+fn serve_connection(shared: &Shared, mut stream: UnixStream, role: Role) {
     let limit = shared.config.max_frame;
-    let role = match peer_uid(&stream) {
-        Ok(uid) => shared.config.allow.get(&uid).copied().ok_or(uid),
-        Err(_) => Err(u32::MAX),
-    };
     loop {
         // The whole frame must arrive within the timeout, not each read: a client that
         // trickles a byte at a time cannot hold its connection open.
@@ -389,17 +407,7 @@ fn serve_connection(shared: &Shared, mut stream: UnixStream) {
             }
         };
         let resp = match role {
-            Err(uid) => {
-                log::warn!("control socket: refused uid {uid} ({req:?} not allowed)");
-                let e = ControlError::new(
-                    Errno::EPERM,
-                    Step::Access,
-                    format!("uid {uid} is not allowed"),
-                );
-                let _ = frame::write_message(&mut stream, &Response::Error(e), limit);
-                return;
-            }
-            Ok(Role::ReadOnly) if req.is_write() => {
+            Role::ReadOnly if req.is_write() => {
                 log::warn!("control socket: refused a write by a read-only peer");
                 Response::Error(ControlError::new(
                     Errno::EPERM,
@@ -407,7 +415,7 @@ fn serve_connection(shared: &Shared, mut stream: UnixStream) {
                     "read-only peer",
                 ))
             }
-            Ok(_) => shared.ctl.handle(req),
+            _ => shared.ctl.handle(req),
         };
         let written = match frame::write_message(&mut stream, &resp, limit) {
             Err(FrameError::TooLarge { len, limit }) => {

@@ -513,7 +513,7 @@ fn a_dropped_uid_child_gets_eperm() {
     let pid = unsafe { libc::fork() };
     assert!(pid >= 0);
     if pid == 0 {
-        let code = unsafe { child_connects(&path) };
+        let code = unsafe { child_connects(&path, None) };
         unsafe { libc::_exit(code) };
     }
     let mut status = 0;
@@ -528,9 +528,11 @@ fn a_dropped_uid_child_gets_eperm() {
     );
 }
 
-/// In the forked child: drop to 65534, connect, send `ListMaps`, expect an EPERM reply.
-/// Returns the exit code: 0 for EPERM.
-unsafe fn child_connects(path: &std::ffi::CStr) -> i32 {
+/// In the forked child: drop to 65534, connect, send `ListMaps` (or, with `hold`, send
+/// nothing), expect an EPERM reply. With `hold = (to_parent, from_parent)`, the child then
+/// tells the parent through `to_parent` and keeps its connection open until the parent
+/// writes to `from_parent`. Returns the exit code: 0 for EPERM.
+unsafe fn child_connects(path: &std::ffi::CStr, hold: Option<(i32, i32)>) -> i32 {
     unsafe {
         if libc::setgid(65534) != 0 || libc::setuid(65534) != 0 {
             return 10;
@@ -552,11 +554,27 @@ unsafe fn child_connects(path: &std::ffi::CStr) -> i32 {
         if libc::connect(fd, (&raw const addr).cast(), len) != 0 {
             return 13;
         }
-        // Pre-encoded in the parent's image: a ListMaps frame.
-        let [v0, v1] = VERSION.to_le_bytes();
-        let req = [b'S', b'O', b'P', b'S', v0, v1, 1, 0, 0, 0, 1];
-        if libc::write(fd, req.as_ptr().cast(), req.len()) != req.len() as isize {
-            return 14;
+        if hold.is_none() {
+            // Pre-encoded in the parent's image: a ListMaps frame. The server refuses at
+            // accept and may have closed already, so a failed write is not an error: the
+            // refusal is still there to read.
+            let [v0, v1] = VERSION.to_le_bytes();
+            let req = [b'S', b'O', b'P', b'S', v0, v1, 1, 0, 0, 0, 1];
+            libc::write(fd, req.as_ptr().cast(), req.len());
+        } else {
+            // Not a byte sent: the refusal must come anyway, and promptly.
+            let tv = libc::timeval {
+                tv_sec: 5,
+                tv_usec: 0,
+            };
+            let len = std::mem::size_of::<libc::timeval>() as libc::socklen_t;
+            libc::setsockopt(
+                fd,
+                libc::SOL_SOCKET,
+                libc::SO_RCVTIMEO,
+                (&raw const tv).cast(),
+                len,
+            );
         }
         let mut buf = [0u8; 256];
         let mut got = 0usize;
@@ -572,8 +590,79 @@ unsafe fn child_connects(path: &std::ffi::CStr) -> i32 {
         if got < 13 || buf[..4] != *b"SOPS" || buf[10] != 0 || buf[11] != 2 || buf[12] != 2 {
             return 15;
         }
+        if let Some((to_parent, from_parent)) = hold {
+            let mut b = [1u8];
+            if libc::write(to_parent, b.as_ptr().cast(), 1) != 1 {
+                return 16;
+            }
+            if libc::read(from_parent, b.as_mut_ptr().cast(), 1) != 1 {
+                return 17;
+            }
+        }
+        libc::close(fd);
         0
     }
+}
+
+/// A stranger is refused as soon as it connects, before it has sent anything, and takes
+/// no connection slot: with one slot, the owner is served while the stranger's socket is
+/// still open.
+#[test]
+fn a_refused_peer_takes_no_connection_slot() {
+    if euid() != 0 {
+        println!("skipped: needs root to setuid a child to 65534");
+        return;
+    }
+    let config = ServeConfig {
+        max_connections: 1,
+        ..ServeConfig::default()
+    };
+    let (_rt, map, server) = setup(config);
+    std::fs::set_permissions(server.path(), std::fs::Permissions::from_mode(0o666)).unwrap();
+    let path = std::ffi::CString::new(server.path().as_os_str().as_encoded_bytes()).unwrap();
+    let (mut up, mut down) = ([0i32; 2], [0i32; 2]);
+    // SAFETY: two arrays of two descriptors each.
+    assert_eq!(unsafe { libc::pipe(up.as_mut_ptr()) }, 0);
+    assert_eq!(unsafe { libc::pipe(down.as_mut_ptr()) }, 0);
+    // SAFETY: as in `a_dropped_uid_child_gets_eperm`.
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0);
+    if pid == 0 {
+        let code = unsafe { child_connects(&path, Some((up[1], down[0]))) };
+        unsafe { libc::_exit(code) };
+    }
+    // SAFETY: the child's ends, closed in the parent so that a child that fails early
+    // reads as end of file instead of a hang.
+    unsafe {
+        libc::close(up[1]);
+        libc::close(down[0]);
+    }
+    let mut b = [0u8];
+    // SAFETY: reads one byte from our pipe; 0 or -1 means the child failed first.
+    let signalled = unsafe { libc::read(up[0], b.as_mut_ptr().cast(), 1) } == 1;
+    let served = signalled
+        && ControlClient::connect(server.path())
+            .and_then(|mut c| c.list_maps())
+            .is_ok_and(|maps| maps.iter().any(|m| m.id == map.id()));
+    // SAFETY: releases the child, then reaps it; the descriptors are ours.
+    unsafe {
+        libc::write(down[1], b.as_ptr().cast(), 1);
+        let mut status = 0;
+        libc::waitpid(pid, &mut status, 0);
+        libc::close(up[0]);
+        libc::close(down[1]);
+        assert!(libc::WIFEXITED(status));
+        assert_eq!(
+            libc::WEXITSTATUS(status),
+            0,
+            "the child was not refused at once"
+        );
+    }
+    assert!(signalled);
+    assert!(
+        served,
+        "the owner was not served while a refused peer was connected"
+    );
 }
 
 #[test]

@@ -4,9 +4,12 @@
 //! four flows of the bundled BPF CUBIC through 100 Mbit/s, 20 ms RTT, one BDP of buffer,
 //! for 30 simulated seconds.
 
+mod net;
 mod plot;
 mod report;
 mod serve;
+
+use net::{Dumbbell, NetArgs};
 mod spec;
 mod units;
 
@@ -18,7 +21,7 @@ use std::path::PathBuf;
 use clap::{Args, Subcommand};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use structops::loader::LoadedObject;
-use structops_tcp::sim::{self, Callback, FlowSpec, RunOptions, Scenario, SimResult};
+use structops_tcp::sim::{self, Callback, RunOptions, SimResult};
 use structops_tcp::types::{TCP_CA_NAME_MAX, TcpCongestionOps};
 use structops_tcp::{HostConfig, HostError, LoadedCc, TcpHost};
 
@@ -28,7 +31,7 @@ use crate::output::Output;
 use plot::{Chart, Line};
 use report::{FlowRow, GroupView, Report, ScenarioView, SwapView};
 use spec::{Bundled, CcSpec, SwapSpec};
-use units::{Buffer, RttList};
+use units::Buffer;
 
 /// `structops tcp ...`.
 #[derive(Debug, Subcommand)]
@@ -68,32 +71,12 @@ pub struct SimulateArgs {
     /// bundled:NAME [default: bundled:cubic].
     #[arg(long = "cc", value_name = "SPEC", value_parser = spec::cc_spec)]
     pub cc: Vec<CcSpec>,
-    /// Number of flows, split evenly over the --cc groups.
-    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=1000))]
-    pub flows: u32,
-    /// Bottleneck rate: 100Mbit, 1Gbit, 500kbit.
-    #[arg(long, value_name = "RATE", default_value = "100Mbit", value_parser = units::bandwidth)]
-    pub bw: u64,
-    /// Round-trip propagation delay: 20ms; a comma list gives one per flow (10ms,40ms).
-    #[arg(long, value_name = "TIME[,TIME...]", default_value = "20ms", value_parser = units::rtt_list)]
-    pub rtt: RttList,
-    /// Bottleneck buffer: bytes (150000, 64KiB) or a multiple of the bandwidth-delay
-    /// product at the largest RTT (1bdp, 0.5bdp).
-    #[arg(long, value_name = "SIZE", default_value = "1bdp", value_parser = units::buffer)]
-    pub buffer: Buffer,
-    /// Mark ECN-capable packets CE when this many packets already wait (all flows then
-    /// negotiate ECN); without it the queue is drop-tail.
-    #[arg(long = "ecn-threshold", value_name = "PKTS", value_parser = clap::value_parser!(u32).range(1..))]
-    pub ecn_threshold: Option<u32>,
-    /// Random loss probability per data packet: 0.001 or 0.1%.
-    #[arg(long, value_name = "P", default_value = "0", value_parser = units::loss)]
-    pub loss: f64,
+    /// The flows and the bottleneck.
+    #[command(flatten)]
+    pub net: NetArgs,
     /// Simulated time: 30s, 500ms.
     #[arg(long, value_name = "TIME", default_value = "30s", value_parser = units::duration_ns)]
     pub duration: u64,
-    /// Seed of the run's random numbers (same seed, same run).
-    #[arg(long, default_value_t = 1)]
-    pub seed: u64,
     /// Where BPF programs run.
     #[arg(long, value_enum, default_value_t = Engine::Jit)]
     pub engine: Engine,
@@ -126,9 +109,8 @@ fn usage(message: String) -> CliError {
 struct Plan {
     /// Per group: its spec and flow indices.
     groups: Vec<(CcSpec, Vec<usize>)>,
-    /// Per flow.
-    rtts: Vec<u64>,
-    buffer_bytes: u64,
+    /// The flows' RTTs and the buffer.
+    dumbbell: Dumbbell,
 }
 
 impl Plan {
@@ -138,23 +120,14 @@ impl Plan {
         } else {
             a.cc.clone()
         };
-        let n = a.flows as usize;
+        let n = a.net.flows as usize;
         if n < specs.len() {
             return Err(usage(format!(
                 "--flows {n} is fewer than the {} --cc groups (each group needs a flow)",
                 specs.len()
             )));
         }
-        let rtts = match a.rtt.0.as_slice() {
-            [one] => vec![*one; n],
-            list if list.len() == n => list.to_vec(),
-            list => {
-                return Err(usage(format!(
-                    "--rtt lists {} RTTs for {n} flows (give one, or one per flow)",
-                    list.len()
-                )));
-            }
-        };
+        let dumbbell = a.net.dumbbell(&["tcp", "simulate"])?;
         if let Some(w) = &a.swap_at
             && w.at_ns >= a.duration
         {
@@ -162,14 +135,6 @@ impl Plan {
                 "--swap-at {} is not before the end of the run (--duration {})",
                 units::fmt_time(w.at_ns),
                 units::fmt_time(a.duration)
-            )));
-        }
-        let max_rtt = rtts.iter().copied().max().unwrap_or(0);
-        let buffer_bytes = a.buffer.bytes(a.bw, max_rtt);
-        if buffer_bytes < u64::from(sim::WIRE_BYTES) {
-            return Err(usage(format!(
-                "--buffer gives {buffer_bytes} bytes, less than one {}-byte packet",
-                sim::WIRE_BYTES
             )));
         }
         // Split the flows evenly, the first groups taking the remainder.
@@ -185,11 +150,7 @@ impl Plan {
                 (s, ids)
             })
             .collect();
-        Ok(Plan {
-            groups,
-            rtts,
-            buffer_bytes,
-        })
+        Ok(Plan { groups, dumbbell })
     }
 }
 
@@ -394,26 +355,18 @@ fn simulate(a: &SimulateArgs, out: &Output) -> Result<(), CliError> {
         None => None,
     };
 
-    let mut flows = vec![FlowSpec::new("", 0); a.flows as usize];
+    let mut group_of_flow = vec![0; a.net.flows as usize];
     for (g, (_, ids)) in plan.groups.iter().enumerate() {
         for &i in ids {
-            flows[i] = FlowSpec {
-                ecn: a.ecn_threshold.is_some(),
-                ..FlowSpec::new(&resolved[group_of[g]].name, plan.rtts[i])
-            };
+            group_of_flow[i] = group_of[g];
         }
     }
-    let sc = Scenario {
-        flows,
-        bw_bps: a.bw,
-        buffer_bytes: plan.buffer_bytes,
-        ecn_threshold_pkts: a.ecn_threshold,
-        loss: a.loss,
-        duration_ns: a.duration,
-        seed: a.seed,
-        sample_interval_ns: sample_interval(a.duration),
-        trace: false,
-    };
+    let sc = a.net.scenario(
+        &plan.dumbbell,
+        |i| &resolved[group_of_flow[i]].name,
+        a.duration,
+        sample_interval(a.duration),
+    );
 
     let bar = progress_bar(out.json);
     let mut on_progress = |f: f64| bar.set_position((f.clamp(0.0, 1.0) * 1000.0) as u64);
@@ -537,20 +490,20 @@ fn build_report(
             final_cwnd: f.final_cwnd,
         })
         .collect();
-    let buffer = match a.buffer {
+    let buffer = match a.net.buffer {
         Buffer::Bdp(k) => format!("{k}bdp"),
         Buffer::Bytes(b) => format!("{b}B"),
     };
     Report {
         scenario: ScenarioView {
-            flows: a.flows as usize,
-            bw_bps: a.bw,
-            buffer_bytes: plan.buffer_bytes,
+            flows: a.net.flows as usize,
+            bw_bps: a.net.bw,
+            buffer_bytes: plan.dumbbell.buffer_bytes,
             buffer,
-            ecn_threshold_pkts: a.ecn_threshold,
-            loss: a.loss,
+            ecn_threshold_pkts: a.net.ecn_threshold,
+            loss: a.net.loss,
             duration_ns: a.duration,
-            seed: a.seed,
+            seed: a.net.seed,
             engine: match a.engine {
                 Engine::Jit => "jit".into(),
                 Engine::Interp => "interp".into(),
@@ -560,7 +513,7 @@ fn build_report(
         groups,
         flows,
         total_goodput_bps: r.total_goodput_bps,
-        utilization: r.total_goodput_bps / a.bw as f64,
+        utilization: r.total_goodput_bps / a.net.bw as f64,
         mean_queue_delay_ns: r.queue.mean_delay_ns,
         p99_queue_delay_ns: r.queue.p99_delay_ns,
         drops: r.queue.drops,

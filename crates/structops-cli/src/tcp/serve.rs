@@ -13,11 +13,12 @@ use std::time::{Duration, Instant};
 use clap::Args;
 use serde_json::{Value, json};
 use structops_control::{Role, Serve, ServeConfig};
-use structops_tcp::sim::{self, FlowSpec, FlowState, RunOptions, SEC, Scenario, Sim};
+use structops_tcp::sim::{FlowState, RunOptions, SEC, Sim};
 use structops_tcp::{HostConfig, TcpHost};
 
+use super::net::NetArgs;
 use super::spec::{self, CcSpec};
-use super::units::{self, Buffer, RttList};
+use super::units;
 use super::{host_err, resolve};
 use crate::error::CliError;
 use crate::inproc::Engine;
@@ -55,29 +56,9 @@ pub struct ServeArgs {
     /// FILE.o[:MAP], native:NAME or bundled:NAME.
     #[arg(long = "cc", value_name = "SPEC", default_value = "bundled:cubic", value_parser = spec::cc_spec)]
     pub cc: CcSpec,
-    /// Number of flows.
-    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=1000))]
-    pub flows: u32,
-    /// Bottleneck rate: 100Mbit, 1Gbit, 500kbit.
-    #[arg(long, value_name = "RATE", default_value = "100Mbit", value_parser = units::bandwidth)]
-    pub bw: u64,
-    /// Round-trip propagation delay: 20ms; a comma list gives one per flow.
-    #[arg(long, value_name = "TIME[,TIME...]", default_value = "20ms", value_parser = units::rtt_list)]
-    pub rtt: RttList,
-    /// Bottleneck buffer: bytes (150000, 64KiB) or a multiple of the bandwidth-delay
-    /// product at the largest RTT (1bdp, 0.5bdp).
-    #[arg(long, value_name = "SIZE", default_value = "1bdp", value_parser = units::buffer)]
-    pub buffer: Buffer,
-    /// Mark ECN-capable packets CE when this many packets already wait (all flows then
-    /// negotiate ECN); without it the queue is drop-tail.
-    #[arg(long = "ecn-threshold", value_name = "PKTS", value_parser = clap::value_parser!(u32).range(1..))]
-    pub ecn_threshold: Option<u32>,
-    /// Random loss probability per data packet: 0.001 or 0.1%.
-    #[arg(long, value_name = "P", default_value = "0", value_parser = units::loss)]
-    pub loss: f64,
-    /// Seed of the run's random numbers.
-    #[arg(long, default_value_t = 1)]
-    pub seed: u64,
+    /// The flows and the bottleneck.
+    #[command(flatten)]
+    pub net: NetArgs,
     /// Where BPF programs run.
     #[arg(long, value_enum, default_value_t = Engine::Jit)]
     pub engine: Engine,
@@ -268,7 +249,7 @@ fn status(
         "done": s.is_done(),
         "events": s.events(),
         "bottleneck": {
-            "bw_bps": c.a.bw,
+            "bw_bps": c.a.net.bw,
             "buffer_bytes": c.buffer_bytes,
             "queue_pkts": s.queue_len(),
         },
@@ -297,25 +278,7 @@ fn sleep_until(due: Instant) {
 pub fn run(a: &ServeArgs, out: &Output) -> Result<(), CliError> {
     // The control socket logs what it refuses; a long-running host shows it on stderr.
     crate::logger::init();
-    let n = a.flows as usize;
-    let rtts = match a.rtt.0.as_slice() {
-        [one] => vec![*one; n],
-        list if list.len() == n => list.to_vec(),
-        list => {
-            return Err(usage(format!(
-                "--rtt lists {} RTTs for {n} flows (give one, or one per flow)",
-                list.len()
-            )));
-        }
-    };
-    let max_rtt = rtts.iter().copied().max().unwrap_or(0);
-    let buffer_bytes = a.buffer.bytes(a.bw, max_rtt);
-    if buffer_bytes < u64::from(sim::WIRE_BYTES) {
-        return Err(usage(format!(
-            "--buffer gives {buffer_bytes} bytes, less than one {}-byte packet",
-            sim::WIRE_BYTES
-        )));
-    }
+    let dumbbell = a.net.dumbbell(&["tcp", "serve"])?;
     if a.slice == 0 {
         return Err(usage("--slice must be positive".into()));
     }
@@ -331,39 +294,28 @@ pub fn run(a: &ServeArgs, out: &Output) -> Result<(), CliError> {
     let startup = host.available();
 
     let duration = a.duration.unwrap_or(OPEN_END_NS);
-    let sc = Scenario {
-        flows: rtts
-            .iter()
-            .map(|&rtt| FlowSpec {
-                ecn: a.ecn_threshold.is_some(),
-                ..FlowSpec::new(&fallback.name, rtt)
-            })
-            .collect(),
-        bw_bps: a.bw,
-        buffer_bytes,
-        ecn_threshold_pkts: a.ecn_threshold,
-        loss: a.loss,
-        duration_ns: duration,
-        seed: a.seed,
-        // No series is kept; the sample events only cost one event each.
-        sample_interval_ns: (duration / 1000).max(SEC),
-        trace: false,
-    };
+    // No series is kept; the sample events only cost one event each.
+    let sc = a.net.scenario(
+        &dumbbell,
+        |_| &fallback.name,
+        duration,
+        (duration / 1000).max(SEC),
+    );
     let mut s = Sim::new(&host, &sc, RunOptions::default())
         .map_err(|source| CliError::Sim { source })?
         .without_series();
 
     let ctx = StatusCtx {
         a,
-        buffer_bytes,
-        rtts: &rtts,
+        buffer_bytes: dumbbell.buffer_bytes,
+        rtts: &dumbbell.rtts,
         fallback: &fallback.name,
         wall: Instant::now(),
     };
     let mut window = Window {
         marks: VecDeque::new(),
     };
-    let flows: Vec<FlowState> = (0..n).filter_map(|i| s.flow(i)).collect();
+    let flows: Vec<FlowState> = (0..dumbbell.rtts.len()).filter_map(|i| s.flow(i)).collect();
     window.push(0, flows.iter().map(|f| f.delivered_bytes).collect());
     let shared = Arc::new(Mutex::new(status(
         &ctx,
@@ -404,7 +356,7 @@ pub fn run(a: &ServeArgs, out: &Output) -> Result<(), CliError> {
     }
 
     // Per flow: the congestion control the policy last set on it.
-    let mut applied = vec![fallback.name.clone(); n];
+    let mut applied = vec![fallback.name.clone(); dumbbell.rtts.len()];
     let mut last_error: Option<String> = None;
     let mut last_status = Instant::now();
     let result = loop {
@@ -431,7 +383,7 @@ pub fn run(a: &ServeArgs, out: &Output) -> Result<(), CliError> {
         if let Err(e) = s.run_until(target) {
             break Err(CliError::Sim { source: e });
         }
-        let flows: Vec<FlowState> = (0..n).filter_map(|i| s.flow(i)).collect();
+        let flows: Vec<FlowState> = (0..dumbbell.rtts.len()).filter_map(|i| s.flow(i)).collect();
         window.push(
             s.now_ns(),
             flows.iter().map(|f| f.delivered_bytes).collect(),

@@ -1508,7 +1508,14 @@ fn verifier_view_of_ops_types() {
 }
 
 /// Resident set size of this process, from `/proc/self/statm` (0 if unreadable).
+/// The resident set, after handing the allocator's free memory back to the system (glibc
+/// keeps the worker threads' arenas otherwise, which is not memory the runtime holds).
 fn rss_bytes() -> u64 {
+    // SAFETY: malloc_trim only returns free memory of the allocator to the system.
+    #[cfg(target_env = "gnu")]
+    unsafe {
+        libc::malloc_trim(0);
+    }
     std::fs::read_to_string("/proc/self/statm")
         .ok()
         .and_then(|s| s.split_whitespace().nth(1)?.parse::<u64>().ok())
@@ -1546,6 +1553,7 @@ fn stress_calls_swaps_and_map_traffic() {
     };
     forget_events();
     let (baseline, rss_before) = (settled_heap(), rss_bytes());
+    let code_before = executable_mappings();
     let stop = Arc::new(AtomicBool::new(false));
     let calls = Arc::new(AtomicU64::new(0));
     let map_ops = Arc::new(AtomicU64::new(0));
@@ -1673,6 +1681,7 @@ fn stress_calls_swaps_and_map_traffic() {
     }
     forget_events();
     let (after, rss_after) = (settled_heap(), rss_bytes());
+    let code_after = executable_mappings();
     println!(
         "stress: {:.1} s, {calls} calls ({:.1} M/s), {swaps} swaps in {rounds} rounds, \
          {map_ops} map operations; heap {baseline} B before, {after} B after; \
@@ -1687,6 +1696,30 @@ fn stress_calls_swaps_and_map_traffic() {
         "heap grew by {} B over the run",
         after - baseline
     );
+    // Every entry point's and program's code pages were unmapped: the executable
+    // mappings are the ones there were before the run. (What RSS keeps beyond the heap
+    // is glibc's: its cache of the threads' stacks and their arenas.)
+    let left: Vec<_> = code_after
+        .iter()
+        .filter(|m| !code_before.contains(m))
+        .collect();
+    assert!(left.is_empty(), "executable mappings left behind: {left:?}");
+}
+
+/// The process's executable mappings, from `/proc/self/maps`.
+fn executable_mappings() -> Vec<String> {
+    std::fs::read_to_string("/proc/self/maps")
+        .unwrap_or_default()
+        .lines()
+        // `r-x` only: the runtime never maps code writable (tests/wx.rs), and valgrind's
+        // own code caches are `rwx`.
+        .filter(|l| {
+            l.split_whitespace()
+                .nth(1)
+                .is_some_and(|p| p.starts_with("r-x"))
+        })
+        .map(str::to_owned)
+        .collect()
 }
 
 /// The stress run, one second of it, under valgrind memcheck: no invalid access and

@@ -253,6 +253,37 @@ pub(crate) fn iter_active_depths_differ(old: &State, cur: &State) -> bool {
     })
 }
 
+/// `states_maybe_looping`: the innermost frames' registers are the same field for field,
+/// ids included. The kernel compares the raw `bpf_reg_state`s up to `parent` (type,
+/// offset, the pointer's union, bounds, `id`, `ref_obj_id`; not `frameno`, liveness or
+/// `precise`), so a loop whose body hands a register a fresh id every round is never
+/// reported as infinite, however equal the states are otherwise.
+pub(crate) fn states_maybe_looping(old: &State, cur: &State) -> bool {
+    if old.frames.len() != cur.frames.len() {
+        return false;
+    }
+    let (Some(fo), Some(fc)) = (old.frames.last(), cur.frames.last()) else {
+        return false;
+    };
+    fo.regs.iter().zip(fc.regs.iter()).all(|(o, c)| {
+        o.ty == c.ty
+            && o.flags == c.flags
+            && o.v == c.v
+            && o.off == c.off
+            && o.id == c.id
+            && o.ref_obj_id == c.ref_obj_id
+            // The kernel's union: zero for scalars and unset registers, so compared only
+            // for pointers here.
+            && (o.ty == RegType::Scalar
+                || o.ty == RegType::NotInit
+                || (o.map == c.map
+                    && o.mem_size == c.mem_size
+                    && o.range == c.range
+                    && o.btf_id == c.btf_id
+                    && o.subprog == c.subprog))
+    })
+}
+
 /// `states_equal`: with [`Exact::Equal`], the states must be the same
 /// (loop detection); otherwise `old` must cover `cur`. `static_live[i]`
 /// is the mask of registers live in frame `i` at this point.

@@ -16,7 +16,7 @@ use crate::cfg::{self, Cfg};
 use crate::env::{LogOptions, MapInfo, MapRef, ProgInfo, ReturnRule, VerifierEnv};
 use crate::error::{E2BIG, EACCES, EBADF, EINVAL, Reject, VerifyError, eacces, einval};
 use crate::liveness::Loc;
-use crate::prune::{Exact, iter_active_depths_differ, states_equal};
+use crate::prune::{Exact, iter_active_depths_differ, states_equal, states_maybe_looping};
 use crate::scalar::ScalarValue;
 use crate::state::{Frame, HistEntry, Reg, RegFlags, RegType, State, write_reg};
 
@@ -759,6 +759,7 @@ impl<'a> Verifier<'a> {
                 let skip_inf =
                     matches!(loop_point, Some(LoopPoint::Callback | LoopPoint::IterNext));
                 if !skip_inf
+                    && states_maybe_looping(old, &self.cur)
                     && old.may_goto_depth == self.cur.may_goto_depth
                     && old.callback_unroll_depth == self.cur.callback_unroll_depth
                     && states_equal(old, &self.cur, &live, Exact::Equal, privs)

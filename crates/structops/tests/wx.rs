@@ -85,3 +85,68 @@ fn no_mapping_is_ever_writable_and_executable() {
         assert_eq!(contains(code, &imm64_low), !blinded, "{harden:?}");
     }
 }
+
+/// "Ever", sampled: while programs are compiled, run and freed in a loop, another thread
+/// reads the memory map as fast as it can; no sample has a writable and executable
+/// mapping, and some sample saw a program's code mapped (so the sampler ran while there
+/// was code to see).
+#[test]
+fn no_sample_during_compilation_is_writable_and_executable() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    let rt = Runtime::new(RuntimeConfig {
+        ncpus: 1,
+        engine: structops::Engine::Jit,
+        ..RuntimeConfig::default()
+    });
+    let done = Arc::new(AtomicBool::new(false));
+    let code_at = Arc::new(AtomicU64::new(0));
+    let sampler = {
+        let (done, code_at) = (done.clone(), code_at.clone());
+        std::thread::spawn(move || {
+            let (mut samples, mut seen) = (0u64, 0u64);
+            while !done.load(Ordering::Acquire) {
+                let maps = mappings();
+                for (lo, hi, perms) in &maps {
+                    let p = perms.as_bytes();
+                    assert!(
+                        !(p.get(1) == Some(&b'w') && p.get(2) == Some(&b'x')),
+                        "{lo:x}-{hi:x} is {perms} (sample {samples})"
+                    );
+                }
+                let at = code_at.load(Ordering::Acquire);
+                if at != 0
+                    && maps
+                        .iter()
+                        .any(|(lo, hi, p)| at >= *lo && at < *hi && p.starts_with("r-x"))
+                {
+                    seen += 1;
+                }
+                samples += 1;
+            }
+            (samples, seen)
+        })
+    };
+    for _ in 0..300 {
+        let p = load(&rt);
+        let code = p
+            .jited()
+            .expect("the JIT compiled it")
+            .machine_code()
+            .as_ptr() as u64;
+        code_at.store(code, Ordering::Release);
+        let mut t = TestRun::with_data(&[0u8; 64]);
+        rt.prog_test_run(&p, &mut t).expect("runs");
+        code_at.store(0, Ordering::Release);
+        drop(p);
+    }
+    // Give the sampler a last look if it has not had one yet.
+    let last = load(&rt);
+    let code = last.jited().expect("jited").machine_code().as_ptr() as u64;
+    code_at.store(code, Ordering::Release);
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    done.store(true, Ordering::Release);
+    let (samples, seen) = sampler.join().expect("no writable and executable mapping");
+    println!("{samples} samples of the memory map, {seen} with a program's code in it");
+    assert!(samples > 0 && seen > 0);
+}

@@ -16,11 +16,13 @@ use structops::maps::{BPF_ANY, BPF_F_NO_PREALLOC, BPF_NOEXIST};
 use structops::struct_ops::{BPF_F_LINK, MAP_TYPE_STRUCT_OPS, add_value_type};
 use structops::{
     Capabilities, Engine, Errno, Link, LinkCreateAttr, MapCreateAttr, MapType, ObjKind, OpsTable,
-    ProgHandle, ProgLoadAttr, ProgType, Runtime, RuntimeConfig, StructOps, StructOpsDesc, TestRun,
+    ProgHandle, ProgLoadAttr, ProgType, RunFault, Runtime, RuntimeConfig, StructOps, StructOpsDesc,
+    TestRun,
 };
 use structops_btf::ext::FuncInfo;
 use structops_btf::{BtfBuilder, INT_SIGNED, Linkage, TypeId};
 use structops_isa::{Insn, assemble};
+use structops_vm::VmError;
 
 const RET0: &str = "r0 = 0\nexit";
 
@@ -842,4 +844,35 @@ fn program_side_hash_updates_get_enomem() {
     assert_eq!(update(1), 0);
     rt.map_delete_elem(&m, Some(&1u32.to_ne_bytes())).unwrap();
     assert_eq!(update(2), 0);
+}
+
+#[test]
+fn unverified_runs_stop_at_the_step_limit() {
+    let rt = rt_with(RuntimeConfig {
+        run_unverified: true,
+        ..RuntimeConfig::default()
+    });
+    // An endless loop: the verifier refuses it ("infinite loop detected"), and
+    // `run_unverified` loads it anyway, to run only in the checked interpreter.
+    let p = prog(&rt, "r0 = 0\nl:\nr0 += 1\ngoto l\nexit").unwrap();
+    assert!(!p.is_verified());
+    let mut t = TestRun::with_data(&[0u8; 64]);
+    let start = std::time::Instant::now();
+    assert_eq!(rt.prog_test_run(&p, &mut t), Err(Errno::EFAULT));
+    eprintln!(
+        "{} steps took {:?}",
+        structops_vm::DEFAULT_STEP_LIMIT,
+        start.elapsed()
+    );
+    match &t.fault {
+        Some(RunFault::Vm(VmError::InstructionLimit { limit, .. })) => {
+            assert_eq!(*limit, structops_vm::DEFAULT_STEP_LIMIT);
+        }
+        other => panic!("expected the step limit, got {other:?}"),
+    }
+    // The runtime still runs programs, the unverified ones included.
+    let q = prog(&rt, "r0 = 0\nl:\nr0 += 1\nif r0 < 10 goto l\nexit").unwrap();
+    rt.prog_test_run(&q, &mut t).unwrap();
+    assert_eq!(t.retval, 10);
+    assert!(t.fault.is_none());
 }

@@ -51,6 +51,15 @@ pub struct RuntimeConfig {
     /// Most BTF objects alive at once (the host's included): `btf_load` beyond it
     /// fails with `ENOSPC` (`btf_alloc_id`). Default 65536.
     pub max_btfs: usize,
+    /// Most descriptors the runtime's descriptor table may hold
+    /// ([`Runtime::fd_install`], and the loader's descriptors): the analog of
+    /// `RLIMIT_NOFILE`. Descriptors are numbered from 0 and stay below this; installing
+    /// one more fails with `EMFILE`, the kernel's errno when `alloc_fd` reaches the
+    /// limit. Each descriptor holds a reference to an object that is itself counted
+    /// ([`RuntimeConfig::max_maps`], ...), but one object may be installed many times.
+    /// Default 1,048,576, the kernel's default `fs.nr_open` (the largest
+    /// `RLIMIT_NOFILE` it allows without raising that sysctl); at most `INT_MAX`.
+    pub max_fds: u32,
     /// The most bytes of native entry-point code one struct_ops map may hold: the
     /// kernel's `MAX_TRAMP_IMAGE_PAGES` (8) trampoline pages of 4096 bytes per map. An
     /// update whose members need more fails with `E2BIG`, as the kernel's does when
@@ -129,10 +138,14 @@ fn default_engine() -> Engine {
 /// The default bound on objects of each kind ([`RuntimeConfig::max_maps`], ...).
 const DEFAULT_MAX_OBJECTS: usize = 1 << 16;
 
+/// The default [`RuntimeConfig::max_fds`]: the kernel's default `sysctl_nr_open`
+/// (`fs/file.c`), 1024 × 1024.
+pub(crate) const DEFAULT_MAX_FDS: u32 = 1 << 20;
+
 impl Default for RuntimeConfig {
     /// As many CPU slots as the machine has threads, every capability (a host usually
     /// trusts itself; grant less for untrusted callers), one NUMA node, 1 GiB per map
-    /// and 4 GiB for all maps, 65536 objects of each kind.
+    /// and 4 GiB for all maps, 65536 objects of each kind, 1,048,576 descriptors.
     fn default() -> RuntimeConfig {
         RuntimeConfig {
             ncpus: std::thread::available_parallelism().map_or(1, |n| n.get() as u32),
@@ -145,6 +158,7 @@ impl Default for RuntimeConfig {
             max_progs: DEFAULT_MAX_OBJECTS,
             max_links: DEFAULT_MAX_OBJECTS,
             max_btfs: DEFAULT_MAX_OBJECTS,
+            max_fds: DEFAULT_MAX_FDS,
             struct_ops_image_limit: 8 * 4096,
             verifier_memory_limit: 1 << 30,
             verifier_log_limit: 128 << 20,
@@ -257,7 +271,7 @@ impl Runtime {
             maps: IdTable::with_limit(config.max_maps),
             progs: progs.clone(),
             btfs: IdTable::with_limit(config.max_btfs),
-            fds: FdTable::default(),
+            fds: FdTable::with_limit(config.max_fds),
             host_btf: Mutex::new(None),
             struct_ops: crate::struct_ops::Registry::new(progs, config.max_links),
         }
@@ -368,6 +382,10 @@ impl Runtime {
     /// Gives `obj` a descriptor (the lowest free number), for attributes and values
     /// that name objects by descriptor (`btf_fd`, `inner_map_fd`, map-in-map values,
     /// local-storage keys). The table holds a user reference until [`Runtime::fd_close`].
+    ///
+    /// # Errors
+    ///
+    /// `EMFILE` when every descriptor below [`RuntimeConfig::max_fds`] is taken.
     pub fn fd_install(&self, obj: impl Into<FdObject>) -> Result<u32, Errno> {
         self.fds.install(obj.into())
     }

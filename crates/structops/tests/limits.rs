@@ -12,12 +12,13 @@ mod kernel;
 
 use std::sync::Arc;
 
+use structops::helpers::HostFn;
 use structops::maps::{BPF_ANY, BPF_F_NO_PREALLOC, BPF_NOEXIST};
 use structops::struct_ops::{BPF_F_LINK, MAP_TYPE_STRUCT_OPS, add_value_type};
 use structops::{
-    Capabilities, Engine, Errno, Link, LinkCreateAttr, MapCreateAttr, MapType, ObjKind, OpsTable,
-    ProgHandle, ProgLoadAttr, ProgType, RunFault, Runtime, RuntimeConfig, StructOps, StructOpsDesc,
-    TestRun,
+    Capabilities, Engine, Errno, KfuncFlags, Link, LinkCreateAttr, MapCreateAttr, MapType, ObjKind,
+    OpsTable, ProgHandle, ProgLoadAttr, ProgType, RunFault, Runtime, RuntimeConfig, StructOps,
+    StructOpsDesc, TestRun,
 };
 use structops_btf::ext::FuncInfo;
 use structops_btf::{BtfBuilder, INT_SIGNED, Linkage, TypeId};
@@ -875,4 +876,84 @@ fn unverified_runs_stop_at_the_step_limit() {
     rt.prog_test_run(&q, &mut t).unwrap();
     assert_eq!(t.retval, 10);
     assert!(t.fault.is_none());
+}
+
+#[test]
+fn max_fds_is_emfile_until_one_is_closed() {
+    let rt = rt_with(RuntimeConfig {
+        max_fds: 4,
+        ..RuntimeConfig::default()
+    });
+    // One object installed many times: each descriptor counts, the object once.
+    let m = array(&rt, 8, 1).unwrap();
+    let fds: Vec<u32> = (0..4).map(|_| rt.fd_install(m.clone()).unwrap()).collect();
+    assert_eq!(fds, [0, 1, 2, 3]);
+    assert_eq!(rt.fd_install(m.clone()), Err(Errno::EMFILE));
+    assert_eq!(
+        rt.fd_install(rt.host_object_new()),
+        Err(Errno::EMFILE),
+        "every kind of object"
+    );
+    assert_eq!(rt.object_count(ObjKind::Map), 1);
+    let b = btf_blob();
+    let btf = rt.btf_load(&b).unwrap();
+    let btf_id = btf.id();
+    assert_eq!(rt.fd_install(btf.clone()), Err(Errno::EMFILE));
+    // Closing one frees its number, the lowest free, for the next install, and the
+    // new descriptor works as an attribute.
+    rt.fd_close(2).unwrap();
+    let fd = rt.fd_install(btf).unwrap();
+    assert_eq!(fd, 2);
+    let mut a = MapCreateAttr::new(MapType::Array, 4, 4, 1);
+    a.btf_fd = fd;
+    a.btf_key_type_id = 1;
+    a.btf_value_type_id = 1;
+    let m2 = rt.map_create(&a).unwrap();
+    assert_eq!(rt.map_info(&m2).btf_id, btf_id);
+}
+
+#[test]
+fn kfuncs_per_program_limit_is_e2big() {
+    let rt = rt_with(RuntimeConfig::default());
+    // 257 host kfuncs `int k<i>(void)`, the i-th returning i + 1.
+    let mut b = BtfBuilder::new();
+    let int = b.add_int("int", 4, INT_SIGNED);
+    let proto = b.add_func_proto(int, &[]);
+    for i in 0..257 {
+        b.add_func(&format!("k{i}"), proto, Linkage::Global);
+    }
+    rt.register_host_btf(b.build()).unwrap();
+    let ids: Vec<TypeId> = (0..257u64)
+        .map(|i| {
+            let f: HostFn = Arc::new(move |_, _| Ok(i + 1));
+            rt.register_kfunc(&format!("k{i}"), KfuncFlags::NONE, Vec::new(), f)
+                .unwrap()
+        })
+        .collect();
+    // A program that calls each of `ids` once and returns the sum of their results.
+    let src = |ids: &[TypeId]| {
+        let mut s = String::from("r6 = 0\n");
+        for id in ids {
+            s.push_str(&format!("call kernel-function#{id}\nr6 += r0\n"));
+        }
+        s.push_str("r0 = r6\nexit\n");
+        s
+    };
+    let a = ProgLoadAttr::new(ProgType::XDP, assemble(&src(&ids)).unwrap().encode(), "GPL");
+    let mut log = String::new();
+    assert_eq!(
+        rt.prog_load_with_log(&a, &mut log).err(),
+        Some(Errno::E2BIG)
+    );
+    assert_eq!(log, "too many different kernel function calls\n");
+    // MAX_KFUNC_DESCS (256) distinct kfuncs load and run, and calling one of them
+    // again takes no new slot.
+    let mut ok = ids[..256].to_vec();
+    ok.push(ids[0]);
+    let p = prog(&rt, &src(&ok)).unwrap();
+    assert!(p.is_verified());
+    assert_eq!(p.kfuncs().len(), 256);
+    let mut t = TestRun::with_data(&[0u8; 64]);
+    rt.prog_test_run(&p, &mut t).unwrap();
+    assert_eq!(t.retval, 256 * 257 / 2 + 1);
 }

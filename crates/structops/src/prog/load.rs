@@ -705,6 +705,7 @@ impl Runtime {
                 continue;
             }
             if kfuncs.len() == MAX_KFUNC_DESCS {
+                log.push_str("too many different kernel function calls\n");
                 return Err(Errno::E2BIG);
             }
             let host = host.ok_or(Errno::ENOTSUPP)?;

@@ -808,17 +808,18 @@ fn may_goto_budget_ends_an_endless_loop() {
 
 #[test]
 fn program_side_hash_updates_get_enomem() {
-    // 1024 buckets of 16 bytes, then room for exactly one 64-byte element (48 + 8-byte
+    // 1024 buckets of 16 bytes, two programs of one page each (the kernel's
+    // `bpf_prog_alloc` charge), then room for exactly one 64-byte element (48 + 8-byte
     // key + 8-byte value).
     let rt = rt_with(RuntimeConfig {
-        memory_limit: 1024 * 16 + 64,
+        memory_limit: 1024 * 16 + 2 * 4096 + 64,
         ..RuntimeConfig::default()
     });
     let m = rt
         .map_create(&MapCreateAttr::new(MapType::Hash, 4, 8, 1024).flags(BPF_F_NO_PREALLOC))
         .unwrap();
     let fd = rt.fd_install(m.clone()).unwrap();
-    let update = |key: u32| {
+    let updater = |key: u32| {
         let src = format!(
             "
             *(u32 *)(r10 -4) = {key}
@@ -835,16 +836,21 @@ fn program_side_hash_updates_get_enomem() {
         );
         let p = prog(&rt, &src).unwrap();
         assert!(p.is_verified());
+        assert_eq!(p.memlock(), 4096);
+        p
+    };
+    let (p1, p2) = (updater(1), updater(2));
+    let update = |p: &ProgHandle| {
         let mut t = TestRun::with_data(&[0u8; 64]);
-        rt.prog_test_run(&p, &mut t).unwrap();
+        rt.prog_test_run(p, &mut t).unwrap();
         t.retval as i32
     };
-    assert_eq!(update(1), 0);
-    assert_eq!(update(2), -12, "-ENOMEM");
+    assert_eq!(update(&p1), 0);
+    assert_eq!(update(&p2), -12, "-ENOMEM");
     // Replacing the element needs nothing more; after a delete there is room again.
-    assert_eq!(update(1), 0);
+    assert_eq!(update(&p1), 0);
     rt.map_delete_elem(&m, Some(&1u32.to_ne_bytes())).unwrap();
-    assert_eq!(update(2), 0);
+    assert_eq!(update(&p2), 0);
 }
 
 #[test]
@@ -956,4 +962,162 @@ fn kfuncs_per_program_limit_is_e2big() {
     let mut t = TestRun::with_data(&[0u8; 64]);
     rt.prog_test_run(&p, &mut t).unwrap();
     assert_eq!(t.retval, 256 * 257 / 2 + 1);
+}
+
+/// `n` instructions: `r0 = 0` and an exit.
+fn n_insns(n: usize) -> String {
+    let mut s = "r0 = 0\n".repeat(n - 1);
+    s.push_str("exit");
+    s
+}
+
+#[test]
+fn program_memory_is_enomem_until_a_program_is_freed() {
+    let rt = rt_with(RuntimeConfig {
+        memory_limit: 3 * 4096,
+        ..RuntimeConfig::default()
+    });
+    // The kernel's charge: the 72-byte `struct bpf_prog` and 8 bytes per instruction,
+    // in whole pages. 503 instructions fill one page, 504 take two.
+    let small = prog(&rt, RET0).unwrap();
+    assert_eq!(small.memlock(), 4096);
+    assert_eq!(rt.memory_charged(), 4096);
+    let full = prog(&rt, &n_insns(503)).unwrap();
+    assert_eq!(full.memlock(), 4096);
+    drop(full);
+    let two = prog(&rt, &n_insns(504)).unwrap();
+    assert_eq!(two.memlock(), 2 * 4096);
+    assert_eq!(rt.memory_charged(), 3 * 4096);
+    let mut log = String::new();
+    let a = ProgLoadAttr::new(ProgType::XDP, assemble(RET0).unwrap().encode(), "GPL");
+    assert_eq!(
+        rt.prog_load_with_log(&a, &mut log).err(),
+        Some(Errno::ENOMEM)
+    );
+    // Maps and programs share the account, and refusals take nothing.
+    assert_eq!(array(&rt, 8, 1).err(), Some(Errno::ENOMEM));
+    assert_eq!(rt.memory_charged(), 3 * 4096);
+    drop(small);
+    // A program the verifier refuses gives its pages back.
+    assert_eq!(prog(&rt, "exit").err(), Some(Errno::EACCES));
+    assert_eq!(rt.memory_charged(), 2 * 4096);
+    let p = prog(&rt, "r0 = 2\nexit").unwrap();
+    let mut t = TestRun::with_data(&[0u8; 64]);
+    rt.prog_test_run(&p, &mut t).unwrap();
+    assert_eq!(t.retval, 2);
+    drop((two, p));
+    assert_eq!(rt.memory_charged(), 0);
+}
+
+/// Whether this host has a JIT (else the JIT limit tests skip, saying why).
+fn have_jit() -> bool {
+    let yes = structops_vm::Target::host().is_some();
+    if !yes {
+        eprintln!("skipping: no JIT for this host");
+    }
+    yes
+}
+
+#[test]
+fn jit_memory_limit_is_enotsupp_until_a_program_is_freed() {
+    if !have_jit() {
+        return;
+    }
+    let jit = |limit| {
+        rt_with(RuntimeConfig {
+            engine: Engine::Jit,
+            jit_memory_limit: limit,
+            ..RuntimeConfig::default()
+        })
+    };
+    // What one small program takes: whole pages.
+    let probe = jit(u64::MAX);
+    let p = prog(&probe, RET0).unwrap();
+    assert_eq!(p.engine(), Engine::Jit);
+    let one = probe.jit_memory_charged();
+    assert!(one > 0 && one % 4096 == 0, "{one}");
+    eprintln!("a two-instruction program on the JIT takes {one} bytes");
+    drop(p);
+    assert_eq!(probe.jit_memory_charged(), 0, "freeing returns the pages");
+
+    let rt = jit(3 * one);
+    let mut progs: Vec<_> = (0..3).map(|_| prog(&rt, RET0).unwrap()).collect();
+    assert_eq!(rt.jit_memory_charged(), 3 * one);
+    // A hard bound, for callers with CAP_BPF too (the kernel lets those past).
+    assert!(rt.caps().bpf());
+    let a = ProgLoadAttr::new(ProgType::XDP, assemble(RET0).unwrap().encode(), "GPL");
+    let mut log = String::new();
+    assert_eq!(
+        rt.prog_load_with_log(&a, &mut log).err(),
+        Some(Errno::ENOTSUPP)
+    );
+    assert!(log.contains("JIT memory limit of"), "{log}");
+    assert_eq!(rt.jit_memory_charged(), 3 * one);
+    assert_eq!(
+        rt.object_count(ObjKind::Prog),
+        3,
+        "the refused load left nothing"
+    );
+    // The interpreter takes no JIT memory.
+    let i = rt.prog_load(&a.clone().engine(Engine::Interp)).unwrap();
+    assert_eq!(i.engine(), Engine::Interp);
+    assert_eq!(rt.jit_memory_charged(), 3 * one);
+    // Freeing a program makes room for the next.
+    progs.pop();
+    let p = prog(&rt, "r0 = 2\nexit").unwrap();
+    assert_eq!(p.engine(), Engine::Jit);
+    let mut t = TestRun::with_data(&[0u8; 64]);
+    rt.prog_test_run(&p, &mut t).unwrap();
+    assert_eq!(t.retval, 2);
+}
+
+#[test]
+fn jit_memory_limit_bounds_struct_ops_entry_points_with_eperm() {
+    if !have_jit() {
+        return;
+    }
+    // On the interpreter the programs take no JIT memory; their native entry points
+    // (the kernel's trampolines) do.
+    let interp = |limit| {
+        ops_runtime(RuntimeConfig {
+            engine: Engine::Interp,
+            jit_memory_limit: limit,
+            ..RuntimeConfig::default()
+        })
+    };
+    let k = 0u32.to_ne_bytes();
+    let (probe, ids, btf_fd) = interp(u64::MAX);
+    let f = member_prog(&probe, &ids, 0);
+    assert_eq!(probe.jit_memory_charged(), 0);
+    let m = ops_map(&probe, &ids, btf_fd).unwrap();
+    probe
+        .map_update_elem(&m, Some(&k), &ops_value(f, 0), 0)
+        .unwrap();
+    let one = probe.jit_memory_charged();
+    assert!(one > 0 && one % 4096 == 0, "{one}");
+    eprintln!("one entry point into the interpreter takes {one} bytes");
+    drop(m);
+    assert_eq!(probe.jit_memory_charged(), 0);
+
+    let (rt, ids, btf_fd) = interp(one);
+    let f = member_prog(&rt, &ids, 0);
+    let m1 = ops_map(&rt, &ids, btf_fd).unwrap();
+    rt.map_update_elem(&m1, Some(&k), &ops_value(f, 0), 0)
+        .unwrap();
+    let m2 = ops_map(&rt, &ids, btf_fd).unwrap();
+    assert_eq!(
+        rt.map_update_elem(&m2, Some(&k), &ops_value(f, 0), 0),
+        Err(Errno::EPERM)
+    );
+    assert_eq!(rt.jit_memory_charged(), one);
+    // The first map's entry points go with it; the second map, still INIT, can then
+    // be filled and linked.
+    drop(m1);
+    assert_eq!(rt.jit_memory_charged(), 0);
+    rt.map_update_elem(&m2, Some(&k), &ops_value(f, 0), 0)
+        .unwrap();
+    let l = rt
+        .link_create(&LinkCreateAttr::struct_ops(rt.fd_install(m2).unwrap()))
+        .unwrap();
+    assert!(l.id() > 0);
 }

@@ -962,6 +962,73 @@ fn kfuncs_per_program_limit_is_e2big() {
     let mut t = TestRun::with_data(&[0u8; 64]);
     rt.prog_test_run(&p, &mut t).unwrap();
     assert_eq!(t.retval, 256 * 257 / 2 + 1);
+    // The kernel counts distinct functions before it checks that they are kfuncs a
+    // program may call (`add_kfunc_call` needs only a `FUNC` with an address): 257
+    // functions of its BTF without arguments give the same errno and message.
+    if let Some(why) = kernel::unavailable() {
+        eprintln!("skipping the kernel comparison: {why}");
+        return;
+    }
+    let Some(kids) = vmlinux_functions(257) else {
+        eprintln!("skipping the kernel comparison: no 257 functions in vmlinux BTF and kallsyms");
+        return;
+    };
+    let a = ProgLoadAttr::new(
+        ProgType::XDP,
+        assemble(&src(&kids)).unwrap().encode(),
+        "GPL",
+    );
+    let (errno, klog) = kernel::prog_load(&a, 1)
+        .map(kernel::close)
+        .expect_err("the kernel refuses it too");
+    assert_eq!(errno, Errno::E2BIG);
+    assert!(
+        klog.starts_with("too many different kernel function calls\n"),
+        "{klog}"
+    );
+    // With 256 the count passes, and the kernel refuses the program later, for
+    // calling functions that are no kfuncs of XDP.
+    let a = ProgLoadAttr::new(
+        ProgType::XDP,
+        assemble(&src(&kids[..256])).unwrap().encode(),
+        "GPL",
+    );
+    let (errno, klog) = kernel::prog_load(&a, 1)
+        .map(kernel::close)
+        .expect_err("no kfuncs of XDP");
+    assert_ne!(errno, Errno::E2BIG, "{klog}");
+    assert!(!klog.contains("too many different"), "{klog}");
+}
+
+/// BTF ids of `n` functions of the running kernel without arguments whose names
+/// `/proc/kallsyms` lists, or `None` when there are not that many (or no access).
+fn vmlinux_functions(n: usize) -> Option<Vec<TypeId>> {
+    let btf = structops_btf::Btf::parse(&std::fs::read("/sys/kernel/btf/vmlinux").ok()?).ok()?;
+    let kallsyms = std::fs::read_to_string("/proc/kallsyms").ok()?;
+    let names: std::collections::HashSet<&str> = kallsyms
+        .lines()
+        .filter_map(|l| {
+            let mut f = l.split_whitespace();
+            let addr = f.next()?;
+            let kind = f.next()?;
+            let name = f.next()?;
+            // Zeroed addresses: kallsyms is hidden from this process.
+            let shown = addr.bytes().any(|b| b != b'0');
+            (shown && matches!(kind, "T" | "t") && f.next().is_none()).then_some(name)
+        })
+        .collect();
+    let ids: Vec<TypeId> = (1..=btf.len())
+        .filter(|&id| {
+            btf.ty(id)
+                .is_ok_and(|t| t.kind() == structops_btf::Kind::Func)
+                && btf
+                    .func_proto(id)
+                    .is_ok_and(|(_, params)| params.is_empty())
+                && btf.type_name(id).is_ok_and(|name| names.contains(name))
+        })
+        .take(n)
+        .collect();
+    (ids.len() == n).then_some(ids)
 }
 
 /// `n` instructions: `r0 = 0` and an exit.

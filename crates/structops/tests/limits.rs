@@ -1188,3 +1188,49 @@ fn jit_memory_limit_bounds_struct_ops_entry_points_with_eperm() {
         .unwrap();
     assert!(l.id() > 0);
 }
+
+#[test]
+fn jit_and_interpreted_programs_do_not_share_a_prog_array() {
+    if !have_jit() {
+        return;
+    }
+    // A JIT-compiled program's tail calls reach only compiled code, so an interpreted
+    // program (which would be compiled at its first tail call, outside the JIT memory
+    // account) cannot join its array: the kernel's `owner.jited` rule.
+    let rt = rt_with(RuntimeConfig {
+        engine: Engine::Jit,
+        ..RuntimeConfig::default()
+    });
+    let pa = rt
+        .map_create(&MapCreateAttr::new(MapType::ProgArray, 4, 4, 2))
+        .unwrap();
+    let pafd = rt.fd_install(pa.clone()).unwrap();
+    let tail = format!("r2 = map[id:{pafd}]\nr3 = 0\ncall bpf_tail_call\nr0 = 2\nexit");
+    let attr = |src: &str, engine| {
+        ProgLoadAttr::new(ProgType::XDP, assemble(src).unwrap().encode(), "GPL").engine(engine)
+    };
+    let caller = rt.prog_load(&attr(&tail, Engine::Jit)).unwrap();
+    assert_eq!(caller.engine(), Engine::Jit);
+    let interp = rt.prog_load(&attr(RET0, Engine::Interp)).unwrap();
+    let ifd = rt.fd_install(interp).unwrap();
+    let (k0, k1) = (0u32.to_ne_bytes(), 1u32.to_ne_bytes());
+    assert_eq!(
+        rt.map_update_elem(&pa, Some(&k0), &ifd.to_ne_bytes(), BPF_ANY),
+        Err(Errno::EINVAL)
+    );
+    // Nor can an interpreted program that tail-calls through it load.
+    assert_eq!(
+        rt.prog_load(&attr(&tail, Engine::Interp)).err(),
+        Some(Errno::EINVAL)
+    );
+    // Compiled programs go in and run.
+    let target = rt.prog_load(&attr(RET0, Engine::Jit)).unwrap();
+    let tfd = rt.fd_install(target).unwrap();
+    rt.map_update_elem(&pa, Some(&k1), &tfd.to_ne_bytes(), BPF_ANY)
+        .unwrap();
+    rt.map_update_elem(&pa, Some(&k0), &tfd.to_ne_bytes(), BPF_ANY)
+        .unwrap();
+    let mut t = TestRun::with_data(&[0u8; 64]);
+    rt.prog_test_run(&caller, &mut t).unwrap();
+    assert_eq!(t.retval, 0, "the tail call ran the target");
+}

@@ -409,11 +409,8 @@ pub struct ProgBody {
     /// ([`crate::RuntimeConfig::memory_limit`]) until the program is freed.
     pub(crate) mem: Charge,
     /// Its native code's pages, charged against
-    /// [`crate::RuntimeConfig::jit_memory_limit`], when it runs on the JIT.
-    #[expect(
-        dead_code,
-        reason = "held for its drop, which returns the charge when the program is freed"
-    )]
+    /// [`crate::RuntimeConfig::jit_memory_limit`] until the program is freed, when it
+    /// runs on the JIT.
     pub(crate) jit_mem: Option<Charge>,
 }
 
@@ -780,7 +777,10 @@ pub(crate) fn prog_map_compatible(map: &Map, prog: &ProgBody) -> bool {
     };
     let mine = ProgArrayOwner {
         prog_type: ty,
-        jited: false,
+        // A program on the JIT holds a JIT charge: JIT-compiled programs and
+        // interpreted ones do not share a `PROG_ARRAY`, as in the kernel (the JIT's
+        // tail calls reach only compiled code).
+        jited: prog.jit_mem.is_some(),
         xdp_has_frags: prog.xdp_has_frags,
         attach_func_proto: (
             prog.attach_btf.as_ref().map_or(0, |b| b.id()),

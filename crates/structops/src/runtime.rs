@@ -74,7 +74,7 @@ pub struct RuntimeConfig {
     /// kernel's `net.core.bpf_jit_limit`, which `bpf_jit_charge_modmem` checks for
     /// every JIT image and trampoline page. Past it, a program on the JIT fails to load
     /// with `ENOTSUPP` (the kernel's `bpf_prog_select_runtime` when the JIT gave up and
-    /// `CONFIG_BPF_JIT_ALWAYS_ON`, as on x86-64 distributions), and a struct_ops map
+    /// `CONFIG_BPF_JIT_ALWAYS_ON`, as in Debian's kernels), and a struct_ops map
     /// update whose entry points do not fit fails with `EPERM` (the kernel's
     /// `bpf_struct_ops_image_alloc`). Unlike the kernel, which lets `CAP_BPF` callers
     /// past the limit, this bounds every caller: raise it to admit more. Programs on

@@ -68,6 +68,8 @@ errnos! {
     ENODEV = 19,
     /// Invalid argument.
     EINVAL = 22,
+    /// Too many open files: the descriptor table is at its limit (`RLIMIT_NOFILE`).
+    EMFILE = 24,
     /// No space left (id space exhausted).
     ENOSPC = 28,
     /// Result out of range.

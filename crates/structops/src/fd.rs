@@ -57,17 +57,37 @@ impl From<HostObject> for FdObject {
     }
 }
 
-/// A descriptor table. Descriptors are allocated lowest-free first, from 0.
-#[derive(Debug, Default)]
+/// A descriptor table. Descriptors are allocated lowest-free first, from 0, and are
+/// below the table's limit ([`crate::RuntimeConfig::max_fds`]).
+#[derive(Debug)]
 pub(crate) struct FdTable {
     fds: Mutex<BTreeMap<u32, FdObject>>,
+    /// Descriptors are below this (`RLIMIT_NOFILE`), at most `INT_MAX`.
+    limit: u32,
+}
+
+impl Default for FdTable {
+    fn default() -> FdTable {
+        FdTable::with_limit(crate::runtime::DEFAULT_MAX_FDS)
+    }
 }
 
 impl FdTable {
+    /// A table whose descriptors are below `limit` (clamped to `INT_MAX`, the largest
+    /// descriptor count the kernel's `sysctl_nr_open` admits).
+    pub(crate) fn with_limit(limit: u32) -> FdTable {
+        FdTable {
+            fds: Mutex::new(BTreeMap::new()),
+            limit: limit.min(i32::MAX as u32),
+        }
+    }
+
     fn lock(&self) -> MutexGuard<'_, BTreeMap<u32, FdObject>> {
         self.fds.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Installs `obj` at the lowest free descriptor (`alloc_fd`): `EMFILE` when that
+    /// is not below the limit, as the kernel's when it reaches `RLIMIT_NOFILE`.
     pub(crate) fn install(&self, obj: FdObject) -> Result<u32, Errno> {
         let mut t = self.lock();
         let mut fd = 0u32;
@@ -75,10 +95,10 @@ impl FdTable {
             if k != fd {
                 break;
             }
-            fd = fd.checked_add(1).ok_or(Errno::ENOSPC)?;
+            fd = fd.checked_add(1).ok_or(Errno::EMFILE)?;
         }
-        if fd > i32::MAX as u32 {
-            return Err(Errno::ENOSPC);
+        if fd >= self.limit {
+            return Err(Errno::EMFILE);
         }
         t.insert(fd, obj);
         Ok(fd)

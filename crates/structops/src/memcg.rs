@@ -1,6 +1,9 @@
-//! The memory a runtime's maps may hold: the analog of the memory cgroup the kernel
-//! charges map memory to (`bpf_map_area_alloc`, `bpf_map_kmalloc_node` and
-//! `bpf_mem_alloc` all allocate with `__GFP_ACCOUNT` against the map's memcg).
+//! The memory a runtime's maps and programs may hold: the analog of the memory cgroup
+//! the kernel charges them to (`bpf_map_area_alloc`, `bpf_map_kmalloc_node` and
+//! `bpf_mem_alloc` all allocate with `__GFP_ACCOUNT` against the map's memcg, and
+//! `bpf_prog_alloc`/`bpf_prog_realloc` a program's pages against the loader's). The
+//! same type also keeps the account of JIT memory ([`crate::RuntimeConfig::jit_memory_limit`],
+//! the kernel's `bpf_jit_current` against `bpf_jit_limit`).
 //!
 //! Every map charges what it allocates at creation (its storage, or for maps that
 //! allocate per element, its buckets) and, for those, each element as it is added; a
@@ -14,7 +17,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::errno::Errno;
 
-/// A runtime's map memory account: a limit and what is charged against it.
+/// A memory account: a limit and what is charged against it.
 pub(crate) struct MemCgroup {
     limit: u64,
     used: AtomicU64,
@@ -36,6 +39,11 @@ impl MemCgroup {
             limit,
             used: AtomicU64::new(0),
         })
+    }
+
+    /// The limit.
+    pub(crate) fn limit(&self) -> u64 {
+        self.limit
     }
 
     /// Bytes charged now.
@@ -90,6 +98,24 @@ impl Charge {
     }
 }
 
+impl Charge {
+    /// Bytes charged.
+    pub(crate) fn bytes(&self) -> u64 {
+        self.bytes
+    }
+
+    /// Grows the charge to `bytes`, as `bpf_prog_realloc` charges a program's larger
+    /// allocation: the difference is charged (`ENOMEM` past the limit, and then the
+    /// charge stays as it was). A smaller `bytes` changes nothing.
+    pub(crate) fn grow_to(&mut self, bytes: u64) -> Result<(), Errno> {
+        if bytes > self.bytes {
+            self.cg.try_charge(bytes - self.bytes)?;
+            self.bytes = bytes;
+        }
+        Ok(())
+    }
+}
+
 impl Drop for Charge {
     fn drop(&mut self) {
         self.cg.uncharge(self.bytes);
@@ -113,5 +139,19 @@ mod tests {
         drop(b);
         assert_eq!(cg.used(), 0);
         assert_eq!(cg.try_charge(u64::MAX), Err(Errno::ENOMEM));
+    }
+
+    #[test]
+    fn a_charge_grows_by_the_difference() {
+        let cg = MemCgroup::new(100);
+        let mut a = Charge::new(&cg, 30).unwrap();
+        a.grow_to(80).unwrap();
+        assert_eq!(cg.used(), 80);
+        assert_eq!(a.grow_to(101), Err(Errno::ENOMEM));
+        assert_eq!(cg.used(), 80, "a failed growth keeps the old charge");
+        a.grow_to(10).unwrap();
+        assert_eq!(cg.used(), 80, "it never shrinks");
+        drop(a);
+        assert_eq!(cg.used(), 0);
     }
 }

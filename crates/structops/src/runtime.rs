@@ -30,13 +30,16 @@ pub struct RuntimeConfig {
     /// The kernel has no per-map cap beyond the memcg (see [`RuntimeConfig::memory_limit`]);
     /// this one stops a single map from taking the whole budget. Default 1 GiB.
     pub map_memory_limit: u64,
-    /// The most memory all of the runtime's maps may hold together: the analog of the
-    /// memory cgroup the kernel charges map memory to. Maps charge their storage at
-    /// creation and, where they allocate per element (`BPF_F_NO_PREALLOC` hash maps,
-    /// local storage), each element as it is added; a charge past the limit fails with
-    /// `ENOMEM` (`map_create`, an update, a program's `bpf_map_update_elem`), and a
-    /// program's `bpf_*_storage_get` with `F_CREATE` gets `NULL`. Charges are returned
-    /// when elements are deleted and maps freed. Default 4 GiB. See `docs/limits.md`.
+    /// The most memory all of the runtime's maps and programs may hold together: the
+    /// analog of the memory cgroup the kernel charges map and program memory to. Maps
+    /// charge their storage at creation and, where they allocate per element
+    /// (`BPF_F_NO_PREALLOC` hash maps, local storage), each element as it is added; a
+    /// charge past the limit fails with `ENOMEM` (`map_create`, an update, a program's
+    /// `bpf_map_update_elem`), and a program's `bpf_*_storage_get` with `F_CREATE` gets
+    /// `NULL`. Programs charge what the kernel's `bpf_prog_alloc` does, their
+    /// instructions (8 bytes each, after a 72-byte header) rounded up to whole pages,
+    /// at `prog_load` (`ENOMEM`). Charges are returned when elements are deleted and
+    /// maps and programs freed. Default 4 GiB. See `docs/limits.md`.
     pub memory_limit: u64,
     /// Most maps alive at once (objects whose last reference is gone do not count);
     /// `map_create` beyond it fails with `ENOSPC`, as the kernel's `bpf_map_alloc_id`
@@ -51,12 +54,33 @@ pub struct RuntimeConfig {
     /// Most BTF objects alive at once (the host's included): `btf_load` beyond it
     /// fails with `ENOSPC` (`btf_alloc_id`). Default 65536.
     pub max_btfs: usize,
+    /// Most descriptors the runtime's descriptor table may hold
+    /// ([`Runtime::fd_install`], and the loader's descriptors): the analog of
+    /// `RLIMIT_NOFILE`. Descriptors are numbered from 0 and stay below this; installing
+    /// one more fails with `EMFILE`, the kernel's errno when `alloc_fd` reaches the
+    /// limit. Each descriptor holds a reference to an object that is itself counted
+    /// ([`RuntimeConfig::max_maps`], ...), but one object may be installed many times.
+    /// Default 1,048,576, the kernel's default `fs.nr_open` (the largest
+    /// `RLIMIT_NOFILE` it allows without raising that sysctl); at most `INT_MAX`.
+    pub max_fds: u32,
     /// The most bytes of native entry-point code one struct_ops map may hold: the
     /// kernel's `MAX_TRAMP_IMAGE_PAGES` (8) trampoline pages of 4096 bytes per map. An
     /// update whose members need more fails with `E2BIG`, as the kernel's does when
     /// `bpf_struct_ops_prepare_trampoline` runs out of pages. Entry points that inline
     /// their program count as program code, not here. Default 32768.
     pub struct_ops_image_limit: u64,
+    /// The most memory the native code of all programs and struct_ops entry points
+    /// may occupy together, counted in whole pages (each is a mapping of its own): the
+    /// kernel's `net.core.bpf_jit_limit`, which `bpf_jit_charge_modmem` checks for
+    /// every JIT image and trampoline page. Past it, a program on the JIT fails to load
+    /// with `ENOTSUPP` (the kernel's `bpf_prog_select_runtime` when the JIT gave up and
+    /// `CONFIG_BPF_JIT_ALWAYS_ON`, as in Debian's kernels), and a struct_ops map
+    /// update whose entry points do not fit fails with `EPERM` (the kernel's
+    /// `bpf_struct_ops_image_alloc`). Unlike the kernel, which lets `CAP_BPF` callers
+    /// past the limit, this bounds every caller: raise it to admit more. Programs on
+    /// the interpreter take none. Default 528,482,304 bytes (504 MiB), the kernel's
+    /// default on x86-64: half of the 1008 MiB module area, `bpf_jit_charge_init`.
+    pub jit_memory_limit: u64,
     /// The most memory the verifier may keep in remembered states while it verifies one
     /// program; past it `prog_load` fails with `ENOMEM`. The kernel bounds verification
     /// only by work (1,000,000 processed instructions), which leaves room for gigabytes
@@ -129,10 +153,21 @@ fn default_engine() -> Engine {
 /// The default bound on objects of each kind ([`RuntimeConfig::max_maps`], ...).
 const DEFAULT_MAX_OBJECTS: usize = 1 << 16;
 
+/// The default [`RuntimeConfig::jit_memory_limit`]: the kernel's `bpf_jit_limit` on
+/// x86-64 (with KASLR's 1 GiB kernel image): half the module area from
+/// `0xffffffffc0000000` to `MODULES_END` (`0xffffffffff000000`), in whole pages, as
+/// `bpf_jit_charge_init` derives it.
+const DEFAULT_JIT_MEMORY_LIMIT: u64 = (0xffff_ffff_ff00_0000u64 - 0xffff_ffff_c000_0000) / 2;
+
+/// The default [`RuntimeConfig::max_fds`]: the kernel's default `sysctl_nr_open`
+/// (`fs/file.c`), 1024 × 1024.
+pub(crate) const DEFAULT_MAX_FDS: u32 = 1 << 20;
+
 impl Default for RuntimeConfig {
     /// As many CPU slots as the machine has threads, every capability (a host usually
     /// trusts itself; grant less for untrusted callers), one NUMA node, 1 GiB per map
-    /// and 4 GiB for all maps, 65536 objects of each kind.
+    /// and 4 GiB for all maps and programs, 65536 objects of each kind, 1,048,576
+    /// descriptors, 504 MiB of JIT code.
     fn default() -> RuntimeConfig {
         RuntimeConfig {
             ncpus: std::thread::available_parallelism().map_or(1, |n| n.get() as u32),
@@ -145,7 +180,9 @@ impl Default for RuntimeConfig {
             max_progs: DEFAULT_MAX_OBJECTS,
             max_links: DEFAULT_MAX_OBJECTS,
             max_btfs: DEFAULT_MAX_OBJECTS,
+            max_fds: DEFAULT_MAX_FDS,
             struct_ops_image_limit: 8 * 4096,
+            jit_memory_limit: DEFAULT_JIT_MEMORY_LIMIT,
             verifier_memory_limit: 1 << 30,
             verifier_log_limit: 128 << 20,
             run_unverified: false,
@@ -200,7 +237,7 @@ pub struct Runtime {
     pub(crate) unprivileged_bpf_disabled: bool,
     numa_nodes: u32,
     map_memory_limit: u64,
-    memcg: Arc<MemCgroup>,
+    pub(crate) memcg: Arc<MemCgroup>,
     maps: Arc<IdTable<Map>>,
     /// Shared with what outlives a call into the runtime: native entry points of
     /// struct_ops members run programs with it.
@@ -257,7 +294,7 @@ impl Runtime {
             maps: IdTable::with_limit(config.max_maps),
             progs: progs.clone(),
             btfs: IdTable::with_limit(config.max_btfs),
-            fds: FdTable::default(),
+            fds: FdTable::with_limit(config.max_fds),
             host_btf: Mutex::new(None),
             struct_ops: crate::struct_ops::Registry::new(progs, config.max_links),
         }
@@ -278,10 +315,17 @@ impl Runtime {
         self.ncpus
     }
 
-    /// Bytes the runtime's maps have charged against [`RuntimeConfig::memory_limit`]
-    /// (the memcg's `memory.current` for BPF maps).
+    /// Bytes the runtime's maps and programs have charged against
+    /// [`RuntimeConfig::memory_limit`] (the memcg's `memory.current` for BPF objects).
     pub fn memory_charged(&self) -> u64 {
         self.memcg.used()
+    }
+
+    /// Bytes of native code (programs on the JIT and struct_ops entry points, in whole
+    /// pages) charged against [`RuntimeConfig::jit_memory_limit`]: the kernel's
+    /// `bpf_jit_current`.
+    pub fn jit_memory_charged(&self) -> u64 {
+        self.progs.jit_memory.used()
     }
 
     /// The number of objects of `kind` alive or being freed: what counts against
@@ -368,6 +412,10 @@ impl Runtime {
     /// Gives `obj` a descriptor (the lowest free number), for attributes and values
     /// that name objects by descriptor (`btf_fd`, `inner_map_fd`, map-in-map values,
     /// local-storage keys). The table holds a user reference until [`Runtime::fd_close`].
+    ///
+    /// # Errors
+    ///
+    /// `EMFILE` when every descriptor below [`RuntimeConfig::max_fds`] is taken.
     pub fn fd_install(&self, obj: impl Into<FdObject>) -> Result<u32, Errno> {
         self.fds.install(obj.into())
     }

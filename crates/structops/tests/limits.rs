@@ -12,15 +12,18 @@ mod kernel;
 
 use std::sync::Arc;
 
+use structops::helpers::HostFn;
 use structops::maps::{BPF_ANY, BPF_F_NO_PREALLOC, BPF_NOEXIST};
 use structops::struct_ops::{BPF_F_LINK, MAP_TYPE_STRUCT_OPS, add_value_type};
 use structops::{
-    Capabilities, Engine, Errno, Link, LinkCreateAttr, MapCreateAttr, MapType, ObjKind, OpsTable,
-    ProgHandle, ProgLoadAttr, ProgType, Runtime, RuntimeConfig, StructOps, StructOpsDesc, TestRun,
+    Capabilities, Engine, Errno, KfuncFlags, Link, LinkCreateAttr, MapCreateAttr, MapType, ObjKind,
+    OpsTable, ProgHandle, ProgLoadAttr, ProgType, RunFault, Runtime, RuntimeConfig, StructOps,
+    StructOpsDesc, TestRun,
 };
 use structops_btf::ext::FuncInfo;
 use structops_btf::{BtfBuilder, INT_SIGNED, Linkage, TypeId};
 use structops_isa::{Insn, assemble};
+use structops_vm::VmError;
 
 const RET0: &str = "r0 = 0\nexit";
 
@@ -805,17 +808,18 @@ fn may_goto_budget_ends_an_endless_loop() {
 
 #[test]
 fn program_side_hash_updates_get_enomem() {
-    // 1024 buckets of 16 bytes, then room for exactly one 64-byte element (48 + 8-byte
+    // 1024 buckets of 16 bytes, two programs of one page each (the kernel's
+    // `bpf_prog_alloc` charge), then room for exactly one 64-byte element (48 + 8-byte
     // key + 8-byte value).
     let rt = rt_with(RuntimeConfig {
-        memory_limit: 1024 * 16 + 64,
+        memory_limit: 1024 * 16 + 2 * 4096 + 64,
         ..RuntimeConfig::default()
     });
     let m = rt
         .map_create(&MapCreateAttr::new(MapType::Hash, 4, 8, 1024).flags(BPF_F_NO_PREALLOC))
         .unwrap();
     let fd = rt.fd_install(m.clone()).unwrap();
-    let update = |key: u32| {
+    let updater = |key: u32| {
         let src = format!(
             "
             *(u32 *)(r10 -4) = {key}
@@ -832,14 +836,401 @@ fn program_side_hash_updates_get_enomem() {
         );
         let p = prog(&rt, &src).unwrap();
         assert!(p.is_verified());
+        assert_eq!(p.memlock(), 4096);
+        p
+    };
+    let (p1, p2) = (updater(1), updater(2));
+    let update = |p: &ProgHandle| {
         let mut t = TestRun::with_data(&[0u8; 64]);
-        rt.prog_test_run(&p, &mut t).unwrap();
+        rt.prog_test_run(p, &mut t).unwrap();
         t.retval as i32
     };
-    assert_eq!(update(1), 0);
-    assert_eq!(update(2), -12, "-ENOMEM");
+    assert_eq!(update(&p1), 0);
+    assert_eq!(update(&p2), -12, "-ENOMEM");
     // Replacing the element needs nothing more; after a delete there is room again.
-    assert_eq!(update(1), 0);
+    assert_eq!(update(&p1), 0);
     rt.map_delete_elem(&m, Some(&1u32.to_ne_bytes())).unwrap();
-    assert_eq!(update(2), 0);
+    assert_eq!(update(&p2), 0);
+}
+
+#[test]
+fn unverified_runs_stop_at_the_step_limit() {
+    let rt = rt_with(RuntimeConfig {
+        run_unverified: true,
+        ..RuntimeConfig::default()
+    });
+    // An endless loop: the verifier refuses it ("infinite loop detected"), and
+    // `run_unverified` loads it anyway, to run only in the checked interpreter.
+    let p = prog(&rt, "r0 = 0\nl:\nr0 += 1\ngoto l\nexit").unwrap();
+    assert!(!p.is_verified());
+    let mut t = TestRun::with_data(&[0u8; 64]);
+    let start = std::time::Instant::now();
+    assert_eq!(rt.prog_test_run(&p, &mut t), Err(Errno::EFAULT));
+    eprintln!(
+        "{} steps took {:?}",
+        structops_vm::DEFAULT_STEP_LIMIT,
+        start.elapsed()
+    );
+    match &t.fault {
+        Some(RunFault::Vm(VmError::InstructionLimit { limit, .. })) => {
+            assert_eq!(*limit, structops_vm::DEFAULT_STEP_LIMIT);
+        }
+        other => panic!("expected the step limit, got {other:?}"),
+    }
+    // The runtime still runs programs, the unverified ones included.
+    let q = prog(&rt, "r0 = 0\nl:\nr0 += 1\nif r0 < 10 goto l\nexit").unwrap();
+    rt.prog_test_run(&q, &mut t).unwrap();
+    assert_eq!(t.retval, 10);
+    assert!(t.fault.is_none());
+}
+
+#[test]
+fn max_fds_is_emfile_until_one_is_closed() {
+    let rt = rt_with(RuntimeConfig {
+        max_fds: 4,
+        ..RuntimeConfig::default()
+    });
+    // One object installed many times: each descriptor counts, the object once.
+    let m = array(&rt, 8, 1).unwrap();
+    let fds: Vec<u32> = (0..4).map(|_| rt.fd_install(m.clone()).unwrap()).collect();
+    assert_eq!(fds, [0, 1, 2, 3]);
+    assert_eq!(rt.fd_install(m.clone()), Err(Errno::EMFILE));
+    assert_eq!(
+        rt.fd_install(rt.host_object_new()),
+        Err(Errno::EMFILE),
+        "every kind of object"
+    );
+    assert_eq!(rt.object_count(ObjKind::Map), 1);
+    let b = btf_blob();
+    let btf = rt.btf_load(&b).unwrap();
+    let btf_id = btf.id();
+    assert_eq!(rt.fd_install(btf.clone()), Err(Errno::EMFILE));
+    // Closing one frees its number, the lowest free, for the next install, and the
+    // new descriptor works as an attribute.
+    rt.fd_close(2).unwrap();
+    let fd = rt.fd_install(btf).unwrap();
+    assert_eq!(fd, 2);
+    let mut a = MapCreateAttr::new(MapType::Array, 4, 4, 1);
+    a.btf_fd = fd;
+    a.btf_key_type_id = 1;
+    a.btf_value_type_id = 1;
+    let m2 = rt.map_create(&a).unwrap();
+    assert_eq!(rt.map_info(&m2).btf_id, btf_id);
+}
+
+#[test]
+fn kfuncs_per_program_limit_is_e2big() {
+    let rt = rt_with(RuntimeConfig::default());
+    // 257 host kfuncs `int k<i>(void)`, the i-th returning i + 1.
+    let mut b = BtfBuilder::new();
+    let int = b.add_int("int", 4, INT_SIGNED);
+    let proto = b.add_func_proto(int, &[]);
+    for i in 0..257 {
+        b.add_func(&format!("k{i}"), proto, Linkage::Global);
+    }
+    rt.register_host_btf(b.build()).unwrap();
+    let ids: Vec<TypeId> = (0..257u64)
+        .map(|i| {
+            let f: HostFn = Arc::new(move |_, _| Ok(i + 1));
+            rt.register_kfunc(&format!("k{i}"), KfuncFlags::NONE, Vec::new(), f)
+                .unwrap()
+        })
+        .collect();
+    // A program that calls each of `ids` once and returns the sum of their results.
+    let src = |ids: &[TypeId]| {
+        let mut s = String::from("r6 = 0\n");
+        for id in ids {
+            s.push_str(&format!("call kernel-function#{id}\nr6 += r0\n"));
+        }
+        s.push_str("r0 = r6\nexit\n");
+        s
+    };
+    let a = ProgLoadAttr::new(ProgType::XDP, assemble(&src(&ids)).unwrap().encode(), "GPL");
+    let mut log = String::new();
+    assert_eq!(
+        rt.prog_load_with_log(&a, &mut log).err(),
+        Some(Errno::E2BIG)
+    );
+    assert_eq!(log, "too many different kernel function calls\n");
+    // MAX_KFUNC_DESCS (256) distinct kfuncs load and run, and calling one of them
+    // again takes no new slot.
+    let mut ok = ids[..256].to_vec();
+    ok.push(ids[0]);
+    let p = prog(&rt, &src(&ok)).unwrap();
+    assert!(p.is_verified());
+    assert_eq!(p.kfuncs().len(), 256);
+    let mut t = TestRun::with_data(&[0u8; 64]);
+    rt.prog_test_run(&p, &mut t).unwrap();
+    assert_eq!(t.retval, 256 * 257 / 2 + 1);
+    // The kernel counts distinct functions before it checks that they are kfuncs a
+    // program may call (`add_kfunc_call` needs only a `FUNC` with an address): 257
+    // functions of its BTF without arguments give the same errno and message.
+    if let Some(why) = kernel::unavailable() {
+        eprintln!("skipping the kernel comparison: {why}");
+        return;
+    }
+    let Some(kids) = vmlinux_functions(257) else {
+        eprintln!("skipping the kernel comparison: no 257 functions in vmlinux BTF and kallsyms");
+        return;
+    };
+    let a = ProgLoadAttr::new(
+        ProgType::XDP,
+        assemble(&src(&kids)).unwrap().encode(),
+        "GPL",
+    );
+    let (errno, klog) = kernel::prog_load(&a, 1)
+        .map(kernel::close)
+        .expect_err("the kernel refuses it too");
+    assert_eq!(errno, Errno::E2BIG);
+    assert!(
+        klog.starts_with("too many different kernel function calls\n"),
+        "{klog}"
+    );
+    // With 256 the count passes, and the kernel refuses the program later, for
+    // calling functions that are no kfuncs of XDP.
+    let a = ProgLoadAttr::new(
+        ProgType::XDP,
+        assemble(&src(&kids[..256])).unwrap().encode(),
+        "GPL",
+    );
+    let (errno, klog) = kernel::prog_load(&a, 1)
+        .map(kernel::close)
+        .expect_err("no kfuncs of XDP");
+    assert_ne!(errno, Errno::E2BIG, "{klog}");
+    assert!(!klog.contains("too many different"), "{klog}");
+}
+
+/// BTF ids of `n` functions of the running kernel without arguments whose names
+/// `/proc/kallsyms` lists, or `None` when there are not that many (or no access).
+fn vmlinux_functions(n: usize) -> Option<Vec<TypeId>> {
+    let btf = structops_btf::Btf::parse(&std::fs::read("/sys/kernel/btf/vmlinux").ok()?).ok()?;
+    let kallsyms = std::fs::read_to_string("/proc/kallsyms").ok()?;
+    let names: std::collections::HashSet<&str> = kallsyms
+        .lines()
+        .filter_map(|l| {
+            let mut f = l.split_whitespace();
+            let addr = f.next()?;
+            let kind = f.next()?;
+            let name = f.next()?;
+            // Zeroed addresses: kallsyms is hidden from this process.
+            let shown = addr.bytes().any(|b| b != b'0');
+            (shown && matches!(kind, "T" | "t") && f.next().is_none()).then_some(name)
+        })
+        .collect();
+    let ids: Vec<TypeId> = (1..=btf.len())
+        .filter(|&id| {
+            btf.ty(id)
+                .is_ok_and(|t| t.kind() == structops_btf::Kind::Func)
+                && btf
+                    .func_proto(id)
+                    .is_ok_and(|(_, params)| params.is_empty())
+                && btf.type_name(id).is_ok_and(|name| names.contains(name))
+        })
+        .take(n)
+        .collect();
+    (ids.len() == n).then_some(ids)
+}
+
+/// `n` instructions: `r0 = 0` and an exit.
+fn n_insns(n: usize) -> String {
+    let mut s = "r0 = 0\n".repeat(n - 1);
+    s.push_str("exit");
+    s
+}
+
+#[test]
+fn program_memory_is_enomem_until_a_program_is_freed() {
+    let rt = rt_with(RuntimeConfig {
+        memory_limit: 3 * 4096,
+        ..RuntimeConfig::default()
+    });
+    // The kernel's charge: the 72-byte `struct bpf_prog` and 8 bytes per instruction,
+    // in whole pages. 503 instructions fill one page, 504 take two.
+    let small = prog(&rt, RET0).unwrap();
+    assert_eq!(small.memlock(), 4096);
+    assert_eq!(rt.memory_charged(), 4096);
+    let full = prog(&rt, &n_insns(503)).unwrap();
+    assert_eq!(full.memlock(), 4096);
+    drop(full);
+    let two = prog(&rt, &n_insns(504)).unwrap();
+    assert_eq!(two.memlock(), 2 * 4096);
+    assert_eq!(rt.memory_charged(), 3 * 4096);
+    let mut log = String::new();
+    let a = ProgLoadAttr::new(ProgType::XDP, assemble(RET0).unwrap().encode(), "GPL");
+    assert_eq!(
+        rt.prog_load_with_log(&a, &mut log).err(),
+        Some(Errno::ENOMEM)
+    );
+    // Maps and programs share the account, and refusals take nothing.
+    assert_eq!(array(&rt, 8, 1).err(), Some(Errno::ENOMEM));
+    assert_eq!(rt.memory_charged(), 3 * 4096);
+    drop(small);
+    // A program the verifier refuses gives its pages back.
+    assert_eq!(prog(&rt, "exit").err(), Some(Errno::EACCES));
+    assert_eq!(rt.memory_charged(), 2 * 4096);
+    let p = prog(&rt, "r0 = 2\nexit").unwrap();
+    let mut t = TestRun::with_data(&[0u8; 64]);
+    rt.prog_test_run(&p, &mut t).unwrap();
+    assert_eq!(t.retval, 2);
+    drop((two, p));
+    assert_eq!(rt.memory_charged(), 0);
+}
+
+/// Whether this host has a JIT (else the JIT limit tests skip, saying why).
+fn have_jit() -> bool {
+    let yes = structops_vm::Target::host().is_some();
+    if !yes {
+        eprintln!("skipping: no JIT for this host");
+    }
+    yes
+}
+
+#[test]
+fn jit_memory_limit_is_enotsupp_until_a_program_is_freed() {
+    if !have_jit() {
+        return;
+    }
+    let jit = |limit| {
+        rt_with(RuntimeConfig {
+            engine: Engine::Jit,
+            jit_memory_limit: limit,
+            ..RuntimeConfig::default()
+        })
+    };
+    // What one small program takes: whole pages.
+    let probe = jit(u64::MAX);
+    let p = prog(&probe, RET0).unwrap();
+    assert_eq!(p.engine(), Engine::Jit);
+    let one = probe.jit_memory_charged();
+    assert!(one > 0 && one % 4096 == 0, "{one}");
+    eprintln!("a two-instruction program on the JIT takes {one} bytes");
+    drop(p);
+    assert_eq!(probe.jit_memory_charged(), 0, "freeing returns the pages");
+
+    let rt = jit(3 * one);
+    let mut progs: Vec<_> = (0..3).map(|_| prog(&rt, RET0).unwrap()).collect();
+    assert_eq!(rt.jit_memory_charged(), 3 * one);
+    // A hard bound, for callers with CAP_BPF too (the kernel lets those past).
+    assert!(rt.caps().bpf());
+    let a = ProgLoadAttr::new(ProgType::XDP, assemble(RET0).unwrap().encode(), "GPL");
+    let mut log = String::new();
+    assert_eq!(
+        rt.prog_load_with_log(&a, &mut log).err(),
+        Some(Errno::ENOTSUPP)
+    );
+    assert!(log.contains("JIT memory limit of"), "{log}");
+    assert_eq!(rt.jit_memory_charged(), 3 * one);
+    assert_eq!(
+        rt.object_count(ObjKind::Prog),
+        3,
+        "the refused load left nothing"
+    );
+    // The interpreter takes no JIT memory.
+    let i = rt.prog_load(&a.clone().engine(Engine::Interp)).unwrap();
+    assert_eq!(i.engine(), Engine::Interp);
+    assert_eq!(rt.jit_memory_charged(), 3 * one);
+    // Freeing a program makes room for the next.
+    progs.pop();
+    let p = prog(&rt, "r0 = 2\nexit").unwrap();
+    assert_eq!(p.engine(), Engine::Jit);
+    let mut t = TestRun::with_data(&[0u8; 64]);
+    rt.prog_test_run(&p, &mut t).unwrap();
+    assert_eq!(t.retval, 2);
+}
+
+#[test]
+fn jit_memory_limit_bounds_struct_ops_entry_points_with_eperm() {
+    if !have_jit() {
+        return;
+    }
+    // On the interpreter the programs take no JIT memory; their native entry points
+    // (the kernel's trampolines) do.
+    let interp = |limit| {
+        ops_runtime(RuntimeConfig {
+            engine: Engine::Interp,
+            jit_memory_limit: limit,
+            ..RuntimeConfig::default()
+        })
+    };
+    let k = 0u32.to_ne_bytes();
+    let (probe, ids, btf_fd) = interp(u64::MAX);
+    let f = member_prog(&probe, &ids, 0);
+    assert_eq!(probe.jit_memory_charged(), 0);
+    let m = ops_map(&probe, &ids, btf_fd).unwrap();
+    probe
+        .map_update_elem(&m, Some(&k), &ops_value(f, 0), 0)
+        .unwrap();
+    let one = probe.jit_memory_charged();
+    assert!(one > 0 && one % 4096 == 0, "{one}");
+    eprintln!("one entry point into the interpreter takes {one} bytes");
+    drop(m);
+    assert_eq!(probe.jit_memory_charged(), 0);
+
+    let (rt, ids, btf_fd) = interp(one);
+    let f = member_prog(&rt, &ids, 0);
+    let m1 = ops_map(&rt, &ids, btf_fd).unwrap();
+    rt.map_update_elem(&m1, Some(&k), &ops_value(f, 0), 0)
+        .unwrap();
+    let m2 = ops_map(&rt, &ids, btf_fd).unwrap();
+    assert_eq!(
+        rt.map_update_elem(&m2, Some(&k), &ops_value(f, 0), 0),
+        Err(Errno::EPERM)
+    );
+    assert_eq!(rt.jit_memory_charged(), one);
+    // The first map's entry points go with it; the second map, still INIT, can then
+    // be filled and linked.
+    drop(m1);
+    assert_eq!(rt.jit_memory_charged(), 0);
+    rt.map_update_elem(&m2, Some(&k), &ops_value(f, 0), 0)
+        .unwrap();
+    let l = rt
+        .link_create(&LinkCreateAttr::struct_ops(rt.fd_install(m2).unwrap()))
+        .unwrap();
+    assert!(l.id() > 0);
+}
+
+#[test]
+fn jit_and_interpreted_programs_do_not_share_a_prog_array() {
+    if !have_jit() {
+        return;
+    }
+    // A JIT-compiled program's tail calls reach only compiled code, so an interpreted
+    // program (which would be compiled at its first tail call, outside the JIT memory
+    // account) cannot join its array: the kernel's `owner.jited` rule.
+    let rt = rt_with(RuntimeConfig {
+        engine: Engine::Jit,
+        ..RuntimeConfig::default()
+    });
+    let pa = rt
+        .map_create(&MapCreateAttr::new(MapType::ProgArray, 4, 4, 2))
+        .unwrap();
+    let pafd = rt.fd_install(pa.clone()).unwrap();
+    let tail = format!("r2 = map[id:{pafd}]\nr3 = 0\ncall bpf_tail_call\nr0 = 2\nexit");
+    let attr = |src: &str, engine| {
+        ProgLoadAttr::new(ProgType::XDP, assemble(src).unwrap().encode(), "GPL").engine(engine)
+    };
+    let caller = rt.prog_load(&attr(&tail, Engine::Jit)).unwrap();
+    assert_eq!(caller.engine(), Engine::Jit);
+    let interp = rt.prog_load(&attr(RET0, Engine::Interp)).unwrap();
+    let ifd = rt.fd_install(interp).unwrap();
+    let (k0, k1) = (0u32.to_ne_bytes(), 1u32.to_ne_bytes());
+    assert_eq!(
+        rt.map_update_elem(&pa, Some(&k0), &ifd.to_ne_bytes(), BPF_ANY),
+        Err(Errno::EINVAL)
+    );
+    // Nor can an interpreted program that tail-calls through it load.
+    assert_eq!(
+        rt.prog_load(&attr(&tail, Engine::Interp)).err(),
+        Some(Errno::EINVAL)
+    );
+    // Compiled programs go in and run.
+    let target = rt.prog_load(&attr(RET0, Engine::Jit)).unwrap();
+    let tfd = rt.fd_install(target).unwrap();
+    rt.map_update_elem(&pa, Some(&k1), &tfd.to_ne_bytes(), BPF_ANY)
+        .unwrap();
+    rt.map_update_elem(&pa, Some(&k0), &tfd.to_ne_bytes(), BPF_ANY)
+        .unwrap();
+    let mut t = TestRun::with_data(&[0u8; 64]);
+    rt.prog_test_run(&caller, &mut t).unwrap();
+    assert_eq!(t.retval, 0, "the tail call ran the target");
 }

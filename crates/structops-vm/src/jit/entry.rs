@@ -521,6 +521,13 @@ impl EntryPoint {
     pub fn machine_code(&self) -> &[u8] {
         self.inner.mem.bytes()
     }
+
+    /// Bytes of memory the entry point's own code occupies: its machine code rounded
+    /// up to whole pages (each entry point is a mapping of its own). The compiled
+    /// program it calls, if any, is not included.
+    pub fn mapped_size(&self) -> usize {
+        self.inner.mem.mapped_len()
+    }
 }
 
 /// `(data, ctx) -> r0`, the Rust functions entry points call.

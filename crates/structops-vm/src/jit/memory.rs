@@ -110,6 +110,11 @@ impl ExecMemory {
         self.base.as_ptr().expose_provenance() as u64
     }
 
+    /// Bytes mapped: the code rounded up to whole pages (at least one).
+    pub(crate) fn mapped_len(&self) -> usize {
+        self.mapped
+    }
+
     /// Bytes of code (not counting the rest of the last page).
     pub(crate) fn len(&self) -> usize {
         self.len
@@ -171,6 +176,11 @@ mod tests {
         assert_eq!(mem.bytes()[0], 0x90);
         assert_eq!(mem.bytes()[1], 0xc3);
         assert_eq!(mem.len(), 100);
+        assert_eq!(
+            mem.mapped_len(),
+            page_size(),
+            "100 bytes take one whole page"
+        );
         assert!(mem.contains(mem.addr() + 99));
         if let Some(p) = seen_during_patch {
             assert!(p.starts_with("rw-"), "while patching: {p}");

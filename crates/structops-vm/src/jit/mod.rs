@@ -600,6 +600,12 @@ impl JitProgram {
         self.inner.mem.len()
     }
 
+    /// Bytes of memory the code occupies: [`JitProgram::code_size`] rounded up to
+    /// whole pages, since each compiled program is a mapping of its own.
+    pub fn mapped_size(&self) -> usize {
+        self.inner.mem.mapped_len()
+    }
+
     /// The machine code.
     pub fn machine_code(&self) -> &[u8] {
         self.inner.mem.bytes()

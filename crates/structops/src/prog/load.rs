@@ -18,12 +18,13 @@ use super::{
     BPF_F_STRICT_ALIGNMENT, BPF_F_TEST_REG_INVARIANTS, BPF_F_TEST_RND_HI32, BPF_F_TEST_STATE_FREQ,
     BPF_F_TOKEN_FD, BPF_F_XDP_DEV_BOUND_ONLY, BPF_F_XDP_HAS_FRAGS, BPF_MAXINSNS, MAX_USED_MAPS,
     MapRef, Prog, ProgBody, ProgHandle, ProgInfo, ProgLoadAttr, ProgType, Verification,
-    VerifiedProgram, prog_map_compatible,
+    VerifiedProgram, prog_alloc_size, prog_map_compatible,
 };
 use crate::btf_obj::BtfObject;
 use crate::errno::Errno;
 use crate::fd::FdObject;
 use crate::maps::{Map, MapType, obj_name};
+use crate::memcg::Charge;
 use crate::object::{AccessMode, Handle, ID_LIMIT};
 use crate::runtime::Runtime;
 
@@ -420,6 +421,11 @@ impl Runtime {
             attr.attach_btf_id,
             dst_prog.is_some(),
         )?;
+        // `bpf_prog_alloc`: the program's pages, charged to the memcg (the kernel's
+        // `bpf_memcg_flags` add `__GFP_ACCOUNT`). 6.12 reports this allocation's
+        // failure as `EINVAL`; a memcg that is full is `ENOMEM` here, as for every
+        // other charge and as in the kernel's later growth (`bpf_prog_realloc`).
+        let mut mem = Charge::new(&self.memcg, prog_alloc_size(insn_cnt))?;
         let license: String = attr
             .license
             .split('\0')
@@ -574,6 +580,10 @@ impl Runtime {
             }
             Err(_) => Code::new(&program),
         };
+        // `bpf_prog_realloc`: a translated program longer than the submitted one takes
+        // more pages.
+        mem.grow_to(prog_alloc_size(xlated.len()))?;
+        let mut jit_mem = None;
         let verification = match verdict {
             Ok(proof) => {
                 let engine = attr.engine.unwrap_or(self.progs.engine);
@@ -596,13 +606,17 @@ impl Runtime {
                     }),
                     ..structops_vm::JitOptions::default()
                 };
-                Verification::Verified(Box::new(VerifiedProgram::new(
+                let (v, charge) = VerifiedProgram::new(
                     proof,
                     program.clone(),
                     code.clone(),
                     engine,
                     &jit,
-                )))
+                    &self.progs.jit_memory,
+                    log,
+                )?;
+                jit_mem = charge;
+                Verification::Verified(Box::new(v))
             }
             Err(e) => Verification::Unverified(e),
         };
@@ -631,6 +645,8 @@ impl Runtime {
             line_info,
             subprogs: subprogs.starts,
             caps,
+            mem,
+            jit_mem,
         };
         Ok((body, verification))
     }
@@ -705,6 +721,7 @@ impl Runtime {
                 continue;
             }
             if kfuncs.len() == MAX_KFUNC_DESCS {
+                log.push_str("too many different kernel function calls\n");
                 return Err(Errno::E2BIG);
             }
             let host = host.ok_or(Errno::ENOTSUPP)?;

@@ -55,6 +55,7 @@ use crate::btf_obj::BtfObject;
 use crate::helpers::HostHelper;
 use crate::kfunc::KfuncTable;
 use crate::maps::{Map, MapType, TailCallTarget};
+use crate::memcg::{Charge, MemCgroup};
 use crate::object::{Handle, IdTable, KernelObject, ObjHeader, ObjKind};
 
 /// `BPF_F_STRICT_ALIGNMENT`.
@@ -75,6 +76,27 @@ pub const BPF_F_XDP_DEV_BOUND_ONLY: u32 = 1 << 6;
 pub const BPF_F_TEST_REG_INVARIANTS: u32 = 1 << 7;
 /// `BPF_F_TOKEN_FD`: `prog_token_fd` names a BPF token.
 pub const BPF_F_TOKEN_FD: u32 = 1 << 16;
+
+/// What `prog_load` fails with when a program's native code does not fit under
+/// [`crate::RuntimeConfig::jit_memory_limit`]: the kernel's JIT gives up when
+/// `bpf_jit_charge_modmem` refuses (`-EPERM`, not passed on), and
+/// `bpf_prog_select_runtime` then fails the load with `-ENOTSUPP` under
+/// `CONFIG_BPF_JIT_ALWAYS_ON`.
+const JIT_LIMIT_LOAD_ERRNO: crate::Errno = crate::Errno::ENOTSUPP;
+
+/// `offsetof(struct bpf_prog, insns)` on 64-bit kernels: the header `bpf_prog_alloc`
+/// allocates before the instructions.
+const BPF_PROG_HEADER_SIZE: u64 = 72;
+
+/// The kernel's `PAGE_SIZE` on x86-64: program allocations are whole pages.
+const PAGE_SIZE: u64 = 4096;
+
+/// The bytes the kernel's `bpf_prog_alloc` (and `bpf_prog_realloc`) charge to the memcg
+/// for a program of `insn_cnt` instructions: `bpf_prog_size`, rounded up to whole
+/// pages.
+pub(crate) fn prog_alloc_size(insn_cnt: usize) -> u64 {
+    (BPF_PROG_HEADER_SIZE + 8 * insn_cnt as u64).next_multiple_of(PAGE_SIZE)
+}
 
 /// `BPF_MAXINSNS`: most instructions an unprivileged program may have.
 pub const BPF_MAXINSNS: u32 = 4096;
@@ -239,24 +261,59 @@ impl VerifiedProgram {
     /// Pairs the verifier's proof with the translated program it was checked for, and
     /// compiles it when `engine` is the JIT. A program the JIT cannot compile runs in
     /// the interpreter, as the kernel falls back to its interpreter when its JIT fails
-    /// (without `CONFIG_BPF_JIT_ALWAYS_ON`).
+    /// (without `CONFIG_BPF_JIT_ALWAYS_ON`). Compiled code is charged, in whole pages,
+    /// to `jit_memory` (`bpf_jit_charge_modmem`); the charge comes back with the
+    /// program.
+    ///
+    /// # Errors
+    ///
+    /// `ENOTSUPP` when the code does not fit under the JIT memory limit (the kernel's
+    /// `bpf_prog_select_runtime` when its JIT gave up with `CONFIG_BPF_JIT_ALWAYS_ON`);
+    /// the reason goes to `log`, and the compiled code is freed.
     pub(crate) fn new(
         proof: structops_verifier::VerifiedProgram,
         program: Program,
         code: Code,
         engine: Engine,
         jit: &structops_vm::JitOptions,
-    ) -> VerifiedProgram {
-        let engine = match engine {
-            Engine::Jit if code.jit_with(jit).is_ok() => Engine::Jit,
-            _ => Engine::Interp,
+        jit_memory: &Arc<MemCgroup>,
+        log: &mut String,
+    ) -> Result<(VerifiedProgram, Option<Charge>), crate::Errno> {
+        let compiled = match engine {
+            Engine::Jit => code.jit_with(jit).ok(),
+            Engine::Interp => None,
         };
-        VerifiedProgram {
-            proof,
-            code,
-            program,
-            engine,
-        }
+        let charge = match compiled {
+            None => None,
+            Some(native) => {
+                let bytes = native.mapped_size() as u64;
+                match Charge::new(jit_memory, bytes) {
+                    Ok(c) => Some(c),
+                    Err(_) => {
+                        log.push_str(&format!(
+                            "JIT memory limit of {} bytes reached: {} bytes in use, {bytes} more needed\n",
+                            jit_memory.limit(),
+                            jit_memory.used(),
+                        ));
+                        return Err(JIT_LIMIT_LOAD_ERRNO);
+                    }
+                }
+            }
+        };
+        let engine = if charge.is_some() {
+            Engine::Jit
+        } else {
+            Engine::Interp
+        };
+        Ok((
+            VerifiedProgram {
+                proof,
+                code,
+                program,
+                engine,
+            },
+            charge,
+        ))
     }
 
     /// The engine the program runs on when not checked.
@@ -348,6 +405,13 @@ pub struct ProgBody {
     pub(crate) line_info: Vec<LineInfo>,
     pub(crate) subprogs: Vec<usize>,
     pub(crate) caps: crate::caps::Capabilities,
+    /// The program's pages, charged to the runtime's memory account
+    /// ([`crate::RuntimeConfig::memory_limit`]) until the program is freed.
+    pub(crate) mem: Charge,
+    /// Its native code's pages, charged against
+    /// [`crate::RuntimeConfig::jit_memory_limit`] until the program is freed, when it
+    /// runs on the JIT.
+    pub(crate) jit_mem: Option<Charge>,
 }
 
 impl fmt::Debug for ProgBody {
@@ -533,6 +597,13 @@ impl ProgBody {
         &self.subprogs
     }
 
+    /// Bytes of the runtime's memory account ([`crate::RuntimeConfig::memory_limit`])
+    /// the program holds: what the kernel's `bpf_prog_alloc` charges and its fdinfo
+    /// shows as `memlock` (`bpf_prog_size` of the translated program, in whole pages).
+    pub fn memlock(&self) -> u64 {
+        self.mem.bytes()
+    }
+
     /// The capabilities it was loaded with (they decide which helpers it may call).
     pub fn load_caps(&self) -> crate::caps::Capabilities {
         self.caps
@@ -706,7 +777,10 @@ pub(crate) fn prog_map_compatible(map: &Map, prog: &ProgBody) -> bool {
     };
     let mine = ProgArrayOwner {
         prog_type: ty,
-        jited: false,
+        // A program on the JIT holds a JIT charge: JIT-compiled programs and
+        // interpreted ones do not share a `PROG_ARRAY`, as in the kernel (the JIT's
+        // tail calls reach only compiled code).
+        jited: prog.jit_mem.is_some(),
         xdp_has_frags: prog.xdp_has_frags,
         attach_func_proto: (
             prog.attach_btf.as_ref().map_or(0, |b| b.id()),
@@ -794,6 +868,8 @@ pub(crate) struct ProgRegistry {
     pub(crate) table: Arc<IdTable<Prog>>,
     /// [`crate::RuntimeConfig::struct_ops_image_limit`].
     pub(crate) struct_ops_image_limit: u64,
+    /// The account of [`crate::RuntimeConfig::jit_memory_limit`].
+    pub(crate) jit_memory: Arc<MemCgroup>,
     /// [`crate::RuntimeConfig::verifier_memory_limit`].
     pub(crate) verifier_limits: structops_verifier::Limits,
     pub(crate) helpers: RwLock<Vec<HostHelper>>,
@@ -844,6 +920,7 @@ impl ProgRegistry {
         ProgRegistry {
             table: IdTable::with_limit(config.max_progs),
             struct_ops_image_limit: config.struct_ops_image_limit,
+            jit_memory: MemCgroup::new(config.jit_memory_limit),
             verifier_limits: structops_verifier::Limits {
                 state_memory: config.verifier_memory_limit,
                 log_size: config.verifier_log_limit,

@@ -23,6 +23,7 @@ use crate::btf_obj::BtfObject;
 use crate::errno::Errno;
 use crate::fd::FdTable;
 use crate::maps::{Map, MapCreateAttr};
+use crate::memcg::Charge;
 use crate::prog::{AttachType, ProgType};
 
 /// `bpf_struct_ops_map_alloc_check`.
@@ -414,6 +415,16 @@ impl StructOpsMap {
                     return Err(Errno::E2BIG);
                 }
             }
+            // Every entry point's pages count against the runtime's JIT memory, as the
+            // kernel's `bpf_struct_ops_image_alloc` charges each trampoline page
+            // (`bpf_jit_charge_modmem`, `EPERM` past `bpf_jit_limit`).
+            let jit_mem = match &entry {
+                Some(e) => Some(
+                    Charge::new(&self.progs.jit_memory, e.mapped_size() as u64)
+                        .map_err(|_| Errno::EPERM)?,
+                ),
+                None => None,
+            };
             // kdata's function pointer is the member's native function, as the kernel
             // puts the trampoline there (0 when the member has no native form).
             if let (Some(e), Some(w)) = (&entry, kbytes.get_mut(moff..moff + 8)) {
@@ -423,6 +434,7 @@ impl StructOpsMap {
                 nargs: usize::from(model.nr_args),
                 prog,
                 entry,
+                jit_mem,
             }));
         }
         for (i, w) in kdata.iter_mut().enumerate() {

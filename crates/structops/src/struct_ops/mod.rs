@@ -537,6 +537,13 @@ pub struct MemberImpl {
     nargs: usize,
     /// The member's native `extern "C"` function (see [`MemberImpl::entry`]).
     entry: Option<structops_vm::EntryPoint>,
+    /// The entry point's pages, charged against
+    /// [`crate::RuntimeConfig::jit_memory_limit`].
+    #[expect(
+        dead_code,
+        reason = "held for its drop, which returns the charge with the entry point"
+    )]
+    jit_mem: Option<crate::memcg::Charge>,
 }
 
 impl MemberImpl {

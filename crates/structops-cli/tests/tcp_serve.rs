@@ -174,9 +174,13 @@ fn register_link_update_unregister_and_stop() {
     let s = wait_status(&mut c, "goodput", |s| {
         s["total_goodput_mbps"].as_f64().is_some_and(|g| g > 10.0)
     });
+    // Goodput is what the receivers deliver in order. Over a one-second window that is
+    // at most the bottleneck's 20 Mbit/s plus what was already in the network when the
+    // window began (segments held out of order behind a loss are delivered at once when
+    // the hole is filled): one BDP and the buffer, 2 x 50 kB = 0.8 Mbit here.
     assert!(
-        s["total_goodput_mbps"].as_f64().unwrap() <= 20.0,
-        "goodput cannot exceed the bottleneck: {s:#}"
+        s["total_goodput_mbps"].as_f64().unwrap() <= 20.8,
+        "goodput cannot exceed the bottleneck and what the network holds: {s:#}"
     );
 
     // Register so_demo: every flow switches to it.

@@ -185,18 +185,16 @@ impl Window {
         }
     }
 
-    /// Flow `i`'s goodput (Mbit/s) from the oldest mark to the newest.
-    fn mbps(&self, i: usize) -> f64 {
-        let (Some((t0, d0)), Some((t1, d1))) = (self.marks.front(), self.marks.back()) else {
-            return 0.0;
-        };
-        let (Some(a), Some(b)) = (d0.get(i), d1.get(i)) else {
-            return 0.0;
-        };
-        if t1 <= t0 {
-            return 0.0;
+    /// Flow `i`'s goodput (Mbit/s) from the oldest mark to the newest; `None` until the
+    /// marks span a whole window. (Over a shorter span, ACKs that arrive together at its
+    /// edge would read as more than the bottleneck delivers.)
+    fn mbps(&self, i: usize) -> Option<f64> {
+        let ((t0, d0), (t1, d1)) = (self.marks.front()?, self.marks.back()?);
+        let (a, b) = (d0.get(i)?, d1.get(i)?);
+        if t1.saturating_sub(*t0) < GOODPUT_WINDOW_NS {
+            return None;
         }
-        b.saturating_sub(*a) as f64 * 8.0 / ((t1 - t0) as f64 / 1e9) / 1e6
+        Some(b.saturating_sub(*a) as f64 * 8.0 / ((t1 - t0) as f64 / 1e9) / 1e6)
     }
 }
 
@@ -239,7 +237,8 @@ fn status(
             })
         })
         .collect();
-    let total: f64 = flows.iter().map(|f| window.mbps(f.flow)).sum();
+    // Null until a whole window has been simulated, like each flow's.
+    let total: Option<f64> = flows.iter().map(|f| window.mbps(f.flow)).sum();
     json!({
         "sim_time_ns": s.now_ns(),
         "sim_time_s": s.now_ns() as f64 / 1e9,
@@ -472,8 +471,18 @@ mod tests {
         for k in 0..=30u64 {
             w.push(k * 100 * MS, vec![k * 125_000]);
         }
-        assert!((w.mbps(0) - 10.0).abs() < 1e-9);
+        assert!((w.mbps(0).unwrap() - 10.0).abs() < 1e-9);
         assert_eq!(w.marks.front().map(|m| m.0), Some(2 * SEC));
-        assert_eq!(w.mbps(3), 0.0);
+        assert_eq!(w.mbps(3), None);
+        // Less than a window simulated: no figure yet.
+        let mut w = Window {
+            marks: VecDeque::new(),
+        };
+        for k in 0..10u64 {
+            w.push(k * 100 * MS, vec![k * 125_000]);
+        }
+        assert_eq!(w.mbps(0), None);
+        w.push(SEC, vec![1_250_000]);
+        assert!((w.mbps(0).unwrap() - 10.0).abs() < 1e-9);
     }
 }

@@ -101,8 +101,9 @@ fn no_sample_during_compilation_is_writable_and_executable() {
     });
     let done = Arc::new(AtomicBool::new(false));
     let code_at = Arc::new(AtomicU64::new(0));
+    let taken = Arc::new(AtomicU64::new(0));
     let sampler = {
-        let (done, code_at) = (done.clone(), code_at.clone());
+        let (done, code_at, taken) = (done.clone(), code_at.clone(), taken.clone());
         std::thread::spawn(move || {
             let (mut samples, mut seen) = (0u64, 0u64);
             while !done.load(Ordering::Acquire) {
@@ -123,6 +124,7 @@ fn no_sample_during_compilation_is_writable_and_executable() {
                     seen += 1;
                 }
                 samples += 1;
+                taken.store(samples, Ordering::Release);
             }
             (samples, seen)
         })
@@ -144,7 +146,10 @@ fn no_sample_during_compilation_is_writable_and_executable() {
     let last = load(&rt);
     let code = last.jited().expect("jited").machine_code().as_ptr() as u64;
     code_at.store(code, Ordering::Release);
-    std::thread::sleep(std::time::Duration::from_millis(50));
+    let (from, start) = (taken.load(Ordering::Acquire), std::time::Instant::now());
+    while taken.load(Ordering::Acquire) < from + 2 && start.elapsed().as_secs() < 10 {
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
     done.store(true, Ordering::Release);
     let (samples, seen) = sampler.join().expect("no writable and executable mapping");
     println!("{samples} samples of the memory map, {seen} with a program's code in it");

@@ -19,7 +19,6 @@ use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
 use structops::{Engine, ProgLoadAttr, ProgType};
-use structops_isa::{Insn, assemble};
 
 #[path = "../../crates/structops/tests/common/progen.rs"]
 mod progen;
@@ -39,24 +38,9 @@ fn sides() -> &'static [twin::Side; 3] {
 }
 
 fuzz_target!(|data: &[u8]| {
-    let Some((&mode, rest)) = data.split_first() else {
-        return;
-    };
     let [interp, jit, fast] = sides();
-    let (insns, packet): (Vec<Insn>, &[u8]) = if mode % 2 == 0 {
-        let n = rest.len() / 8 * 8;
-        match Insn::parse_slice(&rest[..n]) {
-            Ok(i) if !i.is_empty() => (i, &[0u8; 64][..]),
-            _ => return,
-        }
-    } else {
-        let mut seed = [0u8; 8];
-        let take = rest.len().min(8);
-        seed[..take].copy_from_slice(&rest[..take]);
-        let mut rng = progen::Rng::new(u64::from_le_bytes(seed));
-        let text = progen::program(&mut rng, &interp.maps);
-        let prog = assemble(&text).expect("the generator's output assembles");
-        (prog.encode(), &rest[take..])
+    let Some((insns, packet)) = progen::decode_input(data, &interp.maps) else {
+        return;
     };
     let attr = ProgLoadAttr::new(ProgType::XDP, insns, "GPL");
     let c = fast.rt.prog_load(&attr);

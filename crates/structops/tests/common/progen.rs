@@ -64,6 +64,31 @@ const ALU: [&str; 11] = [
 ];
 const CONDS: [&str; 10] = ["==", "!=", ">", ">=", "<", "<=", "s>", "s>=", "s<", "s<="];
 
+/// Decodes an input of the `verifier` and `jit_diff` fuzz targets into instructions and
+/// a packet. An even first byte takes the rest as raw instructions (whole slots only)
+/// with a zeroed 64-byte packet; an odd one takes the next (up to) 8 bytes as a
+/// generator seed and the rest as the packet. `None` for inputs that hold no program.
+/// Panics if the generator's text does not assemble (a bug of the generator).
+pub fn decode_input<'a>(
+    data: &'a [u8],
+    maps: &GenMaps,
+) -> Option<(Vec<structops_isa::Insn>, &'a [u8])> {
+    const ZEROED: &[u8] = &[0; 64];
+    let (&mode, rest) = data.split_first()?;
+    if mode % 2 == 0 {
+        let n = rest.len() / 8 * 8;
+        let insns = structops_isa::Insn::parse_slice(&rest[..n]).ok()?;
+        return (!insns.is_empty()).then_some((insns, ZEROED));
+    }
+    let mut seed = [0u8; 8];
+    let take = rest.len().min(8);
+    seed[..take].copy_from_slice(&rest[..take]);
+    let text = program(&mut Rng::new(u64::from_le_bytes(seed)), maps);
+    // A generator bug, not an input to refuse: a finding.
+    let prog = structops_isa::assemble(&text).expect("the generator's output assembles");
+    Some((prog.encode(), &rest[take..]))
+}
+
 /// Generates one program (assembler text).
 ///
 /// Register conventions the snippets mostly keep: r6 = ctx, r7 = packet start,

@@ -89,7 +89,8 @@ fn range_within(old: &ScalarValue, cur: &ScalarValue) -> bool {
         && old.var_off.contains(cur.var_off)
 }
 
-fn regs_exact(old: &Reg, cur: &Reg, ids: &mut IdMap) -> bool {
+/// Every field but the ids, `frameno` and `precise` is the same.
+fn same_but_ids(old: &Reg, cur: &Reg) -> bool {
     old.ty == cur.ty
         && old.flags == cur.flags
         && old.v == cur.v
@@ -98,8 +99,12 @@ fn regs_exact(old: &Reg, cur: &Reg, ids: &mut IdMap) -> bool {
         && old.mem_size == cur.mem_size
         && old.range == cur.range
         && old.btf_id == cur.btf_id
-        && old.frameno == cur.frameno
         && old.subprog == cur.subprog
+}
+
+fn regs_exact(old: &Reg, cur: &Reg, ids: &mut IdMap) -> bool {
+    same_but_ids(old, cur)
+        && old.frameno == cur.frameno
         && ids.check(old.id, cur.id)
         && ids.check(old.ref_obj_id, cur.ref_obj_id)
 }
@@ -265,23 +270,10 @@ pub(crate) fn states_maybe_looping(old: &State, cur: &State) -> bool {
     let (Some(fo), Some(fc)) = (old.frames.last(), cur.frames.last()) else {
         return false;
     };
-    fo.regs.iter().zip(fc.regs.iter()).all(|(o, c)| {
-        o.ty == c.ty
-            && o.flags == c.flags
-            && o.v == c.v
-            && o.off == c.off
-            && o.id == c.id
-            && o.ref_obj_id == c.ref_obj_id
-            // The kernel's union: zero for scalars and unset registers, so compared only
-            // for pointers here.
-            && (o.ty == RegType::Scalar
-                || o.ty == RegType::NotInit
-                || (o.map == c.map
-                    && o.mem_size == c.mem_size
-                    && o.range == c.range
-                    && o.btf_id == c.btf_id
-                    && o.subprog == c.subprog))
-    })
+    fo.regs
+        .iter()
+        .zip(fc.regs.iter())
+        .all(|(o, c)| same_but_ids(o, c) && o.id == c.id && o.ref_obj_id == c.ref_obj_id)
 }
 
 /// `states_equal`: with [`Exact::Equal`], the states must be the same
